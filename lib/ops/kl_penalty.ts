@@ -1,0 +1,70 @@
+/**
+ * klPenalty — spec §3 (KL penalty estimators). Per token, with d = refLogp − logp:
+ *   k1: D = −d; k2: D = ½d²; k3 (default): D = exp(d) − d − 1; low_var_kl: k3 with d clamped to
+ *   [−20, 20] and D clamped to [−10, 10].
+ * Returns D and dD/dlogp per token.
+ */
+import { native } from '../native';
+import * as v from '../validate';
+
+export type KlEstimator = 'k1' | 'k2' | 'k3' | 'low_var_kl';
+export const KL_ESTIMATORS: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl'];
+
+export interface KlPenaltyOptions {
+  /** Policy log-probs ℓ, one per token. */
+  logp: Float32Array;
+  /** Reference-model log-probs ℓ_ref, same length. */
+  refLogp: Float32Array;
+  /** Estimator; default 'k3' (TRL, ms-swift; verl's low_var_kl without the clamp of D). */
+  estimator?: KlEstimator;
+  /**
+   * Clamp d to [−20, 20] before exp (default true) so exp never overflows in float32; the
+   * gradient is zero where the clamp is active. false reproduces TRL exactly. k1 and k2 never
+   * exponentiate and ignore it.
+   */
+  clampLogRatio?: boolean;
+  /** Compute dD/dlogp (default true). */
+  grad?: boolean;
+  /** Optional preallocated outputs. */
+  out?: { kl?: Float32Array; grad?: Float32Array };
+}
+
+export interface KlPenaltyResult {
+  /** D per token. */
+  kl: Float32Array;
+  /** dD/dlogp per token, or null when `grad: false`. */
+  grad: Float32Array | null;
+}
+
+const OP = 'klPenalty';
+
+function prepare(o: KlPenaltyOptions) {
+  const opts = v.options(OP, o);
+  const logp = v.float32Array(OP, 'logp', opts.logp);
+  const n = logp.length;
+  const refLogp = v.float32Array(OP, 'refLogp', opts.refLogp, n);
+  v.allFinite(OP, 'logp', logp);
+  v.allFinite(OP, 'refLogp', refLogp);
+  const estimator = v.oneOf(OP, 'estimator', opts.estimator, KL_ESTIMATORS, 'k3');
+  const clampLogRatio = v.boolean(OP, 'clampLogRatio', opts.clampLogRatio, true);
+  const wantGrad = v.boolean(OP, 'grad', opts.grad, true);
+  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  const kl = v.outFloat32(OP, 'out.kl', out.kl, n);
+  const grad = wantGrad ? v.outFloat32(OP, 'out.grad', out.grad, n) : null;
+  const args = { n, logp, refLogp, estimator: KL_ESTIMATORS.indexOf(estimator), clampLogRatio, kl, grad };
+  return { args, result: (): KlPenaltyResult => ({ kl, grad }) };
+}
+
+/** KL penalty per token (async: runs on the native thread pool). */
+export async function klPenalty(o: KlPenaltyOptions): Promise<KlPenaltyResult> {
+  const p = prepare(o);
+  await native().klPenalty(p.args, true);
+  return p.result();
+}
+
+/** Synchronous twin of {@link klPenalty}. */
+export function klPenaltySync(o: KlPenaltyOptions): KlPenaltyResult {
+  const p = prepare(o);
+  native().klPenalty(p.args, false);
+  return p.result();
+}

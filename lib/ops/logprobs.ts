@@ -1,0 +1,2 @@
+// placeholder: implemented by the op's owner
+export {};

@@ -1,0 +1,247 @@
+// The N-API binding: a table of ops. Each entry reads its argument object into the op's args
+// struct (pointers into the caller's typed arrays, scalars), then runs the CPU kernel now
+// (sync) or on the driver thread (async, returns a Promise). No math lives here.
+//
+// Every op is called as op(args, async). Outputs are typed arrays the TS layer allocated and
+// passed in (so callers can reuse buffers); scalar results come back as an object.
+#include <napi.h>
+
+#include <memory>
+
+#include "common/async.h"
+#include "common/napi_args.h"
+#include "common/threadpool.h"
+#include "ops/group_advantages.h"
+#include "ops/grpo_loss.h"
+#include "ops/grpo_loss_from_logits.h"
+#include "ops/kl_penalty.h"
+#include "ops/logprobs.h"
+#include "ops/sample.h"
+
+namespace grpo {
+
+// native/common/backend_info.cc
+Napi::Object cuda_info(Napi::Env env);
+const char* cpu_isa();
+// Further export tables, each owned by its feature: the built-in transformer
+// (native/model/model_binding.cc) and device tensors + CUDA dispatch (native/device/).
+void register_model_ops(Napi::Env env, Napi::Object exports);
+void register_device_ops(Napi::Env env, Napi::Object exports);
+
+namespace {
+
+constexpr int64_t kMaxDim = int64_t(1) << 40;
+
+bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean().Value(); }
+
+Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", m.loss);
+  o.Set("kl", m.kl);
+  o.Set("entropy", m.entropy);
+  o.Set("clipLow", m.clip_low);
+  o.Set("clipHigh", m.clip_high);
+  o.Set("clipRegion", m.clip_region);
+  o.Set("ratio", m.ratio);
+  o.Set("maskedTokens", m.masked_tokens);
+  return o;
+}
+
+void read_options(ArgReader& r, GrpoOptions& o) {
+  o.level = static_cast<Level>(r.integer("level", 0, 1));
+  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 2));
+  o.eps_low = r.num("epsilonLow");
+  o.eps_high = r.num("epsilonHigh");
+  o.use_delta = r.has("delta");
+  o.delta = r.num_or("delta", 0);
+  o.clip_ratio_c = r.num("clipRatioC");
+  o.beta = r.num("beta");
+  o.kl_estimator = static_cast<KlEstimator>(r.integer("klEstimator", 0, 3));
+  o.clamp_log_ratio = r.flag("clampLogRatio", true);
+  o.loss_type = static_cast<LossType>(r.integer("lossType", 0, 4));
+  o.n_global = r.num_or("numItemsInBatch", 0);
+  o.max_completion_length = r.num_or("maxCompletionLength", 0);
+  o.top_entropy_quantile = r.num_or("topEntropyQuantile", 1);
+}
+
+Napi::Value Logprobs(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<LogprobsArgs>();
+  a->N = r.integer("N", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  a->logits = r.float_tensor("logits", r.product("V", a->N, a->V));
+  a->targets = r.typed<int32_t>("targets", napi_int32_array, a->N);
+  a->temperature = static_cast<float>(r.num("temperature"));
+  a->logp = r.typed<float>("logp", napi_float32_array, a->N);
+  a->entropy = r.typed<float>("entropy", napi_float32_array, a->N, true);
+  job->execute = [a] { logprobs_cpu(*a); };
+  job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<GroupAdvantagesArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->K = r.integer("K", 1, 1 << 20);
+  a->num_groups = r.integer("numGroups", 0, kMaxDim);
+  a->rewards = r.typed<float>("rewards", napi_float32_array, r.product("K", a->S, a->K));
+  a->weights = r.typed<float>("weights", napi_float32_array, a->K);
+  a->group = r.typed<int32_t>("group", napi_int32_array, a->S);
+  a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
+  a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
+  a->eps = r.num("eps");
+  a->unbiased = r.flag("unbiased", true);
+  a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
+  a->reward = r.typed<float>("reward", napi_float32_array, a->S);
+  a->group_mean = r.typed<float>("groupMean", napi_float32_array, a->num_groups);
+  a->group_std = r.typed<float>("groupStd", napi_float32_array, a->num_groups);
+  // Group indices are read by the kernel as array offsets: check them here, not only in TS.
+  for (int64_t i = 0; i < a->S; ++i)
+    if (a->group[i] < 0 || a->group[i] >= a->num_groups) r.fail("group", "dense group indices in [0, numGroups)");
+  job->execute = [a] { group_advantages_cpu(*a); };
+  job->result = [a](Napi::Env env) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("zeroStdFraction", a->zero_std_fraction);
+    o.Set("numNoReward", static_cast<double>(a->num_no_reward));
+    return o;
+  };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value KlPenalty(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<KlPenaltyArgs>();
+  a->n = r.integer("n", 0, kMaxDim);
+  a->logp = r.typed<float>("logp", napi_float32_array, a->n);
+  a->ref_logp = r.typed<float>("refLogp", napi_float32_array, a->n);
+  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, 3));
+  a->clamp_log_ratio = r.flag("clampLogRatio", true);
+  a->kl = r.typed<float>("kl", napi_float32_array, a->n);
+  a->grad = r.typed<float>("grad", napi_float32_array, a->n, true);
+  job->execute = [a] { kl_penalty_cpu(*a); };
+  job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<GrpoLossArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->T = r.integer("T", 0, kMaxDim);
+  int64_t N = r.product("T", a->S, a->T);
+  a->logp = r.typed<float>("logp", napi_float32_array, N);
+  a->old_logp = r.typed<float>("oldLogp", napi_float32_array, N, true);
+  a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
+  a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
+  a->mask = r.typed<uint8_t>("mask", napi_uint8_array, N);
+  a->entropy = r.typed<float>("entropy", napi_float32_array, N, true);
+  read_options(r, a->opt);
+  if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
+  if (a->opt.top_entropy_quantile < 1 && !a->entropy) r.fail("entropy", "given when topEntropyQuantile < 1");
+  a->grad_logp = r.typed<float>("gradLogp", napi_float32_array, N, true);
+  a->per_token_loss = r.typed<float>("perTokenLoss", napi_float32_array, N, true);
+  job->execute = [a] { grpo_loss_cpu(*a); };
+  job->result = [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value GrpoLossFromLogits(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<GrpoLossFromLogitsArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->T = r.integer("T", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  int64_t N = r.product("T", a->S, a->T);
+  int64_t NV = r.product("V", N, a->V);
+  a->logits = r.float_tensor("logits", NV);
+  a->targets = r.typed<int32_t>("targets", napi_int32_array, N);
+  a->temperature = static_cast<float>(r.num("temperature"));
+  a->old_logp = r.typed<float>("oldLogp", napi_float32_array, N, true);
+  a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
+  a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
+  a->mask = r.typed<uint8_t>("mask", napi_uint8_array, N);
+  read_options(r, a->opt);
+  if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
+  a->grad_mode = static_cast<GradMode>(r.integer("gradMode", 0, 2));
+  if (a->grad_mode == GradMode::Separate) {
+    a->grad_logits = r.float_tensor("gradLogits", NV);
+    if (a->grad_logits.dtype != a->logits.dtype) r.fail("gradLogits", "of the same dtype as logits");
+  } else if (a->grad_mode == GradMode::InPlace) {
+    a->grad_logits = a->logits;
+  }
+  a->logp = r.typed<float>("logp", napi_float32_array, N);
+  a->entropy = r.typed<float>("entropy", napi_float32_array, N);
+  a->grad_logp = r.typed<float>("gradLogp", napi_float32_array, N, true);
+  job->execute = [a] { grpo_loss_from_logits_cpu(*a); };
+  job->result = [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value Sample(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<SampleArgs>();
+  a->R = r.integer("R", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  a->logits = r.float_tensor("logits", r.product("V", a->R, a->V));
+  a->temperature = r.typed<float>("temperature", napi_float32_array, a->R);
+  a->top_k = r.typed<int32_t>("topK", napi_int32_array, a->R);
+  a->top_p = r.typed<float>("topP", napi_float32_array, a->R);
+  a->min_p = r.typed<float>("minP", napi_float32_array, a->R);
+  a->seed_lo = static_cast<uint32_t>(r.integer("seedLo", 0, 0xffffffffLL));
+  a->seed_hi = static_cast<uint32_t>(r.integer("seedHi", 0, 0xffffffffLL));
+  a->step = static_cast<uint32_t>(r.integer("step", 0, 0xffffffffLL));
+  a->row_ids = r.typed<uint32_t>("rowIds", napi_uint32_array, a->R, true);
+  a->tokens = r.typed<int32_t>("tokens", napi_int32_array, a->R);
+  a->logp = r.typed<float>("logp", napi_float32_array, a->R);
+  a->trunc_logp = r.typed<float>("truncLogp", napi_float32_array, a->R, true);
+  job->execute = [a] { sample_cpu(*a); };
+  job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "setNumThreads: expected a number");
+  int n = info[0].As<Napi::Number>().Int32Value();
+  if (n < 1 || n > 1024) throw Napi::RangeError::New(info.Env(), "setNumThreads: expected an integer in [1, 1024]");
+  set_num_threads(n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Backend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cpuIsa", cpu_isa());
+  o.Set("threads", num_threads());
+  o.Set("cuda", cuda_info(env));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("logprobs", Napi::Function::New(env, Logprobs, "logprobs"));
+  exports.Set("groupAdvantages", Napi::Function::New(env, GroupAdvantages, "groupAdvantages"));
+  exports.Set("klPenalty", Napi::Function::New(env, KlPenalty, "klPenalty"));
+  exports.Set("grpoLoss", Napi::Function::New(env, GrpoLoss, "grpoLoss"));
+  exports.Set("grpoLossFromLogits", Napi::Function::New(env, GrpoLossFromLogits, "grpoLossFromLogits"));
+  exports.Set("sample", Napi::Function::New(env, Sample, "sample"));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
+  register_model_ops(env, exports);
+  register_device_ops(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace grpo
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return grpo::Init(env, exports); }
+NODE_API_MODULE(grpo_kernels, InitModule)

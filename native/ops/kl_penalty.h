@@ -1,0 +1,21 @@
+// klPenalty: spec §3. Per token, with d = ref_logp - logp: the KL estimate D and dD/dlogp.
+#pragma once
+#include <cstdint>
+
+#include "../common/formulas.h"
+
+namespace grpo {
+
+struct KlPenaltyArgs {
+  const float* logp = nullptr;      // [n]
+  const float* ref_logp = nullptr;  // [n]
+  int64_t n = 0;
+  KlEstimator estimator = KlEstimator::K3;
+  bool clamp_log_ratio = true;
+  float* kl = nullptr;    // [n] out
+  float* grad = nullptr;  // [n] out, optional: dD/dlogp
+};
+
+void kl_penalty_cpu(const KlPenaltyArgs& a);
+
+}  // namespace grpo
