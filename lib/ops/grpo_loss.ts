@@ -1,2 +1,182 @@
-// placeholder: implemented by the op's owner
-export {};
+/**
+ * grpoLoss — spec §4-§6 (importance ratio, per-token loss, aggregation) from per-token
+ * log-probs. Shapes: S sequences (= advantages.length), T tokens each (T = logp.length / S),
+ * N = S·T rows, row n = i·T + t.
+ *
+ * Semantics (follow TRL's GRPOTrainer / verl where the spec is terse):
+ * - ρ = exp(ℓ − ℓ_old) per token (`importanceSamplingLevel: 'token'`), or the GSPO sequence
+ *   ratio s_i = exp(Σ_t m·(ℓ − ℓ_old) / max(n_i, 1)) for every token of sequence i
+ *   (`'sequence'`), whose gradient reaches every masked token of i: ∂s_i/∂ℓ[i,t] = s_i·m/max(n_i, 1).
+ * - Without `oldLogp`, ℓ_old = ℓ detached (one optimiser step per rollout batch): ρ = 1 with
+ *   gradient ρ.
+ * - Per token L[n] = emask[n]·P[n] + β·D[n], P the clipped surrogate (or dual-clip / CISPO
+ *   variant), D the KL estimate against `refLogp`. emask is 1 unless `topEntropyQuantile` < 1.
+ * - loss = Σ_n a[n]·m[n]·L[n] with the aggregation weight a of `lossType`; gradLogp = ∂loss/∂ℓ,
+ *   exact (sequence-level coupling, CISPO's direct term, β·∂D/∂ℓ included).
+ * - Masked-out tokens (mask 0) are skipped entirely: their inputs may hold anything (NaN
+ *   padding), they get gradient 0, per-token loss 0, and contribute to nothing.
+ */
+import { native } from '../native';
+import * as v from '../validate';
+import { KL_ESTIMATORS, KlEstimator } from './kl_penalty';
+
+/** Where the importance ratio is taken: per token (GRPO) or per sequence (GSPO). */
+export type ImportanceSamplingLevel = 'token' | 'sequence';
+/** The order here is the native enum order (native/common/formulas.h `Level`). */
+export const IMPORTANCE_SAMPLING_LEVELS: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
+
+/** Policy-term variant: PPO clip (TRL/GRPO), verl/OpenRLHF dual clip, or TRL's CISPO. */
+export type PolicyLoss = 'clip' | 'dual_clip' | 'cispo';
+/** Native enum order (formulas.h `PolicyLoss`). */
+export const POLICY_LOSSES: readonly PolicyLoss[] = ['clip', 'dual_clip', 'cispo'];
+
+/** Aggregation of per-token losses into one scalar (spec §6). */
+export type LossType = 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum';
+/** Native enum order (formulas.h `LossType`). */
+export const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum'];
+
+/** Default CISPO cap on ρ when `epsilonHigh` is not given (the value TRL recommends). */
+export const CISPO_DEFAULT_EPSILON_HIGH = 5.0;
+
+/**
+ * The loss options, named as TRL's GRPOConfig names them (camelCase). Shared by grpoLoss and
+ * grpoLossFromLogits; {@link grpoConfigToNative} validates them and fills in the defaults.
+ */
+export interface GrpoLossConfig {
+  /** 'token' (GRPO, default) or 'sequence' (GSPO: one geometric-mean ratio per sequence). */
+  importanceSamplingLevel?: ImportanceSamplingLevel;
+  /** 'clip' (default), 'dual_clip' (bound −clipRatioC·A for A < 0) or 'cispo'. */
+  policyLoss?: PolicyLoss;
+  /** ε_low: the ratio is clipped below at 1 − epsilon. Default 0.2, in [0, 1]. */
+  epsilon?: number;
+  /**
+   * ε_high (clip-higher, DAPO): clipped above at 1 + epsilonHigh. Default: `epsilon`.
+   * For `policyLoss: 'cispo'` it is instead the absolute cap on ρ and defaults to 5.0
+   * ({@link CISPO_DEFAULT_EPSILON_HIGH}, TRL's recommendation): a cap of 0.2 would make no sense.
+   */
+  epsilonHigh?: number;
+  /**
+   * TRL `delta` (two-sided GRPO): ρ is replaced by min(ρ, delta) in the unclipped term.
+   * Off by default; must exceed 1 + epsilonHigh (below that it has no effect on the loss).
+   * Not applicable to 'cispo'.
+   */
+  delta?: number;
+  /** dual_clip bound c (verl `clip_ratio_c`): P ≤ −c·A for A < 0. Default 3, must be > 1. */
+  clipRatioC?: number;
+  /** KL weight β ≥ 0. Default 0 (no KL term; refLogp then optional and only feeds the metric). */
+  beta?: number;
+  /** KL estimator (spec §3). Default 'k3'. */
+  klEstimator?: KlEstimator;
+  /** Clamp d = ℓ_ref − ℓ to [−20, 20] before exp in k3 (default true; false = TRL exactly). */
+  clampLogRatio?: boolean;
+  /** Aggregation (spec §6). Default 'dapo' (TRL's current default). */
+  lossType?: LossType;
+  /**
+   * dapo: N_global, the masked-token count over every micro-batch and process of one optimiser
+   * step (TRL `num_items_in_batch`). Default: this batch's masked-token count. Must be > 0.
+   */
+  numItemsInBatch?: number;
+  /** dr_grpo: T_max, the maximum completion length (TRL `max_completion_length`). Default T. */
+  maxCompletionLength?: number;
+  /**
+   * TRL `top_entropy_quantile` q in [0, 1]: keep the policy term only for the top-q fraction of
+   * masked tokens by entropy (entropy ≥ torch.quantile(masked entropies, 1 − q), linear
+   * interpolation). Default 1 (off). Needs `entropy`. The KL term is never masked by it.
+   */
+  topEntropyQuantile?: number;
+}
+
+/** Scalar results of a loss call (TRL's logged metrics; masked means over masked tokens). */
+export interface GrpoMetrics {
+  /** The aggregated loss (same as the result's `loss`). */
+  loss: number;
+  /** Masked mean of the KL estimate D (0 when no refLogp was given). */
+  kl: number;
+  /** Masked mean of the token entropy (0 when no entropy was given). */
+  entropy: number;
+  /** Fraction of masked tokens with ρ < 1 − ε_low and A < 0. */
+  clipLow: number;
+  /** Fraction with ρ > 1 + ε_high and A > 0 (cispo: ρ > cap and A > 0). */
+  clipHigh: number;
+  /** Fraction with either of the two above. */
+  clipRegion: number;
+  /** Masked mean of the importance ratio ρ. */
+  ratio: number;
+  /** Σ mask: the number of masked (real) tokens. */
+  maskedTokens: number;
+}
+
+/** The native option fields (native/binding.cc read_options) produced by grpoConfigToNative. */
+export interface GrpoNativeOptions {
+  [key: string]: number | boolean | undefined;
+  level: number;
+  policyLoss: number;
+  epsilonLow: number;
+  epsilonHigh: number;
+  delta: number | undefined;
+  clipRatioC: number;
+  beta: number;
+  klEstimator: number;
+  clampLogRatio: boolean;
+  lossType: number;
+  numItemsInBatch: number | undefined;
+  maxCompletionLength: number | undefined;
+  topEntropyQuantile: number;
+}
+
+/**
+ * Validates the {@link GrpoLossConfig} fields of `cfg` (other fields are ignored, so the whole
+ * call options object can be passed) and returns the native option fields with defaults
+ * applied and enums as their native integer codes. Errors name `op` and the option.
+ * `numItemsInBatch` / `maxCompletionLength` are undefined when not given (the kernel then
+ * uses this batch's masked-token count / T); `delta` is undefined when off.
+ */
+export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions {
+  const c = v.options(op, cfg);
+  const level = v.oneOf(op, 'importanceSamplingLevel', c.importanceSamplingLevel, IMPORTANCE_SAMPLING_LEVELS, 'token');
+  const policyLoss = v.oneOf(op, 'policyLoss', c.policyLoss, POLICY_LOSSES, 'clip');
+  const epsilonLow = v.numberIn(op, 'epsilon', c.epsilon, 0, 1, 0.2);
+  let epsilonHigh: number;
+  if (policyLoss === 'cispo') {
+    epsilonHigh = v.numberIn(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, CISPO_DEFAULT_EPSILON_HIGH, { loOpen: true, hiOpen: true });
+  } else {
+    epsilonHigh = v.numberIn(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, epsilonLow, { hiOpen: true });
+  }
+  let delta: number | undefined;
+  if (c.delta !== undefined && c.delta !== null) {
+    if (policyLoss === 'cispo') throw v.rangeError(op, 'delta', "no delta with policyLoss 'cispo' (delta bounds the clipped surrogate only)", c.delta);
+    delta = v.number(op, 'delta', c.delta);
+    if (!(delta > 1 + epsilonHigh)) throw v.rangeError(op, 'delta', `a number > 1 + epsilonHigh = ${1 + epsilonHigh}`, delta);
+  }
+  const clipRatioC = v.number(op, 'clipRatioC', c.clipRatioC, 3);
+  if (!(clipRatioC > 1)) throw v.rangeError(op, 'clipRatioC', 'a number > 1', clipRatioC);
+  const beta = v.numberIn(op, 'beta', c.beta, 0, Infinity, 0, { hiOpen: true });
+  const klEstimator = v.oneOf(op, 'klEstimator', c.klEstimator, KL_ESTIMATORS, 'k3');
+  const clampLogRatio = v.boolean(op, 'clampLogRatio', c.clampLogRatio, true);
+  const lossType = v.oneOf(op, 'lossType', c.lossType, LOSS_TYPES, 'dapo');
+  let numItemsInBatch: number | undefined;
+  if (c.numItemsInBatch !== undefined) {
+    numItemsInBatch = v.number(op, 'numItemsInBatch', c.numItemsInBatch);
+    if (!(numItemsInBatch > 0)) throw v.rangeError(op, 'numItemsInBatch', 'a number > 0', numItemsInBatch);
+  }
+  let maxCompletionLength: number | undefined;
+  if (c.maxCompletionLength !== undefined) {
+    maxCompletionLength = v.integer(op, 'maxCompletionLength', c.maxCompletionLength, 1, 2 ** 40);
+  }
+  const topEntropyQuantile = v.numberIn(op, 'topEntropyQuantile', c.topEntropyQuantile, 0, 1, 1);
+  return {
+    level: IMPORTANCE_SAMPLING_LEVELS.indexOf(level),
+    policyLoss: POLICY_LOSSES.indexOf(policyLoss),
+    epsilonLow,
+    epsilonHigh,
+    delta,
+    clipRatioC,
+    beta,
+    klEstimator: KL_ESTIMATORS.indexOf(klEstimator),
+    clampLogRatio,
+    lossType: LOSS_TYPES.indexOf(lossType),
+    numItemsInBatch,
+    maxCompletionLength,
+    topEntropyQuantile,
+  };
+}
