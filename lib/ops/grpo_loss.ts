@@ -180,3 +180,87 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     topEntropyQuantile,
   };
 }
+
+/** Inputs of {@link grpoLoss}: per-token arrays of length N = S·T, S = advantages.length. */
+export interface GrpoLossOptions extends GrpoLossConfig {
+  /** Policy log-probs ℓ [S·T] (the differentiated input). */
+  logp: Float32Array;
+  /** Log-probs under the rollout policy [S·T]; absent: ℓ detached (ρ = 1, gradient ρ). */
+  oldLogp?: Float32Array;
+  /** Reference-model log-probs [S·T]; required when beta > 0, else only feeds the kl metric. */
+  refLogp?: Float32Array;
+  /** One advantage per sequence [S]; S is taken from its length. */
+  advantages: Float32Array;
+  /** 1 = real token, 0 = padding [S·T]: Uint8Array, Float32Array, Int32Array or boolean[]. Default all 1. */
+  mask?: Uint8Array | Float32Array | Int32Array | boolean[] | number[];
+  /** Token entropies [S·T]: the entropy metric, and required for topEntropyQuantile < 1. */
+  entropy?: Float32Array;
+  /** Compute gradLogp (default true). */
+  grad?: boolean;
+  /** Return the per-token loss L[n] (before aggregation weights; 0 where mask is 0). Default false. */
+  perTokenLoss?: boolean;
+  /** Preallocated outputs of length S·T (written in place and returned). */
+  out?: { gradLogp?: Float32Array; perTokenLoss?: Float32Array };
+}
+
+/** Result of {@link grpoLoss}. */
+export interface GrpoLossResult {
+  /** The aggregated scalar loss. */
+  loss: number;
+  /** ∂loss/∂ℓ per token [S·T] (0 where mask is 0), or null with `grad: false`. */
+  gradLogp: Float32Array | null;
+  /** L[n] = emask·P + β·D per token, or null unless `perTokenLoss: true`. */
+  perTokenLoss: Float32Array | null;
+  /** TRL-style metrics (masked means). */
+  metrics: GrpoMetrics;
+}
+
+const OP = 'grpoLoss';
+
+function prepare(o: GrpoLossOptions) {
+  const opts = v.options(OP, o);
+  const advantages = v.float32Array(OP, 'advantages', opts.advantages);
+  const S = advantages.length;
+  if (S === 0) throw v.rangeError(OP, 'advantages', 'a non-empty Float32Array (one advantage per sequence)', advantages);
+  const logp = v.float32Array(OP, 'logp', opts.logp);
+  const N = logp.length;
+  if (N === 0 || N % S !== 0)
+    throw v.rangeError(OP, 'logp', `a Float32Array whose length is a positive multiple of S = advantages.length = ${S}`, logp);
+  const T = N / S;
+  const mask = v.mask(OP, 'mask', opts.mask, N);
+  const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
+  const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
+  const entropy = v.optionalFloat32Array(OP, 'entropy', opts.entropy, N);
+  const cfg = grpoConfigToNative(OP, opts);
+  v.allFinite(OP, 'advantages', advantages);
+  v.allFiniteWhere(OP, 'logp', logp, mask);
+  if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
+  if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
+  if (entropy) v.allFiniteWhere(OP, 'entropy', entropy, mask);
+  if (cfg.beta > 0 && !refLogp) throw v.typeError(OP, 'refLogp', `a Float32Array of length ${N} when beta > 0`, opts.refLogp);
+  if (cfg.topEntropyQuantile < 1 && !entropy)
+    throw v.typeError(OP, 'entropy', `a Float32Array of length ${N} when topEntropyQuantile < 1`, opts.entropy);
+  const wantGrad = v.boolean(OP, 'grad', opts.grad, true);
+  const wantPtl = v.boolean(OP, 'perTokenLoss', opts.perTokenLoss, false);
+  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
+  const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
+  const args = { S, T, logp, oldLogp, refLogp, advantages, mask, entropy, ...cfg, gradLogp, perTokenLoss };
+  const result = (m: GrpoMetrics): GrpoLossResult => ({ loss: m.loss, gradLogp, perTokenLoss, metrics: { ...m } });
+  return { args, result };
+}
+
+/**
+ * The GRPO loss (spec §4-§6) and its gradient with respect to the per-token log-probs, from
+ * per-token inputs. Async: runs on the native thread pool.
+ */
+export async function grpoLoss(o: GrpoLossOptions): Promise<GrpoLossResult> {
+  const p = prepare(o);
+  return p.result(await native().grpoLoss(p.args, true));
+}
+
+/** Synchronous twin of {@link grpoLoss}. */
+export function grpoLossSync(o: GrpoLossOptions): GrpoLossResult {
+  const p = prepare(o);
+  return p.result(native().grpoLoss(p.args, false));
+}

@@ -1,5 +1,124 @@
+// groupAdvantages CPU kernel: spec §2. S sequences, K reward functions, rewards[i*K + k].
+// O(S·K) and serial: S is the number of sequences of one batch (thousands at most), far below
+// the cost of a thread hand-off. Everything is computed in double.
+//
+// Decisions where the spec is terse:
+// - "no reward": a sequence whose K rewards are all NaN gets r = NaN and advantage 0, is counted
+//   in num_no_reward, and is LEFT OUT of its group's mean/std and of the batch std (it carries
+//   no information; TRL's nansum would instead count it as reward 0).
+// - A group's std over c rewarded members: unbiased divides by c - 1, population by c; c <= 1
+//   gives 0 (spec: G = 1 gives 0). A group with no rewarded member has mean = std = NaN and is
+//   not counted as zero-std (its sequences all have advantage 0 anyway).
+// - A group whose rewarded members are all equal has std exactly 0 and mean exactly that value
+//   (checked by min == max, so rounding in the mean cannot make a tiny non-zero std).
+// - rloo: A = r_i - mean of the group's other rewarded members; with fewer than 2 rewarded
+//   members there is no baseline and A = 0. The scale (group / batch std + eps) applies to rloo
+//   too; the TS layer defaults it to 'none' for rloo (spec's plain RLOO).
 #include "group_advantages.h"
-#include <stdexcept>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
 namespace grpo {
-void group_advantages_cpu(GroupAdvantagesArgs&) { throw std::runtime_error("groupAdvantages: not implemented yet"); }
+
+namespace {
+struct GroupStat {
+  int64_t count = 0;
+  double sum = 0, sq = 0, lo = 0, hi = 0;
+};
+double std_from(double sq, int64_t c, bool unbiased) {
+  if (c <= 1) return 0.0;
+  return std::sqrt(sq / static_cast<double>(unbiased ? c - 1 : c));
 }
+}  // namespace
+
+void group_advantages_cpu(GroupAdvantagesArgs& a) {
+  const int64_t S = a.S, K = a.K, G = a.num_groups;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  a.zero_std_fraction = 0;
+  a.num_no_reward = 0;
+
+  // Weighted NaN-sum of the reward functions.
+  std::vector<double> r(static_cast<size_t>(S));
+  for (int64_t i = 0; i < S; ++i) {
+    double acc = 0;
+    bool any = false;
+    for (int64_t k = 0; k < K; ++k) {
+      double x = a.rewards[i * K + k];
+      if (std::isnan(x)) continue;
+      acc += static_cast<double>(a.weights[k]) * x;
+      any = true;
+    }
+    r[i] = any ? acc : nan;
+    if (!any) ++a.num_no_reward;
+    a.reward[i] = static_cast<float>(r[i]);
+  }
+
+  // Group means (first pass), then squared deviations (second pass: no cancellation).
+  std::vector<GroupStat> gs(static_cast<size_t>(G));
+  for (int64_t i = 0; i < S; ++i) {
+    if (std::isnan(r[i])) continue;
+    GroupStat& g = gs[a.group[i]];
+    if (g.count == 0) g.lo = g.hi = r[i];
+    g.lo = std::fmin(g.lo, r[i]);
+    g.hi = std::fmax(g.hi, r[i]);
+    g.sum += r[i];
+    ++g.count;
+  }
+  std::vector<double> mean(static_cast<size_t>(G)), sd(static_cast<size_t>(G));
+  for (int64_t j = 0; j < G; ++j) {
+    const GroupStat& g = gs[j];
+    mean[j] = g.count == 0 ? nan : (g.lo == g.hi ? g.lo : g.sum / static_cast<double>(g.count));
+  }
+  double batch_sum = 0;
+  int64_t batch_count = 0;
+  for (int64_t i = 0; i < S; ++i) {
+    if (std::isnan(r[i])) continue;
+    double d = r[i] - mean[a.group[i]];
+    gs[a.group[i]].sq += d * d;
+    batch_sum += r[i];
+    ++batch_count;
+  }
+  int64_t zero_std = 0;
+  for (int64_t j = 0; j < G; ++j) {
+    const GroupStat& g = gs[j];
+    sd[j] = g.count == 0 ? nan : (g.lo == g.hi ? 0.0 : std_from(g.sq, g.count, a.unbiased));
+    if (sd[j] == 0.0) ++zero_std;
+    a.group_mean[j] = static_cast<float>(mean[j]);
+    a.group_std[j] = static_cast<float>(sd[j]);
+  }
+  a.zero_std_fraction = G > 0 ? static_cast<double>(zero_std) / static_cast<double>(G) : 0.0;
+
+  // Batch std over every rewarded sequence (scale 'batch').
+  double batch_sd = 0;
+  if (a.scale == AdvScale::Batch && batch_count > 1) {
+    const double bm = batch_sum / static_cast<double>(batch_count);
+    double sq = 0;
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i])) sq += (r[i] - bm) * (r[i] - bm);
+    batch_sd = std_from(sq, batch_count, a.unbiased);
+  }
+
+  for (int64_t i = 0; i < S; ++i) {
+    if (std::isnan(r[i])) {
+      a.advantages[i] = 0.0f;
+      continue;
+    }
+    const int32_t j = a.group[i];
+    const GroupStat& g = gs[j];
+    double adv;
+    if (a.estimator == AdvEstimator::Rloo) {
+      // r_i - (sum_g - r_i) / (c - 1) = c / (c - 1) * (r_i - mean_g), without the subtraction
+      // of two large sums.
+      adv = g.count < 2 ? 0.0 : static_cast<double>(g.count) / static_cast<double>(g.count - 1) * (r[i] - mean[j]);
+    } else {
+      adv = r[i] - mean[j];
+    }
+    if (a.scale == AdvScale::Group) adv /= sd[j] + a.eps;
+    else if (a.scale == AdvScale::Batch) adv /= batch_sd + a.eps;
+    a.advantages[i] = static_cast<float>(adv);
+  }
+}
+
+}  // namespace grpo
