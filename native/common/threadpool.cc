@@ -69,8 +69,9 @@ class Pool {
     (*job_)(b, e, static_cast<int>(c));
   }
 
-  void worker(int id) {
-    uint64_t seen = 0;
+  // `seen` starts at the generation current when the worker was created: a worker added by
+  // resize() after jobs have run must not take the last (finished) job's generation as new work.
+  void worker(int id, uint64_t seen) {
     for (;;) {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
@@ -88,7 +89,8 @@ class Pool {
   void resize_locked(int n) {
     n_ = std::max(1, n);
     stop_ = false;
-    for (int i = 1; i < n_; ++i) threads_.emplace_back([this, i] { worker(i); });
+    const uint64_t gen = generation_;  // no job is in flight: call_mu_ is held or we are constructing
+    for (int i = 1; i < n_; ++i) threads_.emplace_back([this, i, gen] { worker(i, gen); });
   }
 
   void stop_workers() {
