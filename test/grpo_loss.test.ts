@@ -1,0 +1,433 @@
+// grpoLoss (spec §4-§6) against the float64 reference (test/reference/grpo_loss.ts): every
+// option combination that changes the math, gradient checks by central finite differences of
+// the reference loss, async/sync agreement, thread-count independence, and bad input.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { grpoLoss, grpoLossSync, setNumThreads, numThreads, KL_ESTIMATORS, grpoConfigToNative } from '../lib';
+import type { GrpoLossConfig, GrpoLossOptions, LossType, PolicyLoss, ImportanceSamplingLevel } from '../lib/ops/grpo_loss';
+import { close, closeScalar, normal, rng } from './helpers';
+import { refGrpoLoss, RefGrpoInputs } from './reference/grpo_loss';
+
+const LEVELS: ImportanceSamplingLevel[] = ['token', 'sequence'];
+const POLICIES: PolicyLoss[] = ['clip', 'dual_clip', 'cispo'];
+const LOSS_TYPES: LossType[] = ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum'];
+// Clip bounds used throughout: 1 - 0.2 = 0.8, 1 + 0.28 = 1.28, delta 2, dual-clip c 3, cispo cap 5.
+const EPS = 0.2, EPS_HIGH = 0.28, DELTA = 2.0;
+// Ratios at least 5% away from every kink above: finite differences are valid there, and the
+// set includes clipped points (below 0.8, above 1.28 / 2 / 3 / 5).
+const SAFE_RATIOS = [0.3, 0.6, 0.75, 0.9, 1.0, 1.1, 1.2, 1.5, 1.9, 2.2, 2.6, 3.4, 4.5, 6, 8];
+
+interface Case {
+  inputs: RefGrpoInputs & { logp: Float32Array; advantages: Float32Array; oldLogp?: Float32Array; refLogp?: Float32Array; entropy?: Float32Array; mask: Uint8Array };
+  S: number;
+  T: number;
+}
+
+/**
+ * Random inputs. Padding (mask 0) holds NaN to prove it is never read. `safe`: every ratio
+ * (token, or GSPO's sequence ratio) is taken from SAFE_RATIOS; otherwise log-ratios are
+ * random with a few large ones so every clip region is visited.
+ */
+function makeCase(seed: number, S: number, T: number, o: { level?: ImportanceSamplingLevel; safe?: boolean; emptySeqs?: number[] } = {}): Case {
+  const r = rng(seed);
+  const N = S * T;
+  const mask = new Uint8Array(N);
+  for (let i = 0; i < S; i++) {
+    const len = T === 1 ? 1 : 1 + Math.floor(r() * T);  // padded at the end, like completions
+    for (let t = 0; t < len; t++) mask[i * T + t] = 1;
+    if (T > 4 && r() < 0.3) mask[i * T + Math.floor(r() * len)] = 0;  // a hole (e.g. a tool token)
+  }
+  for (const i of o.emptySeqs ?? []) mask.fill(0, i * T, (i + 1) * T);
+  const logp = new Float32Array(N), oldLogp = new Float32Array(N), refLogp = new Float32Array(N), entropy = new Float32Array(N);
+  const advantages = new Float32Array(S);
+  for (let i = 0; i < S; i++) advantages[i] = (r() < 0.5 ? -1 : 1) * (0.1 + 2 * r());
+  const pick = () => SAFE_RATIOS[Math.floor(r() * SAFE_RATIOS.length)];
+  for (let i = 0; i < S; i++) {
+    const lr = new Float64Array(T);
+    let sum = 0, cnt = 0;
+    for (let t = 0; t < T; t++) {
+      const n = i * T + t;
+      lr[t] = o.safe ? (o.level === 'sequence' ? 0.3 * normal(r) : Math.log(pick())) : r() < 0.15 ? 1.5 * normal(r) : 0.15 * normal(r);
+      if (mask[n]) {
+        sum += lr[t];
+        cnt++;
+      }
+    }
+    if (o.safe && o.level === 'sequence' && cnt > 0) {
+      const shift = Math.log(pick()) - sum / cnt;  // GSPO ratio exactly a safe value
+      for (let t = 0; t < T; t++) lr[t] += shift;
+    }
+    for (let t = 0; t < T; t++) {
+      const n = i * T + t;
+      logp[n] = -0.05 - 4 * r();
+      oldLogp[n] = logp[n] - lr[t];
+      // d = ref - logp: mostly small; a few past low_var_kl's D clamp (d ~ 3) and the 20 clamp
+      const u = r();
+      const d = u < 0.05 ? 3 + r() : u < 0.08 ? -25 : 0.5 * normal(r);
+      refLogp[n] = logp[n] + d;
+      entropy[n] = 3 * r();
+      if (!mask[n]) logp[n] = oldLogp[n] = refLogp[n] = entropy[n] = NaN;
+    }
+  }
+  return { inputs: { logp, oldLogp, refLogp, advantages, mask, entropy }, S, T };
+}
+
+interface Combo extends GrpoLossConfig {
+  name: string;
+}
+
+/** Every combination that changes the math; the KL estimator rotates through all four. */
+function combos(level: ImportanceSamplingLevel, policyLoss: PolicyLoss, lossType: LossType): Combo[] {
+  const out: Combo[] = [];
+  let k = 0;
+  for (const beta of [0, 0.04]) {
+    for (const delta of policyLoss === 'cispo' ? [undefined] : [undefined, DELTA]) {
+      for (const q of [1, 0.3]) {
+        const klEstimator = KL_ESTIMATORS[(k + LOSS_TYPES.indexOf(lossType)) % 4];
+        const cfg: Combo = {
+          name: `${level}/${policyLoss}/${lossType} beta=${beta} delta=${delta} q=${q} kl=${klEstimator}`,
+          importanceSamplingLevel: level,
+          policyLoss,
+          lossType,
+          epsilon: EPS,
+          beta,
+          klEstimator,
+          clampLogRatio: k % 3 !== 2,
+          topEntropyQuantile: q,
+        };
+        if (policyLoss !== 'cispo') cfg.epsilonHigh = EPS_HIGH;
+        if (delta !== undefined) cfg.delta = delta;
+        if (lossType === 'dapo' && k % 2 === 1) cfg.numItemsInBatch = 1000;
+        if (lossType === 'dr_grpo' && k % 2 === 1) cfg.maxCompletionLength = 77;
+        out.push(cfg);
+        k++;
+      }
+    }
+  }
+  return out;
+}
+
+function run(c: Case, cfg: Combo, extra: Partial<GrpoLossOptions> = {}) {
+  const { name, ...config } = cfg;
+  return grpoLossSync({ ...c.inputs, ...config, perTokenLoss: true, ...extra });
+}
+
+const SIZES: [number, number, number[]][] = [
+  [1, 1, []],
+  [3, 5, []],
+  [8, 64, [2, 5]],
+];
+
+for (const level of LEVELS) {
+  for (const policyLoss of POLICIES) {
+    for (const lossType of LOSS_TYPES) {
+      test(`grpoLoss ${level}/${policyLoss}/${lossType}: loss, gradient, per-token loss and metrics match the float64 reference`, () => {
+        for (const cfg of combos(level, policyLoss, lossType)) {
+          for (const [S, T, empty] of SIZES) {
+            const c = makeCase(S * 1000 + T + LOSS_TYPES.indexOf(lossType), S, T, { emptySeqs: empty });
+            const want = refGrpoLoss(c.inputs, cfg);
+            const got = run(c, cfg);
+            const what = `${cfg.name} S=${S} T=${T}`;
+            closeScalar(got.loss, want.loss, 1e-5, 1e-12, `${what} loss`);
+            assert.is(got.metrics.loss, got.loss);
+            let gmax = 0;
+            for (const g of want.gradLogp) gmax = Math.max(gmax, Math.abs(g));
+            close(got.gradLogp!, want.gradLogp, 1e-5, 1e-6 * gmax + 1e-30, `${what} gradLogp`);
+            close(got.perTokenLoss!, want.perTokenLoss, 1e-5, 1e-9, `${what} perTokenLoss`);
+            for (const key of ['kl', 'entropy', 'clipLow', 'clipHigh', 'clipRegion', 'ratio', 'maskedTokens'] as const)
+              closeScalar(got.metrics[key], want.metrics[key], 1e-9, 1e-12, `${what} metrics.${key}`);
+            for (let n = 0; n < S * T; n++) {
+              if (!c.inputs.mask[n]) {
+                assert.is(got.gradLogp![n], 0, `${what}: masked-out gradient is 0`);
+                assert.is(got.perTokenLoss![n], 0, `${what}: masked-out per-token loss is 0`);
+              }
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+/**
+ * Central finite difference of the reference loss w.r.t. logp[n], with oldLogp held fixed
+ * (without oldLogp: at the unperturbed logp, i.e. detached). CISPO's ratio weight is a
+ * stop-gradient, so there oldLogp[n] moves with logp[n]: the ratio stays put and the difference
+ * measures exactly the gradient autograd gives.
+ */
+function fdGrad(c: Case, cfg: GrpoLossConfig, n: number, h = 1e-6): number {
+  const moveOld = cfg.policyLoss === 'cispo';
+  const lp = Float64Array.from(c.inputs.logp);
+  const old = Float64Array.from(c.inputs.oldLogp ?? c.inputs.logp);
+  const at = (s: number) => {
+    const l = lp.slice(), o = old.slice();
+    l[n] += s * h;
+    if (moveOld) o[n] += s * h;
+    return refGrpoLoss({ ...c.inputs, logp: l, oldLogp: o }, cfg).loss;
+  };
+  return (at(1) - at(-1)) / (2 * h);
+}
+
+for (const level of LEVELS) {
+  for (const policyLoss of POLICIES) {
+    test(`grpoLoss ${level}/${policyLoss}: gradLogp equals central finite differences of the float64 loss (all options)`, () => {
+      for (const lossType of LOSS_TYPES) {
+        for (const cfg of combos(level, policyLoss, lossType)) {
+          for (const [S, T, empty] of [[3, 5, []], [8, 64, [2, 5]]] as [number, number, number[]][]) {
+            const c = makeCase(77 + S + LOSS_TYPES.indexOf(lossType), S, T, { level, safe: true, emptySeqs: empty });
+            const got = run(c, cfg);
+            const N = S * T;
+            // every token of the small case; 40 tokens of the large one
+            const rows = N <= 64 ? [...Array(N).keys()] : Array.from({ length: 40 }, (_, k) => (k * 2654435761) % N);
+            let scale = 0;
+            const fds = rows.map((n) => fdGrad(c, cfg, n));
+            for (const f of fds) scale = Math.max(scale, Math.abs(f));
+            rows.forEach((n, k) => {
+              const g = got.gradLogp![n];
+              assert.ok(
+                Math.abs(g - fds[k]) <= 1e-4 * Math.abs(fds[k]) + 1e-5 * scale + 1e-12,
+                `${cfg.name} S=${S} T=${T} row ${n}: grad ${g} vs finite difference ${fds[k]}`,
+              );
+            });
+          }
+        }
+      }
+    });
+  }
+}
+
+test('grpoLoss without oldLogp: rho = 1 with gradient rho (logp detached), both levels', () => {
+  for (const level of LEVELS) {
+    for (const policyLoss of POLICIES) {
+      const c = makeCase(5, 4, 9, { emptySeqs: [1] });
+      const inputs = { ...c.inputs, oldLogp: undefined };
+      const cfg: Combo = { name: `${level}/${policyLoss}`, importanceSamplingLevel: level, policyLoss, beta: 0.1, lossType: 'grpo' };
+      const got = grpoLossSync({ ...inputs, importanceSamplingLevel: level, policyLoss, beta: 0.1, lossType: 'grpo' });
+      const want = refGrpoLoss(inputs, cfg);
+      closeScalar(got.loss, want.loss, 1e-6, 1e-12, `${cfg.name} loss`);
+      close(got.gradLogp!, want.gradLogp, 1e-5, 1e-7, `${cfg.name} grad`);
+      closeScalar(got.metrics.ratio, 1, 0, 0, `${cfg.name} ratio`);
+      for (let n = 0; n < 36; n++) {
+        if (!c.inputs.mask[n]) continue;
+        const fd = fdGrad({ ...c, inputs: inputs as Case['inputs'] }, cfg, n);
+        assert.ok(Math.abs(got.gradLogp![n] - fd) <= 1e-5 + 1e-4 * Math.abs(fd), `${cfg.name} row ${n}: ${got.gradLogp![n]} vs fd ${fd}`);
+      }
+    }
+  }
+});
+
+test('grpoLoss known values: one token, clip, dapo', () => {
+  // rho = e^0.5 > 1.2, A = 1 > 0: clipped, loss = -1.2, no gradient through rho.
+  const r = grpoLossSync({ logp: new Float32Array([-1]), oldLogp: new Float32Array([-1.5]), advantages: new Float32Array([1]) });
+  closeScalar(r.loss, -1.2, 1e-7, 0, 'loss');
+  assert.is(r.gradLogp![0], 0);
+  assert.is(r.metrics.clipHigh, 1);
+  // A = -1: the unclipped term is the min: loss = rho, gradient rho.
+  const s = grpoLossSync({ logp: new Float32Array([-1]), oldLogp: new Float32Array([-1.5]), advantages: new Float32Array([-1]) });
+  closeScalar(s.loss, Math.exp(0.5), 1e-7, 0, 'loss');
+  closeScalar(s.gradLogp![0], Math.exp(0.5), 1e-6, 0, 'grad');
+  // dual_clip bounds it by c * |A| = 3 once rho > 3.
+  const d = grpoLossSync({ logp: new Float32Array([0]), oldLogp: new Float32Array([-2]), advantages: new Float32Array([-1]), policyLoss: 'dual_clip' });
+  closeScalar(d.loss, 3, 1e-7, 0, 'dual clip loss');
+  assert.is(d.gradLogp![0], 0);
+  // cispo: P = -min(rho, 5) * A * logp
+  const cz = grpoLossSync({ logp: new Float32Array([-1]), oldLogp: new Float32Array([-1.5]), advantages: new Float32Array([2]), policyLoss: 'cispo' });
+  closeScalar(cz.loss, Math.exp(0.5) * 2, 1e-6, 0, 'cispo loss');
+  closeScalar(cz.gradLogp![0], -Math.exp(0.5) * 2, 1e-6, 0, 'cispo grad');
+});
+
+test('grpoLoss all tokens masked: loss 0, metrics 0, gradients 0', () => {
+  const N = 12;
+  const r = grpoLossSync({
+    logp: new Float32Array(N).fill(NaN), advantages: new Float32Array(3).fill(1), mask: new Uint8Array(N),
+    refLogp: new Float32Array(N), beta: 0.1, lossType: 'bnpo', entropy: new Float32Array(N), topEntropyQuantile: 0.5,
+  });
+  assert.is(r.loss, 0);
+  assert.is(r.metrics.maskedTokens, 0);
+  assert.is(r.metrics.ratio, 0);
+  assert.ok(r.gradLogp!.every((g) => g === 0));
+});
+
+test('grpoLoss top-entropy selection keeps the top q fraction (TRL) and leaves the KL term', () => {
+  // 10 tokens with entropies 0..9; q = 0.3: threshold = quantile(0.7) = 6.3 -> tokens 7, 8, 9 keep P.
+  const N = 10;
+  const entropy = Float32Array.from({ length: N }, (_, i) => i);
+  const logp = new Float32Array(N).fill(-1);
+  const refLogp = new Float32Array(N).fill(-1.2);
+  const r = grpoLossSync({ logp, refLogp, entropy, advantages: new Float32Array([1]), topEntropyQuantile: 0.3, beta: 0.5, perTokenLoss: true, lossType: 'seq_sum' });
+  const d = Math.expm1(-0.2) + 0.2;  // k3 with d = -0.2
+  for (let n = 0; n < N; n++) closeScalar(r.perTokenLoss![n], (n >= 7 ? -1 : 0) + 0.5 * d, 1e-6, 0, `ptl[${n}]`);
+  closeScalar(r.metrics.entropy, 4.5, 1e-12, 0, 'entropy metric');
+});
+
+test('grpoLoss async equals sync, writes into given buffers, grad:false', async () => {
+  const c = makeCase(11, 16, 100, { emptySeqs: [3] });
+  const cfg = { importanceSamplingLevel: 'sequence' as const, beta: 0.04, lossType: 'grpo' as const, topEntropyQuantile: 0.5 };
+  const a = grpoLossSync({ ...c.inputs, ...cfg, perTokenLoss: true });
+  const out = { gradLogp: new Float32Array(1600), perTokenLoss: new Float32Array(1600) };
+  const b = await grpoLoss({ ...c.inputs, ...cfg, perTokenLoss: true, out });
+  assert.is(b.gradLogp, out.gradLogp);
+  assert.is(b.perTokenLoss, out.perTokenLoss);
+  assert.is(b.loss, a.loss);
+  assert.equal(b.metrics, a.metrics);
+  assert.equal(Array.from(b.gradLogp!), Array.from(a.gradLogp!));
+  assert.equal(Array.from(b.perTokenLoss!), Array.from(a.perTokenLoss!));
+  const n = grpoLossSync({ ...c.inputs, ...cfg, grad: false });
+  assert.is(n.gradLogp, null);
+  assert.is(n.perTokenLoss, null);
+  assert.is(n.loss, a.loss);
+  // mask given as Float32Array and boolean[]
+  const mf = Float32Array.from(c.inputs.mask);
+  const mb = Array.from(c.inputs.mask, (x) => x === 1);
+  assert.is(grpoLossSync({ ...c.inputs, ...cfg, mask: mf }).loss, a.loss);
+  assert.is(grpoLossSync({ ...c.inputs, ...cfg, mask: mb }).loss, a.loss);
+});
+
+test('grpoLoss large batch (parallel): matches the reference and does not depend on the thread count', () => {
+  const c = makeCase(21, 64, 2048, { emptySeqs: [7] });
+  for (const level of LEVELS) {
+    const cfg: Combo = { name: level, importanceSamplingLevel: level, beta: 0.04, topEntropyQuantile: 0.8, lossType: 'grpo' };
+    const want = refGrpoLoss(c.inputs, cfg);
+    const before = numThreads();
+    const results = [1, 3, 8].map((k) => {
+      setNumThreads(k);
+      return run(c, cfg);
+    });
+    setNumThreads(before);
+    closeScalar(results[0].loss, want.loss, 1e-9, 1e-12, `${level} loss`);
+    close(results[0].gradLogp!, want.gradLogp, 1e-5, 1e-10, `${level} grad`);
+    for (const r of results.slice(1)) {
+      assert.is(r.loss, results[0].loss, 'loss bitwise equal across thread counts');
+      assert.equal(r.metrics, results[0].metrics);
+      assert.equal(Array.from(r.gradLogp!), Array.from(results[0].gradLogp!));
+    }
+  }
+});
+
+test('grpoConfigToNative: defaults and native codes', () => {
+  const d = grpoConfigToNative('x', {});
+  assert.equal(d, {
+    level: 0, policyLoss: 0, epsilonLow: 0.2, epsilonHigh: 0.2, delta: undefined, clipRatioC: 3, beta: 0, klEstimator: 2,
+    clampLogRatio: true, lossType: 2, numItemsInBatch: undefined, maxCompletionLength: undefined, topEntropyQuantile: 1,
+  });
+  const c = grpoConfigToNative('x', { policyLoss: 'cispo', lossType: 'seq_sum', importanceSamplingLevel: 'sequence', klEstimator: 'low_var_kl' });
+  assert.is(c.epsilonHigh, 5);
+  assert.is(c.policyLoss, 2);
+  assert.is(c.lossType, 4);
+  assert.is(c.level, 1);
+  assert.is(c.klEstimator, 3);
+  assert.is(grpoConfigToNative('x', { epsilon: 0.1 }).epsilonHigh, 0.1);
+  assert.is(grpoConfigToNative('x', { delta: 1.5 }).delta, 1.5);
+});
+
+test('grpoLoss rejects bad input with the argument named', async () => {
+  const S = 2, T = 3, N = 6;
+  const ok = () => ({ logp: new Float32Array(N).fill(-1), advantages: new Float32Array(S).fill(1) }) as GrpoLossOptions;
+  const bad: [string, Partial<Record<keyof GrpoLossOptions, unknown>> | null, RegExp, ErrorConstructor][] = [
+    ['logp length not a multiple of S', { logp: new Float32Array(5) }, /logp/, RangeError],
+    ['empty logp', { logp: new Float32Array(0) }, /logp/, RangeError],
+    ['empty advantages', { advantages: new Float32Array(0) }, /advantages/, RangeError],
+    ['logp as Array', { logp: [-1, -1, -1, -1, -1, -1] }, /logp/, TypeError],
+    ['logp as Float64Array', { logp: new Float64Array(N) }, /logp/, TypeError],
+    ['advantages as Array', { advantages: [1, 1] }, /advantages/, TypeError],
+    ['oldLogp wrong length', { oldLogp: new Float32Array(5) }, /oldLogp/, RangeError],
+    ['refLogp wrong type', { refLogp: new Int32Array(N), beta: 0.1 }, /refLogp/, TypeError],
+    ['entropy wrong length', { entropy: new Float32Array(7) }, /entropy/, RangeError],
+    ['mask wrong length', { mask: new Uint8Array(5) }, /mask/, RangeError],
+    ['mask value 2', { mask: new Uint8Array([1, 1, 2, 1, 1, 1]) }, /mask/, RangeError],
+    ['mask as string', { mask: 'all' }, /mask/, TypeError],
+    ['NaN logp where mask=1', { logp: new Float32Array([-1, NaN, -1, -1, -1, -1]) }, /logp/, RangeError],
+    ['Inf oldLogp where mask=1', { oldLogp: new Float32Array([-1, -1, -Infinity, -1, -1, -1]) }, /oldLogp/, RangeError],
+    ['NaN refLogp where mask=1', { refLogp: new Float32Array([-1, -1, -1, NaN, -1, -1]) }, /refLogp/, RangeError],
+    ['NaN advantage', { advantages: new Float32Array([1, NaN]) }, /advantages/, RangeError],
+    ['beta > 0 without refLogp', { beta: 0.04 }, /refLogp/, TypeError],
+    ['negative beta', { beta: -1 }, /beta/, RangeError],
+    ['q < 1 without entropy', { topEntropyQuantile: 0.5 }, /entropy/, TypeError],
+    ['q > 1', { topEntropyQuantile: 1.5, entropy: new Float32Array(N) }, /topEntropyQuantile/, RangeError],
+    ['bad level', { importanceSamplingLevel: 'seq' }, /importanceSamplingLevel/, RangeError],
+    ['bad policyLoss', { policyLoss: 'ppo' }, /policyLoss/, RangeError],
+    ['bad lossType', { lossType: 'mean' }, /lossType/, RangeError],
+    ['lossType not a string', { lossType: 3 }, /lossType/, TypeError],
+    ['bad klEstimator', { klEstimator: 'k4' }, /klEstimator/, RangeError],
+    ['epsilon > 1', { epsilon: 1.5 }, /epsilon/, RangeError],
+    ['epsilon as string', { epsilon: '0.2' }, /epsilon/, TypeError],
+    ['epsilonHigh negative', { epsilonHigh: -0.1 }, /epsilonHigh/, RangeError],
+    ['cispo cap 0', { policyLoss: 'cispo', epsilonHigh: 0 }, /epsilonHigh/, RangeError],
+    ['delta below 1 + epsilonHigh', { delta: 1.1 }, /delta/, RangeError],
+    ['delta with cispo', { delta: 3, policyLoss: 'cispo' }, /delta/, RangeError],
+    ['clipRatioC <= 1', { clipRatioC: 1 }, /clipRatioC/, RangeError],
+    ['clampLogRatio not boolean', { clampLogRatio: 1 }, /clampLogRatio/, TypeError],
+    ['numItemsInBatch 0', { numItemsInBatch: 0 }, /numItemsInBatch/, RangeError],
+    ['numItemsInBatch NaN', { numItemsInBatch: NaN }, /numItemsInBatch/, RangeError],
+    ['maxCompletionLength 2.5', { maxCompletionLength: 2.5 }, /maxCompletionLength/, RangeError],
+    ['grad not boolean', { grad: 'yes' }, /grad/, TypeError],
+    ['out.gradLogp wrong length', { out: { gradLogp: new Float32Array(2) } }, /out\.gradLogp/, RangeError],
+    ['out.perTokenLoss wrong type', { perTokenLoss: true, out: { perTokenLoss: new Float64Array(N) } }, /out\.perTokenLoss/, TypeError],
+  ];
+  for (const [what, patch, re, kind] of bad) {
+    const o = { ...ok(), ...patch } as GrpoLossOptions;
+    try {
+      grpoLossSync(o);
+      assert.unreachable(`${what}: no error`);
+    } catch (e) {
+      assert.instance(e, kind, `${what}: ${(e as Error).message}`);
+      assert.match((e as Error).message, re, `${what}: message names the argument`);
+      assert.match((e as Error).message, /^grpoLoss: /, `${what}: message names the op`);
+    }
+    let rejected: unknown = null;
+    await grpoLoss(o).catch((e) => (rejected = e));
+    assert.instance(rejected, kind, `${what} (async rejects)`);
+  }
+  assert.throws(() => grpoLossSync(null as never), /options/);
+  assert.throws(() => grpoLossSync(undefined as never), /options/);
+  // padding may hold anything
+  const padded = grpoLossSync({ ...ok(), logp: new Float32Array([-1, NaN, Infinity, -1, -1, NaN]), mask: [1, 0, 0, 1, 1, 0] });
+  assert.ok(Number.isFinite(padded.loss));
+});
+
+test('grpoLoss survives hundreds of random malformed calls (errors are TypeError/RangeError, never a crash)', async () => {
+  const r = rng(99);
+  const junk = (): unknown => {
+    const k = Math.floor(r() * 16);
+    switch (k) {
+      case 0: return undefined;
+      case 1: return null;
+      case 2: return NaN;
+      case 3: return -1;
+      case 4: return 1e300;
+      case 5: return 'token';
+      case 6: return {};
+      case 7: return [1, 2, 3];
+      case 8: return new Float32Array(Math.floor(r() * 20));
+      case 9: return new Float64Array(6);
+      case 10: return new Uint8Array(Math.floor(r() * 12));
+      case 11: return true;
+      case 12: return 0.5;
+      case 13: return new Int32Array(6);
+      case 14: return Symbol('x');
+      default: return new Float32Array(6).fill(NaN);
+    }
+  };
+  const keys = ['logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy', 'importanceSamplingLevel', 'policyLoss', 'epsilon',
+    'epsilonHigh', 'delta', 'clipRatioC', 'beta', 'klEstimator', 'clampLogRatio', 'lossType', 'numItemsInBatch',
+    'maxCompletionLength', 'topEntropyQuantile', 'grad', 'perTokenLoss', 'out'];
+  let errors = 0, successes = 0;
+  for (let it = 0; it < 400; it++) {
+    const o: Record<string, unknown> = { logp: new Float32Array(6).fill(-1), advantages: new Float32Array(2).fill(1), refLogp: new Float32Array(6), entropy: new Float32Array(6) };
+    const nbad = 1 + Math.floor(r() * 3);
+    for (let j = 0; j < nbad; j++) o[keys[Math.floor(r() * keys.length)]] = junk();
+    for (const call of [() => grpoLossSync(o as never), () => grpoLoss(o as never)]) {
+      try {
+        await call();
+        successes++;
+      } catch (e) {
+        errors++;
+        assert.ok(e instanceof TypeError || e instanceof RangeError, `iteration ${it}: ${String(e)}`);
+      }
+    }
+  }
+  assert.ok(errors > 300 && successes > 0, `${errors} errors, ${successes} successes`);
+});
+
+test.run();
