@@ -1,0 +1,253 @@
+/**
+ * Reward functions. Each scores a batch of completions; a value of NaN / null / undefined is
+ * "no reward" for that sample (spec §2: left out of the weighted sum). A function that throws,
+ * or returns something that is not an array of the right length, gives "no reward" for the
+ * whole batch, and the failure is reported (never a crash of the training run).
+ *
+ * Built-ins (names as ms-swift's / TRL's):
+ *   accuracy    1 if the task's checker accepts the completion, else 0
+ *   format      1 if the completion matches the task's format pattern (and was not truncated)
+ *   cosine      length-scaled correctness (Yeo et al. 2025, ms-swift `cosine`): short correct
+ *               answers get the most, short wrong ones are penalised the most
+ *   repetition  −(fraction of repeated n-grams)·|maxPenalty| (ms-swift `repetition`)
+ *   soft_overlong  DAPO's soft overlong punishment over the last `cacheLength` tokens
+ * User functions: a JS (or, with tsx installed, TS) module exporting functions
+ *   (completions: string[], ctx: RewardContext) => number[] | Promise<number[]>.
+ */
+import * as path from 'path';
+import { Example, Task } from '../tasks/types';
+
+export interface RewardContext {
+  /** The decoded completions, one per sequence. */
+  completions: string[];
+  /** The prompt of each sequence. */
+  prompts: string[];
+  /** The example each sequence answers (answer, solution, meta). */
+  examples: Example[];
+  /** Completion lengths in tokens. */
+  completionLengths: number[];
+  /** Hit the maximum completion length without stopping. */
+  truncated: boolean[];
+  /** The task (for its checker and format), when there is one. */
+  task?: Task;
+  /** The maximum completion length of the run, in tokens. */
+  maxCompletionLength: number;
+}
+
+export type RewardValue = number | null | undefined;
+
+export interface RewardFunction {
+  readonly name: string;
+  compute(ctx: RewardContext): RewardValue[] | Promise<RewardValue[]>;
+}
+
+/** A reward function's failure on one batch. */
+export interface RewardFailure {
+  name: string;
+  /** The error message, or what was wrong with the returned value. */
+  message: string;
+  /** Number of samples that got no reward because of it. */
+  count: number;
+}
+
+export function accuracyReward(): RewardFunction {
+  return {
+    name: 'accuracy',
+    compute(ctx) {
+      if (!ctx.task) throw new Error('accuracy reward needs a task');
+      return ctx.completions.map((c, i) => (ctx.task!.isCorrect(c, ctx.examples[i]) ? 1 : 0));
+    },
+  };
+}
+
+export function formatReward(opts: { pattern?: RegExp } = {}): RewardFunction {
+  return {
+    name: 'format',
+    compute(ctx) {
+      const re = opts.pattern ?? ctx.task?.formatPattern;
+      if (!re) throw new Error('format reward needs a pattern or a task');
+      return ctx.completions.map((c, i) => (!ctx.truncated[i] && re.test(c) ? 1 : 0));
+    },
+  };
+}
+
+export interface CosineOptions {
+  /** Reward of a correct completion of length 0 (the maximum). Default 1. */
+  minLenValueCorrect?: number;
+  /** Reward of a correct completion of length maxLength. Default 0.5. */
+  maxLenValueCorrect?: number;
+  /** Reward of a wrong completion of length 0 (the worst). Default −0.5. */
+  minLenValueWrong?: number;
+  /** Reward of a wrong completion of length maxLength. Default 0. */
+  maxLenValueWrong?: number;
+  /** Length (tokens) at which the cosine reaches its end value. Default: the run's maxCompletionLength. */
+  maxLength?: number;
+}
+
+/** v(t) = end + (start − end)·(1 + cos(π·t/T))/2, t clamped to T: start at t = 0, end at t = T. */
+export function cosineInterp(t: number, T: number, start: number, end: number): number {
+  const x = Math.min(t, T) / T;
+  return end + ((start - end) * (1 + Math.cos(Math.PI * x))) / 2;
+}
+
+export function cosineReward(o: CosineOptions = {}): RewardFunction {
+  const c0 = o.minLenValueCorrect ?? 1, c1 = o.maxLenValueCorrect ?? 0.5;
+  const w0 = o.minLenValueWrong ?? -0.5, w1 = o.maxLenValueWrong ?? 0;
+  return {
+    name: 'cosine',
+    compute(ctx) {
+      if (!ctx.task) throw new Error('cosine reward needs a task');
+      const T = o.maxLength ?? ctx.maxCompletionLength;
+      return ctx.completions.map((c, i) => {
+        const ok = ctx.task!.isCorrect(c, ctx.examples[i]);
+        return ok ? cosineInterp(ctx.completionLengths[i], T, c0, c1) : cosineInterp(ctx.completionLengths[i], T, w0, w1);
+      });
+    },
+  };
+}
+
+export interface RepetitionOptions {
+  /** n of the n-grams. Default 3. */
+  ngramSize?: number;
+  /** Penalty when every n-gram is a repeat (≤ 0). Default −1. */
+  maxPenalty?: number;
+  /** n-grams of words (default, as ms-swift) or of characters. */
+  unit?: 'word' | 'char';
+}
+
+/** −|maxPenalty|·(1 − distinct n-grams / n-grams); 0 for texts shorter than one n-gram. */
+export function repetitionPenalty(text: string, o: RepetitionOptions = {}): number {
+  const n = o.ngramSize ?? 3;
+  const maxPenalty = o.maxPenalty ?? -1;
+  const units = (o.unit ?? 'word') === 'word' ? text.toLowerCase().split(/\s+/).filter(Boolean) : [...text];
+  if (units.length < n) return 0;
+  const grams = new Set<string>();
+  let total = 0;
+  for (let i = 0; i + n <= units.length; i++) {
+    grams.add(units.slice(i, i + n).join('\u0001'));
+    total++;
+  }
+  return (1 - grams.size / total) * maxPenalty;
+}
+
+export function repetitionReward(o: RepetitionOptions = {}): RewardFunction {
+  if ((o.maxPenalty ?? -1) > 0) throw new RangeError(`repetition reward: expected maxPenalty <= 0 but received ${o.maxPenalty}`);
+  return { name: 'repetition', compute: (ctx) => ctx.completions.map((c) => repetitionPenalty(c, o)) };
+}
+
+export interface SoftOverlongOptions {
+  /** L_max in tokens. Default: the run's maxCompletionLength. */
+  maxLength?: number;
+  /** L_cache: the punishment ramps over the last cacheLength tokens. Default maxLength / 4. */
+  cacheLength?: number;
+}
+
+/** DAPO: 0 up to L_max − L_cache, then (L_max − L_cache − len)/L_cache down to −1 at L_max, −1 beyond. */
+export function softOverlongPenalty(len: number, maxLength: number, cacheLength: number): number {
+  const expected = maxLength - cacheLength;
+  if (len <= expected) return 0;
+  if (len <= maxLength) return (expected - len) / cacheLength;
+  return -1;
+}
+
+export function softOverlongReward(o: SoftOverlongOptions = {}): RewardFunction {
+  return {
+    name: 'soft_overlong',
+    compute(ctx) {
+      const L = o.maxLength ?? ctx.maxCompletionLength;
+      const cache = o.cacheLength ?? Math.max(1, Math.floor(L / 4));
+      if (!(cache > 0 && cache <= L)) throw new RangeError(`soft_overlong reward: expected cacheLength in (0, ${L}] but received ${cache}`);
+      return ctx.completionLengths.map((n) => softOverlongPenalty(n, L, cache));
+    },
+  };
+}
+
+export type BuiltinRewardName = 'accuracy' | 'format' | 'cosine' | 'repetition' | 'soft_overlong';
+export const BUILTIN_REWARDS: readonly BuiltinRewardName[] = ['accuracy', 'format', 'cosine', 'repetition', 'soft_overlong'];
+
+/** Options of every built-in, by reward name (the CLI's --cosine-*, --repetition-*, ... flags). */
+export interface BuiltinRewardOptions {
+  cosine?: CosineOptions;
+  repetition?: RepetitionOptions;
+  softOverlong?: SoftOverlongOptions;
+  format?: { pattern?: RegExp };
+}
+
+export function builtinReward(name: string, o: BuiltinRewardOptions = {}): RewardFunction {
+  switch (name) {
+    case 'accuracy': return accuracyReward();
+    case 'format': return formatReward(o.format);
+    case 'cosine': return cosineReward(o.cosine);
+    case 'repetition': return repetitionReward(o.repetition);
+    case 'soft_overlong': return softOverlongReward(o.softOverlong);
+    default:
+      throw new RangeError(`unknown reward function '${name}': expected one of ${BUILTIN_REWARDS.join(', ')} (or pass --reward-module)`);
+  }
+}
+
+type UserFn = (completions: string[], ctx: RewardContext) => RewardValue[] | Promise<RewardValue[]>;
+
+/**
+ * Loads user reward functions from a module: `module.exports = fn`, `export default fn`,
+ * an array of functions, or an object of named functions (each becomes one reward function,
+ * named after its key or the function's name). `.ts` modules need tsx (a dev dependency).
+ */
+export function loadRewardModule(modulePath: string): RewardFunction[] {
+  const abs = path.resolve(modulePath);
+  if (/\.[cm]?ts$/.test(abs)) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      require('tsx/cjs');
+    } catch {
+      throw new Error(`reward module ${modulePath}: loading TypeScript needs the 'tsx' package (npm install tsx), or compile it to .js`);
+    }
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  let mod = require(abs);
+  if (mod && typeof mod === 'object' && 'default' in mod && Object.keys(mod).length === 1) mod = mod.default;
+  const fns: [string, UserFn][] = [];
+  if (typeof mod === 'function') fns.push([mod.name || path.basename(abs).replace(/\.[^.]+$/, ''), mod]);
+  else if (Array.isArray(mod)) mod.forEach((f, i) => typeof f === 'function' && fns.push([f.name || `reward_${i}`, f]));
+  else if (mod && typeof mod === 'object') for (const [k, f] of Object.entries(mod)) if (typeof f === 'function' && k !== 'default') fns.push([k, f as UserFn]);
+  if (!fns.length) throw new Error(`reward module ${modulePath}: exports no function (expected a function, an array of functions or an object of them)`);
+  return fns.map(([name, f]) => ({ name, compute: (ctx: RewardContext) => f(ctx.completions, ctx) }));
+}
+
+/**
+ * Runs every reward function on the batch: rewards [S·K] row-major (rewards[i·K + k]), NaN for
+ * "no reward", and the failures to report.
+ */
+export async function scoreRewards(fns: RewardFunction[], ctx: RewardContext): Promise<{ rewards: Float32Array; failures: RewardFailure[] }> {
+  const S = ctx.completions.length;
+  const K = fns.length;
+  const rewards = new Float32Array(S * K).fill(NaN);
+  const failures: RewardFailure[] = [];
+  for (let k = 0; k < K; k++) {
+    const f = fns[k];
+    let vals: unknown;
+    try {
+      vals = await f.compute(ctx);
+    } catch (e) {
+      failures.push({ name: f.name, message: `threw: ${(e as Error)?.message ?? String(e)}`, count: S });
+      continue;
+    }
+    if (!Array.isArray(vals) && !ArrayBuffer.isView(vals)) {
+      failures.push({ name: f.name, message: `returned ${vals === undefined ? 'nothing' : typeof vals} instead of an array`, count: S });
+      continue;
+    }
+    const arr = vals as ArrayLike<unknown>;
+    if (arr.length !== S) {
+      failures.push({ name: f.name, message: `returned ${arr.length} values for ${S} completions`, count: S });
+      continue;
+    }
+    let missing = 0;
+    for (let i = 0; i < S; i++) {
+      const x = arr[i];
+      if (typeof x === 'number' && Number.isFinite(x)) rewards[i * K + k] = x;
+      else if (typeof x === 'boolean') rewards[i * K + k] = x ? 1 : 0;
+      else missing++;
+    }
+    if (missing) failures.push({ name: f.name, message: `gave no reward (null, undefined, NaN or non-number) for ${missing} of ${S} completions`, count: missing });
+  }
+  return { rewards, failures };
+}

@@ -1,0 +1,34 @@
+export * from './types';
+export * from './rng';
+export * from './answer';
+export * from './arithmetic';
+export * from './countdown';
+export * from './dataset';
+
+import { Task } from './types';
+import { arithmeticTask, ArithmeticOptions } from './arithmetic';
+import { countdownTask, CountdownOptions } from './countdown';
+import { datasetTask } from './dataset';
+
+/** Options that select and shape a task (the CLI's --task, --digits, ... flags). */
+export interface TaskSpec extends ArithmeticOptions, Omit<CountdownOptions, 'numbers'> {
+  /** 'arithmetic' (default), 'countdown', or a path to a JSONL dataset. */
+  task?: string;
+  /** countdown: how many numbers. */
+  countdownNumbers?: number;
+  /** JSONL held-out file for a dataset task. */
+  testFile?: string;
+  /** Regex source overriding the task's format pattern. */
+  formatPattern?: string;
+}
+
+export function makeTask(s: TaskSpec): Task {
+  const name = s.task ?? 'arithmetic';
+  let t: Task;
+  if (name === 'arithmetic') t = arithmeticTask(s);
+  else if (name === 'countdown') t = countdownTask({ ...s, numbers: s.countdownNumbers });
+  else if (/\.jsonl?$/.test(name)) t = datasetTask({ train: name, test: s.testFile, seed: s.seed });
+  else throw new RangeError(`unknown task '${name}': expected 'arithmetic', 'countdown' or a path to a .jsonl dataset`);
+  if (s.formatPattern) return { ...t, formatPattern: new RegExp(s.formatPattern), extractAnswer: t.extractAnswer, isCorrect: t.isCorrect };
+  return t;
+}

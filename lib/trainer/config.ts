@@ -1,0 +1,190 @@
+/**
+ * Every option of the trainer, the SFT warm start, evaluation and the CLI, in one table: name
+ * (TRL's GRPOConfig name in camelCase where TRL has one), type, default, help. The CLI's flags,
+ * its --help and the JSON config file all come from this table.
+ */
+
+export type OptionType = 'number' | 'int' | 'boolean' | 'string' | 'numbers' | 'strings';
+
+export interface OptionSpec {
+  name: string;
+  type: OptionType;
+  default: unknown;
+  help: string;
+  choices?: readonly string[];
+  section: string;
+}
+
+const S_RUN = 'Run';
+const S_TASK = 'Task';
+const S_MODEL = 'Model (built-in transformer)';
+const S_GRPO = 'GRPO';
+const S_SAMPLE = 'Sampling';
+const S_REWARD = 'Rewards';
+const S_OPT = 'Optimisation';
+const S_SFT = 'Supervised warm start (grpo sft)';
+const S_EVAL = 'Evaluation';
+
+export const OPTIONS: readonly OptionSpec[] = [
+  // run
+  { section: S_RUN, name: 'config', type: 'string', default: undefined, help: 'JSON file of options (flags given on the command line win)' },
+  { section: S_RUN, name: 'outputDir', type: 'string', default: 'runs/default', help: 'where metrics.jsonl, checkpoints/, eval JSON and report.html go' },
+  { section: S_RUN, name: 'seed', type: 'int', default: 42, help: 'seed of everything: task generation, data order, model init, sampling' },
+  { section: S_RUN, name: 'init', type: 'string', default: undefined, help: 'start from this checkpoint directory (e.g. the SFT output) instead of a fresh model' },
+  { section: S_RUN, name: 'resume', type: 'boolean', default: false, help: 'continue the run in outputDir from its latest checkpoint (bit-exact)' },
+  { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
+  { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },
+  // task
+  { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
+  { section: S_TASK, name: 'testFile', type: 'string', default: undefined, help: 'held-out JSONL for a dataset task (default: 10% of the training file)' },
+  { section: S_TASK, name: 'digits', type: 'int', default: 2, help: 'arithmetic: digits per operand (difficulty)' },
+  { section: S_TASK, name: 'ops', type: 'strings', default: ['+', '-'], help: "arithmetic: operators, comma-separated from + - *" },
+  { section: S_TASK, name: 'allowNegative', type: 'boolean', default: false, help: 'arithmetic: allow negative results' },
+  { section: S_TASK, name: 'countdownNumbers', type: 'int', default: 3, help: 'countdown: numbers per puzzle' },
+  { section: S_TASK, name: 'maxNumber', type: 'int', default: 10, help: 'countdown: numbers are drawn from 1..maxNumber' },
+  { section: S_TASK, name: 'maxTarget', type: 'int', default: 100, help: 'countdown: largest target' },
+  { section: S_TASK, name: 'trainSize', type: 'int', default: 5000, help: 'built-in tasks: training prompts' },
+  { section: S_TASK, name: 'testSize', type: 'int', default: 200, help: 'built-in tasks: held-out prompts (disjoint from train)' },
+  { section: S_TASK, name: 'formatPattern', type: 'string', default: undefined, help: "regex (source) a well-formed completion matches (default: the task's)" },
+  // model
+  { section: S_MODEL, name: 'dModel', type: 'int', default: 64, help: 'hidden size' },
+  { section: S_MODEL, name: 'nLayers', type: 'int', default: 2, help: 'transformer blocks' },
+  { section: S_MODEL, name: 'nHeads', type: 'int', default: 4, help: 'attention heads' },
+  { section: S_MODEL, name: 'dFF', type: 'int', default: 256, help: 'feed-forward size' },
+  { section: S_MODEL, name: 'maxSeqLen', type: 'int', default: 32, help: 'longest prompt + completion in tokens' },
+  // grpo
+  { section: S_GRPO, name: 'maxSteps', type: 'int', default: 60, help: 'GRPO steps (each: generate, score, μ updates)' },
+  { section: S_GRPO, name: 'batchSize', type: 'int', default: 16, help: 'B: prompts per step (S = B·G sequences)' },
+  { section: S_GRPO, name: 'numGenerations', type: 'int', default: 8, help: 'G: completions per prompt (the group)' },
+  { section: S_GRPO, name: 'numIterations', type: 'int', default: 1, help: 'μ: optimisation iterations per generated batch (old log-probs kept from generation)' },
+  { section: S_GRPO, name: 'beta', type: 'number', default: 0.0, help: 'KL weight β; 0 = no reference model at all' },
+  { section: S_GRPO, name: 'klEstimator', type: 'string', default: 'k3', choices: ['k1', 'k2', 'k3', 'low_var_kl'], help: 'KL estimator (spec §3)' },
+  { section: S_GRPO, name: 'epsilon', type: 'number', default: 0.2, help: 'ε_low: ratio clipped below at 1 − ε' },
+  { section: S_GRPO, name: 'epsilonHigh', type: 'number', default: undefined, help: 'ε_high (clip-higher, DAPO); default ε' },
+  { section: S_GRPO, name: 'delta', type: 'number', default: undefined, help: 'two-sided clipping bound δ > 1 + ε_high (off by default)' },
+  { section: S_GRPO, name: 'policyLoss', type: 'string', default: 'clip', choices: ['clip', 'dual_clip', 'cispo'], help: 'policy term' },
+  { section: S_GRPO, name: 'lossType', type: 'string', default: 'dapo', choices: ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum'], help: 'aggregation (spec §6)' },
+  { section: S_GRPO, name: 'scaleRewards', type: 'string', default: 'group', choices: ['group', 'batch', 'none'], help: "advantage scaling: σ of the group, of the batch, or none (Dr. GRPO)" },
+  { section: S_GRPO, name: 'advantageEstimator', type: 'string', default: 'grpo', choices: ['grpo', 'rloo'], help: 'group baseline' },
+  { section: S_GRPO, name: 'importanceSamplingLevel', type: 'string', default: 'token', choices: ['token', 'sequence'], help: "'sequence' = GSPO" },
+  { section: S_GRPO, name: 'topEntropyQuantile', type: 'number', default: 1, help: 'keep the policy term only on the top-q tokens by entropy (1 = all)' },
+  { section: S_GRPO, name: 'maskTruncatedCompletions', type: 'boolean', default: false, help: 'exclude completions that hit maxCompletionLength from the loss' },
+  { section: S_GRPO, name: 'dynamicSampling', type: 'boolean', default: false, help: 'DAPO: drop groups whose rewards all agree and draw more prompts' },
+  { section: S_GRPO, name: 'maxDynamicSamplingRounds', type: 'int', default: 3, help: 'cap on generation rounds per step with dynamicSampling' },
+  // sampling
+  { section: S_SAMPLE, name: 'temperature', type: 'number', default: 1.0, help: 'τ for rollouts (and the loss)' },
+  { section: S_SAMPLE, name: 'topK', type: 'int', default: 0, help: 'top-k (0 = off)' },
+  { section: S_SAMPLE, name: 'topP', type: 'number', default: 1.0, help: 'top-p (1 = off)' },
+  { section: S_SAMPLE, name: 'minP', type: 'number', default: 0.0, help: 'min-p (0 = off)' },
+  { section: S_SAMPLE, name: 'maxCompletionLength', type: 'int', default: 8, help: 'completion tokens at most' },
+  { section: S_SAMPLE, name: 'stop', type: 'strings', default: [], help: 'extra stop strings, comma-separated (EOS always stops)' },
+  // rewards
+  { section: S_REWARD, name: 'rewards', type: 'strings', default: ['accuracy', 'format'], help: 'reward functions: accuracy, format, cosine, repetition, soft_overlong' },
+  { section: S_REWARD, name: 'rewardWeights', type: 'numbers', default: undefined, help: 'one weight per reward function (built-ins, then the module\'s); default all 1' },
+  { section: S_REWARD, name: 'rewardModule', type: 'string', default: undefined, help: 'JS/TS module exporting extra reward functions (completions, ctx) => number[]' },
+  { section: S_REWARD, name: 'cosineMinLenValueCorrect', type: 'number', default: 1.0, help: 'cosine: reward of a correct completion of length 0' },
+  { section: S_REWARD, name: 'cosineMaxLenValueCorrect', type: 'number', default: 0.5, help: 'cosine: reward of a correct completion at cosineMaxLen' },
+  { section: S_REWARD, name: 'cosineMinLenValueWrong', type: 'number', default: -0.5, help: 'cosine: reward of a wrong completion of length 0' },
+  { section: S_REWARD, name: 'cosineMaxLenValueWrong', type: 'number', default: 0.0, help: 'cosine: reward of a wrong completion at cosineMaxLen' },
+  { section: S_REWARD, name: 'cosineMaxLen', type: 'int', default: undefined, help: 'cosine: length scale (default maxCompletionLength)' },
+  { section: S_REWARD, name: 'repetitionNgramSize', type: 'int', default: 3, help: 'repetition: n-gram size' },
+  { section: S_REWARD, name: 'repetitionMaxPenalty', type: 'number', default: -1.0, help: 'repetition: penalty when every n-gram repeats (≤ 0)' },
+  { section: S_REWARD, name: 'repetitionUnit', type: 'string', default: 'word', choices: ['word', 'char'], help: 'repetition: n-grams of words or characters' },
+  { section: S_REWARD, name: 'softOverlongCache', type: 'int', default: undefined, help: 'soft_overlong: L_cache tokens (default maxCompletionLength/4)' },
+  // optimisation
+  { section: S_OPT, name: 'learningRate', type: 'number', default: 1e-3, help: 'peak AdamW learning rate (linear warm-up, then cosine decay)' },
+  { section: S_OPT, name: 'warmupRatio', type: 'number', default: 0.05, help: 'fraction of updates spent warming up' },
+  { section: S_OPT, name: 'minLrRatio', type: 'number', default: 0.1, help: 'the cosine decays to learningRate × this' },
+  { section: S_OPT, name: 'weightDecay', type: 'number', default: 0.0, help: 'AdamW decoupled weight decay' },
+  { section: S_OPT, name: 'adamBeta1', type: 'number', default: 0.9, help: 'AdamW β1' },
+  { section: S_OPT, name: 'adamBeta2', type: 'number', default: 0.99, help: 'AdamW β2' },
+  { section: S_OPT, name: 'maxGradNorm', type: 'number', default: 1.0, help: 'global gradient-norm clip (0 = off)' },
+  { section: S_OPT, name: 'gradientAccumulationSteps', type: 'int', default: 1, help: 'micro-batches per optimiser update' },
+  // logging and eval during training
+  { section: S_EVAL, name: 'evalSteps', type: 'int', default: 10, help: 'evaluate on the held-out split every N steps (0 = only at the end)' },
+  { section: S_EVAL, name: 'evalLimit', type: 'int', default: 100, help: 'held-out prompts per evaluation' },
+  { section: S_EVAL, name: 'evalK', type: 'int', default: 8, help: 'samples per prompt (pass@k, maj@k)' },
+  { section: S_EVAL, name: 'evalTemperature', type: 'number', default: undefined, help: 'sampling temperature for evaluation (default: temperature)' },
+  { section: S_EVAL, name: 'saveSteps', type: 'int', default: 20, help: 'checkpoint every N steps (0 = only at the end)' },
+  { section: S_EVAL, name: 'saveTotalLimit', type: 'int', default: 2, help: 'checkpoints kept (older ones are deleted)' },
+  { section: S_EVAL, name: 'checkpoint', type: 'string', default: undefined, help: 'grpo eval: checkpoint directory (default: latest in outputDir)' },
+  // sft
+  { section: S_SFT, name: 'sftSteps', type: 'int', default: 300, help: 'supervised steps' },
+  { section: S_SFT, name: 'sftBatchSize', type: 'int', default: 32, help: 'examples per supervised step' },
+  { section: S_SFT, name: 'sftLearningRate', type: 'number', default: 3e-3, help: 'supervised peak learning rate' },
+  { section: S_SFT, name: 'sftExamples', type: 'int', default: 0, help: 'train only on the first N training examples (0 = all): a partial warm start' },
+];
+
+export type Options = Record<string, unknown>;
+
+export function defaults(): Options {
+  const o: Options = {};
+  for (const s of OPTIONS) if (s.default !== undefined) o[s.name] = Array.isArray(s.default) ? [...s.default] : s.default;
+  return o;
+}
+
+const BY_NAME = new Map(OPTIONS.map((s) => [s.name, s]));
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+const BY_FLAG = new Map(OPTIONS.map((s) => [kebab(s.name), s]));
+
+export function optionSpec(name: string): OptionSpec | undefined {
+  return BY_NAME.get(name) ?? BY_FLAG.get(name) ?? BY_NAME.get(name.replace(/[-_]([a-z])/g, (_, c) => c.toUpperCase()));
+}
+
+/** Converts and checks one value; errors name the option and what was expected. */
+export function coerce(spec: OptionSpec, raw: unknown, where = 'option'): unknown {
+  const bad = (exp: string) => new RangeError(`${where} ${spec.name}: expected ${exp} but received ${JSON.stringify(raw)}`);
+  const num = (x: unknown, int: boolean) => {
+    const v = typeof x === 'number' ? x : typeof x === 'string' && x.trim() !== '' ? Number(x) : NaN;
+    if (!Number.isFinite(v)) throw bad(int ? 'an integer' : 'a number');
+    if (int && !Number.isInteger(v)) throw bad('an integer');
+    return v;
+  };
+  const list = (x: unknown) => (Array.isArray(x) ? x : typeof x === 'string' ? (x === '' ? [] : x.split(',')) : [x]);
+  let v: unknown;
+  switch (spec.type) {
+    case 'number': v = num(raw, false); break;
+    case 'int': v = num(raw, true); break;
+    case 'boolean':
+      if (typeof raw === 'boolean') v = raw;
+      else if (raw === 'true' || raw === '1' || raw === '') v = true;
+      else if (raw === 'false' || raw === '0') v = false;
+      else throw bad('true or false');
+      break;
+    case 'string':
+      if (typeof raw !== 'string') throw bad('a string');
+      v = raw;
+      break;
+    case 'numbers': v = list(raw).map((x) => num(x, false)); break;
+    case 'strings': v = list(raw).map((x) => String(x).trim()).filter(Boolean); break;
+  }
+  if (spec.choices && !spec.choices.includes(v as string)) throw bad(`one of ${spec.choices.join(', ')}`);
+  return v;
+}
+
+/** Checks an options object (e.g. from a JSON config file): unknown keys are errors. */
+export function validateOptions(o: Record<string, unknown>, where = 'config'): Options {
+  const out: Options = {};
+  for (const [k, v] of Object.entries(o)) {
+    const spec = optionSpec(k);
+    if (!spec) throw new RangeError(`${where}: unknown option '${k}' (see --help)`);
+    out[spec.name] = v === null ? undefined : coerce(spec, v, where);
+  }
+  return out;
+}
+
+/** --help text: every option with its flag, default and meaning, by section. */
+export function helpText(): string {
+  const lines: string[] = [];
+  let section = '';
+  for (const s of OPTIONS) {
+    if (s.section !== section) {
+      section = s.section;
+      lines.push('', `${section}:`);
+    }
+    const flag = `--${kebab(s.name)}${s.type === 'boolean' ? '' : ' <' + (s.choices ? s.choices.join('|') : s.type) + '>'}`;
+    const def = s.default === undefined ? '' : ` (default ${Array.isArray(s.default) ? (s.default as unknown[]).join(',') || '""' : String(s.default)})`;
+    lines.push(`  ${flag.padEnd(44)} ${s.help}${def}`);
+  }
+  return lines.join('\n');
+}
