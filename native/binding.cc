@@ -10,6 +10,7 @@
 
 #include "common/async.h"
 #include "common/napi_args.h"
+#include "common/philox.h"
 #include "common/threadpool.h"
 #include "ops/group_advantages.h"
 #include "ops/grpo_loss.h"
@@ -206,6 +207,23 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   return run_job(info.Env(), std::move(job), is_async(info));
 }
 
+// Test hook: one Philox 4x32-10 block, philox(counter Uint32Array(4), key Uint32Array(2)) ->
+// Uint32Array(4), so tests can check native/common/philox.h against the Random123 vectors.
+Napi::Value Philox(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto u32 = [&](size_t i, size_t n) {
+    if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        info[i].As<Napi::TypedArray>().ElementLength() != n)
+      throw Napi::TypeError::New(env, std::string("philox: expected Uint32Array(") + std::to_string(n) + ") for " + (i ? "key" : "counter"));
+    return info[i].As<Napi::Uint32Array>();
+  };
+  Napi::Uint32Array c = u32(0, 4), k = u32(1, 2);
+  Philox4 r = philox4x32_10(Philox4{{c[0], c[1], c[2], c[3]}}, k[0], k[1]);
+  Napi::Uint32Array out = Napi::Uint32Array::New(env, 4);
+  for (size_t i = 0; i < 4; ++i) out[i] = r.v[i];
+  return out;
+}
+
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
@@ -232,6 +250,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("grpoLoss", Napi::Function::New(env, GrpoLoss, "grpoLoss"));
   exports.Set("grpoLossFromLogits", Napi::Function::New(env, GrpoLossFromLogits, "grpoLossFromLogits"));
   exports.Set("sample", Napi::Function::New(env, Sample, "sample"));
+  exports.Set("philox", Napi::Function::New(env, Philox, "philox"));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));

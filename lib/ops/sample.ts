@@ -1,2 +1,151 @@
-// placeholder: implemented by the op's owner
-export {};
+/**
+ * sample — spec §9 (batched sampling). Per row b of logits z [R, V]: u = z/τ_b; keep the top_k
+ * largest u (ties at the k-th all kept), then the smallest descending prefix whose renormalised
+ * mass reaches top_p (ties with its last entry kept), then drop p_v < min_p·p_max; draw one
+ * token from the renormalised kept set by Gumbel-max with counter-based Philox 4x32-10
+ * randomness. The draw depends only on (seed, rowId, step, vocab id) and the kept set: never
+ * on thread count, how rows are batched, or the backend. The exact algorithm (the contract the
+ * CUDA kernel also follows) is written at the top of native/ops/sample.cc.
+ *
+ * τ_b = 0 is greedy: the first index of the maximum logit, with its log-prob at τ = 1.
+ *
+ * Non-finite logits never crash or read out of bounds: NaN logits count as −Infinity (never
+ * drawn). A row whose maximum is ±Infinity (all −Infinity/NaN, or some +Infinity) returns the
+ * first index of that maximum (token 0 for an all −Infinity/NaN row) with logp = truncLogp = NaN.
+ */
+import { native } from '../native';
+import * as v from '../validate';
+
+export interface SampleOptions {
+  /** Logits [R, V] row-major: Float32Array, or Uint16Array of bfloat16/float16 bits. */
+  logits: Float32Array | Uint16Array;
+  /** 'float32' (default for Float32Array), 'bfloat16' or 'float16' (required for Uint16Array). */
+  dtype?: v.FloatDType;
+  /** V, the vocabulary size (row length). R = logits.length / V. */
+  vocabSize: number;
+  /** τ ≥ 0 per row or for all rows (default 1). 0 = greedy. */
+  temperature?: number | Float32Array;
+  /** Keep the k largest (0 = off, default; k ≥ V is off too). Integer ≥ 0. */
+  topK?: number | Int32Array;
+  /** Nucleus mass in (0, 1] (1 = off, default). */
+  topP?: number | Float32Array;
+  /** Drop p_v < minP·p_max; in [0, 1] (0 = off, default). */
+  minP?: number | Float32Array;
+  /** The Philox key: a non-negative safe integer or a bigint < 2^64. */
+  seed: number | bigint;
+  /** Decoding step (the Philox counter's third word), uint32; default 0. */
+  step?: number;
+  /** Per-row ids (uint32) for the Philox counter; default the row index. Give sequence ids so
+   * that a batch split across calls samples the same tokens as one call. */
+  rowIds?: Uint32Array | number[];
+  /** Also return log-probs under the truncated (kept) distribution (default false). */
+  truncatedLogprobs?: boolean;
+  /** Optional preallocated outputs. */
+  out?: { tokens?: Int32Array; logp?: Float32Array; truncLogp?: Float32Array };
+}
+
+export interface SampleResult {
+  /** The drawn token per row. */
+  tokens: Int32Array;
+  /** log softmax(z/τ)[token] over the whole vocabulary (ℓ_old for GRPO); τ = 1 when greedy. */
+  logp: Float32Array;
+  /** log-prob under the renormalised kept distribution (0 when greedy), or null unless
+   * `truncatedLogprobs: true`. */
+  truncLogp: Float32Array | null;
+}
+
+const OP = 'sample';
+const MAX_V = 0x7fffffff;
+
+function perRow<T extends Float32Array | Int32Array>(
+  name: string,
+  x: unknown,
+  dflt: number,
+  R: number,
+  Ctor: { new (n: number): T },
+  check: (a: number) => boolean,
+  expected: string,
+): T {
+  if (x === undefined) return new Ctor(R).fill(dflt) as T;
+  if (typeof x === 'number') {
+    if (!check(x)) throw v.rangeError(OP, name, expected, x);
+    return new Ctor(R).fill(x) as T;
+  }
+  if (!(x instanceof Ctor)) throw v.typeError(OP, name, `${expected} or a ${Ctor.name} of length ${R}`, x);
+  if (x.length !== R) throw v.rangeError(OP, name, `a ${Ctor.name} of length ${R}`, x);
+  for (let i = 0; i < R; i++) {
+    if (!check(x[i])) throw v.rangeError(OP, name, expected, `${x[i]} at index ${i}`);
+  }
+  return x;
+}
+
+function splitSeed(seed: unknown): { seedLo: number; seedHi: number } {
+  if (typeof seed === 'bigint') {
+    if (seed < 0n || seed >= 1n << 64n) throw v.rangeError(OP, 'seed', 'a bigint in [0, 2^64)', seed);
+    return { seedLo: Number(seed & 0xffffffffn), seedHi: Number(seed >> 32n) };
+  }
+  if (typeof seed !== 'number') throw v.typeError(OP, 'seed', 'a non-negative safe integer or a bigint', seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw v.rangeError(OP, 'seed', 'a non-negative safe integer or a bigint', seed);
+  return { seedLo: seed % 4294967296, seedHi: Math.floor(seed / 4294967296) };
+}
+
+function prepare(o: SampleOptions) {
+  const opts = v.options(OP, o);
+  const V = v.integer(OP, 'vocabSize', opts.vocabSize, 1, MAX_V);
+  const logitsRaw = opts.logits;
+  if (!(logitsRaw instanceof Float32Array || logitsRaw instanceof Uint16Array))
+    throw v.typeError(OP, 'logits', 'Float32Array or Uint16Array (bfloat16/float16 bits)', logitsRaw);
+  if (logitsRaw.length % V !== 0)
+    throw v.rangeError(OP, 'logits', `a length that is a multiple of vocabSize ${V}`, logitsRaw);
+  const R = logitsRaw.length / V;
+  const { data: logits, dtype } = v.floatTensor(OP, 'logits', logitsRaw, opts.dtype, R * V);
+  const temperature = perRow('temperature', opts.temperature, 1, R, Float32Array, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0');
+  const topK = perRow('topK', opts.topK, 0, R, Int32Array, (x) => Number.isInteger(x) && x >= 0 && x <= MAX_V, 'an integer >= 0');
+  const topP = perRow('topP', opts.topP, 1, R, Float32Array, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  const minP = perRow('minP', opts.minP, 0, R, Float32Array, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  const { seedLo, seedHi } = splitSeed(opts.seed);
+  const step = v.integer(OP, 'step', opts.step, 0, 0xffffffff, 0);
+  let rowIds: Uint32Array | undefined;
+  if (opts.rowIds !== undefined) {
+    const r = opts.rowIds;
+    if (r instanceof Uint32Array) {
+      if (r.length !== R) throw v.rangeError(OP, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
+      rowIds = r;
+    } else if (Array.isArray(r)) {
+      if (r.length !== R) throw v.rangeError(OP, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
+      rowIds = new Uint32Array(R);
+      for (let i = 0; i < R; i++) {
+        const x = r[i];
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff)
+          throw v.rangeError(OP, 'rowIds', 'integers in [0, 2^32)', `${String(x)} at index ${i}`);
+        rowIds[i] = x;
+      }
+    } else {
+      throw v.typeError(OP, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
+    }
+  }
+  const wantTrunc = v.boolean(OP, 'truncatedLogprobs', opts.truncatedLogprobs, false);
+  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  const tokens = out.tokens === undefined ? new Int32Array(R) : v.int32Array(OP, 'out.tokens', out.tokens, R);
+  const logp = v.outFloat32(OP, 'out.logp', out.logp, R);
+  const truncLogp = wantTrunc ? v.outFloat32(OP, 'out.truncLogp', out.truncLogp, R) : null;
+  const args = {
+    R, V, logits, logitsDtype: dtype, temperature, topK, topP, minP,
+    seedLo, seedHi, step, rowIds, tokens, logp, truncLogp,
+  };
+  return { args, result: (): SampleResult => ({ tokens, logp, truncLogp }) };
+}
+
+/** Draw one token per row (async: runs on the native thread pool). */
+export async function sample(o: SampleOptions): Promise<SampleResult> {
+  const p = prepare(o);
+  await native().sample(p.args, true);
+  return p.result();
+}
+
+/** Synchronous twin of {@link sample}. */
+export function sampleSync(o: SampleOptions): SampleResult {
+  const p = prepare(o);
+  native().sample(p.args, false);
+  return p.result();
+}

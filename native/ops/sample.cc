@@ -1,5 +1,573 @@
+// sample: spec §9, CPU kernel. Shapes: R rows, V vocab entries; logits z [R, V] row-major.
+//
+// ============================== THE ALGORITHM (the contract) ==============================
+// Every backend computes exactly this; the CUDA kernel must give the same token for the same
+// (logits, options, seed, rowId, step). Helpers E, x_v and key are in native/common/sample_math.h.
+// Per row b, with τ = temperature[b], k = topK[b], p = topP[b], m = minP[b],
+// rowId = rowIds ? rowIds[b] : b:
+//
+// 0. Load. z_v converted to float32 exactly (bf16/f16). u_v = z_v / τ (IEEE float32 division)
+//    when τ > 0; u_v = z_v when τ = 0 (greedy). A NaN u_v becomes -inf (never drawn, adds
+//    nothing to any sum). M = max_v u_v.
+//    Degenerate row (M is ±inf, i.e. every u is -inf/NaN or some u is +inf): token = the smallest
+//    v with u_v == M; logp = truncLogp = NaN. Nothing below applies.
+//    Every mass below uses e_v = E(u_v - M) (float32 subtraction, then E: bit-exact), so
+//    e_max = E(0) = 1. S = Σ_v e_v over the whole vocab, accumulated in double (any order).
+// 1. Greedy (τ = 0, or τ < 0 / NaN, which the TS layer never passes): token = the smallest v
+//    with u_v == M; logp = -log(S) (this is log softmax(z)[token], τ = 1); truncLogp = 0.
+// 2. Kept set, three filters, each a set of the form {u_v >= threshold} (ties always kept):
+//    top-k (on when 0 < k < V): T_k = the k-th largest u_v counting multiplicity;
+//      K1 = {v : u_v >= T_k}. Off: K1 = all v.
+//    top-p (on when p < 1): list K1 by u descending (order among equal u is irrelevant: equal u
+//      have equal e); c_i = e_(1) + ... + e_(i) summed in double in that order;
+//      S1 = Σ_{K1} e_v (double; with top-k on, S1 = c_|K1|; with it off, S1 = S);
+//      i* = the smallest i with c_i >= (double)p * S1 (i* = |K1| if rounding leaves none);
+//      K2 = {v in K1 : u_v >= u_(i*)}. Off: K2 = K1.
+//    min-p (on when m > 0; m > 1 is treated as 1): K3 = {v in K2 : e_v >= m} (float compare;
+//      e_v/e_max = p_v/p_max). Off: K3 = K2. K3 always holds the argmax of u (e = 1).
+// 3. Draw (Gumbel-max, an exact draw from the renormalised kept distribution):
+//      x_v = word ((v >> 4) & 3) of philox4x32_10(counter {((v >> 6) << 4) | (v & 15), rowId,
+//            step, 0}, key {seedLo, seedHi})
+//      key_v = (double)u_v - log(-log((x_v + 0.5) * 2^-32))      (double precision log)
+//    token = argmax over v in K3 of key_v; equal keys -> the smallest v.
+//    The draw depends only on (seed, rowId, step, v) and the kept set: never on thread count,
+//    batch composition or backend.
+// 4. logp = (float)(((double)u_tok - (double)M) - log(S))        (log softmax(u) over all V)
+//    truncLogp = (float)(((double)u_tok - (double)M) - log(S3)), S3 = Σ_{K3} e_v in double
+//    (only when requested).
+// Backends may differ only where a double sum or a libm log differs in its last bit AND that
+// flips a top-p comparison or a Gumbel-key comparison: ties to ~1e-15 relative.
+// ==========================================================================================
+//
+// How this CPU kernel computes it fast (none of this changes the result):
+// - pass A: load, divide, NaN -> -inf, store u to a per-thread scratch row, max (SIMD).
+// - pass B: S = Σ E(u - M) with a SIMD E (the same fmaf sequence as the scalar E).
+// - top-k: one SIMD pass keeping a candidate buffer of entries >= a running threshold; when the
+//   buffer fills, nth_element finds the k-th largest of it, which becomes the new threshold (a
+//   lower bound of T_k, so nothing >= T_k is ever dropped). No sort of V.
+// - top-p without top-k: the same selection for the top 256, 2048, 16384, ... entries (ties
+//   included) until the sorted chunk's prefix mass reaches p·S; only the chunk is sorted.
+// - draw over a short list (top-k / top-p): exact keys of the listed members.
+// - draw over a long set (no filter, or min-p only): a SIMD scan computes Philox for 64 entries
+//   per 16 calls and bounds each key with a 4096-bucket table of the Gumbel transform of the top
+//   12 random bits (lower/upper bound); a running lower bound L of the best key (from entries
+//   surely in K3) leaves only entries whose upper bound reaches L as candidates, and blocks whose
+//   max u + max G is below L skip Philox altogether. Candidates get exact keys. Rigorous margins
+//   make the candidate set always contain the exact argmax.
+// Scratch buffers live per worker thread (thread_local), grow once, and are reused.
 #include "sample.h"
+
+// GCC 12 warns about _mm512_undefined_* inside the intrinsic headers once they are inlined
+// into masked loads: false positives.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
+#include <vector>
+
+#include "../common/cpu.h"
+#include "../common/half.h"
+#include "../common/sample_math.h"
+#include "../common/threadpool.h"
+
 namespace grpo {
-void sample_cpu(const SampleArgs&) { throw std::runtime_error("sample: not implemented yet"); }
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct Scratch {
+  std::vector<float> u;           // [V] scaled logits of the current row
+  std::vector<float> sel_val;     // selection buffer (values)
+  std::vector<int32_t> sel_idx;   // selection buffer (indices)
+  std::vector<float> tmp;         // nth_element workspace
+  std::vector<int32_t> list;      // the kept list, sorted by u descending
+  std::vector<int32_t> cand;      // draw candidates (indices)
+  std::vector<uint32_t> cand_x;   // their random bits
+};
+
+Scratch& scratch() {
+  static thread_local Scratch s;
+  return s;
 }
+
+// ---- Gumbel bound tables: G(x) = -log(-log((x + 0.5) 2^-32)) over buckets of the top 12 bits.
+struct GumbelTables {
+  float lo[4096], hi[4096];
+  float hi_max;
+  GumbelTables() {
+    auto G = [](uint32_t x) { return -std::log(-std::log(philox_uniform_open(x))); };
+    hi_max = -kInf;
+    for (uint32_t j = 0; j < 4096; ++j) {
+      double a = G(j << 20), b = G((j << 20) | 0xFFFFFu);
+      // margins cover libm's last-bit monotonicity and the double -> float rounding
+      lo[j] = static_cast<float>(a - 1e-6 * (1 + std::fabs(a)));
+      hi[j] = static_cast<float>(b + 1e-6 * (1 + std::fabs(b)));
+      hi_max = std::max(hi_max, hi[j]);
+    }
+  }
+};
+const GumbelTables& gtab() {
+  static const GumbelTables t;
+  return t;
+}
+
+// Slack for comparing float sums u + G against a float bound L: both sides carry a rounding of
+// at most 2^-24 of their magnitude (|u + G| is within ~25 of |L| wherever it matters).
+inline float key_margin(float L) { return std::ldexp(std::fabs(L) + 64.0f, -20); }
+
+// ---------------------------------------------------------------- scalar (generic) kernels
+template <int DT>
+float load_row_scalar(const void* z, int64_t V, float tau, bool greedy, float* u) {
+  float M = -kInf;
+  for (int64_t v = 0; v < V; ++v) {
+    float x = load_as_float<DT>(z, v);
+    if (!greedy) x = x / tau;
+    if (x != x) x = -kInf;
+    u[v] = x;
+    if (x > M) M = x;
+  }
+  return M;
+}
+
+void sum_exp_scalar(const float* u, int64_t V, float M, float m, double* S, double* Sm) {
+  double s = 0, sm = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    float e = sample_exp(u[v] - M);
+    s += e;
+    if (e >= m) sm += e;
+  }
+  *S = s;
+  *Sm = sm;
+}
+
+// ---------------------------------------------------------------- AVX-512 kernels
+#define GRPO_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+
+GRPO_AVX512 inline __m512 load16(const void* z, int DT, int64_t v, __mmask16 mk) {
+  if (DT == 0) return _mm512_maskz_loadu_ps(mk, static_cast<const float*>(z) + v);
+  __m256i h = _mm256_maskz_loadu_epi16(mk, static_cast<const uint16_t*>(z) + v);
+  if (DT == 1) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_cvtph_ps(h);
+}
+
+template <int DT>
+GRPO_AVX512 float load_row_avx512(const void* z, int64_t V, float tau, bool greedy, float* u) {
+  const __m512 vt = _mm512_set1_ps(tau), ninf = _mm512_set1_ps(-kInf);
+  __m512 vmax = ninf;
+  for (int64_t v = 0; v < V; v += 16) {
+    __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
+    __m512 x = load16(z, DT, v, mk);
+    if (!greedy) x = _mm512_div_ps(x, vt);
+    x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), ninf, x);
+    _mm512_mask_storeu_ps(u + v, mk, x);
+    vmax = _mm512_mask_max_ps(vmax, mk, vmax, x);
+  }
+  return _mm512_reduce_max_ps(vmax);
+}
+
+// The SIMD twin of sample_exp: the same operations in the same order.
+GRPO_AVX512 inline __m512 exp16(__m512 x) {
+  __mmask16 valid = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+  x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  // n is clamped for the bit trick only; lanes below -87 are zeroed anyway
+  __m512i ni = _mm512_cvtps_epi32(_mm512_max_ps(n, _mm512_set1_ps(-126.0f)));
+  __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
+  return _mm512_maskz_mov_ps(valid, _mm512_mul_ps(p, scale));
+}
+
+GRPO_AVX512 void sum_exp_avx512(const float* u, int64_t V, float M, float m, double* S, double* Sm) {
+  const __m512 vM = _mm512_set1_ps(M), vm = _mm512_set1_ps(m);
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = a0, b1 = a0;
+  for (int64_t v = 0; v < V; v += 16) {
+    __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
+    __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, u + v), vM)));
+    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    __m512 em = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, vm, _CMP_GE_OQ), e);
+    b0 = _mm512_add_pd(b0, _mm512_cvtps_pd(_mm512_castps512_ps256(em)));
+    b1 = _mm512_add_pd(b1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(em), 1))));
+  }
+  *S = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+  *Sm = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
+}
+
+// Appends (u_v, v) for every v with u_v >= t to the buffers at n; returns the new n.
+GRPO_AVX512 int64_t select_append_avx512(const float* u, int64_t b, int64_t e, float t, float* val, int32_t* idx, int64_t n) {
+  const __m512 vt = _mm512_set1_ps(t);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t v = b; v < e; v += 16) {
+    __mmask16 mk = e - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (e - v)) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(mk, u + v);
+    __mmask16 c = _mm512_mask_cmp_ps_mask(mk, x, vt, _CMP_GE_OQ);
+    if (c) {
+      _mm512_mask_compressstoreu_ps(val + n, c, x);
+      _mm512_mask_compressstoreu_epi32(idx + n, c, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(v))));
+      n += __builtin_popcount(c);
+    }
+  }
+  return n;
+}
+
+// Philox 4x32-10 on 16 lanes at once (counter lanes c0..c3).
+GRPO_AVX512 inline void mulhilo16(__m512i a, __m512i M, __m512i* hi, __m512i* lo) {
+  __m512i ev = _mm512_mul_epu32(a, M);
+  __m512i od = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), M);
+  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ev, 32), od);
+  *lo = _mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32));
+}
+
+GRPO_AVX512 inline void philox16(__m512i c[4], uint32_t k0, uint32_t k1) {
+  const __m512i M0 = _mm512_set1_epi64(0xD2511F53u), M1 = _mm512_set1_epi64(0xCD9E8D57u);
+  for (int r = 0; r < 10; ++r) {
+    __m512i hi0, lo0, hi1, lo1;
+    mulhilo16(c[0], M0, &hi0, &lo0);
+    mulhilo16(c[2], M1, &hi1, &lo1);
+    __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c[1]), _mm512_set1_epi32(static_cast<int32_t>(k0)));
+    __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c[3]), _mm512_set1_epi32(static_cast<int32_t>(k1)));
+    c[0] = n0;
+    c[1] = lo1;
+    c[2] = n2;
+    c[3] = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+}
+
+struct DrawCtx {
+  const float* u;
+  int64_t V;
+  uint32_t row_id, step, seed_lo, seed_hi;
+  float t_poss, t_sure;  // candidates need u >= t_poss; the bound L uses only u >= t_sure
+};
+
+// The pruning scan over full 64-entry blocks [0, nb*64): appends candidates (index, bits).
+// Returns the number of candidates written and the final lower bound L.
+GRPO_AVX512 int64_t draw_scan_avx512(const DrawCtx& d, int64_t nb, int32_t* cand, uint32_t* cx, float* Lout) {
+  const GumbelTables& gt = gtab();
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 vposs = _mm512_set1_ps(d.t_poss), vsure = _mm512_set1_ps(d.t_sure);
+  const __m512 ninf = _mm512_set1_ps(-kInf);
+  const __m512i vrow = _mm512_set1_epi32(static_cast<int32_t>(d.row_id));
+  const __m512i vstep = _mm512_set1_epi32(static_cast<int32_t>(d.step));
+  float L = -kInf, thr = -kInf;
+  int64_t n = 0;
+  for (int64_t q = 0; q < nb; ++q) {
+    const float* ub = d.u + q * 64;
+    __m512 uw[4];
+    for (int w = 0; w < 4; ++w) uw[w] = _mm512_loadu_ps(ub + 16 * w);
+    __m512 bmax = _mm512_max_ps(_mm512_max_ps(uw[0], uw[1]), _mm512_max_ps(uw[2], uw[3]));
+    // whole block below the bound even with the largest possible Gumbel: no Philox needed
+    if (!_mm512_cmp_ps_mask(_mm512_add_ps(bmax, _mm512_set1_ps(gt.hi_max)), _mm512_set1_ps(thr), _CMP_GE_OQ)) continue;
+    __m512i c[4] = {_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 16))), vrow, vstep, _mm512_setzero_si512()};
+    philox16(c, d.seed_lo, d.seed_hi);
+    __m512i j[4];
+    __m512 lmax = ninf;
+    for (int w = 0; w < 4; ++w) {
+      j[w] = _mm512_srli_epi32(c[w], 20);
+      __m512 lo = _mm512_i32gather_ps(j[w], gt.lo, 4);
+      __mmask16 sure = _mm512_cmp_ps_mask(uw[w], vsure, _CMP_GE_OQ);
+      lmax = _mm512_mask_max_ps(lmax, sure, lmax, _mm512_add_ps(uw[w], lo));
+    }
+    float bl = _mm512_reduce_max_ps(lmax);
+    if (bl > L) {
+      L = bl;
+      thr = L - key_margin(L);
+    }
+    const __m512 vthr = _mm512_set1_ps(thr);
+    for (int w = 0; w < 4; ++w) {
+      __m512 hi = _mm512_i32gather_ps(j[w], gt.hi, 4);
+      __mmask16 cm = _mm512_cmp_ps_mask(uw[w], vposs, _CMP_GE_OQ) & _mm512_cmp_ps_mask(_mm512_add_ps(uw[w], hi), vthr, _CMP_GE_OQ);
+      if (cm) {
+        _mm512_mask_compressstoreu_epi32(cand + n, cm, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 64 + 16 * w))));
+        _mm512_mask_compressstoreu_epi32(cx + n, cm, c[w]);
+        n += __builtin_popcount(cm);
+      }
+    }
+  }
+  *Lout = L;
+  return n;
+}
+
+// ---------------------------------------------------------------- the row algorithm
+struct RowCtx {
+  bool simd;
+  Scratch* s;
+};
+
+// All entries with u >= T_k (the k-th largest) into s.list (unsorted, indices); returns T_k.
+float select_top(const RowCtx& rc, const float* u, int64_t V, int64_t k) {
+  Scratch& s = *rc.s;
+  int64_t cap = std::max<int64_t>(4 * k, 4096);
+  cap = std::min<int64_t>(cap, V + 16);
+  if (static_cast<int64_t>(s.sel_val.size()) < V + 16) {
+    s.sel_val.resize(V + 16);
+    s.sel_idx.resize(V + 16);
+    s.tmp.resize(V + 16);
+  }
+  float* val = s.sel_val.data();
+  int32_t* idx = s.sel_idx.data();
+  float t = -kInf;
+  int64_t n = 0;
+  // k-th largest of the buffer becomes the running threshold; compaction keeps >= it.
+  auto compact = [&]() {
+    std::copy(val, val + n, s.tmp.data());
+    std::nth_element(s.tmp.data(), s.tmp.data() + (k - 1), s.tmp.data() + n, std::greater<float>());
+    t = s.tmp[k - 1];
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (val[i] >= t) {
+        val[m] = val[i];
+        idx[m] = idx[i];
+        ++m;
+      }
+    n = m;
+  };
+  const int64_t step = 1024;
+  for (int64_t b = 0; b < V; b += step) {
+    int64_t e = std::min(V, b + step);
+    if (rc.simd) {
+      n = select_append_avx512(u, b, e, t, val, idx, n);
+    } else {
+      for (int64_t v = b; v < e; ++v)
+        if (u[v] >= t) {
+          val[n] = u[v];
+          idx[n] = static_cast<int32_t>(v);
+          ++n;
+        }
+    }
+    if (n >= cap - step && n >= k) {
+      compact();
+      if (n > cap / 2) cap = std::min<int64_t>(2 * cap, V + 16);  // many ties: grow
+    }
+  }
+  compact();
+  s.list.assign(idx, idx + n);
+  return t;
+}
+
+void sort_list_desc(const float* u, std::vector<int32_t>& list) {
+  std::sort(list.begin(), list.end(), [u](int32_t a, int32_t b) { return u[a] > u[b] || (u[a] == u[b] && a < b); });
+}
+
+// The top-p cut of a list sorted by u descending, whose total mass is S1 (or, when S1 < 0,
+// the sum of the list itself). Returns how many entries to keep (ties with the last included),
+// or -1 when the list's prefix never reaches p*S1 and the list is not the whole kept set.
+int64_t top_p_cut(const float* u, const std::vector<int32_t>& list, float M, double p, double S1, bool complete) {
+  const int64_t n = static_cast<int64_t>(list.size());
+  if (S1 < 0) {
+    S1 = 0;
+    for (int64_t i = 0; i < n; ++i) S1 += sample_exp(u[list[i]] - M);
+  }
+  const double target = p * S1;
+  double c = 0;
+  int64_t istar = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    c += sample_exp(u[list[i]] - M);
+    if (c >= target) {
+      istar = i;
+      break;
+    }
+  }
+  if (istar < 0) {
+    if (!complete) return -1;
+    istar = n - 1;
+  }
+  const float tp = u[list[istar]];
+  int64_t keep = istar + 1;
+  while (keep < n && u[list[keep]] >= tp) ++keep;
+  return keep;
+}
+
+// Exact key argmax over v in `idx` (ascending or not) passing the membership test.
+struct Best {
+  double key = -std::numeric_limits<double>::infinity();
+  int64_t v = -1;
+  void offer(double k, int64_t v2) {
+    if (v < 0 || k > key || (k == key && v2 < v)) {
+      key = k;
+      v = v2;
+    }
+  }
+};
+
+void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
+  Scratch& s = *rc.s;
+  const int64_t V = a.V;
+  if (static_cast<int64_t>(s.u.size()) < V) s.u.resize(V);
+  float* u = s.u.data();
+  const float tau = a.temperature[b];
+  const bool greedy = !(tau > 0);
+  const uint32_t row_id = a.row_ids ? a.row_ids[b] : static_cast<uint32_t>(b);
+
+  // pass A
+  float M;
+  const void* z;
+  switch (a.logits.dtype) {
+    case DType::BF16:
+      z = a.logits.as<uint16_t>() + b * V;
+      M = rc.simd ? load_row_avx512<1>(z, V, tau, greedy, u) : load_row_scalar<1>(z, V, tau, greedy, u);
+      break;
+    case DType::F16:
+      z = a.logits.as<uint16_t>() + b * V;
+      M = rc.simd ? load_row_avx512<2>(z, V, tau, greedy, u) : load_row_scalar<2>(z, V, tau, greedy, u);
+      break;
+    default:
+      z = a.logits.as<float>() + b * V;
+      M = rc.simd ? load_row_avx512<0>(z, V, tau, greedy, u) : load_row_scalar<0>(z, V, tau, greedy, u);
+      break;
+  }
+  auto first_of_max = [&]() -> int32_t {
+    for (int64_t v = 0; v < V; ++v)
+      if (u[v] == M) return static_cast<int32_t>(v);
+    return 0;
+  };
+  if (!std::isfinite(M)) {
+    a.tokens[b] = first_of_max();
+    a.logp[b] = kNaN;
+    if (a.trunc_logp) a.trunc_logp[b] = kNaN;
+    return;
+  }
+
+  const int32_t topk = a.top_k[b];
+  const float topp = a.top_p[b];
+  float minp = a.min_p[b];
+  if (!(minp > 0)) minp = 0;  // NaN, negative: off
+  if (minp > 1) minp = 1;
+  const bool use_k = !greedy && topk > 0 && topk < V;
+  const bool use_p = !greedy && topp < 1;  // NaN: off
+  const bool use_m = !greedy && minp > 0;
+
+  // pass B
+  double S, Sm;
+  const float m_for_sum = use_m ? minp : 0.0f;
+  if (rc.simd) sum_exp_avx512(u, V, M, m_for_sum, &S, &Sm);
+  else sum_exp_scalar(u, V, M, m_for_sum, &S, &Sm);
+
+  auto finish = [&](int32_t tok, double S3) {
+    a.tokens[b] = tok;
+    const double d = static_cast<double>(u[tok]) - static_cast<double>(M);
+    a.logp[b] = static_cast<float>(d - std::log(S));
+    if (a.trunc_logp) a.trunc_logp[b] = greedy ? 0.0f : static_cast<float>(d - std::log(S3));
+  };
+
+  if (greedy) {
+    finish(first_of_max(), 0);
+    return;
+  }
+
+  // 2. kept set as an explicit list (top-k and/or top-p) or implicitly (all / min-p only)
+  bool have_list = false;
+  if (use_k) {
+    select_top(rc, u, V, topk);
+    sort_list_desc(u, s.list);
+    have_list = true;
+    if (use_p) {
+      int64_t keep = top_p_cut(u, s.list, M, topp, -1.0, true);
+      s.list.resize(keep);
+    }
+  } else if (use_p) {
+    for (int64_t C = 256;; C *= 8) {
+      if (C >= V) {
+        s.list.resize(V);
+        for (int64_t v = 0; v < V; ++v) s.list[v] = static_cast<int32_t>(v);
+      } else {
+        select_top(rc, u, V, C);
+      }
+      sort_list_desc(u, s.list);
+      const bool complete = static_cast<int64_t>(s.list.size()) >= V;
+      int64_t keep = top_p_cut(u, s.list, M, topp, S, complete);
+      if (keep >= 0) {
+        s.list.resize(keep);
+        break;
+      }
+    }
+    have_list = true;
+  }
+
+  const uint32_t sl = a.seed_lo, sh = a.seed_hi, st = a.step;
+  Best best;
+  double S3;
+  if (have_list) {
+    // min-p on the list, the truncated mass, and exact keys of every member
+    int64_t m = 0;
+    S3 = 0;
+    for (int32_t v : s.list) {
+      float e = sample_exp(u[v] - M);
+      if (use_m && !(e >= minp)) continue;
+      S3 += e;
+      s.list[m++] = v;
+    }
+    s.list.resize(m);
+    for (int32_t v : s.list) best.offer(sample_gumbel_key(u[v], sample_random_bits(v, row_id, st, sl, sh)), v);
+  } else {
+    S3 = use_m ? Sm : S;
+    // Membership: e_v >= minp. Candidates need u - M >= log(minp) - slack; the bound L uses
+    // only entries surely in (u - M >= log(minp) + slack, and >= -80 where E is accurate).
+    float t_poss = -kInf, t_sure = -kInf;
+    if (use_m) {
+      const double lm = std::log(static_cast<double>(minp));
+      const double slack = 0.05 + 1e-6 * std::fabs(M);
+      t_poss = static_cast<float>(M + lm - slack);
+      t_sure = static_cast<float>(M + std::max(lm + slack, -80.0));
+    }
+    auto member = [&](int64_t v) { return !use_m || sample_exp(u[v] - M) >= minp; };
+    if (static_cast<int64_t>(s.cand.size()) < V) {
+      s.cand.resize(V);
+      s.cand_x.resize(V);
+    }
+    int64_t nfull = 0, nc = 0;
+    float L = -kInf;
+    if (rc.simd) {
+      nfull = V / 64;
+      DrawCtx d{u, V, row_id, st, sl, sh, t_poss, t_sure};
+      nc = draw_scan_avx512(d, nfull, s.cand.data(), s.cand_x.data(), &L);
+    }
+    const GumbelTables& gt = gtab();
+    const float thr = L - key_margin(L);
+    for (int64_t i = 0; i < nc; ++i) {
+      const int32_t v = s.cand[i];
+      const uint32_t x = s.cand_x[i];
+      if (u[v] + gt.hi[x >> 20] < thr) continue;  // below the final bound: cannot win
+      if (!member(v)) continue;
+      best.offer(sample_gumbel_key(u[v], x), v);
+    }
+    for (int64_t v = nfull * 64; v < V; ++v) {  // the tail (or every entry, scalar)
+      if (!(u[v] >= t_poss) || !member(v)) continue;
+      best.offer(sample_gumbel_key(u[v], sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh)), v);
+    }
+  }
+  // best.v < 0 cannot happen (the argmax of u is always kept); stay in bounds regardless
+  finish(best.v >= 0 ? static_cast<int32_t>(best.v) : first_of_max(), S3);
+}
+
+}  // namespace
+
+void sample_cpu(const SampleArgs& a) {
+  if (a.R <= 0 || a.V <= 0) return;
+  if (a.V > INT32_MAX) throw std::invalid_argument("sample: V must fit in int32 (token ids)");
+  const bool simd = cpu_isa_level() == CpuIsa::Avx512;
+  parallel_for(a.R, [&](int64_t b0, int64_t b1, int) {
+    RowCtx rc{simd, &scratch()};
+    for (int64_t b = b0; b < b1; ++b) sample_row(rc, a, b);
+  });
+}
+
+}  // namespace grpo
