@@ -36,7 +36,7 @@ export interface GroupAdvantagesOptions {
   /** G: contiguous groups of G sequences (G must divide S). */
   groupSize?: number;
   /** A group id per sequence [S] (any int32 values, any order, unequal group sizes). */
-  groupIds?: Int32Array;
+  groupIds?: Int32Array | number[];
   /** 'grpo' (default) or 'rloo' (leave-one-out baseline; every group needs ≥ 2 members). */
   estimator?: AdvantageEstimator;
   /** 'group' (default for grpo), 'batch' or 'none' (default for rloo). */
@@ -71,6 +71,21 @@ export interface GroupAdvantagesResult {
 }
 
 const OP = 'groupAdvantages';
+
+/** groupIds as Int32Array, or number[] of int32 integers (copied). */
+function groupIdArray(ids: unknown, S: number): Int32Array {
+  if (ids instanceof Int32Array) return v.int32Array(OP, 'groupIds', ids, S);
+  if (!Array.isArray(ids)) throw v.typeError(OP, 'groupIds', `Int32Array or number[] of length ${S}`, ids);
+  if (ids.length !== S) throw v.rangeError(OP, 'groupIds', `Int32Array or number[] of length ${S} (one id per sequence)`, ids);
+  const out = new Int32Array(S);
+  for (let i = 0; i < S; i++) {
+    const x = ids[i];
+    if (typeof x !== 'number') throw v.typeError(OP, 'groupIds', 'integer ids', `${String(x)} at index ${i}`);
+    if (!Number.isInteger(x) || x < -(2 ** 31) || x > 2 ** 31 - 1) throw v.rangeError(OP, 'groupIds', 'int32 integer ids', `${x} at index ${i}`);
+    out[i] = x;
+  }
+  return out;
+}
 
 function prepare(o: GroupAdvantagesOptions) {
   const opts = v.options(OP, o);
@@ -109,14 +124,15 @@ function prepare(o: GroupAdvantagesOptions) {
   let group: Int32Array;
   let groupIds: Int32Array;
   if (hasSize) {
-    const G = v.integer(OP, 'groupSize', opts.groupSize, minSize, 2 ** 31 - 1);
+    const G = v.integer(OP, 'groupSize', opts.groupSize, 1, 2 ** 31 - 1);
+    if (G < minSize) throw v.rangeError(OP, 'groupSize', "a group size of at least 2 for estimator 'rloo' (a leave-one-out baseline needs another member)", G);
     if (S % G !== 0) throw v.rangeError(OP, 'groupSize', `a divisor of the number of sequences S = ${S}`, G);
     group = new Int32Array(S);
     for (let i = 0; i < S; i++) group[i] = Math.floor(i / G);
     groupIds = new Int32Array(S / G);
     for (let j = 0; j < groupIds.length; j++) groupIds[j] = j;
   } else {
-    const idsIn = v.int32Array(OP, 'groupIds', opts.groupIds, S);
+    const idsIn = groupIdArray(opts.groupIds, S);
     const dense = new Map<number, number>();
     group = new Int32Array(S);
     const sizes: number[] = [];
