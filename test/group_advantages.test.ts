@@ -112,6 +112,10 @@ test('groupAdvantages known values', () => {
   assert.is(c.groupStd[0], 0);
   assert.is(c.zeroStdFraction, 0.5);
   assert.equal(Array.from(c.groupIds), [5, 6]);
+  // a tiny but non-zero spread is not zero-std
+  const t = groupAdvantagesSync({ rewards: new Float32Array([1, 1.0001, 2, 2]), groupSize: 2 });
+  assert.is(t.zeroStdFraction, 0.5);
+  assert.ok(t.groupStd[0] > 0 && t.groupStd[1] === 0);
 });
 
 test('groupAdvantages async equals sync and writes into given buffers', async () => {
