@@ -34,3 +34,33 @@ CudaRuntimeInfo cuda_runtime_info() {
 }
 
 }  // namespace grpo
+
+// ---- the scratch buffer of cuda/common.cuh -------------------------------------------------------
+#include <mutex>
+
+#include "common.cuh"
+
+namespace grpo {
+namespace cuda {
+
+void* workspace(size_t bytes, cudaStream_t s) {
+  static std::mutex mu;
+  static void* buf = nullptr;
+  static size_t cap = 0;
+  std::lock_guard<std::mutex> g(mu);
+  if (bytes > cap) {
+    if (buf) {
+      check(cudaStreamSynchronize(s), "cudaStreamSynchronize (workspace)");  // earlier work may still read it
+      check(cudaFree(buf), "cudaFree (workspace)");
+      buf = nullptr;
+      cap = 0;
+    }
+    size_t want = bytes < (1u << 20) ? (1u << 20) : bytes + bytes / 4;
+    check(cudaMalloc(&buf, want), "cudaMalloc (workspace)");
+    cap = want;
+  }
+  return buf;
+}
+
+}  // namespace cuda
+}  // namespace grpo

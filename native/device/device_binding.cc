@@ -1,7 +1,295 @@
-// Export table of device tensors and the CUDA forms of the ops (lib/device.ts). Filled in by
-// the CUDA backend.
+// Export table of device tensors and the CUDA forms of the ops (lib/device.ts).
+//
+// A device tensor is a JS External holding a DeviceHandle: a shared_ptr to the device memory
+// (DeviceMem frees it with cudaFree when the last owner lets go), its dtype and element count.
+// The JS object owns one reference; every in-flight job holds another, so dispose() or the GC
+// finalizer during an async op never frees memory a kernel still uses. Device bytes are
+// reported to V8 (AdjustExternalMemory) so the GC sees them.
+//
+// Each <op>Cuda(args, async) reads device tensors where the host op reads typed arrays, checks
+// every size (the last line of defence after lib/device.ts), then runs the launcher of
+// cuda/<op>.cu on this addon instance's stream: now (sync), or on the async driver thread,
+// which waits for the stream, so the Promise resolves when the GPU work is done and the event
+// loop never blocks. CUDA failures reject with the CUDA error text.
 #include <napi.h>
 
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../common/async.h"
+#include "../common/napi_args.h"
+#include "../tensor.h"
+
+#ifdef GRPO_HAVE_CUDA
+#include "cuda_ops.h"
+#include "../../cuda/check.h"
+#endif
+
 namespace grpo {
-void register_device_ops(Napi::Env, Napi::Object) {}
+
+#ifdef GRPO_CUDA_EMU
+namespace emu_selftest {
+std::string run(const std::string& name);
+}
+#endif
+
+namespace {
+
+std::atomic<int64_t> g_live_bytes{0};
+std::atomic<int64_t> g_live_buffers{0};
+
+#ifdef GRPO_HAVE_CUDA
+
+struct DeviceMem {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+  DeviceMem(size_t n) : bytes(n) {
+    cuda::check(cudaMalloc(&ptr, n ? n : 1), "cudaMalloc");
+    g_live_bytes += static_cast<int64_t>(n);
+    ++g_live_buffers;
+  }
+  ~DeviceMem() {
+    cudaFree(ptr);  // a failure here has no caller to report to; the status is dropped on purpose
+    g_live_bytes -= static_cast<int64_t>(bytes);
+    --g_live_buffers;
+  }
+};
+
+struct DeviceHandle {
+  std::shared_ptr<DeviceMem> mem;
+  DType dtype;
+  int64_t numel;
+};
+
+// Per addon instance: the stream every op runs on.
+struct DeviceContext {
+  cudaStream_t stream = nullptr;
+};
+
+cudaStream_t stream_of(Napi::Env env) {
+  auto* c = env.GetInstanceData<DeviceContext>();
+  if (!c) {
+    c = new DeviceContext();
+    cuda::check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    env.SetInstanceData<DeviceContext>(c);  // deleted (and the stream destroyed) with the env
+  }
+  return c->stream;
+}
+
+bool device_present() {
+  static int present = -1;
+  if (present < 0) {
+    int n = 0;
+    cudaError_t st = cudaGetDeviceCount(&n);
+    if (st != cudaSuccess) cudaGetLastError();
+    present = st == cudaSuccess && n > 0;
+  }
+  return present == 1;
+}
+
+DeviceHandle* handle_of(const Napi::Env& env, const Napi::Value& v, const char* name) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(env, std::string("grpo-kernels (native): argument ") + name + " must be a device tensor handle");
+  auto* h = v.As<Napi::External<DeviceHandle>>().Data();
+  if (!h || !h->mem) throw Napi::Error::New(env, std::string("grpo-kernels: device tensor ") + name + " was disposed");
+  return h;
+}
+
+void account(Napi::Env env, int64_t delta) { Napi::MemoryManagement::AdjustExternalMemory(env, delta); }
+
+// Reads device-tensor arguments of an op; keeps each tensor's memory alive in `keep`.
+class DeviceArgs {
+ public:
+  DeviceArgs(const Napi::CallbackInfo& info, ArgReader& r) : env_(info.Env()), r_(r) { obj_ = info[0].As<Napi::Object>(); }
+
+  void* tensor(const char* name, DType dt, int64_t count, bool optional = false) {
+    Napi::Value v = obj_.Get(name);
+    if (v.IsUndefined() || v.IsNull()) {
+      if (optional) return nullptr;
+      r_.fail(name, "a device tensor");
+    }
+    DeviceHandle* h = handle_of(env_, v, name);
+    if (h->dtype != dt) r_.fail(name, "a device tensor of another dtype");
+    if (h->numel != count) r_.fail(name, "a device tensor of another length");
+    keep.push_back(h->mem);
+    return h->mem->ptr;
+  }
+  template <class T> T* f32(const char* name, int64_t n, bool opt = false) { return static_cast<T*>(tensor(name, DType::F32, n, opt)); }
+
+  // A float tensor of any float dtype (f32, bf16, f16).
+  TensorView float_tensor(const char* name, int64_t count) {
+    Napi::Value v = obj_.Get(name);
+    DeviceHandle* h = handle_of(env_, v, name);
+    if (h->dtype != DType::F32 && h->dtype != DType::BF16 && h->dtype != DType::F16) r_.fail(name, "a float32, bfloat16 or float16 device tensor");
+    if (h->numel != count) r_.fail(name, "a device tensor of another length");
+    keep.push_back(h->mem);
+    TensorView t;
+    t.data = h->mem->ptr;
+    t.dtype = h->dtype;
+    t.device = Device::CUDA;
+    t.numel = count;
+    return t;
+  }
+
+  std::vector<std::shared_ptr<DeviceMem>> keep;
+
+ private:
+  Napi::Env env_;
+  ArgReader& r_;
+  Napi::Object obj_;
+};
+
+bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean().Value(); }
+
+// Runs `work` (which enqueues on the stream) then waits for the stream: sync or on the driver.
+template <class W, class R>
+Napi::Value run_on_stream(const Napi::CallbackInfo& info, std::unique_ptr<Job> job, std::vector<std::shared_ptr<DeviceMem>> keep, W work, R result) {
+  cudaStream_t s = stream_of(info.Env());
+  job->execute = [s, work, keep]() {
+    work(s);
+    cuda::check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  };
+  job->result = result;
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value Undefined(Napi::Env env) { return env.Undefined(); }
+
+// ---- device tensors ------------------------------------------------------------------------
+
+// deviceAlloc(dtypeCode, numel) -> handle
+Napi::Value DeviceAlloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!device_present()) throw Napi::Error::New(env, "grpo-kernels: no CUDA device is available (cudaAvailable() is false)");
+  int dt = info[0].As<Napi::Number>().Int32Value();
+  double n = info[1].As<Napi::Number>().DoubleValue();
+  if (dt < 0 || dt > 5 || !(n >= 0) || n > 9.0e15) throw Napi::RangeError::New(env, "grpo-kernels (native): bad device tensor dtype or size");
+  auto* h = new DeviceHandle{nullptr, static_cast<DType>(dt), static_cast<int64_t>(n)};
+  size_t bytes = static_cast<size_t>(h->numel) * dtype_size(h->dtype);
+  try {
+    h->mem = std::make_shared<DeviceMem>(bytes);
+  } catch (const std::exception& e) {
+    delete h;
+    throw Napi::Error::New(env, e.what());
+  }
+  account(env, static_cast<int64_t>(bytes));
+  return Napi::External<DeviceHandle>::New(env, h, [](Napi::Env env, DeviceHandle* h) {
+    if (h->mem) account(env, -static_cast<int64_t>(h->mem->bytes));
+    delete h;  // frees the memory unless a job still holds it
+  });
+}
+
+// deviceFree(handle): idempotent.
+Napi::Value DeviceFree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal()) throw Napi::TypeError::New(env, "grpo-kernels (native): expected a device tensor handle");
+  auto* h = info[0].As<Napi::External<DeviceHandle>>().Data();
+  if (h->mem) {
+    account(env, -static_cast<int64_t>(h->mem->bytes));
+    h->mem.reset();
+  }
+  return env.Undefined();
+}
+
+// deviceCopy(handle, typedArray, toDevice, async): upload (toDevice) or download; the typed
+// array's byte length must equal the tensor's.
+Napi::Value DeviceCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceHandle* h = handle_of(env, info[0], "tensor");
+  if (!info[1].IsTypedArray()) throw Napi::TypeError::New(env, "grpo-kernels (native): expected a typed array");
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  bool to_device = info[2].ToBoolean().Value();
+  size_t bytes = h->mem->bytes;
+  if (ta.ByteLength() != bytes) throw Napi::RangeError::New(env, "grpo-kernels (native): typed array byte length differs from the device tensor's");
+  auto* host = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  auto job = std::make_unique<Job>();
+  job->hold(info[1]);
+  std::shared_ptr<DeviceMem> mem = h->mem;
+  cudaStream_t s = stream_of(env);
+  job->execute = [mem, host, bytes, to_device, s]() {
+    if (bytes == 0) return;
+    if (to_device)
+      cuda::check(cudaMemcpyAsync(mem->ptr, host, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync (upload)");
+    else
+      cuda::check(cudaMemcpyAsync(host, mem->ptr, bytes, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (download)");
+    cuda::check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  };
+  job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  bool async = info.Length() > 3 && info[3].ToBoolean().Value();
+  return run_job(env, std::move(job), async);
+}
+
+// ---- ops -------------------------------------------------------------------------------------
+
+constexpr int64_t kMaxDim = int64_t(1) << 40;
+
+Napi::Value KlPenaltyCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<KlPenaltyArgs>();
+  a->n = r.integer("n", 0, kMaxDim);
+  a->logp = d.f32<const float>("logp", a->n);
+  a->ref_logp = d.f32<const float>("refLogp", a->n);
+  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, 3));
+  a->clamp_log_ratio = r.flag("clampLogRatio", true);
+  a->kl = d.f32<float>("kl", a->n);
+  a->grad = d.f32<float>("grad", a->n, true);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { kl_penalty_cuda(*a, s); }, Undefined);
+}
+
+#endif  // GRPO_HAVE_CUDA
+
+Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
+#ifdef GRPO_HAVE_CUDA
+  return Napi::Boolean::New(info.Env(), device_present());
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
+Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("liveBytes", static_cast<double>(g_live_bytes.load()));
+  o.Set("liveBuffers", static_cast<double>(g_live_buffers.load()));
+#ifdef GRPO_CUDA_EMU
+  o.Set("emulatedAllocatorBytes", static_cast<double>(grpo_emu::live_bytes()));
+#endif
+  return o;
+}
+
+#ifdef GRPO_CUDA_EMU
+// emuSelfTest(name) -> "" when it passed, else what went wrong.
+Napi::Value EmuSelfTest(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), emu_selftest::run(info[0].As<Napi::String>().Utf8Value()));
+}
+// emuSetOrder(order, seed): 0 forward, 1 reverse, 2 shuffled thread order between barriers.
+Napi::Value EmuSetOrder(const Napi::CallbackInfo& info) {
+  grpo_emu::set_order(info[0].As<Napi::Number>().Int32Value(), info.Length() > 1 ? info[1].As<Napi::Number>().Uint32Value() : 0);
+  return info.Env().Undefined();
+}
+Napi::Value EmuLaunches(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(grpo_emu::launches())); }
+#endif
+
+}  // namespace
+
+void register_device_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable, "cudaAvailable"));
+  exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory, "deviceMemory"));
+#ifdef GRPO_HAVE_CUDA
+  exports.Set("deviceAlloc", Napi::Function::New(env, DeviceAlloc, "deviceAlloc"));
+  exports.Set("deviceFree", Napi::Function::New(env, DeviceFree, "deviceFree"));
+  exports.Set("deviceCopy", Napi::Function::New(env, DeviceCopy, "deviceCopy"));
+  exports.Set("klPenaltyCuda", Napi::Function::New(env, KlPenaltyCuda, "klPenaltyCuda"));
+#endif
+#ifdef GRPO_CUDA_EMU
+  exports.Set("emuSelfTest", Napi::Function::New(env, EmuSelfTest, "emuSelfTest"));
+  exports.Set("emuSetOrder", Napi::Function::New(env, EmuSetOrder, "emuSetOrder"));
+  exports.Set("emuLaunches", Napi::Function::New(env, EmuLaunches, "emuLaunches"));
+#endif
+}
+
 }  // namespace grpo

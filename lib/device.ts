@@ -1,0 +1,298 @@
+/**
+ * Device tensors and the CUDA backend.
+ *
+ * A {@link DeviceTensor} is memory on the GPU with a dtype and a shape: allocate it
+ * ({@link DeviceTensor.empty}), upload a typed array ({@link DeviceTensor.fromHost} /
+ * {@link DeviceTensor.upload}), download ({@link DeviceTensor.toHost} / {@link DeviceTensor.download}),
+ * and free it with {@link DeviceTensor.dispose}. A tensor you forget is freed by a finalizer
+ * when the GC collects it; device bytes are reported to the GC so it knows they exist.
+ *
+ * The ops in {@link cuda} take device tensors and return device tensors: outputs stay where the
+ * inputs are. Host and device inputs are never mixed (a clear error, never a silent copy).
+ * Work runs on one CUDA stream per addon instance; async forms resolve when the stream has
+ * finished and never block the event loop; a CUDA failure rejects with the CUDA error text.
+ * With no CUDA build or no GPU, {@link cudaAvailable} is false, the host ops work as always and
+ * creating a device tensor throws.
+ */
+import { native } from './native';
+import type { KlEstimator } from './ops/kl_penalty';
+import * as v from './validate';
+
+export type DeviceDType = 'float32' | 'bfloat16' | 'float16' | 'int32' | 'uint8' | 'float64';
+/** Codes of native/tensor.h DType. */
+const DTYPE_CODE: Record<DeviceDType, number> = { float32: 0, bfloat16: 1, float16: 2, int32: 3, uint8: 4, float64: 5 };
+const DTYPE_BYTES: Record<DeviceDType, number> = { float32: 4, bfloat16: 2, float16: 2, int32: 4, uint8: 1, float64: 8 };
+export const DEVICE_DTYPES = Object.keys(DTYPE_CODE) as DeviceDType[];
+
+type HostArray = Float32Array | Uint16Array | Int32Array | Uint32Array | Uint8Array | Float64Array;
+
+interface DeviceNative {
+  cudaAvailable(): boolean;
+  deviceMemory(): { liveBytes: number; liveBuffers: number };
+  deviceAlloc(dtype: number, numel: number): unknown;
+  deviceFree(h: unknown): void;
+  deviceCopy(h: unknown, data: HostArray, toDevice: boolean, async: boolean): Promise<void> | void;
+  [op: string]: unknown;
+}
+function dn(): DeviceNative {
+  return native() as unknown as DeviceNative;
+}
+
+/** True when this build has the CUDA backend and a CUDA device is present. */
+export function cudaAvailable(): boolean {
+  const n = dn();
+  return typeof n.cudaAvailable === 'function' && n.cudaAvailable();
+}
+
+/** Device memory held by live device tensors of this process (bytes, buffers). */
+export function deviceMemory(): { liveBytes: number; liveBuffers: number } {
+  const n = dn();
+  return typeof n.deviceMemory === 'function' ? n.deviceMemory() : { liveBytes: 0, liveBuffers: 0 };
+}
+
+function hostTypeFor(dtype: DeviceDType): string {
+  switch (dtype) {
+    case 'float32': return 'Float32Array';
+    case 'bfloat16': case 'float16': return 'Uint16Array';
+    case 'int32': return 'Int32Array or Uint32Array';
+    case 'uint8': return 'Uint8Array';
+    case 'float64': return 'Float64Array';
+  }
+}
+function hostMatches(dtype: DeviceDType, a: unknown): boolean {
+  switch (dtype) {
+    case 'float32': return a instanceof Float32Array;
+    case 'bfloat16': case 'float16': return a instanceof Uint16Array;
+    case 'int32': return a instanceof Int32Array || a instanceof Uint32Array;
+    case 'uint8': return a instanceof Uint8Array;
+    case 'float64': return a instanceof Float64Array;
+  }
+}
+function newHost(dtype: DeviceDType, n: number): HostArray {
+  switch (dtype) {
+    case 'float32': return new Float32Array(n);
+    case 'bfloat16': case 'float16': return new Uint16Array(n);
+    case 'int32': return new Int32Array(n);
+    case 'uint8': return new Uint8Array(n);
+    case 'float64': return new Float64Array(n);
+  }
+}
+function dtypeOfHost(a: unknown): DeviceDType | undefined {
+  if (a instanceof Float32Array) return 'float32';
+  if (a instanceof Int32Array || a instanceof Uint32Array) return 'int32';
+  if (a instanceof Uint8Array) return 'uint8';
+  if (a instanceof Float64Array) return 'float64';
+  return undefined;  // Uint16Array: bfloat16 or float16, the caller must say
+}
+
+function checkShape(op: string, shape: unknown): number[] {
+  if (!Array.isArray(shape)) throw v.typeError(op, 'shape', 'an array of non-negative integers', shape);
+  for (const d of shape) if (!Number.isInteger(d) || d < 0) throw v.rangeError(op, 'shape', 'an array of non-negative integers', shape);
+  return shape.slice();
+}
+
+/** Memory on the CUDA device with a dtype and a shape. */
+export class DeviceTensor {
+  readonly dtype: DeviceDType;
+  readonly shape: readonly number[];
+  /** Element count (the product of the shape). */
+  readonly numel: number;
+  /** @internal native handle; null once disposed. */
+  private h: unknown | null;
+
+  private constructor(dtype: DeviceDType, shape: number[]) {
+    this.dtype = dtype;
+    this.shape = Object.freeze(shape);
+    this.numel = shape.reduce((a, b) => a * b, 1);
+    if (!cudaAvailable())
+      throw new Error('DeviceTensor: no CUDA device is available (cudaAvailable() is false; the host ops work on typed arrays)');
+    this.h = dn().deviceAlloc(DTYPE_CODE[dtype], this.numel);
+  }
+
+  /** An uninitialised tensor of the given dtype and shape. */
+  static empty(dtype: DeviceDType, shape: number[]): DeviceTensor {
+    const op = 'DeviceTensor.empty';
+    const dt = v.oneOf(op, 'dtype', dtype, DEVICE_DTYPES);
+    return new DeviceTensor(dt, checkShape(op, shape));
+  }
+
+  private static prepare(op: string, data: unknown, opts: { dtype?: DeviceDType; shape?: number[] }): DeviceTensor {
+    const o = v.options(op, opts);
+    const dt = o.dtype === undefined ? dtypeOfHost(data) : v.oneOf(op, 'dtype', o.dtype, DEVICE_DTYPES);
+    if (dt === undefined) throw v.typeError(op, 'dtype', "'bfloat16' or 'float16' for a Uint16Array", o.dtype);
+    if (!hostMatches(dt, data)) throw v.typeError(op, 'data', `${hostTypeFor(dt)} for dtype ${dt}`, data);
+    const n = (data as HostArray).length;
+    const shape = o.shape === undefined ? [n] : checkShape(op, o.shape);
+    if (shape.reduce((a, b) => a * b, 1) !== n) throw v.rangeError(op, 'shape', `a shape with ${n} elements (data.length)`, `[${shape.join(', ')}]`);
+    return new DeviceTensor(dt, shape);
+  }
+
+  /** Uploads a typed array (synchronously). Uint16Array needs `dtype` ('bfloat16' | 'float16'). */
+  static fromHost(data: HostArray, opts: { dtype?: DeviceDType; shape?: number[] } = {}): DeviceTensor {
+    const t = DeviceTensor.prepare('DeviceTensor.fromHost', data, opts);
+    dn().deviceCopy(t.handle('DeviceTensor.fromHost'), data, true, false);
+    return t;
+  }
+
+  /** Async twin of {@link fromHost}: resolves once the copy is done. */
+  static async upload(data: HostArray, opts: { dtype?: DeviceDType; shape?: number[] } = {}): Promise<DeviceTensor> {
+    const t = DeviceTensor.prepare('DeviceTensor.upload', data, opts);
+    await dn().deviceCopy(t.handle('DeviceTensor.upload'), data, true, true);
+    return t;
+  }
+
+  /** Byte size on the device. */
+  get byteLength(): number {
+    return this.numel * DTYPE_BYTES[this.dtype];
+  }
+
+  get disposed(): boolean {
+    return this.h === null;
+  }
+
+  /** @internal the native handle; throws once disposed. */
+  handle(op = 'DeviceTensor'): unknown {
+    if (this.h === null) throw new Error(`${op}: the device tensor was disposed`);
+    return this.h;
+  }
+
+  private outFor(op: string, out: unknown): HostArray {
+    if (out === undefined) return newHost(this.dtype, this.numel);
+    if (!hostMatches(this.dtype, out) || (out as HostArray).length !== this.numel)
+      throw v.typeError(op, 'out', `${hostTypeFor(this.dtype)} of length ${this.numel}`, out);
+    return out as HostArray;
+  }
+
+  /** Downloads into a new (or the given) typed array, synchronously. */
+  toHost(out?: HostArray): HostArray {
+    const host = this.outFor('DeviceTensor.toHost', out);
+    dn().deviceCopy(this.handle('DeviceTensor.toHost'), host, false, false);
+    return host;
+  }
+
+  /** Async twin of {@link toHost}. */
+  async download(out?: HostArray): Promise<HostArray> {
+    const host = this.outFor('DeviceTensor.download', out);
+    await dn().deviceCopy(this.handle('DeviceTensor.download'), host, false, true);
+    return host;
+  }
+
+  /** Frees the device memory now (idempotent). Work already queued keeps its own reference. */
+  dispose(): void {
+    if (this.h !== null) {
+      dn().deviceFree(this.h);
+      this.h = null;
+    }
+  }
+}
+
+export function isDeviceTensor(x: unknown): x is DeviceTensor {
+  return x instanceof DeviceTensor;
+}
+
+/**
+ * For an op's tensor inputs (absent ones skipped): 'cuda' when every one is a DeviceTensor,
+ * 'cpu' when none is, and a TypeError naming both kinds when they are mixed.
+ */
+export function placement(op: string, inputs: Record<string, unknown>): 'cpu' | 'cuda' {
+  let dev: string | undefined, host: string | undefined;
+  for (const [name, x] of Object.entries(inputs)) {
+    if (x === undefined || x === null) continue;
+    if (x instanceof DeviceTensor) dev ??= name;
+    else host ??= name;
+  }
+  if (dev !== undefined && host !== undefined)
+    throw new TypeError(`${op}: ${dev} is a DeviceTensor but ${host} is a host array; inputs must all be on the host or all on the device (no implicit copies)`);
+  return dev !== undefined ? 'cuda' : 'cpu';
+}
+
+const lastBackend: Record<string, 'cpu' | 'cuda'> = {};
+/** @internal records which backend an op call used (shown by {@link opBackends}). */
+export function recordBackend(op: string, b: 'cpu' | 'cuda'): void {
+  lastBackend[op] = b;
+}
+/** Which backend each op used on its most recent call in this process. */
+export function opBackends(): Readonly<Record<string, 'cpu' | 'cuda'>> {
+  return { ...lastBackend };
+}
+
+// ---- the CUDA forms of the ops (device tensors in, device tensors out) -----------------------
+
+function dev(op: string, name: string, x: unknown, dtype: DeviceDType | DeviceDType[], numel?: number): DeviceTensor {
+  if (!(x instanceof DeviceTensor)) throw v.typeError(op, name, 'a DeviceTensor', x);
+  const ok = Array.isArray(dtype) ? dtype.includes(x.dtype) : x.dtype === dtype;
+  if (!ok) throw v.typeError(op, name, `a DeviceTensor of dtype ${Array.isArray(dtype) ? dtype.join(' | ') : dtype}`, `DeviceTensor(${x.dtype})`);
+  if (numel !== undefined && x.numel !== numel) throw v.rangeError(op, name, `a DeviceTensor of ${numel} elements`, `DeviceTensor(${x.numel} elements)`);
+  x.handle(op);
+  return x;
+}
+function nativeOp(name: string): (args: Record<string, unknown>, async: boolean) => unknown {
+  const f = dn()[name];
+  if (typeof f !== 'function') throw new Error(`${name}: this build has no CUDA backend`);
+  return f as (args: Record<string, unknown>, async: boolean) => unknown;
+}
+function h(t: DeviceTensor | null | undefined): unknown {
+  return t ? t.handle() : undefined;
+}
+/** Disposes freshly allocated outputs when the call fails, then rethrows. */
+async function settle<T>(outs: (DeviceTensor | null)[], p: Promise<unknown>, done: () => T): Promise<T> {
+  try {
+    await p;
+  } catch (e) {
+    for (const o of outs) o?.dispose();
+    throw e;
+  }
+  return done();
+}
+function settleSync<T>(outs: (DeviceTensor | null)[], f: () => unknown, done: () => T): T {
+  try {
+    f();
+  } catch (e) {
+    for (const o of outs) o?.dispose();
+    throw e;
+  }
+  return done();
+}
+
+const KL_EST: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl'];
+
+export interface CudaKlPenaltyOptions {
+  logp: DeviceTensor;
+  refLogp: DeviceTensor;
+  estimator?: KlEstimator;
+  clampLogRatio?: boolean;
+  grad?: boolean;
+}
+export interface CudaKlPenaltyResult {
+  kl: DeviceTensor;
+  grad: DeviceTensor | null;
+}
+
+function klPrepare(o: CudaKlPenaltyOptions) {
+  const op = 'cuda.klPenalty';
+  const opts = v.options(op, o);
+  const logp = dev(op, 'logp', opts.logp, 'float32');
+  const n = logp.numel;
+  const refLogp = dev(op, 'refLogp', opts.refLogp, 'float32', n);
+  const estimator = v.oneOf(op, 'estimator', opts.estimator, KL_EST, 'k3');
+  const clampLogRatio = v.boolean(op, 'clampLogRatio', opts.clampLogRatio, true);
+  const wantGrad = v.boolean(op, 'grad', opts.grad, true);
+  const kl = DeviceTensor.empty('float32', [...logp.shape]);
+  const grad = wantGrad ? DeviceTensor.empty('float32', [...logp.shape]) : null;
+  const args = { n, logp: h(logp), refLogp: h(refLogp), estimator: KL_EST.indexOf(estimator), clampLogRatio, kl: h(kl), grad: h(grad) };
+  recordBackend('klPenalty', 'cuda');
+  return { args, outs: [kl, grad], result: (): CudaKlPenaltyResult => ({ kl, grad }) };
+}
+
+/** The CUDA forms of the ops: device tensors in, new device tensors out. */
+export const cuda = {
+  /** klPenalty (spec §3) on the device. */
+  async klPenalty(o: CudaKlPenaltyOptions): Promise<CudaKlPenaltyResult> {
+    const p = klPrepare(o);
+    return settle(p.outs, nativeOp('klPenaltyCuda')(p.args, true) as Promise<void>, p.result);
+  },
+  klPenaltySync(o: CudaKlPenaltyOptions): CudaKlPenaltyResult {
+    const p = klPrepare(o);
+    return settleSync(p.outs, () => nativeOp('klPenaltyCuda')(p.args, false), p.result);
+  },
+};

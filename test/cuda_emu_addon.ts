@@ -1,0 +1,74 @@
+// The CUDA emulator addon for tests (build-emu/Release/grpo_kernels_emu.node): the same addon
+// with cuda/*.cu compiled by the host compiler against cuda/emu, so every CUDA kernel runs in
+// `npm test` without a GPU. Built on first use (and rebuilt when a native or CUDA source is newer
+// than it); importing test files then load it through GRPO_KERNELS_ADDON.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const root = path.resolve(__dirname, '..');
+export const EMU_ADDON = path.join(root, 'build-emu', 'Release', 'grpo_kernels_emu.node');
+
+function newestSource(): number {
+  let newest = fs.statSync(path.join(root, 'CMakeLists.txt')).mtimeMs;
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.(cc|h|cu|cuh|inc)$/.test(e.name)) newest = Math.max(newest, fs.statSync(p).mtimeMs);
+    }
+  };
+  walk(path.join(root, 'native'));
+  walk(path.join(root, 'cuda'));
+  return newest;
+}
+
+function build(): void {
+  // Several test runs may share the checkout: one builds, the others wait for it.
+  const lock = path.join(root, 'build-emu.lock');
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch {
+      if (Date.now() - t0 > 15 * 60e3) throw new Error(`timed out waiting for ${lock} (remove it if no build is running)`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    if (fs.existsSync(EMU_ADDON) && fs.statSync(EMU_ADDON).mtimeMs >= newestSource()) return;
+    const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+    const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build-emu', '--CDGRPO_CUDA_EMU=ON', '--CDGRPO_CUDA=OFF'], {
+      cwd: root,
+      encoding: 'utf8',
+      maxBuffer: 256 << 20,
+    });
+    if (r.status !== 0 || !fs.existsSync(EMU_ADDON)) {
+      const out = ((r.stdout || '') + (r.stderr || '')).split('\n').filter((l) => /error|FAILED/i.test(l)).slice(0, 40).join('\n');
+      throw new Error(`building the CUDA emulator addon failed:\n${out}`);
+    }
+    fs.utimesSync(EMU_ADDON, new Date(), new Date());  // newer than every source it was built from
+  } finally {
+    fs.rmdirSync(lock);
+  }
+}
+
+/** Builds the emulator addon if needed and makes lib/native.ts load it. Call before any op. */
+export function useEmulatorAddon(): string {
+  if (!fs.existsSync(EMU_ADDON) || fs.statSync(EMU_ADDON).mtimeMs < newestSource()) build();
+  process.env.GRPO_KERNELS_ADDON = EMU_ADDON;
+  return EMU_ADDON;
+}
+
+/** The emulator's extra exports (only in grpo_kernels_emu.node). */
+export interface EmuAddon {
+  emuSelfTest(name: string): string;
+  emuSetOrder(order: number, seed?: number): void;
+  emuLaunches(): number;
+}
+export const ORDERS = [
+  { name: 'forward', order: 0 },
+  { name: 'reverse', order: 1 },
+  { name: 'shuffled', order: 2 },
+] as const;
