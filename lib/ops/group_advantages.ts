@@ -18,11 +18,13 @@
 import { native } from '../native';
 import * as v from '../validate';
 
-/** Advantage estimator. Native enum order (native/ops/group_advantages.h `AdvEstimator`). */
+/** Advantage estimator: group-normalised (GRPO) or leave-one-out baseline (RLOO). */
 export type AdvantageEstimator = 'grpo' | 'rloo';
+/** Every estimator, in native enum order (native/ops/group_advantages.h `AdvEstimator`). */
 export const ADVANTAGE_ESTIMATORS: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
-/** Which std divides the centred reward. Native enum order (`AdvScale`). */
+/** Which std divides the centred reward: the group's, the whole batch's, or none (Dr. GRPO). */
 export type AdvantageScale = 'group' | 'batch' | 'none';
+/** Every scale, in native enum order (`AdvScale`). */
 export const ADVANTAGE_SCALES: readonly AdvantageScale[] = ['group', 'batch', 'none'];
 
 /** Inputs of {@link groupAdvantages}. Give exactly one of `groupSize` and `groupIds`. */
