@@ -8,7 +8,7 @@
 // (mask 0) are treated as absent: their inputs are never read.
 //
 // Also used by the fused-from-logits tests: feed it ℓ/entropy computed from logits in float64.
-import type { GrpoLossConfig } from '../../lib/ops/grpo_loss';
+import type { GrpoLossConfig, GrpoMetrics } from '../../lib/ops/grpo_loss';
 import { refKl } from './kl_penalty';
 
 export interface RefGrpoInputs {
@@ -21,24 +21,13 @@ export interface RefGrpoInputs {
   entropy?: ArrayLike<number>;
 }
 
-export interface RefGrpoMetrics {
-  loss: number;
-  kl: number;
-  entropy: number;
-  clipLow: number;
-  clipHigh: number;
-  clipRegion: number;
-  ratio: number;
-  maskedTokens: number;
-}
-
 export interface RefGrpoResult {
   loss: number;
   /** L[n] = emask·P + β·D (0 where mask is 0). */
   perTokenLoss: Float64Array;
   /** ∂loss/∂ℓ[n]. */
   gradLogp: Float64Array;
-  metrics: RefGrpoMetrics;
+  metrics: GrpoMetrics;
   /** 1 where the policy term was kept by the top-entropy selection. */
   entropyMask: Float64Array;
 }
