@@ -11,6 +11,7 @@ export * from './ops/group_advantages';
 export * from './ops/grpo_loss';
 export * from './ops/grpo_loss_from_logits';
 export * from './ops/sample';
+export * from './models';
 export type { FloatDType } from './validate';
 
 /** What the native addon was built with and what this machine has. */

@@ -1,6 +1,254 @@
-// Export table of the built-in transformer (lib/models/). Filled in by the model.
+// Export table of the built-in transformer (lib/models/transformer.ts wraps it): one class,
+// NativeTransformer, owning a Transformer (native/model/transformer.h) with its parameters,
+// gradients and AdamW moments. Argument conversion and dispatch only; the TS layer validates
+// with user-facing messages first.
+//
+// Heavy methods are method(args, async) like the ops. An async call keeps the JS object alive
+// until it settles and counts as pending; methods that touch the weights synchronously
+// (zeroGrad, step, get/set, dispose) refuse to run while one is pending, so the driver thread
+// and the JS thread never touch the model at once.
 #include <napi.h>
 
+#include <atomic>
+#include <cstring>
+#include <memory>
+
+#include "../common/async.h"
+#include "../common/napi_args.h"
+#include "transformer.h"
+
 namespace grpo {
-void register_model_ops(Napi::Env, Napi::Object) {}
+namespace {
+
+bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean().Value(); }
+
+class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTransformer",
+                       {InstanceMethod("layout", &NativeTransformer::Layout),
+                        InstanceMethod("forward", &NativeTransformer::Forward),
+                        InstanceMethod("backward", &NativeTransformer::Backward),
+                        InstanceMethod("decode", &NativeTransformer::Decode),
+                        InstanceMethod("zeroGrad", &NativeTransformer::ZeroGrad),
+                        InstanceMethod("step", &NativeTransformer::Step),
+                        InstanceMethod("copy", &NativeTransformer::Copy),
+                        InstanceMethod("adamStep", &NativeTransformer::AdamStep),
+                        InstanceMethod("setAdamStep", &NativeTransformer::SetAdamStep),
+                        InstanceMethod("dispose", &NativeTransformer::Dispose)});
+  }
+
+  explicit NativeTransformer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTransformer>(info) {
+    Job scratch;
+    ArgReader r(info, scratch);
+    ModelConfig c;
+    c.V = r.integer("vocabSize", 1, 1 << 24);
+    c.d = r.integer("dModel", 1, 1 << 16);
+    c.n_layers = r.integer("nLayers", 1, 1024);
+    c.H = r.integer("nHeads", 1, 1 << 16);
+    c.F = r.integer("dFF", 1, 1 << 20);
+    c.T = r.integer("maxSeqLen", 1, 1 << 20);
+    c.seed = static_cast<uint64_t>(r.integer("seedLo", 0, 0xffffffffLL)) |
+             (static_cast<uint64_t>(r.integer("seedHi", 0, 0xffffffffLL)) << 32);
+    if (c.d % c.H != 0) r.fail("nHeads", "a divisor of dModel");
+    try {
+      model_ = std::make_unique<Transformer>(c);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    external_ = static_cast<int64_t>(sizeof(float)) * 4 * model_->num_params();
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_);
+  }
+
+  // The finalizer: frees the model if dispose() was never called.
+  void Finalize(Napi::Env env) override { release(env); }
+
+ private:
+  Transformer& model(const Napi::Env& env) {
+    if (!model_) throw Napi::Error::New(env, "grpo-kernels: this model was disposed");
+    return *model_;
+  }
+  Transformer& idle_model(const Napi::Env& env) {
+    Transformer& m = model(env);
+    if (pending_->load() != 0)
+      throw Napi::Error::New(env, "grpo-kernels: the model has an async call in flight; await it first");
+    return m;
+  }
+  void release(Napi::Env env) {
+    if (!model_) return;
+    model_.reset();
+    Napi::MemoryManagement::AdjustExternalMemory(env, -external_);
+  }
+
+  // Runs `kernel` as a job holding this object; async calls count as pending until it ran.
+  Napi::Value run(const Napi::CallbackInfo& info, std::unique_ptr<Job> job, std::function<void()> kernel) {
+    const bool async = is_async(info);
+    if (!async) {
+      idle_model(info.Env());
+      job->execute = std::move(kernel);
+      return run_job(info.Env(), std::move(job), false);
+    }
+    job->hold(info.This());
+    // Pending until the job object is destroyed, which happens on the JS thread when the
+    // promise settles (resolved or rejected): the count cannot drop while JS still waits.
+    struct Guard {
+      std::shared_ptr<std::atomic<int>> p;
+      explicit Guard(std::shared_ptr<std::atomic<int>> q) : p(std::move(q)) { p->fetch_add(1); }
+      ~Guard() { p->fetch_sub(1); }
+    };
+    auto guard = std::make_shared<Guard>(pending_);
+    job->execute = [guard, kernel = std::move(kernel)] { kernel(); };
+    return run_job(info.Env(), std::move(job), true);
+  }
+
+  Napi::Value Layout(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Transformer& m = model(env);
+    const auto& lay = m.layout();
+    Napi::Array out = Napi::Array::New(env, lay.size());
+    for (size_t i = 0; i < lay.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", lay[i].name);
+      Napi::Array shape = Napi::Array::New(env, lay[i].shape.size());
+      for (size_t j = 0; j < lay[i].shape.size(); ++j) shape.Set(j, static_cast<double>(lay[i].shape[j]));
+      o.Set("shape", shape);
+      o.Set("offset", static_cast<double>(lay[i].offset));
+      o.Set("size", static_cast<double>(lay[i].size));
+      o.Set("decay", lay[i].decay);
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Transformer& m = model(info.Env());
+    auto job = std::make_unique<Job>();
+    ArgReader r(info, *job);
+    const ModelConfig& c = m.config();
+    const int64_t B = r.integer("B", 1, int64_t(1) << 31);
+    const int64_t L = r.integer("L", 1, c.T);
+    const int64_t N = r.product("L", B, L);
+    const int32_t* tokens = r.typed<int32_t>("tokens", napi_int32_array, N);
+    float* logits = r.typed<float>("logits", napi_float32_array, r.product("logits", N, c.V));
+    const bool train = r.flag("train", false);
+    for (int64_t i = 0; i < N; ++i)
+      if (tokens[i] < 0 || tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
+    Transformer* mp = &m;
+    job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+    return run(info, std::move(job), [mp, tokens, B, L, logits, train] { mp->forward(tokens, B, L, logits, train); });
+  }
+
+  Napi::Value Backward(const Napi::CallbackInfo& info) {
+    Transformer& m = model(info.Env());
+    auto job = std::make_unique<Job>();
+    ArgReader r(info, *job);
+    if (!m.has_train_forward() && pending_->load() == 0) r.fail("gradLogits", "preceded by a forward with train: true");
+    const int64_t N = r.integer("N", 1, int64_t(1) << 40);
+    const float* g = r.typed<float>("gradLogits", napi_float32_array, r.product("gradLogits", N, m.config().V));
+    Transformer* mp = &m;
+    job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+    return run(info, std::move(job), [mp, g, N] {
+      if (mp->train_tokens() != N) throw std::invalid_argument("grpo-kernels (native): gradLogits does not match the last train forward");
+      mp->backward(g);
+    });
+  }
+
+  Napi::Value Decode(const Napi::CallbackInfo& info) {
+    Transformer& m = model(info.Env());
+    auto job = std::make_unique<Job>();
+    ArgReader r(info, *job);
+    const ModelConfig& c = m.config();
+    auto a = std::make_shared<DecodeArgs>();
+    a->slots = r.integer("slots", 1, int64_t(1) << 31);
+    a->cache = r.typed<float>("cache", napi_float32_array,
+                              r.product("cache", 2 * c.n_layers * a->slots, r.product("cache", c.T, c.d)));
+    a->R = r.integer("R", 1, a->slots);
+    a->slot = r.typed<int32_t>("slot", napi_int32_array, a->R);
+    a->start = r.typed<int32_t>("start", napi_int32_array, a->R);
+    a->count = r.typed<int32_t>("count", napi_int32_array, a->R);
+    int64_t M = 0;
+    for (int64_t i = 0; i < a->R; ++i) {
+      if (a->slot[i] < 0 || a->slot[i] >= a->slots) r.fail("slot", "cache slots in [0, slots)");
+      if (a->count[i] < 1 || a->start[i] < 0 || int64_t(a->start[i]) + a->count[i] > c.T)
+        r.fail("count", "positions start .. start+count-1 inside [0, maxSeqLen)");
+      M += a->count[i];
+    }
+    a->tokens = r.typed<int32_t>("tokens", napi_int32_array, M);
+    for (int64_t i = 0; i < M; ++i)
+      if (a->tokens[i] < 0 || a->tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
+    a->logits = r.typed<float>("logits", napi_float32_array, r.product("logits", a->R, c.V));
+    Transformer* mp = &m;
+    job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+    return run(info, std::move(job), [mp, a] { mp->decode(*a); });
+  }
+
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    idle_model(info.Env()).zero_grad();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Transformer& m = idle_model(info.Env());
+    Job scratch;
+    ArgReader r(info, scratch);
+    AdamWOptions o;
+    o.lr = r.num("lr");
+    o.beta1 = r.num("beta1");
+    o.beta2 = r.num("beta2");
+    o.eps = r.num("eps");
+    o.weight_decay = r.num("weightDecay");
+    o.max_grad_norm = r.num("maxGradNorm");
+    return Napi::Number::New(info.Env(), m.step(o));
+  }
+
+  // copy(which, buffer, toModel): which 0 params, 1 grads, 2 Adam m, 3 Adam v; copies the whole
+  // flat buffer [numParameters] from the model into `buffer`, or the other way.
+  Napi::Value Copy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Transformer& m = idle_model(env);
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsTypedArray() || !info[2].IsBoolean())
+      throw Napi::TypeError::New(env, "grpo-kernels (native): copy(which, Float32Array, toModel)");
+    const int which = info[0].As<Napi::Number>().Int32Value();
+    Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+    if (ta.TypedArrayType() != napi_float32_array || static_cast<int64_t>(ta.ElementLength()) != m.num_params())
+      throw Napi::TypeError::New(env, "grpo-kernels (native): copy buffer must be a Float32Array of numParameters");
+    float* buf = reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+    float* src = which == 0 ? m.params() : which == 1 ? m.grads() : which == 2 ? m.adam_m() : which == 3 ? m.adam_v() : nullptr;
+    if (!src) throw Napi::RangeError::New(env, "grpo-kernels (native): copy which must be 0..3");
+    const size_t bytes = sizeof(float) * static_cast<size_t>(m.num_params());
+    if (info[2].As<Napi::Boolean>().Value())
+      std::memcpy(src, buf, bytes);
+    else
+      std::memcpy(buf, src, bytes);
+    return env.Undefined();
+  }
+
+  Napi::Value AdamStep(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(model(info.Env()).adam_step()));
+  }
+
+  Napi::Value SetAdamStep(const Napi::CallbackInfo& info) {
+    Transformer& m = idle_model(info.Env());
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "grpo-kernels (native): setAdamStep(n)");
+    m.set_adam_step(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (model_) idle_model(info.Env());
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<Transformer> model_;
+  std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
+  int64_t external_ = 0;
+};
+
+}  // namespace
+
+void register_model_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeTransformer", NativeTransformer::Define(env));
+}
+
 }  // namespace grpo

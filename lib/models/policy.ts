@@ -1,0 +1,83 @@
+/**
+ * The policy-model interface the trainer drives (contract: .notes/model_interface.md). The
+ * built-in native transformer (createTransformer) implements it; any other model can too.
+ */
+import type { TensorMap } from './safetensors';
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** Per spec §9 (the package's sample op): τ ≥ 0 (0 = greedy, default 1), top-k (0 = off),
+   * top-p in (0, 1] (1 = off), min-p in [0, 1] (0 = off). */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  /** Philox seed; rows use rowIds so results don't depend on batching. */
+  seed: number | bigint;
+  /** Per prompt (uint32), default 0..B-1. */
+  rowIds?: number[];
+  /** Generation of a row stops after emitting one of these (it is included). */
+  stopTokenIds?: number[];
+}
+
+export interface Generation {
+  /** Per prompt: the completion ids (no prompt), length <= maxNewTokens. */
+  tokens: Int32Array[];
+  /** Per completion token: log softmax(z/τ)[token] over the whole vocab (τ = 1 when greedy). */
+  logprobs: Float32Array[];
+  /** Hit maxNewTokens without a stop token. */
+  truncated: boolean[];
+}
+
+export interface TransformerConfig {
+  vocabSize: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  dFF: number;
+  maxSeqLen: number;
+  seed: number;
+}
+
+export interface StepOptions {
+  lr: number;
+  /** Global-norm clipping threshold (> 0); omitted: no clipping. */
+  maxGradNorm?: number;
+  /** Decoupled weight decay (AdamW) on matrices and embeddings; default 0. */
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+}
+
+export interface PolicyModel {
+  readonly vocabSize: number;
+  /** Prompt + completion must fit. */
+  readonly maxSeqLen: number;
+  readonly numParameters: number;
+  /** Logits for every position of a batch of sequences: tokens [B*L] row-major, returns
+   *  Float32Array [B*L*V] where row (b*L + p) predicts token p+1. With train=true the
+   *  activations are kept for backward(). */
+  forward(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }): Promise<Float32Array>;
+  /** Accumulates parameter gradients from dL/dlogits [B*L*V] of the last train forward. */
+  backward(gradLogits: Float32Array): Promise<void>;
+  zeroGrad(): void;
+  /** AdamW (decoupled weight decay) with global-norm gradient clipping; returns the norm
+   *  before clipping. */
+  step(opts: StepOptions): number;
+  /** KV cache, sampling through the package's `sample` op. */
+  generate(prompts: number[][], opts: GenerateOptions): Promise<Generation>;
+  /** Deep copy (frozen reference model = a clone never stepped). */
+  clone(): PolicyModel;
+  /** Weights as named float32 tensors (safetensors-ready) and back; optimiser state too. */
+  stateDict(): TensorMap;
+  loadStateDict(sd: TensorMap): void;
+  optimizerState(): TensorMap & { step?: number };
+  loadOptimizerState(s: TensorMap, step: number): void;
+  /** JSON-serialisable. */
+  readonly config: TransformerConfig;
+  dispose(): void;
+}
+
+/** The built-in native model (lib/models/transformer.ts), re-exported here as the contract names it. */
+export { createTransformer } from './transformer';

@@ -1,0 +1,85 @@
+#include "matmul.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../common/cpu.h"
+#include "../common/threadpool.h"
+
+namespace grpo {
+namespace model {
+
+// v8f on the baseline ISA is two SSE registers; it never crosses a non-inlined call boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define MM_NS generic
+#define MM_FMA 0
+#include "matmul_body.inc"
+#undef MM_NS
+#undef MM_FMA
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define MM_NS avx2
+#define MM_FMA 1
+#include "matmul_body.inc"
+#undef MM_NS
+#undef MM_FMA
+#pragma GCC pop_options
+
+namespace {
+bool use_avx2() {
+  static const bool yes = cpu_isa_level() >= CpuIsa::Avx2;
+  return yes;
+}
+// Work per parallel chunk of at least ~64k multiply-adds, so tiny calls (one decode row) stay
+// on the calling thread.
+int64_t min_chunk(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, per_item)); }
+}  // namespace
+
+void matmul(const float* X, const float* W, const float* bias, float* Y, int64_t N, int64_t in, int64_t out, bool accumulate) {
+  const int64_t blocks = (N + 3) / 4;  // 4-row blocks; a ragged last block runs row by row
+  const bool fast = use_avx2();
+  parallel_for(blocks, [&](int64_t b, int64_t e, int) {
+    const int64_t n0 = b * 4, n1 = std::min(N, e * 4);
+    if (fast)
+      avx2::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
+    else
+      generic::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
+  }, min_chunk(4 * in * out));
+}
+
+void matmul_dw(const float* X, const float* dY, float* dW, float* db, int64_t N, int64_t in, int64_t out) {
+  const bool fast = use_avx2();
+  // Tokens per cache block: a ~128 KiB slice of dY.
+  const int64_t nb = std::max<int64_t>(16, (int64_t(1) << 15) / std::max<int64_t>(1, out));
+  // Items: 4-row blocks of dW, then (if db) one item per 64 columns of db.
+  const int64_t wblocks = (in + 3) / 4;
+  const int64_t bblocks = db ? (out + 63) / 64 : 0;
+  parallel_for(wblocks + bblocks, [&](int64_t b, int64_t e, int) {
+    // dW rows of this chunk together, so each token block of dY is reused by all of them.
+    const int64_t wb = std::min(e, wblocks);
+    if (b < wb) {
+      const int64_t i0 = b * 4, i1 = std::min(in, wb * 4);
+      if (fast)
+        avx2::dw_range(X, dY, dW, i0, i1, N, in, out, nb);
+      else
+        generic::dw_range(X, dY, dW, i0, i1, N, in, out, nb);
+    }
+    for (int64_t it = std::max(b, wblocks); it < e; ++it) {
+      const int64_t o0 = (it - wblocks) * 64, o1 = std::min(out, o0 + 64);
+      generic::db_range(dY, db, o0, o1, N, out);
+    }
+  }, 1);
+}
+
+void transpose(const float* W, float* WT, int64_t in, int64_t out) {
+  for (int64_t i0 = 0; i0 < in; i0 += 32)
+    for (int64_t o0 = 0; o0 < out; o0 += 32)
+      for (int64_t i = i0; i < std::min(in, i0 + 32); ++i)
+        for (int64_t o = o0; o < std::min(out, o0 + 32); ++o) WT[o * in + i] = W[i * out + o];
+}
+
+}  // namespace model
+}  // namespace grpo

@@ -1,0 +1,120 @@
+// The built-in decoder-only transformer (GPT-2 shape), native on the CPU: forward, backward,
+// AdamW, and a KV-cache decode step. No N-API here: model_binding.cc wraps it for JS.
+//
+// Shapes (stated once): B = batch rows, L = sequence length, N = B*L tokens, d = dModel,
+// H = heads, hd = d/H, F = dFF, V = vocab, T = maxSeqLen, nL = layers.
+//   x = wte[tok] + wpe[pos]
+//   per block:  x += o(attn(ln1(x)));  x += proj(gelu(fc(ln2(x))))     (pre-norm, LayerNorm)
+//   logits = ln_f(x) · head                                              (untied head, no bias)
+// Every weight matrix is stored [in, out] (y = x·W + b), so each output row is a sum of scaled
+// weight rows: the inner loops are axpys over `out` that the compiler vectorises without
+// reassociating anything.
+//
+// Determinism: every reduction runs in a fixed order that does not depend on the thread count
+// or on how rows are grouped (weight gradients are split over the rows of dW, each summed over
+// tokens in ascending order; per-token work is split over tokens). So forward, backward and
+// step are bit-identical at any thread count, and a token's logits in decode() are bit-identical
+// to its logits in forward() of the same prefix.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace grpo {
+
+struct ModelConfig {
+  int64_t V = 0, d = 0, n_layers = 0, H = 0, F = 0, T = 0;
+  uint64_t seed = 0;
+};
+
+// One named tensor inside the flat parameter buffer.
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0, size = 0;
+  bool decay = false;  // AdamW weight decay applies (matrices and embeddings, not norms/biases)
+};
+
+struct AdamWOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  double max_grad_norm = 0;  // <= 0: no clipping
+};
+
+// One decode call: for each of R rows, `count[r]` new tokens at positions start[r].. of cache
+// slot slot[r]. Their K/V are written into the cache; logits [R, V] are for each row's last
+// new token. cache: [2 (K, V), nL, S (slots), T, d].
+struct DecodeArgs {
+  float* cache = nullptr;
+  int64_t slots = 0;
+  int64_t R = 0;
+  const int32_t* tokens = nullptr;  // [sum(count)], row after row
+  const int32_t* slot = nullptr;    // [R]
+  const int32_t* start = nullptr;   // [R]
+  const int32_t* count = nullptr;   // [R], >= 1
+  float* logits = nullptr;          // [R, V]
+};
+
+class Transformer {
+ public:
+  explicit Transformer(const ModelConfig& cfg);
+
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<ParamInfo>& layout() const { return layout_; }
+  int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
+
+  float* params() { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  float* adam_m() { return m_.data(); }
+  float* adam_v() { return v_.data(); }
+  int64_t adam_step() const { return step_; }
+  void set_adam_step(int64_t s) { step_ = s; }
+
+  // tokens [B*L] -> logits [B*L, V]. train=true keeps the activations for backward().
+  void forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train);
+  // Accumulates dL/dparams from dL/dlogits [B*L, V] of the last train forward.
+  void backward(const float* dlogits);
+  bool has_train_forward() const { return train_valid_; }
+  int64_t train_tokens() const { return train_valid_ ? train_.B * train_.L : 0; }
+  void zero_grad();
+  // AdamW (decoupled weight decay) after global-norm clipping; returns the norm before clipping.
+  // A non-finite norm skips the update (parameters and moments unchanged, step not counted).
+  double step(const AdamWOptions& o);
+  void decode(const DecodeArgs& a);
+
+ private:
+  struct Layer {
+    int64_t ln1_w, ln1_b, wq, bq, wk, bk, wv, bv, wo, bo, ln2_w, ln2_b, wfc, bfc, wproj, bproj;
+  };
+  // Activations of one block kept for backward, each [N, .] (att: [B, H, L, L]).
+  struct LayerActs {
+    std::vector<float> x_in, ln1, mu1, rs1, q, k, v, att, y, x_mid, ln2, mu2, rs2, fc, act;
+  };
+  struct Acts {
+    int64_t B = 0, L = 0;
+    std::vector<int32_t> tokens;
+    std::vector<LayerActs> layers;
+    std::vector<float> x_out, lnf, muf, rsf;
+    void ensure(const ModelConfig& c, int64_t B, int64_t L);
+  };
+
+  int64_t add_param(const std::string& name, std::vector<int64_t> shape, bool decay);
+  void init_params();
+  const float* P(int64_t off) const { return params_.data() + off; }
+  float* G(int64_t off) { return grads_.data() + off; }
+
+  ModelConfig cfg_;
+  std::vector<ParamInfo> layout_;
+  std::vector<Layer> layers_;
+  int64_t wte_ = 0, wpe_ = 0, lnf_w_ = 0, lnf_b_ = 0, head_ = 0;
+  std::vector<float> params_, grads_, m_, v_;
+  int64_t step_ = 0;
+
+  // The last train forward (kept for backward) and eval forwards (which leave it intact).
+  Acts train_, eval_;
+  bool train_valid_ = false;
+  // Scratch, grown as needed: backward (s_*) and decode (d_*).
+  std::vector<float> s_res_, s_dx_, s_big_, s_dk_, s_dv_, s_wt_, s_row_;
+  std::vector<float> d_x_, d_h_, d_q_, d_k_, d_v_, d_y_, d_t_, d_fc_;
+};
+
+}  // namespace grpo
