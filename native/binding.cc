@@ -6,6 +6,7 @@
 // passed in (so callers can reuse buffers); scalar results come back as an object.
 #include <napi.h>
 
+#include <cmath>
 #include <memory>
 
 #include "common/async.h"
@@ -65,6 +66,12 @@ void read_options(ArgReader& r, GrpoOptions& o) {
   o.top_entropy_quantile = r.num_or("topEntropyQuantile", 1);
 }
 
+// Target ids are array offsets into each row: checked here too, not only in TS.
+void check_targets(const ArgReader& r, const int32_t* y, int64_t n, int64_t V) {
+  for (int64_t i = 0; i < n; ++i)
+    if (y[i] < 0 || y[i] >= V) r.fail("targets", "ids in [0, V)");
+}
+
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
   ArgReader r(info, *job);
@@ -74,6 +81,8 @@ Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   a->logits = r.float_tensor("logits", r.product("V", a->N, a->V));
   a->targets = r.typed<int32_t>("targets", napi_int32_array, a->N);
   a->temperature = static_cast<float>(r.num("temperature"));
+  if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
+  check_targets(r, a->targets, a->N, a->V);
   a->logp = r.typed<float>("logp", napi_float32_array, a->N);
   a->entropy = r.typed<float>("entropy", napi_float32_array, a->N, true);
   job->execute = [a] { logprobs_cpu(*a); };
@@ -163,6 +172,8 @@ Napi::Value GrpoLossFromLogits(const Napi::CallbackInfo& info) {
   a->logits = r.float_tensor("logits", NV);
   a->targets = r.typed<int32_t>("targets", napi_int32_array, N);
   a->temperature = static_cast<float>(r.num("temperature"));
+  if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
+  check_targets(r, a->targets, N, a->V);
   a->old_logp = r.typed<float>("oldLogp", napi_float32_array, N, true);
   a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
   a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
@@ -176,6 +187,13 @@ Napi::Value GrpoLossFromLogits(const Napi::CallbackInfo& info) {
   } else if (a->grad_mode == GradMode::InPlace) {
     a->grad_logits = a->logits;
   }
+  if (a->grad_mode == GradMode::Separate) {  // the kernel streams rows out while reading others
+    const char* lo = static_cast<const char*>(a->logits.data);
+    const char* g = static_cast<const char*>(a->grad_logits.data);
+    const int64_t bytes = NV * dtype_size(a->logits.dtype);
+    if (g < lo + bytes && lo < g + bytes) r.fail("gradLogits", "a buffer apart from logits (gradMode 2 is in place)");
+  }
+  if (a->opt.top_entropy_quantile < 1 && !(a->opt.top_entropy_quantile >= 0)) r.fail("topEntropyQuantile", "a number in [0, 1]");
   a->logp = r.typed<float>("logp", napi_float32_array, N);
   a->entropy = r.typed<float>("entropy", napi_float32_array, N);
   a->grad_logp = r.typed<float>("gradLogp", napi_float32_array, N, true);

@@ -1,2 +1,139 @@
-// placeholder: implemented by the op's owner
-export {};
+/**
+ * grpoLossFromLogits — spec §7: the fused GRPO loss from logits. Shapes: S sequences
+ * (= advantages.length) of T tokens, N = S·T rows of V = vocabSize logits, row n = i·T + t.
+ *
+ * One call computes, per row, ℓ = log softmax(z/τ)[y] and the entropy H (spec §1), then the loss,
+ * metrics and g = ∂L/∂ℓ of spec §4-§6 (exactly {@link grpoLoss} on those ℓ and H), and the
+ * gradient ∂L/∂z_v = g·(1[v = y] − p_v)/τ, written to a separate buffer (`gradient: 'separate'`,
+ * the default), over the logits themselves (`'inplace'`: no extra N×V memory, the logits are
+ * lost), or not at all (`'none'`). The gradient has the logits' dtype. Rows with mask 0 get an
+ * all-zero gradient row.
+ *
+ * Cost: with a token-level ratio and no top-entropy selection each row is read from memory once
+ * and the gradient written once; `importanceSamplingLevel: 'sequence'` or
+ * `topEntropyQuantile` < 1 need every row's ℓ/H before any gradient, so the logits are read twice.
+ */
+import { native } from '../native';
+import * as v from '../validate';
+import type { FloatDType } from '../validate';
+import { grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
+import { logitsTensor, rowsOf } from './logprobs';
+
+export type GradientMode = 'none' | 'separate' | 'inplace';
+/** Native order (grpo_loss_from_logits.h GradMode). */
+export const GRADIENT_MODES: readonly GradientMode[] = ['none', 'separate', 'inplace'];
+
+/** Float32Array (float32) or Uint16Array (bfloat16 / float16 bits): the logits' and the gradient's array type. */
+export type LogitsArray = Float32Array | Uint16Array;
+
+export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> extends GrpoLossConfig {
+  /** Logits [N, V], row-major: Float32Array, or Uint16Array of bfloat16 / float16 bits. */
+  logits: L;
+  /** Element type of `logits` (and of the gradient); required for a Uint16Array, default 'float32'. */
+  dtype?: FloatDType;
+  /** V, the row length (≥ 1); logits.length must be a multiple of it. */
+  vocabSize: number;
+  /** Sampled token id per row, in [0, V): Int32Array [N]. */
+  targets: Int32Array;
+  /** One advantage per sequence [S]; S is taken from its length and T = N / S. */
+  advantages: Float32Array;
+  /** 1 = real token, 0 = padding [N]: Uint8Array, Float32Array, Int32Array or boolean[]. Default all 1. */
+  mask?: Uint8Array | Float32Array | Int32Array | boolean[] | number[];
+  /** Log-probs under the rollout policy [N]; absent: ℓ detached (ρ = 1). */
+  oldLogp?: Float32Array;
+  /** Reference-model log-probs [N]; required when beta > 0. */
+  refLogp?: Float32Array;
+  /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
+  temperature?: number;
+  /** Where ∂L/∂logits goes: 'separate' (default, a new or given buffer), 'inplace', 'none'. */
+  gradient?: GradientMode;
+  /** Optional preallocated outputs: gradLogits [N·V] of the logits' type, the others Float32Array [N]. */
+  out?: { gradLogits?: L; logp?: Float32Array; entropy?: Float32Array; gradLogp?: Float32Array };
+}
+
+export interface GrpoLossFromLogitsResult<L extends LogitsArray = LogitsArray> {
+  /** The aggregated scalar loss. */
+  loss: number;
+  /** TRL-style metrics (masked means), as {@link grpoLoss} returns them. */
+  metrics: GrpoMetrics;
+  /** ℓ per row [N]. */
+  logp: Float32Array;
+  /** Entropy per row [N] (nats). */
+  entropy: Float32Array;
+  /** ∂L/∂ℓ per row [N] (0 where mask is 0). */
+  gradLogp: Float32Array;
+  /** ∂L/∂logits [N·V]: the separate buffer, the logits buffer itself ('inplace'), or null ('none'). */
+  gradLogits: L | null;
+}
+
+const OP = 'grpoLossFromLogits';
+
+function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
+  const opts = v.options(OP, o);
+  const { V, N } = rowsOf(OP, opts.logits, opts.vocabSize);
+  const lt = logitsTensor(OP, opts.logits, opts.dtype, N * V);
+  const advantages = v.float32Array(OP, 'advantages', opts.advantages);
+  const S = advantages.length;
+  if (S === 0) throw v.rangeError(OP, 'advantages', 'a non-empty Float32Array (one advantage per sequence)', advantages);
+  if (N === 0 || N % S !== 0)
+    throw v.rangeError(OP, 'logits', `${N} rows (logits.length / vocabSize), a positive multiple of S = advantages.length = ${S}`, opts.logits);
+  const T = N / S;
+  const targets = v.ids(OP, 'targets', opts.targets, N, V);
+  const mask = v.mask(OP, 'mask', opts.mask, N);
+  const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
+  const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
+  const temperature = v.number(OP, 'temperature', opts.temperature, 1);
+  if (!(temperature > 0)) throw v.rangeError(OP, 'temperature', 'a number > 0', temperature);
+  const cfg = grpoConfigToNative(OP, opts);
+  v.allFinite(OP, 'advantages', advantages);
+  if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
+  if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
+  if (cfg.beta > 0 && !refLogp) throw v.typeError(OP, 'refLogp', `a Float32Array of length ${N} when beta > 0`, opts.refLogp);
+  const mode = v.oneOf(OP, 'gradient', opts.gradient, GRADIENT_MODES, 'separate');
+  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  let gradLogits: Float32Array | Uint16Array | null = null;
+  if (mode === 'separate') {
+    if (out.gradLogits === undefined) {
+      gradLogits = lt.dtype === 'float32' ? new Float32Array(N * V) : new Uint16Array(N * V);
+    } else {
+      const want = lt.dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
+      const g = out.gradLogits;
+      if (!(lt.dtype === 'float32' ? g instanceof Float32Array : g instanceof Uint16Array))
+        throw v.typeError(OP, 'out.gradLogits', `${want} of length ${N * V} (the logits' dtype ${lt.dtype})`, g);
+      if ((g as Float32Array | Uint16Array).length !== N * V)
+        throw v.rangeError(OP, 'out.gradLogits', `${want} of length ${N * V}`, g);
+      if ((g as Float32Array | Uint16Array).buffer === lt.data.buffer)
+        throw v.rangeError(OP, 'out.gradLogits', "a buffer apart from logits (use gradient: 'inplace')", g);
+      gradLogits = g as Float32Array | Uint16Array;
+    }
+  } else if (mode === 'inplace') {
+    if (out.gradLogits !== undefined) throw v.typeError(OP, 'out.gradLogits', "undefined with gradient: 'inplace'", out.gradLogits);
+    gradLogits = lt.data;
+  } else if (out.gradLogits !== undefined) {
+    throw v.typeError(OP, 'out.gradLogits', "undefined with gradient: 'none'", out.gradLogits);
+  }
+  const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
+  const entropy = v.outFloat32(OP, 'out.entropy', out.entropy, N);
+  const gradLogp = v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N);
+  const args = {
+    S, T, V, logits: lt.data, logitsDtype: lt.dtype, targets, temperature, oldLogp, refLogp, advantages, mask, ...cfg,
+    gradMode: GRADIENT_MODES.indexOf(mode),
+    gradLogits: mode === 'separate' ? gradLogits : undefined,
+    gradLogitsDtype: lt.dtype,
+    logp, entropy, gradLogp,
+  };
+  const result = (m: GrpoMetrics): GrpoLossFromLogitsResult<L> => ({ loss: m.loss, metrics: { ...m }, logp, entropy, gradLogp, gradLogits: gradLogits as L | null });
+  return { args, result };
+}
+
+/** The fused GRPO loss, metrics and ∂L/∂logits from logits (async: runs on the native thread pool). */
+export async function grpoLossFromLogits<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>): Promise<GrpoLossFromLogitsResult<L>> {
+  const p = prepare(o);
+  return p.result(await native().grpoLossFromLogits(p.args, true));
+}
+
+/** Synchronous twin of {@link grpoLossFromLogits}. */
+export function grpoLossFromLogitsSync<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>): GrpoLossFromLogitsResult<L> {
+  const p = prepare(o);
+  return p.result(native().grpoLossFromLogits(p.args, false));
+}

@@ -1,0 +1,419 @@
+// The row kernels of row_kernels.h, written once with GCC vector extensions (16 float lanes) and
+// compiled once per ISA: row_kernels_avx512.cc (one zmm per vector), _avx2.cc (two ymm),
+// _generic.cc (four xmm, or scalar code off x86). Only loads/stores of the 16-bit types and the
+// streaming stores use ISA intrinsics. Include with GRPO_ROWK_NS set to the variant's namespace.
+//
+// exp: Cody-Waite reduction x = n·ln2 + r (|r| <= ln2/2, ln2 split in two so n·ln2_hi is exact),
+// a degree-5 minimax polynomial, then ·2^n: about 2 ulp. Inputs are clamped below at kExpLo,
+// where the result is exactly 0, so exp(−inf) = 0 (masked vocabulary) and the entropy term e·d
+// stays 0·kExpLo = 0.
+// The kernels only ever exponentiate d = (z − zmax)/τ <= 0. NaN inputs propagate.
+#include <cstdint>
+#include <cstring>
+
+// 16-lane vectors are passed between inline helpers only (never across an ABI boundary), and
+// GCC 12 flags its own _mm512_cvtph_ps / _mm512_cvtps_ph bodies as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define GRPO_X86 1
+#endif
+
+#include "../common/half.h"
+#include "row_kernels.h"
+
+namespace grpo {
+namespace GRPO_ROWK_NS {
+
+constexpr int W = 16;  // float lanes per vector
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+typedef uint32_t vu __attribute__((vector_size(64)));
+typedef uint16_t vh __attribute__((vector_size(32)));
+typedef float vf_u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef uint16_t vh_u __attribute__((vector_size(32), aligned(2), may_alias));
+
+#define GRPO_AI inline __attribute__((always_inline))
+
+GRPO_AI vf splat(float x) { return vf{} + x; }
+GRPO_AI vf vmax(vf a, vf b) { return a > b ? a : b; }
+GRPO_AI float hmax(vf v) {
+  float m = v[0];
+  for (int k = 1; k < W; ++k) m = v[k] > m ? v[k] : m;
+  return m;
+}
+GRPO_AI double hsum(vf v) {
+  double s = 0;
+  for (int k = 0; k < W; ++k) s += v[k];
+  return s;
+}
+GRPO_AI vi lane_ids() { return vi{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; }
+
+// exp(x) for x >= kExpLo (or NaN); clamp_lo() first. AVX-512 rounds with vrndscaleps and scales
+// with vscalefps (2^n for any n, 0 below the denormals: kExpLo = −110 gives exactly 0); the other
+// builds add a magic number to round and build 2^n in the exponent bits (n = −127 gives +0, so
+// kExpLo = −88 there). Degree-5 minimax polynomial on |r| <= ln2/2: relative error 9e-8.
+#if defined(__AVX512F__)
+constexpr float kExpLo = -110.0f;
+#else
+constexpr float kExpLo = -88.0f;
+#endif
+GRPO_AI vf clamp_lo(vf x) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_max_ps((__m512)splat(kExpLo), (__m512)x);  // NaN x is returned as is
+#else
+  return x < kExpLo ? splat(kExpLo) : x;  // keeps NaN
+#endif
+}
+GRPO_AI vf exp_poly(vf r) {
+  vf p = splat(8.2903066650033e-3f);
+  p = p * r + 4.1897933930158615e-2f;
+  p = p * r + 1.666763573884964e-1f;
+  p = p * r + 4.999915063381195e-1f;
+  p = p * r + 9.999997019767761e-1f;
+  return p * r + 1.0f;
+}
+GRPO_AI vf vexp_clamped(vf x) {
+#if defined(__AVX512F__)
+  __m512 n = _mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vf nf = (vf)n;
+  vf r = x - nf * 0.693359375f;  // ln2_hi: n·ln2_hi is exact for |n| <= 2^9
+  r = r - nf * -2.12194440e-4f;  // ln2_lo
+  return (vf)_mm512_scalef_ps((__m512)exp_poly(r), n);
+#else
+  const float magic = 12582912.0f + 127.0f;  // 1.5·2^23 + bias: t's low bits hold n + 127
+  vf t = x * 1.44269504088896341f + magic;
+  vf n = t - magic;
+  vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vu bits = (vu)t << 23;  // (n + 127) << 23 = 2^n; n = −127 gives +0
+  return exp_poly(r) * (vf)bits;
+#endif
+}
+GRPO_AI vf vexp(vf x) { return vexp_clamped(clamp_lo(x)); }
+
+// ---- loads and stores of 16 elements of type DT (0 f32, 1 bf16, 2 f16) -----------------------
+
+template <int DT> struct Elem { using T = uint16_t; };
+template <> struct Elem<0> { using T = float; };
+template <int DT> GRPO_AI typename Elem<DT>::T neg_inf_bits();
+template <> GRPO_AI float neg_inf_bits<0>() { return -__builtin_inff(); }
+template <> GRPO_AI uint16_t neg_inf_bits<1>() { return 0xff80; }
+template <> GRPO_AI uint16_t neg_inf_bits<2>() { return 0xfc00; }
+
+template <int DT> GRPO_AI vf load(const void* p, int64_t i);
+template <> GRPO_AI vf load<0>(const void* p, int64_t i) { return *reinterpret_cast<const vf_u*>(static_cast<const float*>(p) + i); }
+template <> GRPO_AI vf load<1>(const void* p, int64_t i) {
+  vh h = *reinterpret_cast<const vh_u*>(static_cast<const uint16_t*>(p) + i);
+  vu w = __builtin_convertvector(h, vu) << 16;
+  return (vf)w;
+}
+template <> GRPO_AI vf load<2>(const void* p, int64_t i) {
+  const uint16_t* q = static_cast<const uint16_t*>(p) + i;
+#if defined(__AVX512F__)
+  __m512 r = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+  return (vf)r;
+#elif defined(__F16C__)
+  __m256 a[2] = {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))),
+                 _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 8)))};
+  vf r;
+  std::memcpy(&r, a, 64);
+  return r;
+#else
+  // Exact f16 -> f32 with integer ops: shift exponent+mantissa into place and rescale by 2^112
+  // (handles subnormals too); Inf/NaN get the float exponent all ones.
+  vh h = *reinterpret_cast<const vh_u*>(q);
+  vu w = __builtin_convertvector(h, vu);
+  vu em = w & 0x7fffu;
+  vu sign = (w & 0x8000u) << 16;
+  vu sh = em << 13;
+  vf f = (vf)sh * 0x1p112f;
+  vu fb = (vu)f;
+  vu special = sh | 0x7f800000u;
+  fb = em >= 0x7c00u ? special : fb;
+  fb |= sign;
+  return (vf)fb;
+#endif
+}
+
+GRPO_AI vh to_bf16(vf v) {
+  vu u = (vu)v;
+  vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // round to nearest even
+  vu q = (u >> 16) | 0x40u;                          // quiet NaN
+  r = v != v ? q : r;
+  return __builtin_convertvector(r, vh);
+}
+
+GRPO_AI vh to_f16(vf v) {
+#if defined(__AVX512F__)
+  __m256i h = _mm512_cvtps_ph((__m512)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return (vh)h;
+#elif defined(__F16C__)
+  __m256 a[2];
+  std::memcpy(a, &v, 64);
+  __m128i h[2] = {_mm256_cvtps_ph(a[0], _MM_FROUND_TO_NEAREST_INT), _mm256_cvtps_ph(a[1], _MM_FROUND_TO_NEAREST_INT)};
+  vh r;
+  std::memcpy(&r, h, 32);
+  return r;
+#else
+  vh r;
+  for (int k = 0; k < W; ++k) r[k] = float_to_f16(v[k]);
+  return r;
+#endif
+}
+
+// Streaming stores need 64-byte (f32) / 32-byte (16-bit) aligned addresses: the callers peel a
+// head so that every full vector they stream is aligned.
+GRPO_AI void stream_f32(float* q, vf v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(q, (__m512)v);
+#elif defined(__AVX__)
+  __m256 a[2];
+  std::memcpy(a, &v, 64);
+  _mm256_stream_ps(q, a[0]);
+  _mm256_stream_ps(q + 8, a[1]);
+#elif defined(__SSE2__)
+  __m128 a[4];
+  std::memcpy(a, &v, 64);
+  for (int k = 0; k < 4; ++k) _mm_stream_ps(q + 4 * k, a[k]);
+#else
+  *reinterpret_cast<vf_u*>(q) = v;
+#endif
+}
+GRPO_AI void stream_16(uint16_t* q, vh h) {
+#if defined(__AVX__)
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(q), (__m256i)h);
+#elif defined(__SSE2__)
+  __m128i a[2];
+  std::memcpy(a, &h, 32);
+  _mm_stream_si128(reinterpret_cast<__m128i*>(q), a[0]);
+  _mm_stream_si128(reinterpret_cast<__m128i*>(q + 8), a[1]);
+#else
+  *reinterpret_cast<vh_u*>(q) = h;
+#endif
+}
+
+template <int DT, bool NT> GRPO_AI void store(void* p, int64_t i, vf v) {
+  if (DT == 0) {
+    float* q = static_cast<float*>(p) + i;
+    if (NT) stream_f32(q, v);
+    else *reinterpret_cast<vf_u*>(q) = v;
+  } else {
+    uint16_t* q = static_cast<uint16_t*>(p) + i;
+    vh h = DT == 1 ? to_bf16(v) : to_f16(v);
+    if (NT) stream_16(q, h);
+    else *reinterpret_cast<vh_u*>(q) = h;
+  }
+}
+
+// Partial vectors (row heads and tails): n < W elements through a small buffer; missing lanes
+// read as −inf (exp gives 0, max ignores them).
+template <int DT> GRPO_AI vf load_part(const void* p, int64_t i, int64_t n) {
+  using T = typename Elem<DT>::T;
+  alignas(64) T buf[W];
+  const T* q = static_cast<const T*>(p) + i;
+  for (int k = 0; k < W; ++k) buf[k] = k < n ? q[k] : neg_inf_bits<DT>();
+  return load<DT>(buf, 0);
+}
+template <int DT> GRPO_AI void store_part(void* p, int64_t i, int64_t n, vf v) {
+  using T = typename Elem<DT>::T;
+  alignas(64) T buf[W];
+  store<DT, false>(buf, 0, v);
+  std::memcpy(static_cast<T*>(p) + i, buf, static_cast<size_t>(n) * sizeof(T));
+}
+
+// Elements before the first address of `out` aligned for streaming stores (0 when not streaming).
+template <int DT> GRPO_AI int64_t stream_head(const void* out, int64_t V, bool nt) {
+  if (!nt) return 0;
+  constexpr uintptr_t A = DT == 0 ? 64 : 32;
+  constexpr uintptr_t E = DT == 0 ? 4 : 2;
+  uintptr_t a = reinterpret_cast<uintptr_t>(out);
+  if (a % E) return V;  // not even element-aligned: no streaming at all
+  int64_t h = static_cast<int64_t>(((A - a % A) % A) / E);
+  return h < V ? h : V;
+}
+
+// ---- the kernels ------------------------------------------------------------------------------
+
+template <int DT> float row_max_t(const void* row, int64_t V) {
+  vf m0 = splat(-__builtin_inff()), m1 = m0, m2 = m0, m3 = m0;
+  int64_t i = 0;
+  for (; i + 4 * W <= V; i += 4 * W) {  // four chains: max has latency, not throughput, limits
+    m0 = vmax(m0, load<DT>(row, i));
+    m1 = vmax(m1, load<DT>(row, i + W));
+    m2 = vmax(m2, load<DT>(row, i + 2 * W));
+    m3 = vmax(m3, load<DT>(row, i + 3 * W));
+  }
+  for (; i + W <= V; i += W) m0 = vmax(m0, load<DT>(row, i));
+  if (i < V) m1 = vmax(m1, load_part<DT>(row, i, V - i));
+  return hmax(vmax(vmax(m0, m1), vmax(m2, m3)));
+}
+
+// Sums of exp(d)/exp(d)·d over [b, e) of the row (float lanes; a block is short enough that
+// float partial sums keep ~1e-7 relative), optionally storing e_v into dst.
+template <int DT, bool STORE>
+GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float zmax, float inv, int64_t y, float* dst,
+                       vf& s, vf& w) {
+  const vf vinv = splat(inv), vzi = splat(-zmax * inv);  // d = z·inv − zmax·inv, one FMA
+  vf s1 = vf{}, w1 = vf{};
+  int64_t i = b;
+  auto one = [&](vf z, int64_t at, vf& sa, vf& wa) __attribute__((always_inline)) {
+    vf d = clamp_lo(z * vinv + vzi);
+    vf ev = vexp_clamped(d);
+    if (STORE) {
+      if (at + W <= V) *reinterpret_cast<vf_u*>(dst + at) = ev;
+      else store_part<0>(dst, at, V - at, ev);
+    }
+    if (static_cast<uint64_t>(y - at) < static_cast<uint64_t>(W)) {  // the target's vector: leave y out
+      vi hit = lane_ids() == static_cast<int32_t>(y - at);
+      ev = hit ? vf{} : ev;
+    }
+    sa += ev;
+    wa += ev * d;
+  };
+  for (; i + 2 * W <= e; i += 2 * W) {
+    one(load<DT>(row, i), i, s, w);
+    one(load<DT>(row, i + W), i + W, s1, w1);
+  }
+  for (; i + W <= e; i += W) one(load<DT>(row, i), i, s, w);
+  if (i < e) one(load_part<DT>(row, i, e - i), i, s, w);
+  s += s1;
+  w += w1;
+}
+
+constexpr int64_t kBlock = 2048;  // elements per online block: 8 KB of float32, stays in L1
+
+template <int DT> RowStats stats_t(const void* row, int64_t V, float inv, int64_t y) {
+  RowStats st;
+  float M = -__builtin_inff();
+  double S = 0, Wd = 0;
+  for (int64_t b = 0; b < V; b += kBlock) {
+    int64_t e = b + kBlock < V ? b + kBlock : V;
+    // Block max: the block comes from memory once; the exp pass below reads it from L1.
+    vf m0 = splat(-__builtin_inff()), m1 = m0;
+    int64_t i = b;
+    for (; i + 2 * W <= e; i += 2 * W) {
+      m0 = vmax(m0, load<DT>(row, i));
+      m1 = vmax(m1, load<DT>(row, i + W));
+    }
+    for (; i + W <= e; i += W) m0 = vmax(m0, load<DT>(row, i));
+    if (i < e) m1 = vmax(m1, load_part<DT>(row, i, e - i));
+    float bm = hmax(vmax(m0, m1));
+    if (bm > M) {
+      if (S != 0 || Wd != 0) {  // rescale the sums so far to the new max: d' = d + δ
+        double delta = (static_cast<double>(M) - bm) * inv;
+        double sc = std::exp(delta);
+        Wd = sc * (Wd + delta * S);
+        S *= sc;
+      }
+      M = bm;
+    }
+    vf s = vf{}, w = vf{};
+    exp_block<DT, false>(row, b, e, V, M, inv, y, nullptr, s, w);
+    S += hsum(s);
+    Wd += hsum(w);
+  }
+  st.zmax = M;
+  st.sums.s_o = S;
+  st.sums.w_o = Wd;
+  return st;
+}
+
+template <int DT> RowSums exp_store_t(const void* row, int64_t V, float zmax, float inv, int64_t y, float* dst) {
+  RowSums r;
+  for (int64_t b = 0; b < V; b += kBlock) {
+    int64_t e = b + kBlock < V ? b + kBlock : V;
+    vf s = vf{}, w = vf{};
+    exp_block<DT, true>(row, b, e, V, zmax, inv, y, dst, s, w);
+    r.s_o += hsum(s);
+    r.w_o += hsum(w);
+  }
+  return r;
+}
+
+// Runs f(i) over full vectors [h, ...) and fpart(i, n) over the head [0, h) and the tail.
+template <class F, class FP> GRPO_AI void over_row(int64_t V, int64_t h, F&& f, FP&& fpart) {
+  if (h > 0) fpart(int64_t(0), h);
+  int64_t i = h;
+  for (; i + 2 * W <= V; i += 2 * W) {
+    f(i);
+    f(i + W);
+  }
+  for (; i + W <= V; i += W) f(i);
+  if (i < V) fpart(i, V - i);
+}
+
+GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
+  if (static_cast<uint64_t>(y - at) < static_cast<uint64_t>(W)) {
+    vi hit = lane_ids() == static_cast<int32_t>(y - at);
+    v = hit ? splat(ty) : v;
+  }
+  return v;
+}
+
+template <int DTO, bool NT> void scale_store_t(const float* e, int64_t V, float c, int64_t y, float ty, void* out) {
+  const vf vc = splat(c);
+  int64_t h = stream_head<DTO>(out, V, NT);
+  over_row(
+      V, h, [&](int64_t i) __attribute__((always_inline)) { store<DTO, NT>(out, i, fix_target(load<0>(e, i) * vc, i, y, ty)); },
+      [&](int64_t i, int64_t n) { store_part<DTO>(out, i, n, fix_target(load_part<0>(e, i, n) * vc, i, y, ty)); });
+}
+
+template <int DT, bool NT>
+void exp_scale_store_t(const void* row, int64_t V, float zmax, float inv, float c, int64_t y, float ty, void* out) {
+  const vf vinv = splat(inv), vzi = splat(-zmax * inv), vc = splat(c);
+  auto g = [&](vf z) __attribute__((always_inline)) { return vexp(z * vinv + vzi) * vc; };
+  int64_t h = stream_head<DT>(out, V, NT);
+  over_row(
+      V, h, [&](int64_t i) __attribute__((always_inline)) { store<DT, NT>(out, i, fix_target(g(load<DT>(row, i)), i, y, ty)); },
+      [&](int64_t i, int64_t n) { store_part<DT>(out, i, n, fix_target(g(load_part<DT>(row, i, n)), i, y, ty)); });
+}
+
+template <int DT, bool NT> void zero_row_t(void* out, int64_t V) {
+  int64_t h = stream_head<DT>(out, V, NT);
+  over_row(
+      V, h, [&](int64_t i) __attribute__((always_inline)) { store<DT, NT>(out, i, vf{}); },
+      [&](int64_t i, int64_t n) { store_part<DT>(out, i, n, vf{}); });
+}
+
+// ---- dtype / streaming dispatch (once per row) ------------------------------------------------
+
+float row_max(int dt, const void* row, int64_t V) {
+  return dt == 0 ? row_max_t<0>(row, V) : dt == 1 ? row_max_t<1>(row, V) : row_max_t<2>(row, V);
+}
+RowStats stats(int dt, const void* row, int64_t V, float inv, int64_t y) {
+  return dt == 0 ? stats_t<0>(row, V, inv, y) : dt == 1 ? stats_t<1>(row, V, inv, y) : stats_t<2>(row, V, inv, y);
+}
+RowSums exp_store(int dt, const void* row, int64_t V, float zmax, float inv, int64_t y, float* dst) {
+  return dt == 0 ? exp_store_t<0>(row, V, zmax, inv, y, dst)
+         : dt == 1 ? exp_store_t<1>(row, V, zmax, inv, y, dst)
+                   : exp_store_t<2>(row, V, zmax, inv, y, dst);
+}
+void scale_store(int dt, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt) {
+  if (dt == 0) nt ? scale_store_t<0, true>(e, V, c, y, ty, out) : scale_store_t<0, false>(e, V, c, y, ty, out);
+  else if (dt == 1) nt ? scale_store_t<1, true>(e, V, c, y, ty, out) : scale_store_t<1, false>(e, V, c, y, ty, out);
+  else nt ? scale_store_t<2, true>(e, V, c, y, ty, out) : scale_store_t<2, false>(e, V, c, y, ty, out);
+}
+void exp_scale_store(int dt, const void* row, int64_t V, float zmax, float inv, float c, int64_t y, float ty, void* out,
+                     bool nt) {
+  if (dt == 0) nt ? exp_scale_store_t<0, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<0, false>(row, V, zmax, inv, c, y, ty, out);
+  else if (dt == 1) nt ? exp_scale_store_t<1, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<1, false>(row, V, zmax, inv, c, y, ty, out);
+  else nt ? exp_scale_store_t<2, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<2, false>(row, V, zmax, inv, c, y, ty, out);
+}
+void zero_row(int dt, void* out, int64_t V, bool nt) {
+  if (dt == 0) nt ? zero_row_t<0, true>(out, V) : zero_row_t<0, false>(out, V);
+  else if (dt == 1) nt ? zero_row_t<1, true>(out, V) : zero_row_t<1, false>(out, V);
+  else nt ? zero_row_t<2, true>(out, V) : zero_row_t<2, false>(out, V);
+}
+void store_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+const RowKernels kTable = {GRPO_ROWK_ISA, row_max, stats, exp_store, scale_store, exp_scale_store, zero_row, store_fence};
+
+}  // namespace GRPO_ROWK_NS
+}  // namespace grpo
