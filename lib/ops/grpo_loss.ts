@@ -86,7 +86,10 @@ export interface GrpoLossConfig {
   topEntropyQuantile?: number;
 }
 
-/** Scalar results of a loss call (TRL's logged metrics; masked means over masked tokens). */
+/**
+ * Scalar results of a loss call (TRL's logged metrics), each a mean over masked tokens, also
+ * with `importanceSamplingLevel: 'sequence'` (TRL averages its clip ratios over sequences there).
+ */
 export interface GrpoMetrics {
   /** The aggregated loss (same as the result's `loss`). */
   loss: number;

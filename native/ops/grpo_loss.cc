@@ -17,6 +17,8 @@
 //   (the spec words it "the q-quantile"); emask multiplies the policy term only, not the KL term;
 // - the kl metric is computed whenever ref_logp is given, also when beta = 0;
 // - GSPO's sequence ratio is not clamped (TRL does not clamp it either); ratios run in double.
+// - every metric is a mean over masked tokens, also at sequence level (TRL averages its clip
+//   ratios over sequences there: a sequence's indicator then counts once, not n_i times).
 #include "grpo_loss.h"
 
 #include <algorithm>
