@@ -89,6 +89,10 @@ struct Scratch {
   std::vector<int32_t> list;      // the kept list, sorted by u descending
   std::vector<int32_t> cand;      // draw candidates (indices)
   std::vector<uint32_t> cand_x;   // their random bits
+  std::vector<uint32_t> rkey, rkey2;  // radix sort
+  std::vector<int32_t> perm, perm2;
+  float hist[16];                 // top-p: approximate mass above each cut
+  double S = 0;                   // the row's whole-vocab mass
 };
 
 Scratch& scratch() {
@@ -209,6 +213,51 @@ GRPO_AVX512 void sum_exp_avx512(const float* u, int64_t V, float M, float m, dou
   *Sm = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
 }
 
+// Pass B for a top-p row without top-k: also the approximate (float) mass of every entry with
+// u - M >= -kHistD[j], for 16 cut points; only used to choose how many entries to collect.
+constexpr int kHist = 16;
+constexpr float kHistD[kHist] = {0.25f, 0.5f, 1, 1.5f, 2, 2.5f, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24};
+
+GRPO_AVX512 void sum_exp_hist_avx512(const float* u, int64_t V, float M, double* S, float* hist) {
+  const __m512 vM = _mm512_set1_ps(M);
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  __m512 h[kHist], nd[kHist];
+  for (int j = 0; j < kHist; ++j) {
+    h[j] = _mm512_setzero_ps();
+    nd[j] = _mm512_set1_ps(-kHistD[j]);
+  }
+  for (int64_t v = 0; v < V; v += 16) {
+    __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
+    __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, u + v), vM);
+    __m512 e = _mm512_maskz_mov_ps(mk, exp16(x));
+    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    for (int j = 0; j < kHist; ++j) h[j] = _mm512_mask_add_ps(h[j], _mm512_cmp_ps_mask(x, nd[j], _CMP_GE_OQ), h[j], e);
+  }
+  *S = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+  for (int j = 0; j < kHist; ++j) hist[j] = _mm512_reduce_add_ps(h[j]);
+}
+
+// Every v with u_v - M >= negd (float subtraction, as in E's argument): value, index, E.
+GRPO_AVX512 int64_t collect_avx512(const float* u, int64_t V, float M, float negd, float* val, int32_t* idx, float* ev) {
+  const __m512 vM = _mm512_set1_ps(M), vd = _mm512_set1_ps(negd);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  int64_t n = 0;
+  for (int64_t v = 0; v < V; v += 16) {
+    __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
+    __m512 y = _mm512_maskz_loadu_ps(mk, u + v);
+    __m512 x = _mm512_sub_ps(y, vM);
+    __mmask16 c = _mm512_mask_cmp_ps_mask(mk, x, vd, _CMP_GE_OQ);
+    if (c) {
+      _mm512_storeu_ps(val + n, _mm512_maskz_compress_ps(c, y));
+      _mm512_storeu_si512(idx + n, _mm512_maskz_compress_epi32(c, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(v)))));
+      _mm512_storeu_ps(ev + n, _mm512_maskz_compress_ps(c, exp16(x)));
+      n += __builtin_popcount(c);
+    }
+  }
+  return n;
+}
+
 // Appends (u_v, v) for every v with u_v >= t to the buffers at n; returns the new n.
 GRPO_AVX512 int64_t select_append_avx512(const float* u, int64_t b, int64_t e, float t, float* val, int32_t* idx, int64_t n) {
   const __m512 vt = _mm512_set1_ps(t);
@@ -218,8 +267,10 @@ GRPO_AVX512 int64_t select_append_avx512(const float* u, int64_t b, int64_t e, f
     __m512 x = _mm512_maskz_loadu_ps(mk, u + v);
     __mmask16 c = _mm512_mask_cmp_ps_mask(mk, x, vt, _CMP_GE_OQ);
     if (c) {
-      _mm512_mask_compressstoreu_ps(val + n, c, x);
-      _mm512_mask_compressstoreu_epi32(idx + n, c, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(v))));
+      // compress in registers, then a full store (the buffers have 16 slack): a compress
+      // straight to memory is microcoded and very slow on Zen 4
+      _mm512_storeu_ps(val + n, _mm512_maskz_compress_ps(c, x));
+      _mm512_storeu_si512(idx + n, _mm512_maskz_compress_epi32(c, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(v)))));
       n += __builtin_popcount(c);
     }
   }
@@ -276,6 +327,7 @@ GRPO_AVX512 int64_t draw_scan_avx512(const DrawCtx& d, int64_t nb, int32_t* cand
     __m512 bmax = _mm512_max_ps(_mm512_max_ps(uw[0], uw[1]), _mm512_max_ps(uw[2], uw[3]));
     // whole block below the bound even with the largest possible Gumbel: no Philox needed
     if (!_mm512_cmp_ps_mask(_mm512_add_ps(bmax, _mm512_set1_ps(gt.hi_max)), _mm512_set1_ps(thr), _CMP_GE_OQ)) continue;
+    if (!_mm512_cmp_ps_mask(bmax, vposs, _CMP_GE_OQ)) continue;  // no possible member at all
     __m512i c[4] = {_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 16))), vrow, vstep, _mm512_setzero_si512()};
     philox16(c, d.seed_lo, d.seed_hi);
     __m512i j[4];
@@ -296,8 +348,8 @@ GRPO_AVX512 int64_t draw_scan_avx512(const DrawCtx& d, int64_t nb, int32_t* cand
       __m512 hi = _mm512_i32gather_ps(j[w], gt.hi, 4);
       __mmask16 cm = _mm512_cmp_ps_mask(uw[w], vposs, _CMP_GE_OQ) & _mm512_cmp_ps_mask(_mm512_add_ps(uw[w], hi), vthr, _CMP_GE_OQ);
       if (cm) {
-        _mm512_mask_compressstoreu_epi32(cand + n, cm, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 64 + 16 * w))));
-        _mm512_mask_compressstoreu_epi32(cx + n, cm, c[w]);
+        _mm512_storeu_si512(cand + n, _mm512_maskz_compress_epi32(cm, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 64 + 16 * w)))));
+        _mm512_storeu_si512(cx + n, _mm512_maskz_compress_epi32(cm, c[w]));
         n += __builtin_popcount(cm);
       }
     }
@@ -396,6 +448,35 @@ int64_t top_p_cut(const float* u, const std::vector<int32_t>& list, float M, dou
   return keep;
 }
 
+// Stable LSD radix sort of positions 0..n-1 by value descending (equal values keep their
+// order): 3 passes of 11/11/10 bits over an order-preserving map of the float bits.
+void radix_sort_desc(const float* val, int64_t n, std::vector<uint32_t>& key, std::vector<uint32_t>& key2,
+                     std::vector<int32_t>& perm, std::vector<int32_t>& perm2) {
+  key.resize(n);
+  key2.resize(n);
+  perm.resize(n);
+  perm2.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b = float_to_bits(val[i]);
+    b ^= (b >> 31) ? 0xFFFFFFFFu : 0x80000000u;  // ascending unsigned order of the floats
+    key[i] = ~b;                                  // descending
+    perm[i] = static_cast<int32_t>(i);
+  }
+  for (int shift = 0; shift < 32; shift += 11) {
+    const uint32_t mask = shift == 22 ? 0x3FFu : 0x7FFu;
+    int64_t cnt[2049] = {0};
+    for (int64_t i = 0; i < n; ++i) ++cnt[((key[i] >> shift) & mask) + 1];
+    for (int j = 0; j < 2048; ++j) cnt[j + 1] += cnt[j];
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t d = cnt[(key[i] >> shift) & mask]++;
+      key2[d] = key[i];
+      perm2[d] = perm[i];
+    }
+    key.swap(key2);
+    perm.swap(perm2);
+  }
+}
+
 // Exact key argmax over v in `idx` (ascending or not) passing the membership test.
 struct Best {
   double key = -std::numeric_limits<double>::infinity();
@@ -407,6 +488,47 @@ struct Best {
     }
   }
 };
+
+// Top-p without top-k (SIMD): the pass-B histogram picks the smallest cut {u - M >= -d} whose
+// mass surely reaches p*S; those entries are collected with their E, radix-sorted, and the
+// prefix is cut exactly as in top_p_cut (same E values, same order, same double sums).
+// Returns false (caller falls back to the chunked selection) if rounding made the cut too small.
+bool top_p_simd(const RowCtx& rc, const float* u, int64_t V, float M, float p) {
+  Scratch& s = *rc.s;
+  const double target = static_cast<double>(p) * s.S;
+  float negd = -kInf;
+  for (int j = 0; j < kHist; ++j)
+    if (static_cast<double>(s.hist[j]) >= target * (1 + 4e-3) + 1e-30) {
+      negd = -kHistD[j];
+      break;
+    }
+  if (static_cast<int64_t>(s.sel_val.size()) < V + 16) {
+    s.sel_val.resize(V + 16);
+    s.sel_idx.resize(V + 16);
+    s.tmp.resize(V + 16);
+  }
+  const int64_t n = collect_avx512(u, V, M, negd, s.sel_val.data(), s.sel_idx.data(), s.tmp.data());
+  radix_sort_desc(s.sel_val.data(), n, s.rkey, s.rkey2, s.perm, s.perm2);
+  double c = 0;
+  int64_t istar = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    c += s.tmp[s.perm[i]];
+    if (c >= target) {
+      istar = i;
+      break;
+    }
+  }
+  if (istar < 0) {
+    if (n < V) return false;
+    istar = n - 1;
+  }
+  const float tp = s.sel_val[s.perm[istar]];
+  int64_t keep = istar + 1;
+  while (keep < n && s.sel_val[s.perm[keep]] >= tp) ++keep;
+  s.list.resize(keep);
+  for (int64_t i = 0; i < keep; ++i) s.list[i] = s.sel_idx[s.perm[i]];
+  return true;
+}
 
 void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   Scratch& s = *rc.s;
@@ -458,8 +580,16 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   // pass B
   double S, Sm;
   const float m_for_sum = use_m ? minp : 0.0f;
-  if (rc.simd) sum_exp_avx512(u, V, M, m_for_sum, &S, &Sm);
-  else sum_exp_scalar(u, V, M, m_for_sum, &S, &Sm);
+  const bool hist = rc.simd && use_p && !use_k;
+  if (hist) {
+    sum_exp_hist_avx512(u, V, M, &S, s.hist);
+    Sm = S;  // unused: a top-p row always has a list
+  } else if (rc.simd) {
+    sum_exp_avx512(u, V, M, m_for_sum, &S, &Sm);
+  } else {
+    sum_exp_scalar(u, V, M, m_for_sum, &S, &Sm);
+  }
+  s.S = S;
 
   auto finish = [&](int32_t tok, double S3) {
     a.tokens[b] = tok;
@@ -483,6 +613,8 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       int64_t keep = top_p_cut(u, s.list, M, topp, -1.0, true);
       s.list.resize(keep);
     }
+  } else if (use_p && rc.simd && top_p_simd(rc, u, V, M, topp)) {
+    have_list = true;
   } else if (use_p) {
     for (int64_t C = 256;; C *= 8) {
       if (C >= V) {
@@ -503,10 +635,13 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   }
 
   const uint32_t sl = a.seed_lo, sh = a.seed_hi, st = a.step;
+  const GumbelTables& gt = gtab();
   Best best;
   double S3;
+  float t_list = -kInf;  // with a list: K2 = {u >= t_list}
   if (have_list) {
-    // min-p on the list, the truncated mass, and exact keys of every member
+    // min-p on the list and the truncated mass
+    t_list = u[s.list.back()];
     int64_t m = 0;
     S3 = 0;
     for (int32_t v : s.list) {
@@ -516,22 +651,44 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       s.list[m++] = v;
     }
     s.list.resize(m);
-    for (int32_t v : s.list) best.offer(sample_gumbel_key(u[v], sample_random_bits(v, row_id, st, sl, sh)), v);
   } else {
     S3 = use_m ? Sm : S;
-    // Membership: e_v >= minp. Candidates need u - M >= log(minp) - slack; the bound L uses
-    // only entries surely in (u - M >= log(minp) + slack, and >= -80 where E is accurate).
-    float t_poss = -kInf, t_sure = -kInf;
+  }
+  if (have_list && !rc.simd) {
+    for (int32_t v : s.list) best.offer(sample_gumbel_key(u[v], sample_random_bits(v, row_id, st, sl, sh)), v);
+  } else if (have_list && s.list.size() <= 16384) {
+    // Philox per member, then exact keys only where the table's upper bound reaches the best
+    // lower bound (the same rigorous margins as the scan).
+    const int64_t n = static_cast<int64_t>(s.list.size());
+    if (static_cast<int64_t>(s.cand_x.size()) < n + 16) s.cand_x.resize(n + 16);
+    float L = -kInf;
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t v = s.list[i];
+      const uint32_t x = sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh);
+      s.cand_x[i] = x;
+      L = std::max(L, u[v] + gt.lo[x >> 20]);
+    }
+    const float thr = L - key_margin(L);
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t v = s.list[i];
+      const uint32_t x = s.cand_x[i];
+      if (u[v] + gt.hi[x >> 20] >= thr) best.offer(sample_gumbel_key(u[v], x), v);
+    }
+  } else {
+    // Membership: u >= t_list and e_v >= minp. Candidates need u - M >= log(minp) - slack; the
+    // bound L uses only entries surely in (u - M >= log(minp) + slack, and >= -80 where E is
+    // accurate).
+    float t_poss = t_list, t_sure = t_list;
     if (use_m) {
       const double lm = std::log(static_cast<double>(minp));
       const double slack = 0.05 + 1e-6 * std::fabs(M);
-      t_poss = static_cast<float>(M + lm - slack);
-      t_sure = static_cast<float>(M + std::max(lm + slack, -80.0));
+      t_poss = std::max(t_poss, static_cast<float>(M + lm - slack));
+      t_sure = std::max(t_sure, static_cast<float>(M + std::max(lm + slack, -80.0)));
     }
-    auto member = [&](int64_t v) { return !use_m || sample_exp(u[v] - M) >= minp; };
-    if (static_cast<int64_t>(s.cand.size()) < V) {
-      s.cand.resize(V);
-      s.cand_x.resize(V);
+    auto member = [&](int64_t v) { return u[v] >= t_list && (!use_m || sample_exp(u[v] - M) >= minp); };
+    if (static_cast<int64_t>(s.cand.size()) < V + 16) {
+      s.cand.resize(V + 16);
+      s.cand_x.resize(V + 16);
     }
     int64_t nfull = 0, nc = 0;
     float L = -kInf;
@@ -540,7 +697,6 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       DrawCtx d{u, V, row_id, st, sl, sh, t_poss, t_sure};
       nc = draw_scan_avx512(d, nfull, s.cand.data(), s.cand_x.data(), &L);
     }
-    const GumbelTables& gt = gtab();
     const float thr = L - key_margin(L);
     for (int64_t i = 0; i < nc; ++i) {
       const int32_t v = s.cand[i];
