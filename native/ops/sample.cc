@@ -302,60 +302,108 @@ GRPO_AVX512 inline void philox16(__m512i c[4], uint32_t k0, uint32_t k1) {
   }
 }
 
-struct DrawCtx {
-  const float* u;
-  int64_t V;
-  uint32_t row_id, step, seed_lo, seed_hi;
-  float t_poss, t_sure;  // candidates need u >= t_poss; the bound L uses only u >= t_sure
+// Exact key argmax: equal keys -> the smallest v.
+struct Best {
+  double key = -std::numeric_limits<double>::infinity();
+  int64_t v = -1;
+  bool offer(double k, int64_t v2) {
+    if (v < 0 || k > key || (k == key && v2 < v)) {
+      key = k;
+      v = v2;
+      return true;
+    }
+    return false;
+  }
 };
 
-// The pruning scan over full 64-entry blocks [0, nb*64): appends candidates (index, bits).
-// Returns the number of candidates written and the final lower bound L.
-GRPO_AVX512 int64_t draw_scan_avx512(const DrawCtx& d, int64_t nb, int32_t* cand, uint32_t* cx, float* Lout) {
+// Exact membership of K3 for the draw: u >= t_list (the top-k/top-p threshold) and, with
+// min-p, E(u - M) >= minp.
+struct Member {
+  const float* u;
+  float M, t_list, minp;
+  bool use_m;
+  bool operator()(int64_t v) const { return u[v] >= t_list && (!use_m || sample_exp(u[v] - M) >= minp); }
+};
+
+struct DrawCtx {
+  const float* u;
+  uint32_t row_id, step, seed_lo, seed_hi;
+  float t_poss;  // no member has u < t_poss
+};
+
+// The bar an entry's u + (upper bound of its Gumbel) must reach to possibly beat `key`.
+GRPO_AVX512 inline __m512 bar16(double key) {
+  float L = static_cast<float>(key);
+  return _mm512_set1_ps(L - key_margin(L));
+}
+
+// The pruning scan over full 64-entry blocks [0, nb*64). `best` enters holding the exact key
+// of a member (the argmax of u); an entry can beat it only if u + (upper bound of its Gumbel)
+// reaches it, so only those get an exact key, and each improvement raises the bar.
+GRPO_AVX512 void draw_scan_avx512(const DrawCtx& d, int64_t nb, const Member& mem, Best& best) {
   const GumbelTables& gt = gtab();
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512 vposs = _mm512_set1_ps(d.t_poss), vsure = _mm512_set1_ps(d.t_sure);
-  const __m512 ninf = _mm512_set1_ps(-kInf);
+  const __m512 vposs = _mm512_set1_ps(d.t_poss), vhimax = _mm512_set1_ps(gt.hi_max);
   const __m512i vrow = _mm512_set1_epi32(static_cast<int32_t>(d.row_id));
   const __m512i vstep = _mm512_set1_epi32(static_cast<int32_t>(d.step));
-  float L = -kInf, thr = -kInf;
-  int64_t n = 0;
+  __m512 vthr = bar16(best.key);
+  alignas(64) uint32_t xs[16];
   for (int64_t q = 0; q < nb; ++q) {
     const float* ub = d.u + q * 64;
     __m512 uw[4];
     for (int w = 0; w < 4; ++w) uw[w] = _mm512_loadu_ps(ub + 16 * w);
     __m512 bmax = _mm512_max_ps(_mm512_max_ps(uw[0], uw[1]), _mm512_max_ps(uw[2], uw[3]));
-    // whole block below the bound even with the largest possible Gumbel: no Philox needed
-    if (!_mm512_cmp_ps_mask(_mm512_add_ps(bmax, _mm512_set1_ps(gt.hi_max)), _mm512_set1_ps(thr), _CMP_GE_OQ)) continue;
-    if (!_mm512_cmp_ps_mask(bmax, vposs, _CMP_GE_OQ)) continue;  // no possible member at all
+    // whole block below the bar even with the largest possible Gumbel, or no possible
+    // member: no Philox needed
+    if (!_mm512_cmp_ps_mask(_mm512_add_ps(bmax, vhimax), vthr, _CMP_GE_OQ)) continue;
+    if (!_mm512_cmp_ps_mask(bmax, vposs, _CMP_GE_OQ)) continue;
     __m512i c[4] = {_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 16))), vrow, vstep, _mm512_setzero_si512()};
     philox16(c, d.seed_lo, d.seed_hi);
-    __m512i j[4];
-    __m512 lmax = ninf;
     for (int w = 0; w < 4; ++w) {
-      j[w] = _mm512_srli_epi32(c[w], 20);
-      __m512 lo = _mm512_i32gather_ps(j[w], gt.lo, 4);
-      __mmask16 sure = _mm512_cmp_ps_mask(uw[w], vsure, _CMP_GE_OQ);
-      lmax = _mm512_mask_max_ps(lmax, sure, lmax, _mm512_add_ps(uw[w], lo));
-    }
-    float bl = _mm512_reduce_max_ps(lmax);
-    if (bl > L) {
-      L = bl;
-      thr = L - key_margin(L);
-    }
-    const __m512 vthr = _mm512_set1_ps(thr);
-    for (int w = 0; w < 4; ++w) {
-      __m512 hi = _mm512_i32gather_ps(j[w], gt.hi, 4);
+      __m512 hi = _mm512_i32gather_ps(_mm512_srli_epi32(c[w], 20), gt.hi, 4);
       __mmask16 cm = _mm512_cmp_ps_mask(uw[w], vposs, _CMP_GE_OQ) & _mm512_cmp_ps_mask(_mm512_add_ps(uw[w], hi), vthr, _CMP_GE_OQ);
-      if (cm) {
-        _mm512_storeu_si512(cand + n, _mm512_maskz_compress_epi32(cm, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 64 + 16 * w)))));
-        _mm512_storeu_si512(cx + n, _mm512_maskz_compress_epi32(cm, c[w]));
-        n += __builtin_popcount(cm);
+      if (!cm) continue;
+      _mm512_store_si512(xs, c[w]);
+      for (unsigned m = cm; m; m &= m - 1) {
+        const int lane = __builtin_ctz(m);
+        const int64_t v = q * 64 + 16 * w + lane;
+        if (mem(v) && best.offer(sample_gumbel_key(d.u[v], xs[lane]), v)) vthr = bar16(best.key);
       }
     }
   }
-  *Lout = L;
-  return n;
+}
+
+// Random bits of the listed entries, 16 Philox calls at a time (each lane computes its own
+// entry's counter and keeps its word).
+GRPO_AVX512 void list_bits_avx512(const int32_t* list, int64_t n, uint32_t row_id, uint32_t step, uint32_t k0, uint32_t k1, uint32_t* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 mk = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    __m512i v = _mm512_maskz_loadu_epi32(mk, list + i);
+    __m512i c[4] = {_mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(v, 6), 4), _mm512_and_si512(v, _mm512_set1_epi32(15))),
+                    _mm512_set1_epi32(static_cast<int32_t>(row_id)), _mm512_set1_epi32(static_cast<int32_t>(step)), _mm512_setzero_si512()};
+    philox16(c, k0, k1);
+    __m512i w = _mm512_and_si512(_mm512_srli_epi32(v, 4), _mm512_set1_epi32(3));
+    __m512i x = c[0];
+    x = _mm512_mask_mov_epi32(x, _mm512_cmpeq_epi32_mask(w, _mm512_set1_epi32(1)), c[1]);
+    x = _mm512_mask_mov_epi32(x, _mm512_cmpeq_epi32_mask(w, _mm512_set1_epi32(2)), c[2]);
+    x = _mm512_mask_mov_epi32(x, _mm512_cmpeq_epi32_mask(w, _mm512_set1_epi32(3)), c[3]);
+    _mm512_storeu_si512(out + i, x);  // out has 16 slack
+  }
+}
+
+// sample_exp with the FMA instructions inlined (the same IEEE results as the fmaf calls).
+GRPO_AVX512 float sample_exp_fma(float x) { return sample_exp(x); }
+float sample_exp_scalar(float x) { return sample_exp(x); }
+
+// The first v with u_v == M (0 if none).
+GRPO_AVX512 int32_t first_index_avx512(const float* u, int64_t V, float M) {
+  const __m512 vM = _mm512_set1_ps(M);
+  for (int64_t v = 0; v < V; v += 16) {
+    __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
+    __mmask16 eq = _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, u + v), vM, _CMP_EQ_OQ);
+    if (eq) return static_cast<int32_t>(v + __builtin_ctz(eq));
+  }
+  return 0;
 }
 
 // ---------------------------------------------------------------- the row algorithm
@@ -422,17 +470,18 @@ void sort_list_desc(const float* u, std::vector<int32_t>& list) {
 // The top-p cut of a list sorted by u descending, whose total mass is S1 (or, when S1 < 0,
 // the sum of the list itself). Returns how many entries to keep (ties with the last included),
 // or -1 when the list's prefix never reaches p*S1 and the list is not the whole kept set.
-int64_t top_p_cut(const float* u, const std::vector<int32_t>& list, float M, double p, double S1, bool complete) {
+int64_t top_p_cut(const float* u, const std::vector<int32_t>& list, float M, double p, double S1, bool complete,
+                  float (*ex)(float)) {
   const int64_t n = static_cast<int64_t>(list.size());
   if (S1 < 0) {
     S1 = 0;
-    for (int64_t i = 0; i < n; ++i) S1 += sample_exp(u[list[i]] - M);
+    for (int64_t i = 0; i < n; ++i) S1 += ex(u[list[i]] - M);
   }
   const double target = p * S1;
   double c = 0;
   int64_t istar = -1;
   for (int64_t i = 0; i < n; ++i) {
-    c += sample_exp(u[list[i]] - M);
+    c += ex(u[list[i]] - M);
     if (c >= target) {
       istar = i;
       break;
@@ -477,17 +526,6 @@ void radix_sort_desc(const float* val, int64_t n, std::vector<uint32_t>& key, st
   }
 }
 
-// Exact key argmax over v in `idx` (ascending or not) passing the membership test.
-struct Best {
-  double key = -std::numeric_limits<double>::infinity();
-  int64_t v = -1;
-  void offer(double k, int64_t v2) {
-    if (v < 0 || k > key || (k == key && v2 < v)) {
-      key = k;
-      v = v2;
-    }
-  }
-};
 
 // Top-p without top-k (SIMD): the pass-B histogram picks the smallest cut {u - M >= -d} whose
 // mass surely reaches p*S; those entries are collected with their E, radix-sorted, and the
@@ -557,10 +595,12 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       break;
   }
   auto first_of_max = [&]() -> int32_t {
+    if (rc.simd) return first_index_avx512(u, V, M);
     for (int64_t v = 0; v < V; ++v)
       if (u[v] == M) return static_cast<int32_t>(v);
     return 0;
   };
+  float (*ex)(float) = rc.simd ? sample_exp_fma : sample_exp_scalar;
   if (!std::isfinite(M)) {
     a.tokens[b] = first_of_max();
     a.logp[b] = kNaN;
@@ -610,7 +650,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
     sort_list_desc(u, s.list);
     have_list = true;
     if (use_p) {
-      int64_t keep = top_p_cut(u, s.list, M, topp, -1.0, true);
+      int64_t keep = top_p_cut(u, s.list, M, topp, -1.0, true, ex);
       s.list.resize(keep);
     }
   } else if (use_p && rc.simd && top_p_simd(rc, u, V, M, topp)) {
@@ -625,7 +665,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       }
       sort_list_desc(u, s.list);
       const bool complete = static_cast<int64_t>(s.list.size()) >= V;
-      int64_t keep = top_p_cut(u, s.list, M, topp, S, complete);
+      int64_t keep = top_p_cut(u, s.list, M, topp, S, complete, ex);
       if (keep >= 0) {
         s.list.resize(keep);
         break;
@@ -645,7 +685,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
     int64_t m = 0;
     S3 = 0;
     for (int32_t v : s.list) {
-      float e = sample_exp(u[v] - M);
+      float e = ex(u[v] - M);
       if (use_m && !(e >= minp)) continue;
       S3 += e;
       s.list[m++] = v;
@@ -654,60 +694,45 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   } else {
     S3 = use_m ? Sm : S;
   }
-  if (have_list && !rc.simd) {
-    for (int32_t v : s.list) best.offer(sample_gumbel_key(u[v], sample_random_bits(v, row_id, st, sl, sh)), v);
-  } else if (have_list && s.list.size() <= 16384) {
-    // Philox per member, then exact keys only where the table's upper bound reaches the best
-    // lower bound (the same rigorous margins as the scan).
-    const int64_t n = static_cast<int64_t>(s.list.size());
-    if (static_cast<int64_t>(s.cand_x.size()) < n + 16) s.cand_x.resize(n + 16);
-    float L = -kInf;
-    for (int64_t i = 0; i < n; ++i) {
-      const int32_t v = s.list[i];
-      const uint32_t x = sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh);
-      s.cand_x[i] = x;
-      L = std::max(L, u[v] + gt.lo[x >> 20]);
-    }
-    const float thr = L - key_margin(L);
-    for (int64_t i = 0; i < n; ++i) {
-      const int32_t v = s.list[i];
-      const uint32_t x = s.cand_x[i];
-      if (u[v] + gt.hi[x >> 20] >= thr) best.offer(sample_gumbel_key(u[v], x), v);
+  const Member mem{u, M, t_list, minp, use_m};
+  if (!rc.simd) {
+    // the algorithm as written: an exact key for every member
+    if (have_list) {
+      for (int32_t v : s.list) best.offer(sample_gumbel_key(u[v], sample_random_bits(v, row_id, st, sl, sh)), v);
+    } else {
+      for (int64_t v = 0; v < V; ++v)
+        if (mem(v)) best.offer(sample_gumbel_key(u[v], sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh)), v);
     }
   } else {
-    // Membership: u >= t_list and e_v >= minp. Candidates need u - M >= log(minp) - slack; the
-    // bound L uses only entries surely in (u - M >= log(minp) + slack, and >= -80 where E is
-    // accurate).
-    float t_poss = t_list, t_sure = t_list;
-    if (use_m) {
-      const double lm = std::log(static_cast<double>(minp));
-      const double slack = 0.05 + 1e-6 * std::fabs(M);
-      t_poss = std::max(t_poss, static_cast<float>(M + lm - slack));
-      t_sure = std::max(t_sure, static_cast<float>(M + std::max(lm + slack, -80.0)));
-    }
-    auto member = [&](int64_t v) { return u[v] >= t_list && (!use_m || sample_exp(u[v] - M) >= minp); };
-    if (static_cast<int64_t>(s.cand.size()) < V + 16) {
-      s.cand.resize(V + 16);
-      s.cand_x.resize(V + 16);
-    }
-    int64_t nfull = 0, nc = 0;
-    float L = -kInf;
-    if (rc.simd) {
-      nfull = V / 64;
-      DrawCtx d{u, V, row_id, st, sl, sh, t_poss, t_sure};
-      nc = draw_scan_avx512(d, nfull, s.cand.data(), s.cand_x.data(), &L);
-    }
-    const float thr = L - key_margin(L);
-    for (int64_t i = 0; i < nc; ++i) {
-      const int32_t v = s.cand[i];
-      const uint32_t x = s.cand_x[i];
-      if (u[v] + gt.hi[x >> 20] < thr) continue;  // below the final bound: cannot win
-      if (!member(v)) continue;
-      best.offer(sample_gumbel_key(u[v], x), v);
-    }
-    for (int64_t v = nfull * 64; v < V; ++v) {  // the tail (or every entry, scalar)
-      if (!(u[v] >= t_poss) || !member(v)) continue;
-      best.offer(sample_gumbel_key(u[v], sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh)), v);
+    // Start from the exact key of the argmax of u (always a member), then give an exact key
+    // only to entries whose u + (table upper bound of their Gumbel) reaches the best so far.
+    const int32_t vm = first_of_max();
+    best.offer(sample_gumbel_key(u[vm], sample_random_bits(static_cast<uint32_t>(vm), row_id, st, sl, sh)), vm);
+    if (have_list && s.list.size() <= 16384) {
+      const int64_t n = static_cast<int64_t>(s.list.size());
+      if (static_cast<int64_t>(s.cand_x.size()) < n + 16) s.cand_x.resize(n + 16);
+      list_bits_avx512(s.list.data(), n, row_id, st, sl, sh, s.cand_x.data());
+      float L = static_cast<float>(best.key), thr = L - key_margin(L);
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t v = s.list[i];
+        const uint32_t x = s.cand_x[i];
+        if (u[v] + gt.hi[x >> 20] >= thr && best.offer(sample_gumbel_key(u[v], x), v)) {
+          L = static_cast<float>(best.key);
+          thr = L - key_margin(L);
+        }
+      }
+    } else {
+      // Membership: u >= t_list and e_v >= minp; no member has u - M < log(minp) - slack.
+      float t_poss = t_list;
+      if (use_m) {
+        const double slack = 0.05 + 1e-6 * std::fabs(M);
+        t_poss = std::max(t_poss, static_cast<float>(M + std::log(static_cast<double>(minp)) - slack));
+      }
+      const int64_t nfull = V / 64;
+      DrawCtx d{u, row_id, st, sl, sh, t_poss};
+      draw_scan_avx512(d, nfull, mem, best);
+      for (int64_t v = nfull * 64; v < V; ++v)  // the tail
+        if (u[v] >= t_poss && mem(v)) best.offer(sample_gumbel_key(u[v], sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh)), v);
     }
   }
   // best.v < 0 cannot happen (the argmax of u is always kept); stay in bounds regardless
