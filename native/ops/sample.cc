@@ -197,20 +197,37 @@ GRPO_AVX512 inline __m512 exp16(__m512 x) {
   return _mm512_maskz_mov_ps(valid, _mm512_mul_ps(p, scale));
 }
 
+// Adds the 16 floats of e to two double accumulators (8 lanes each).
+GRPO_AVX512 inline void acc16(__m512 e, __m512d& lo, __m512d& hi) {
+  lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+  hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+}
+
+// Pass B: S = Σ E(u - M) and (MINP) Sm = Σ_{E >= m} E, in double. Two blocks of 16 per
+// iteration into separate accumulators (the adds' latency, not their count, bounds this loop).
+template <bool MINP>
 GRPO_AVX512 void sum_exp_avx512(const float* u, int64_t V, float M, float m, double* S, double* Sm) {
   const __m512 vM = _mm512_set1_ps(M), vm = _mm512_set1_ps(m);
-  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = a0, b1 = a0;
-  for (int64_t v = 0; v < V; v += 16) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  int64_t v = 0;
+  for (; v + 32 <= V; v += 32) {
+    __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(u + v), vM));
+    __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(u + v + 16), vM));
+    acc16(e0, a0, a1);
+    acc16(e1, a2, a3);
+    if (MINP) {
+      acc16(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e0, vm, _CMP_GE_OQ), e0), b0, b1);
+      acc16(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e1, vm, _CMP_GE_OQ), e1), b2, b3);
+    }
+  }
+  for (; v < V; v += 16) {
     __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
     __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, u + v), vM)));
-    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-    __m512 em = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, vm, _CMP_GE_OQ), e);
-    b0 = _mm512_add_pd(b0, _mm512_cvtps_pd(_mm512_castps512_ps256(em)));
-    b1 = _mm512_add_pd(b1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(em), 1))));
+    acc16(e, a0, a1);
+    if (MINP) acc16(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, vm, _CMP_GE_OQ), e), b0, b1);
   }
-  *S = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
-  *Sm = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
+  *S = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+  *Sm = MINP ? _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(b0, b1), _mm512_add_pd(b2, b3))) : *S;
 }
 
 // Pass B for a top-p row without top-k: also the approximate (float) mass of every entry with
@@ -625,7 +642,8 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
     sum_exp_hist_avx512(u, V, M, &S, s.hist);
     Sm = S;  // unused: a top-p row always has a list
   } else if (rc.simd) {
-    sum_exp_avx512(u, V, M, m_for_sum, &S, &Sm);
+    if (use_m) sum_exp_avx512<true>(u, V, M, m_for_sum, &S, &Sm);
+    else sum_exp_avx512<false>(u, V, M, m_for_sum, &S, &Sm);
   } else {
     sum_exp_scalar(u, V, M, m_for_sum, &S, &Sm);
   }
