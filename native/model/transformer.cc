@@ -84,10 +84,64 @@ void layernorm_backward(const float* dy, const float* x, const float* mu, const 
   }
 }
 
-inline float gelu(float x) { return 0.5f * x * (1.f + std::tanh(kGeluC * (x + kGeluA * x * x * x))); }
+// exp(y) for y in [-87, 0] (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~1 ulp),
+// without branches or library calls so the GELU loops vectorise.
+inline float exp_nonpos(float y) {
+  const float n = (y * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
+  float r = y - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): absolute error ~1e-7 (all GELU needs).
+// |u| is clamped to 9 (tanh is ±1 in float there) and the sign restored with integer bit
+// operations: a float compare-and-select would stop GCC from vectorising the loops.
+inline float tanh_fast(float u) {
+  uint32_t ub;
+  std::memcpy(&ub, &u, sizeof ub);
+  const uint32_t ab = std::min(ub & 0x7fffffffu, 0x41100000u);  // non-negative floats order like their bits
+  float a;
+  std::memcpy(&a, &ab, sizeof a);
+  const float e = exp_nonpos(-2.f * a);
+  float t = (1.f - e) / (1.f + e);
+  uint32_t tb;
+  std::memcpy(&tb, &t, sizeof tb);
+  tb |= ub & 0x80000000u;
+  std::memcpy(&t, &tb, sizeof t);
+  return t;
+}
+
+inline float gelu(float x) { return 0.5f * x * (1.f + tanh_fast(kGeluC * (x + kGeluA * x * x * x))); }
 inline float gelu_grad(float x) {
-  const float t = std::tanh(kGeluC * (x + kGeluA * x * x * x));
+  const float t = tanh_fast(kGeluC * (x + kGeluA * x * x * x));
   return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * x * x);
+}
+
+// Dot product in a fixed order: 8 interleaved partial sums (one SIMD register's worth), added
+// pairwise, then the tail. Vectorises without reassociation flags.
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; ++u) acc[u] += a[j + u] * b[j + u];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+// y += a * x over n floats (vectorised; y and x never overlap).
+inline void axpy(float* __restrict y, float a, const float* __restrict x, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
 void gelu_forward(const float* x, float* y, int64_t n) {
@@ -101,10 +155,7 @@ inline void attend(const float* q, const float* K, const float* Vv, int64_t ld, 
                    float* p, float* y) {
   float mx = -INFINITY;
   for (int64_t s = 0; s < n_ctx; ++s) {
-    const float* k = K + s * ld;
-    float dot = 0.f;
-    for (int64_t j = 0; j < hd; ++j) dot += q[j] * k[j];
-    p[s] = dot * scale;
+    p[s] = dot(q, K + s * ld, hd) * scale;
     mx = std::max(mx, p[s]);
   }
   float sum = 0.f;
@@ -115,11 +166,7 @@ inline void attend(const float* q, const float* K, const float* Vv, int64_t ld, 
   const float inv = 1.f / sum;
   for (int64_t s = 0; s < n_ctx; ++s) p[s] *= inv;
   for (int64_t j = 0; j < hd; ++j) y[j] = 0.f;
-  for (int64_t s = 0; s < n_ctx; ++s) {
-    const float ps = p[s];
-    const float* v = Vv + s * ld;
-    for (int64_t j = 0; j < hd; ++j) y[j] += ps * v[j];
-  }
+  for (int64_t s = 0; s < n_ctx; ++s) axpy(y, p[s], Vv + s * ld, hd);
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {  // y = x + y (residual first)
@@ -350,36 +397,31 @@ void Transformer::backward(const float* dlogits) {
     float* dv = s_dv_.data();
     std::fill(dk, dk + N * d, 0.f);
     std::fill(dv, dv + N * d, 0.f);
-    parallel_for(B * H, [&](int64_t i0, int64_t i1, int worker) {
+    parallel_for(B * H, [&, dy, dq, dk, dv](int64_t i0, int64_t i1, int worker) {
       float* dp = s_row_.data() + static_cast<int64_t>(worker) * L;
+      const float* att = a.att.data();
+      const float* qb = a.q.data();
+      const float* kb = a.k.data();
+      const float* vb = a.v.data();
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t h = i % H, b = i / H;
         const int64_t base = b * L * d + h * hd;
         for (int64_t t = 0; t < L; ++t) {
-          const float* p = a.att.data() + (i * L + t) * L;
+          const float* p = att + (i * L + t) * L;
           const float* dyt = dy + base + t * d;
-          const float* qt = a.q.data() + base + t * d;
+          const float* qt = qb + base + t * d;
           float* dqt = dq + base + t * d;
           float dsum = 0.f;
           for (int64_t s = 0; s <= t; ++s) {
-            const float* vs = a.v.data() + base + s * d;
-            float dot = 0.f;
-            for (int64_t j = 0; j < hd; ++j) dot += dyt[j] * vs[j];
-            dp[s] = dot;
-            dsum += p[s] * dot;
+            dp[s] = dot(dyt, vb + base + s * d, hd);
+            dsum += p[s] * dp[s];
           }
           for (int64_t j = 0; j < hd; ++j) dqt[j] = 0.f;
           for (int64_t s = 0; s <= t; ++s) {
             const float ds = p[s] * (dp[s] - dsum) * scale;
-            const float* ks = a.k.data() + base + s * d;
-            float* dks = dk + base + s * d;
-            float* dvs = dv + base + s * d;
-            const float ps = p[s];
-            for (int64_t j = 0; j < hd; ++j) {
-              dqt[j] += ds * ks[j];
-              dks[j] += ds * qt[j];
-              dvs[j] += ps * dyt[j];
-            }
+            axpy(dqt, ds, kb + base + s * d, hd);
+            axpy(dk + base + s * d, ds, qt, hd);
+            axpy(dv + base + s * d, p[s], dyt, hd);
           }
         }
       }
@@ -447,13 +489,15 @@ double Transformer::step(const AdamWOptions& o) {
     float* m = m_.data() + p.offset;
     float* v = v_.data() + p.offset;
     const bool dec = p.decay && o.weight_decay != 0;
-    parallel_for(p.size, [&](int64_t b, int64_t e, int) {
+    parallel_for(p.size, [=](int64_t b, int64_t e, int) {
       for (int64_t i = b; i < e; ++i) {
         const float gi = gg[i] * clip;
-        m[i] = b1 * m[i] + (1.f - b1) * gi;
-        v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
-        float wi = dec ? w[i] * decay : w[i];
-        w[i] = wi - step_size * (m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps));
+        const float mi = b1 * m[i] + (1.f - b1) * gi;
+        const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float wi = dec ? w[i] * decay : w[i];
+        w[i] = wi - step_size * (mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps));
       }
     }, 1 << 14);
   }
