@@ -15,6 +15,11 @@
  * creating a device tensor throws.
  */
 import { native } from './native';
+import type { NativeMetrics } from './native';
+import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES } from './ops/group_advantages';
+import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
+import { grpoConfigToNative } from './ops/grpo_loss';
+import type { GrpoLossConfig, GrpoMetrics } from './ops/grpo_loss';
 import type { KlEstimator } from './ops/kl_penalty';
 import * as v from './validate';
 
@@ -234,26 +239,6 @@ function nativeOp(name: string): (args: Record<string, unknown>, async: boolean)
 function h(t: DeviceTensor | null | undefined): unknown {
   return t ? t.handle() : undefined;
 }
-/** Disposes freshly allocated outputs when the call fails, then rethrows. */
-async function settle<T>(outs: (DeviceTensor | null)[], p: Promise<unknown>, done: () => T): Promise<T> {
-  try {
-    await p;
-  } catch (e) {
-    for (const o of outs) o?.dispose();
-    throw e;
-  }
-  return done();
-}
-function settleSync<T>(outs: (DeviceTensor | null)[], f: () => unknown, done: () => T): T {
-  try {
-    f();
-  } catch (e) {
-    for (const o of outs) o?.dispose();
-    throw e;
-  }
-  return done();
-}
-
 const KL_EST: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl'];
 
 export interface CudaKlPenaltyOptions {
@@ -281,18 +266,235 @@ function klPrepare(o: CudaKlPenaltyOptions) {
   const grad = wantGrad ? DeviceTensor.empty('float32', [...logp.shape]) : null;
   const args = { n, logp: h(logp), refLogp: h(refLogp), estimator: KL_EST.indexOf(estimator), clampLogRatio, kl: h(kl), grad: h(grad) };
   recordBackend('klPenalty', 'cuda');
-  return { args, outs: [kl, grad], result: (): CudaKlPenaltyResult => ({ kl, grad }) };
+  return { args, owned: [] as DeviceTensor[], outs: [kl, grad], result: (): CudaKlPenaltyResult => ({ kl, grad }) };
 }
 
-/** The CUDA forms of the ops: device tensors in, new device tensors out. */
+// ---- groupAdvantages ----
+
+export interface CudaGroupAdvantagesOptions {
+  /** Rewards [S·K] float32 on the device, NaN = no reward. */
+  rewards: DeviceTensor;
+  /** K (default 1). */
+  numRewardFunctions?: number;
+  /** Weight per reward function (host numbers, uploaded; default all 1). */
+  weights?: number[];
+  /** Contiguous groups of this size; or `groupIds` + `numGroups`. */
+  groupSize?: number;
+  /** Dense group index per sequence in [0, numGroups), int32 on the device (out of range: NaN advantage). */
+  groupIds?: DeviceTensor;
+  numGroups?: number;
+  estimator?: AdvantageEstimator;
+  scale?: AdvantageScale;
+  eps?: number;
+  std?: 'unbiased' | 'population';
+}
+export interface CudaGroupAdvantagesResult {
+  advantages: DeviceTensor;
+  rewards: DeviceTensor;
+  groupMean: DeviceTensor;
+  groupStd: DeviceTensor;
+  zeroStdFraction: number;
+  numNoReward: number;
+}
+
+function advPrepare(o: CudaGroupAdvantagesOptions) {
+  const op = 'cuda.groupAdvantages';
+  const opts = v.options(op, o);
+  const K = v.integer(op, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
+  const rewards = dev(op, 'rewards', opts.rewards, 'float32');
+  if (rewards.numel % K !== 0) throw v.rangeError(op, 'rewards', `a multiple of numRewardFunctions = ${K} elements`, `DeviceTensor(${rewards.numel} elements)`);
+  const S = rewards.numel / K;
+  const w = opts.weights === undefined ? new Array(K).fill(1) : opts.weights;
+  if (!Array.isArray(w) || w.length !== K || !w.every((x) => typeof x === 'number' && Number.isFinite(x)))
+    throw v.typeError(op, 'weights', `number[] of ${K} finite numbers`, w);
+  const estimator = v.oneOf(op, 'estimator', opts.estimator, ADVANTAGE_ESTIMATORS, 'grpo');
+  const scale = v.oneOf(op, 'scale', opts.scale, ADVANTAGE_SCALES, estimator === 'rloo' ? 'none' : 'group');
+  const eps = v.number(op, 'eps', opts.eps, 1e-4);
+  const std = v.oneOf(op, 'std', opts.std, ['unbiased', 'population'] as const, 'unbiased');
+  if ((opts.groupSize === undefined) === (opts.groupIds === undefined))
+    throw v.typeError(op, 'groupSize/groupIds', 'exactly one of groupSize and groupIds', opts.groupSize === undefined ? 'neither' : 'both');
+  const owned: DeviceTensor[] = [];
+  let group: DeviceTensor;
+  let G: number;
+  if (opts.groupSize !== undefined) {
+    const size = v.integer(op, 'groupSize', opts.groupSize, 1, 2 ** 31 - 1);
+    if (S % size !== 0) throw v.rangeError(op, 'groupSize', `a divisor of the number of sequences S = ${S}`, size);
+    G = S / size;
+    const ids = new Int32Array(S);
+    for (let i = 0; i < S; i++) ids[i] = Math.floor(i / size);
+    group = DeviceTensor.fromHost(ids);
+    owned.push(group);
+  } else {
+    group = dev(op, 'groupIds', opts.groupIds, 'int32', S);
+    G = v.integer(op, 'numGroups', opts.numGroups, 0, 2 ** 31 - 1);
+  }
+  const weights = DeviceTensor.fromHost(Float32Array.from(w));
+  owned.push(weights);
+  const advantages = DeviceTensor.empty('float32', [S]);
+  const reward = DeviceTensor.empty('float32', [S]);
+  const groupMean = DeviceTensor.empty('float32', [G]);
+  const groupStd = DeviceTensor.empty('float32', [G]);
+  const args = {
+    S, K, numGroups: G, rewards: h(rewards), weights: h(weights), group: h(group),
+    estimator: ADVANTAGE_ESTIMATORS.indexOf(estimator), scale: ADVANTAGE_SCALES.indexOf(scale), eps, unbiased: std === 'unbiased',
+    advantages: h(advantages), reward: h(reward), groupMean: h(groupMean), groupStd: h(groupStd),
+  };
+  recordBackend('groupAdvantages', 'cuda');
+  return {
+    args,
+    owned,
+    outs: [advantages, reward, groupMean, groupStd],
+    result: (s: { zeroStdFraction: number; numNoReward: number }): CudaGroupAdvantagesResult => ({
+      advantages, rewards: reward, groupMean, groupStd, zeroStdFraction: s.zeroStdFraction, numNoReward: s.numNoReward,
+    }),
+  };
+}
+
+// ---- logprobs ----
+
+export interface CudaLogprobsOptions {
+  /** Logits [N, V] on the device: float32, bfloat16 or float16. */
+  logits: DeviceTensor;
+  vocabSize: number;
+  /** Target ids [N], int32 on the device (an id outside [0, V) gives NaN). */
+  targets: DeviceTensor;
+  temperature?: number;
+  entropy?: boolean;
+}
+export interface CudaLogprobsResult {
+  logp: DeviceTensor;
+  entropy: DeviceTensor | null;
+}
+
+function rows(op: string, logits: unknown, vocabSize: unknown) {
+  const z = dev(op, 'logits', logits, ['float32', 'bfloat16', 'float16']);
+  const V = v.integer(op, 'vocabSize', vocabSize, 1, 2 ** 31 - 1);
+  if (z.numel % V !== 0) throw v.rangeError(op, 'logits', `a multiple of vocabSize = ${V} elements`, `DeviceTensor(${z.numel} elements)`);
+  return { z, V, N: z.numel / V };
+}
+
+function lpPrepare(o: CudaLogprobsOptions) {
+  const op = 'cuda.logprobs';
+  const opts = v.options(op, o);
+  const { z, V, N } = rows(op, opts.logits, opts.vocabSize);
+  const targets = dev(op, 'targets', opts.targets, 'int32', N);
+  const temperature = v.numberIn(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
+  const wantEnt = v.boolean(op, 'entropy', opts.entropy, true);
+  const logp = DeviceTensor.empty('float32', [N]);
+  const entropy = wantEnt ? DeviceTensor.empty('float32', [N]) : null;
+  const args = { N, V, logits: h(z), targets: h(targets), temperature, logp: h(logp), entropy: h(entropy) };
+  recordBackend('logprobs', 'cuda');
+  return { args, owned: [] as DeviceTensor[], outs: [logp, entropy], result: (): CudaLogprobsResult => ({ logp, entropy }) };
+}
+
+// ---- grpoLossFromLogits ----
+
+export interface CudaGrpoLossFromLogitsOptions extends GrpoLossConfig {
+  /** Logits [S·T, V] on the device: float32, bfloat16 or float16. */
+  logits: DeviceTensor;
+  vocabSize: number;
+  /** Target ids [N], int32. */
+  targets: DeviceTensor;
+  /** One advantage per sequence [S], float32; T = N / S. */
+  advantages: DeviceTensor;
+  /** 1 = real token [N], uint8 (default all 1). */
+  mask?: DeviceTensor;
+  oldLogp?: DeviceTensor;
+  refLogp?: DeviceTensor;
+  temperature?: number;
+  /** 'separate' (default: a new device tensor), 'inplace' (over the logits) or 'none'. */
+  gradient?: 'none' | 'separate' | 'inplace';
+}
+export interface CudaGrpoLossFromLogitsResult {
+  loss: number;
+  metrics: GrpoMetrics;
+  logp: DeviceTensor;
+  entropy: DeviceTensor;
+  gradLogp: DeviceTensor;
+  /** ∂L/∂logits (the logits tensor itself for 'inplace'), or null for 'none'. */
+  gradLogits: DeviceTensor | null;
+}
+
+function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
+  const op = 'cuda.grpoLossFromLogits';
+  const opts = v.options(op, o);
+  const { z, V, N } = rows(op, opts.logits, opts.vocabSize);
+  const advantages = dev(op, 'advantages', opts.advantages, 'float32');
+  const S = advantages.numel;
+  if (S === 0 || N % S !== 0) throw v.rangeError(op, 'logits', `a positive multiple of S = advantages.numel = ${S} rows`, `${N} rows`);
+  const T = N / S;
+  const targets = dev(op, 'targets', opts.targets, 'int32', N);
+  const oldLogp = opts.oldLogp === undefined ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
+  const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const temperature = v.numberIn(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
+  const gradient = v.oneOf(op, 'gradient', opts.gradient, ['none', 'separate', 'inplace'] as const, 'separate');
+  const cfg = grpoConfigToNative(op, opts);
+  if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
+  const owned: DeviceTensor[] = [];
+  let mask: DeviceTensor;
+  if (opts.mask === undefined) {
+    mask = DeviceTensor.fromHost(new Uint8Array(N).fill(1));
+    owned.push(mask);
+  } else {
+    mask = dev(op, 'mask', opts.mask, 'uint8', N);
+  }
+  const logp = DeviceTensor.empty('float32', [N]);
+  const entropy = DeviceTensor.empty('float32', [N]);
+  const gradLogp = DeviceTensor.empty('float32', [N]);
+  const gradLogits = gradient === 'separate' ? DeviceTensor.empty(z.dtype, [...z.shape]) : gradient === 'inplace' ? z : null;
+  const args = {
+    S, T, V, logits: h(z), targets: h(targets), temperature, oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages),
+    mask: h(mask), ...cfg, gradMode: ['none', 'separate', 'inplace'].indexOf(gradient),
+    gradLogits: gradient === 'separate' ? h(gradLogits) : undefined, logp: h(logp), entropy: h(entropy), gradLogp: h(gradLogp),
+  };
+  recordBackend('grpoLossFromLogits', 'cuda');
+  return {
+    args,
+    owned,
+    outs: [logp, entropy, gradLogp, gradient === 'separate' ? gradLogits : null],
+    result: (m: NativeMetrics): CudaGrpoLossFromLogitsResult => ({
+      loss: m.loss,
+      metrics: m as unknown as GrpoMetrics,
+      logp, entropy, gradLogp, gradLogits,
+    }),
+  };
+}
+
+/** Runs a prepared device op; frees its temporary uploads and, on failure, its outputs. */
+async function runAsync<R, M>(name: string, p: { args: Record<string, unknown>; owned: DeviceTensor[]; outs: (DeviceTensor | null)[]; result: (m: M) => R }): Promise<R> {
+  try {
+    const m = (await nativeOp(name)(p.args, true)) as M;
+    return p.result(m);
+  } catch (e) {
+    for (const o of p.outs) o?.dispose();
+    throw e;
+  } finally {
+    for (const t of p.owned) t.dispose();
+  }
+}
+function runSync<R, M>(name: string, p: { args: Record<string, unknown>; owned: DeviceTensor[]; outs: (DeviceTensor | null)[]; result: (m: M) => R }): R {
+  try {
+    return p.result(nativeOp(name)(p.args, false) as M);
+  } catch (e) {
+    for (const o of p.outs) o?.dispose();
+    throw e;
+  } finally {
+    for (const t of p.owned) t.dispose();
+  }
+}
+
+/**
+ * The CUDA forms of the ops: device tensors in, new device tensors out (spec sections as the
+ * host ops). Async forms resolve when the stream has finished; *Sync forms wait on the calling
+ * thread.
+ */
 export const cuda = {
-  /** klPenalty (spec §3) on the device. */
-  async klPenalty(o: CudaKlPenaltyOptions): Promise<CudaKlPenaltyResult> {
-    const p = klPrepare(o);
-    return settle(p.outs, nativeOp('klPenaltyCuda')(p.args, true) as Promise<void>, p.result);
-  },
-  klPenaltySync(o: CudaKlPenaltyOptions): CudaKlPenaltyResult {
-    const p = klPrepare(o);
-    return settleSync(p.outs, () => nativeOp('klPenaltyCuda')(p.args, false), p.result);
-  },
+  klPenalty: (o: CudaKlPenaltyOptions) => runAsync('klPenaltyCuda', klPrepare(o)),
+  klPenaltySync: (o: CudaKlPenaltyOptions) => runSync('klPenaltyCuda', klPrepare(o)),
+  groupAdvantages: (o: CudaGroupAdvantagesOptions) => runAsync('groupAdvantagesCuda', advPrepare(o)),
+  groupAdvantagesSync: (o: CudaGroupAdvantagesOptions) => runSync('groupAdvantagesCuda', advPrepare(o)),
+  logprobs: (o: CudaLogprobsOptions) => runAsync('logprobsCuda', lpPrepare(o)),
+  logprobsSync: (o: CudaLogprobsOptions) => runSync('logprobsCuda', lpPrepare(o)),
+  grpoLossFromLogits: (o: CudaGrpoLossFromLogitsOptions) => runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
+  grpoLossFromLogitsSync: (o: CudaGrpoLossFromLogitsOptions) => runSync('grpoLossFromLogitsCuda', lossPrepare(o)),
 };

@@ -241,6 +241,113 @@ Napi::Value KlPenaltyCuda(const Napi::CallbackInfo& info) {
   return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { kl_penalty_cuda(*a, s); }, Undefined);
 }
 
+Napi::Value GroupAdvantagesCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<GroupAdvantagesArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->K = r.integer("K", 1, 1 << 20);
+  a->num_groups = r.integer("numGroups", 0, kMaxDim);
+  a->rewards = d.f32<const float>("rewards", r.product("K", a->S, a->K));
+  a->weights = d.f32<const float>("weights", a->K);
+  a->group = static_cast<const int32_t*>(d.tensor("group", DType::I32, a->S));  // ids out of range: NaN advantage (kernel)
+  a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
+  a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
+  a->eps = r.num("eps");
+  a->unbiased = r.flag("unbiased", true);
+  a->advantages = d.f32<float>("advantages", a->S);
+  a->reward = d.f32<float>("reward", a->S);
+  a->group_mean = d.f32<float>("groupMean", a->num_groups);
+  a->group_std = d.f32<float>("groupStd", a->num_groups);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { group_advantages_cuda(*a, s); },
+                       [a](Napi::Env env) -> Napi::Value {
+                         Napi::Object o = Napi::Object::New(env);
+                         o.Set("zeroStdFraction", a->zero_std_fraction);
+                         o.Set("numNoReward", static_cast<double>(a->num_no_reward));
+                         return o;
+                       });
+}
+
+Napi::Value LogprobsCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<LogprobsArgs>();
+  a->N = r.integer("N", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  a->logits = d.float_tensor("logits", r.product("V", a->N, a->V));
+  a->targets = static_cast<const int32_t*>(d.tensor("targets", DType::I32, a->N));  // out of range: NaN (kernel)
+  a->temperature = static_cast<float>(r.num("temperature"));
+  a->logp = d.f32<float>("logp", a->N);
+  a->entropy = d.f32<float>("entropy", a->N, true);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { logprobs_cuda(*a, s); }, Undefined);
+}
+
+// The options of the loss ops, as native/binding.cc reads them for the host forms.
+void read_options(ArgReader& r, GrpoOptions& o) {
+  o.level = static_cast<Level>(r.integer("level", 0, 1));
+  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 2));
+  o.eps_low = r.num("epsilonLow");
+  o.eps_high = r.num("epsilonHigh");
+  o.use_delta = r.has("delta");
+  o.delta = r.num_or("delta", 0);
+  o.clip_ratio_c = r.num("clipRatioC");
+  o.beta = r.num("beta");
+  o.kl_estimator = static_cast<KlEstimator>(r.integer("klEstimator", 0, 3));
+  o.clamp_log_ratio = r.flag("clampLogRatio", true);
+  o.loss_type = static_cast<LossType>(r.integer("lossType", 0, 4));
+  o.n_global = r.num_or("numItemsInBatch", 0);
+  o.max_completion_length = r.num_or("maxCompletionLength", 0);
+  o.top_entropy_quantile = r.num_or("topEntropyQuantile", 1);
+}
+
+Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", m.loss);
+  o.Set("kl", m.kl);
+  o.Set("entropy", m.entropy);
+  o.Set("clipLow", m.clip_low);
+  o.Set("clipHigh", m.clip_high);
+  o.Set("clipRegion", m.clip_region);
+  o.Set("ratio", m.ratio);
+  o.Set("maskedTokens", m.masked_tokens);
+  return o;
+}
+
+Napi::Value GrpoLossFromLogitsCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<GrpoLossFromLogitsArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->T = r.integer("T", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  int64_t N = r.product("T", a->S, a->T);
+  int64_t NV = r.product("V", N, a->V);
+  a->logits = d.float_tensor("logits", NV);
+  a->targets = static_cast<const int32_t*>(d.tensor("targets", DType::I32, N));
+  a->temperature = static_cast<float>(r.num("temperature"));
+  a->old_logp = d.f32<const float>("oldLogp", N, true);
+  a->ref_logp = d.f32<const float>("refLogp", N, true);
+  a->advantages = d.f32<const float>("advantages", a->S);
+  a->mask = static_cast<const uint8_t*>(d.tensor("mask", DType::U8, N));
+  read_options(r, a->opt);
+  if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
+  a->grad_mode = static_cast<GradMode>(r.integer("gradMode", 0, 2));
+  if (a->grad_mode == GradMode::Separate) {
+    a->grad_logits = d.float_tensor("gradLogits", NV);
+    if (a->grad_logits.dtype != a->logits.dtype) r.fail("gradLogits", "of the same dtype as logits");
+  } else if (a->grad_mode == GradMode::InPlace) {
+    a->grad_logits = a->logits;
+  }
+  a->logp = d.f32<float>("logp", N);
+  a->entropy = d.f32<float>("entropy", N);
+  a->grad_logp = d.f32<float>("gradLogp", N, true);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { grpo_loss_from_logits_cuda(*a, s); },
+                       [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); });
+}
+
 #endif  // GRPO_HAVE_CUDA
 
 Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
@@ -284,6 +391,9 @@ void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceFree", Napi::Function::New(env, DeviceFree, "deviceFree"));
   exports.Set("deviceCopy", Napi::Function::New(env, DeviceCopy, "deviceCopy"));
   exports.Set("klPenaltyCuda", Napi::Function::New(env, KlPenaltyCuda, "klPenaltyCuda"));
+  exports.Set("groupAdvantagesCuda", Napi::Function::New(env, GroupAdvantagesCuda, "groupAdvantagesCuda"));
+  exports.Set("logprobsCuda", Napi::Function::New(env, LogprobsCuda, "logprobsCuda"));
+  exports.Set("grpoLossFromLogitsCuda", Napi::Function::New(env, GrpoLossFromLogitsCuda, "grpoLossFromLogitsCuda"));
 #endif
 #ifdef GRPO_CUDA_EMU
   exports.Set("emuSelfTest", Napi::Function::New(env, EmuSelfTest, "emuSelfTest"));

@@ -1,0 +1,246 @@
+// Every CUDA kernel (cuda/<op>.cu) run through the CPU emulator (cuda/emu) against the float64
+// references in test/reference and against the CPU backend, at sizes that exercise partial
+// blocks and warps (V < 256, V not a multiple of 32), V % 8 != 0 (unaligned rows: the scalar
+// head/tail of the 16-byte loads), one row and many rows, every dtype, and the thread orders of
+// the emulator (forward, reverse, shuffled between barriers).
+import { EmuAddon, useEmulatorAddon } from './cuda_emu_addon';
+useEmulatorAddon();
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { groupAdvantagesSync, grpoLossFromLogitsSync, klPenaltySync, logprobsSync, KL_ESTIMATORS } from '../lib';
+import { cuda, DeviceTensor, deviceMemory, opBackends } from '../lib/device';
+import type { GrpoLossConfig } from '../lib/ops/grpo_loss';
+import { native } from '../lib/native';
+import { close, randn, rng } from './helpers';
+import { refGroupAdvantages } from './reference/group_advantages';
+import { refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
+import { refKl } from './reference/kl_penalty';
+import { refLogprobs, refToHalf, refWiden } from './reference/logprobs';
+
+const emu = () => native() as unknown as EmuAddon;
+const up = (a: Float32Array | Int32Array | Uint8Array) => DeviceTensor.fromHost(a);
+const down = (t: DeviceTensor | null) => t!.toHost() as Float32Array;
+function withOrder<T>(order: number, f: () => T): T {
+  emu().emuSetOrder(order, 17);
+  try {
+    return f();
+  } finally {
+    emu().emuSetOrder(0);
+  }
+}
+function disposeAll(...ts: (DeviceTensor | null | undefined)[]) {
+  for (const t of ts) t?.dispose();
+}
+
+// ---- klPenalty ----
+
+for (const n of [1, 37, 1000]) {
+  test(`cuda klPenalty n=${n}: every estimator matches the float64 reference and the CPU`, () => {
+    const r = rng(n);
+    const logp = randn(r, n, 2, -3);
+    const refLogp = randn(r, n, 2, -3);
+    if (n > 2) {
+      logp[0] = -40;
+      refLogp[1] = -30;
+    }
+    const dl = up(logp), dr = up(refLogp);
+    for (const est of KL_ESTIMATORS) {
+      const g = cuda.klPenaltySync({ logp: dl, refLogp: dr, estimator: est });
+      const kl = down(g.kl), grad = down(g.grad);
+      const want = Array.from(logp, (x, i) => refKl(x, refLogp[i], est));
+      close(kl, want.map((w) => w.d), 1e-6, 1e-30, `${est} kl`);
+      close(grad, want.map((w) => w.grad), 1e-6, 1e-30, `${est} grad`);
+      const cpu = klPenaltySync({ logp, refLogp, estimator: est });
+      assert.equal(Array.from(kl), Array.from(cpu.kl), `${est}: same bits as the CPU`);
+      disposeAll(g.kl, g.grad);
+    }
+    disposeAll(dl, dr);
+    assert.is(opBackends().klPenalty, 'cuda');
+  });
+}
+
+// ---- groupAdvantages ----
+
+for (const [S, G] of [[1, 1], [12, 4], [600, 8]] as const) {
+  for (const estimator of ['grpo', 'rloo'] as const) {
+    for (const scale of ['group', 'batch', 'none'] as const) {
+      if (estimator === 'rloo' && G < 2) continue;
+      test(`cuda groupAdvantages S=${S} G=${G} ${estimator}/${scale}: reference and CPU`, () => {
+        const r = rng(S * 7 + G);
+        const K = 2;
+        const rewards = new Float32Array(S * K);
+        for (let i = 0; i < rewards.length; i++) rewards[i] = Math.round(r() * 4) / 4;
+        if (S > 4) {
+          rewards[2] = NaN;  // one function gave no reward
+          rewards[6] = rewards[7] = NaN;  // a sequence without any reward
+        }
+        const weights = [1, 0.5];
+        const want = refGroupAdvantages({ rewards, K, weights, ids: Array.from({ length: S }, (_, i) => Math.floor(i / G)), estimator, scale, eps: 1e-4, unbiased: true });
+        const cpu = groupAdvantagesSync({ rewards, numRewardFunctions: K, weights, groupSize: G, estimator, scale });
+        const dr = up(rewards);
+        for (const order of [0, 1]) {
+          const g = withOrder(order, () => cuda.groupAdvantagesSync({ rewards: dr, numRewardFunctions: K, weights, groupSize: G, estimator, scale }));
+          const adv = down(g.advantages);
+          close(adv, want.advantages, 1e-5, 1e-6, 'advantages');
+          close(down(g.groupMean), want.groupMean, 1e-6, 1e-7, 'groupMean');
+          close(down(g.groupStd), want.groupStd, 1e-6, 1e-7, 'groupStd');
+          close(down(g.rewards), want.rewards, 0, 0, 'rewards');
+          assert.equal(Array.from(adv), Array.from(cpu.advantages), 'same bits as the CPU');
+          assert.is(g.numNoReward, cpu.numNoReward);
+          assert.is(g.zeroStdFraction, cpu.zeroStdFraction);
+          disposeAll(g.advantages, g.rewards, g.groupMean, g.groupStd);
+        }
+        dr.dispose();
+      });
+    }
+  }
+}
+
+test('cuda groupAdvantages: group ids in any order (segmented by id)', () => {
+  const S = 40, G = 6;
+  const r = rng(3);
+  const rewards = new Float32Array(S).map(() => Math.round(r() * 8));
+  const ids = new Int32Array(S).map(() => Math.floor(r() * G));
+  for (let j = 0; j < G; j++) ids[j] = j;  // dense: every id appears, first appearance in order
+  const cpu = groupAdvantagesSync({ rewards, groupIds: ids });
+  const dr = up(rewards), di = up(ids);
+  const g = cuda.groupAdvantagesSync({ rewards: dr, groupIds: di, numGroups: G });
+  assert.equal(Array.from(down(g.advantages)), Array.from(cpu.advantages));
+  assert.equal(Array.from(down(g.groupStd)), Array.from(cpu.groupStd));
+  disposeAll(dr, di, g.advantages, g.rewards, g.groupMean, g.groupStd);
+});
+
+// ---- logprobs ----
+
+const SHAPES = [
+  { N: 1, V: 1 },
+  { N: 1, V: 1000 },  // one row, partial last chunk
+  { N: 5, V: 37 },  // partial warps, V % 8 != 0: every row starts unaligned
+  { N: 33, V: 264 },  // many rows, V % 8 == 0 but V % 256 != 0
+  { N: 3, V: 2051 },
+];
+
+for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+  for (const { N, V } of SHAPES) {
+    test(`cuda logprobs ${dtype} N=${N} V=${V}: reference and CPU`, () => {
+      const r = rng(N * 1000 + V);
+      const z32 = randn(r, N * V, 3);
+      if (V > 4) z32[2] = -Infinity;  // a masked vocabulary entry
+      const targets = new Int32Array(N).map(() => Math.floor(r() * V));
+      const host = dtype === 'float32' ? z32 : refToHalf(z32, dtype);
+      const tau = 0.7;
+      const want = refLogprobs(refWiden(host, dtype), V, targets, tau);
+      const cpu = logprobsSync({ logits: host, dtype, vocabSize: V, targets, temperature: tau });
+      const dz = DeviceTensor.fromHost(host, { dtype, shape: [N, V] }), dt = up(targets);
+      for (const order of [0, 1, 2]) {
+        const g = withOrder(order, () => cuda.logprobsSync({ logits: dz, vocabSize: V, targets: dt, temperature: tau }));
+        const logp = down(g.logp), ent = down(g.entropy);
+        close(logp, want.logp, 2e-6, 2e-6, 'logp');
+        close(ent, want.entropy, 2e-6, 2e-6, 'entropy');
+        close(logp, cpu.logp, 1e-6, 1e-6, 'logp vs CPU');
+        close(ent, cpu.entropy!, 1e-6, 1e-6, 'entropy vs CPU');
+        disposeAll(g.logp, g.entropy);
+      }
+      disposeAll(dz, dt);
+    });
+  }
+}
+
+test('cuda logprobs: a target out of range gives NaN, never a read out of bounds', () => {
+  const dz = up(new Float32Array(8)), dt = up(new Int32Array([0, 4]));
+  const g = cuda.logprobsSync({ logits: dz, vocabSize: 4, targets: dt });
+  const lp = down(g.logp);
+  assert.ok(Math.abs(lp[0] + Math.log(4)) < 1e-6);
+  assert.ok(Number.isNaN(lp[1]));
+  disposeAll(dz, dt, g.logp, g.entropy);
+});
+
+test('cuda logprobs async resolves with the same values', async () => {
+  const r = rng(4);
+  const z = randn(r, 3 * 50);
+  const dz = up(z), dt = up(new Int32Array([1, 2, 3]));
+  const a = cuda.logprobsSync({ logits: dz, vocabSize: 50, targets: dt });
+  const b = await cuda.logprobs({ logits: dz, vocabSize: 50, targets: dt });
+  assert.equal(Array.from(down(b.logp)), Array.from(down(a.logp)));
+  disposeAll(dz, dt, a.logp, a.entropy, b.logp, b.entropy);
+});
+
+// ---- grpoLossFromLogits ----
+
+const LOSS_CONFIGS: [string, GrpoLossConfig][] = [
+  ['defaults (dapo, token)', {}],
+  ['grpo + k3 beta', { lossType: 'grpo', beta: 0.04 }],
+  ['sequence level (GSPO)', { importanceSamplingLevel: 'sequence', lossType: 'grpo' }],
+  ['dual_clip + bnpo', { policyLoss: 'dual_clip', lossType: 'bnpo', epsilonHigh: 0.28 }],
+  ['cispo + dr_grpo', { policyLoss: 'cispo', lossType: 'dr_grpo' }],
+  ['top entropy 0.5 + seq_sum', { topEntropyQuantile: 0.5, lossType: 'seq_sum', beta: 0.1, klEstimator: 'low_var_kl' }],
+];
+
+function lossInputs(S: number, T: number, V: number, seed: number) {
+  const r = rng(seed);
+  const N = S * T;
+  const z = randn(r, N * V, 2);
+  const targets = new Int32Array(N).map(() => Math.floor(r() * V));
+  const advantages = randn(r, S);
+  const mask = new Uint8Array(N).fill(1);
+  for (let i = 0; i < S; i++) for (let t = T - (i % 3); t < T; t++) mask[i * T + t] = 0;  // padding
+  const ref = refLogprobs(refWiden(z), V, targets);
+  const oldLogp = Float32Array.from(ref.logp, (x) => x + 0.3 * (r() - 0.5));
+  const refLogp = Float32Array.from(ref.logp, (x) => x + 0.5 * (r() - 0.5));
+  return { z, targets, advantages, mask, oldLogp, refLogp };
+}
+
+for (const [name, cfg] of LOSS_CONFIGS) {
+  for (const { S, T, V } of [{ S: 2, T: 3, V: 37 }, { S: 3, T: 4, V: 300 }]) {
+    test(`cuda grpoLossFromLogits ${name} S=${S} T=${T} V=${V}: reference and CPU`, () => {
+      const inp = lossInputs(S, T, V, S * T * V);
+      const want = refGrpoLossFromLogits({ z: refWiden(inp.z), V, targets: inp.targets, advantages: inp.advantages, mask: inp.mask, oldLogp: inp.oldLogp, refLogp: inp.refLogp }, cfg);
+      const cpu = grpoLossFromLogitsSync({ logits: inp.z, vocabSize: V, targets: inp.targets, advantages: inp.advantages, mask: inp.mask, oldLogp: inp.oldLogp, refLogp: inp.refLogp, ...cfg });
+      const d = { z: up(inp.z), targets: up(inp.targets), advantages: up(inp.advantages), mask: up(inp.mask), oldLogp: up(inp.oldLogp), refLogp: up(inp.refLogp) };
+      for (const order of [0, 1]) {
+        const g = withOrder(order, () => cuda.grpoLossFromLogitsSync({ logits: d.z, vocabSize: V, targets: d.targets, advantages: d.advantages, mask: d.mask, oldLogp: d.oldLogp, refLogp: d.refLogp, ...cfg }));
+        close([g.loss], [want.loss], 1e-5, 1e-7, 'loss');
+        close(down(g.logp), want.logp, 2e-6, 2e-6, 'logp');
+        close(down(g.gradLogp), want.gradLogp, 1e-4, 1e-6, 'gradLogp');
+        close(down(g.gradLogits), want.gradLogits, 1e-4, 1e-7, 'gradLogits');
+        close([g.loss], [cpu.loss], 1e-6, 1e-8, 'loss vs CPU');
+        close(down(g.gradLogits), cpu.gradLogits as Float32Array, 1e-5, 1e-8, 'gradLogits vs CPU');
+        for (const k of ['kl', 'entropy', 'clipLow', 'clipHigh', 'clipRegion', 'ratio', 'maskedTokens'] as const)
+          close([g.metrics[k]], [cpu.metrics[k]], 1e-6, 1e-8, `metrics.${k} vs CPU`);
+        disposeAll(g.logp, g.entropy, g.gradLogp, g.gradLogits);
+      }
+      disposeAll(...Object.values(d));
+    });
+  }
+}
+
+for (const dtype of ['bfloat16', 'float16'] as const) {
+  test(`cuda grpoLossFromLogits ${dtype}, gradient in place, matches the CPU`, () => {
+    const S = 2, T = 2, V = 131;
+    const inp = lossInputs(S, T, V, 99);
+    const host = refToHalf(inp.z, dtype);
+    const cpu = grpoLossFromLogitsSync({ logits: host, dtype, vocabSize: V, targets: inp.targets, advantages: inp.advantages, mask: inp.mask, oldLogp: inp.oldLogp, beta: 0 });
+    const dz = DeviceTensor.fromHost(host, { dtype }), dt = up(inp.targets), da = up(inp.advantages), dm = up(inp.mask), dold = up(inp.oldLogp);
+    const g = cuda.grpoLossFromLogitsSync({ logits: dz, vocabSize: V, targets: dt, advantages: da, mask: dm, oldLogp: dold, gradient: 'inplace' });
+    assert.is(g.gradLogits, dz);
+    close([g.loss], [cpu.loss], 1e-6, 1e-8, 'loss');
+    const got = refWiden(dz.toHost() as Uint16Array, dtype), want = refWiden(cpu.gradLogits as Uint16Array, dtype);
+    close(got, want, dtype === 'bfloat16' ? 1e-2 : 1e-3, 1e-6, 'gradLogits');
+    disposeAll(dz, dt, da, dm, dold, g.logp, g.entropy, g.gradLogp);
+  });
+}
+
+test('cuda ops leave no device memory behind', () => {
+  // every test above disposed what it made; temporary uploads (weights, default mask) too
+  assert.is(deviceMemory().liveBuffers, 0);
+});
+
+test('mixing host and device inputs is rejected by the device forms', () => {
+  const dl = up(new Float32Array(3));
+  assert.throws(() => cuda.klPenaltySync({ logp: dl, refLogp: new Float32Array(3) as never }), /refLogp/);
+  dl.dispose();
+});
+
+test.run();
