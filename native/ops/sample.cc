@@ -39,21 +39,26 @@
 // flips a top-p comparison or a Gumbel-key comparison: ties to ~1e-15 relative.
 // ==========================================================================================
 //
-// How this CPU kernel computes it fast (none of this changes the result):
-// - pass A: load, divide, NaN -> -inf, store u to a per-thread scratch row, max (SIMD).
-// - pass B: S = Σ E(u - M) with a SIMD E (the same fmaf sequence as the scalar E).
+// How this CPU kernel computes it fast (none of this changes the result; the generic scalar
+// path, GRPO_CPU_ISA=generic, computes the algorithm literally and the tests check that both
+// give the same tokens):
+// - pass A: load, divide, NaN -> -inf, store u to a per-thread scratch row, max (AVX-512).
+// - pass B: S = Σ E(u - M) with a SIMD E (the same fmaf sequence as the scalar E), double
+//   accumulators.
 // - top-k: one SIMD pass keeping a candidate buffer of entries >= a running threshold; when the
 //   buffer fills, nth_element finds the k-th largest of it, which becomes the new threshold (a
-//   lower bound of T_k, so nothing >= T_k is ever dropped). No sort of V.
-// - top-p without top-k: the same selection for the top 256, 2048, 16384, ... entries (ties
-//   included) until the sorted chunk's prefix mass reaches p·S; only the chunk is sorted.
-// - draw over a short list (top-k / top-p): exact keys of the listed members.
-// - draw over a long set (no filter, or min-p only): a SIMD scan computes Philox for 64 entries
-//   per 16 calls and bounds each key with a 4096-bucket table of the Gumbel transform of the top
-//   12 random bits (lower/upper bound); a running lower bound L of the best key (from entries
-//   surely in K3) leaves only entries whose upper bound reaches L as candidates, and blocks whose
-//   max u + max G is below L skip Philox altogether. Candidates get exact keys. Rigorous margins
-//   make the candidate set always contain the exact argmax.
+//   lower bound of T_k, so nothing >= T_k is ever dropped). No sort of V; the ~k kept are sorted.
+// - top-p without top-k: pass B also sums (in float, approximately) the mass above 16 cut points
+//   u - M >= -d; the smallest cut whose mass surely reaches p·S is collected with its E values,
+//   radix-sorted (stable, by u descending) and cut exactly as in step 2 (same E values, same
+//   order, same double prefix sums as the literal algorithm). If rounding made the cut too
+//   small, the chunked selection of the generic path (top 256, 2048, ... sorted) takes over.
+// - draw: start from the exact key of the argmax of u (always kept). An entry can only win if
+//   u_v + Ghi(x_v) reaches the best key so far, where Ghi is a 4096-bucket table (top 12 random
+//   bits) of upper bounds of -log(-log U) with rigorous float margins; only those entries get
+//   an exact double key. Over a list (top-k/top-p, <= 16384 entries) Philox runs 16 entries at
+//   a time; otherwise a SIMD scan over V runs one Philox call per lane for 64 entries and skips
+//   whole 64-entry blocks with no possible member or whose max u + max G cannot reach the best.
 // Scratch buffers live per worker thread (thread_local), grow once, and are reused.
 #include "sample.h"
 
@@ -61,7 +66,12 @@
 // into masked loads: false positives.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#if defined(__x86_64__) || defined(__i386__)
+#define GRPO_SAMPLE_X86 1
 #include <immintrin.h>
+#else
+#define GRPO_SAMPLE_X86 0  // other CPUs: the generic path only
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -150,7 +160,42 @@ void sum_exp_scalar(const float* u, int64_t V, float M, float m, double* S, doub
   *Sm = sm;
 }
 
+// Exact key argmax: equal keys -> the smallest v.
+struct Best {
+  double key = -std::numeric_limits<double>::infinity();
+  int64_t v = -1;
+  bool offer(double k, int64_t v2) {
+    if (v < 0 || k > key || (k == key && v2 < v)) {
+      key = k;
+      v = v2;
+      return true;
+    }
+    return false;
+  }
+};
+
+// Exact membership of K3 for the draw: u >= t_list (the top-k/top-p threshold) and, with
+// min-p, E(u - M) >= minp.
+struct Member {
+  const float* u;
+  float M, t_list, minp;
+  bool use_m;
+  bool operator()(int64_t v) const { return u[v] >= t_list && (!use_m || sample_exp(u[v] - M) >= minp); }
+};
+
+struct DrawCtx {
+  const float* u;
+  uint32_t row_id, step, seed_lo, seed_hi;
+  float t_poss;  // no member has u < t_poss
+};
+
+// Pass B for a top-p row without top-k: also the approximate (float) mass of every entry with
+// u - M >= -kHistD[j], for 16 cut points; only used to choose how many entries to collect.
+constexpr int kHist = 16;
+constexpr float kHistD[kHist] = {0.25f, 0.5f, 1, 1.5f, 2, 2.5f, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24};
+
 // ---------------------------------------------------------------- AVX-512 kernels
+#if GRPO_SAMPLE_X86
 #define GRPO_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 
 GRPO_AVX512 inline __m512 load16(const void* z, int DT, int64_t v, __mmask16 mk) {
@@ -229,11 +274,6 @@ GRPO_AVX512 void sum_exp_avx512(const float* u, int64_t V, float M, float m, dou
   *S = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
   *Sm = MINP ? _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(b0, b1), _mm512_add_pd(b2, b3))) : *S;
 }
-
-// Pass B for a top-p row without top-k: also the approximate (float) mass of every entry with
-// u - M >= -kHistD[j], for 16 cut points; only used to choose how many entries to collect.
-constexpr int kHist = 16;
-constexpr float kHistD[kHist] = {0.25f, 0.5f, 1, 1.5f, 2, 2.5f, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24};
 
 GRPO_AVX512 void sum_exp_hist_avx512(const float* u, int64_t V, float M, double* S, float* hist) {
   const __m512 vM = _mm512_set1_ps(M);
@@ -319,35 +359,6 @@ GRPO_AVX512 inline void philox16(__m512i c[4], uint32_t k0, uint32_t k1) {
   }
 }
 
-// Exact key argmax: equal keys -> the smallest v.
-struct Best {
-  double key = -std::numeric_limits<double>::infinity();
-  int64_t v = -1;
-  bool offer(double k, int64_t v2) {
-    if (v < 0 || k > key || (k == key && v2 < v)) {
-      key = k;
-      v = v2;
-      return true;
-    }
-    return false;
-  }
-};
-
-// Exact membership of K3 for the draw: u >= t_list (the top-k/top-p threshold) and, with
-// min-p, E(u - M) >= minp.
-struct Member {
-  const float* u;
-  float M, t_list, minp;
-  bool use_m;
-  bool operator()(int64_t v) const { return u[v] >= t_list && (!use_m || sample_exp(u[v] - M) >= minp); }
-};
-
-struct DrawCtx {
-  const float* u;
-  uint32_t row_id, step, seed_lo, seed_hi;
-  float t_poss;  // no member has u < t_poss
-};
-
 // The bar an entry's u + (upper bound of its Gumbel) must reach to possibly beat `key`.
 GRPO_AVX512 inline __m512 bar16(double key) {
   float L = static_cast<float>(key);
@@ -410,8 +421,6 @@ GRPO_AVX512 void list_bits_avx512(const int32_t* list, int64_t n, uint32_t row_i
 
 // sample_exp with the FMA instructions inlined (the same IEEE results as the fmaf calls).
 GRPO_AVX512 float sample_exp_fma(float x) { return sample_exp(x); }
-float sample_exp_scalar(float x) { return sample_exp(x); }
-
 // The first v with u_v == M (0 if none).
 GRPO_AVX512 int32_t first_index_avx512(const float* u, int64_t V, float M) {
   const __m512 vM = _mm512_set1_ps(M);
@@ -422,6 +431,21 @@ GRPO_AVX512 int32_t first_index_avx512(const float* u, int64_t V, float M) {
   }
   return 0;
 }
+
+#else
+// Never called (the SIMD path is off on these CPUs); they keep sample_row free of #ifs.
+template <int DT> float load_row_avx512(const void*, int64_t, float, bool, float*) { return 0; }
+template <bool MINP> void sum_exp_avx512(const float*, int64_t, float, float, double*, double*) {}
+inline void sum_exp_hist_avx512(const float*, int64_t, float, double*, float*) {}
+inline int64_t collect_avx512(const float*, int64_t, float, float, float*, int32_t*, float*) { return 0; }
+inline int64_t select_append_avx512(const float*, int64_t, int64_t, float, float*, int32_t*, int64_t n) { return n; }
+inline void draw_scan_avx512(const DrawCtx&, int64_t, const Member&, Best&) {}
+inline void list_bits_avx512(const int32_t*, int64_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t*) {}
+inline float sample_exp_fma(float x) { return sample_exp(x); }
+inline int32_t first_index_avx512(const float*, int64_t, float) { return 0; }
+#endif
+
+float sample_exp_scalar(float x) { return sample_exp(x); }
 
 // ---------------------------------------------------------------- the row algorithm
 struct RowCtx {
@@ -762,7 +786,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
 void sample_cpu(const SampleArgs& a) {
   if (a.R <= 0 || a.V <= 0) return;
   if (a.V > INT32_MAX) throw std::invalid_argument("sample: V must fit in int32 (token ids)");
-  const bool simd = cpu_isa_level() == CpuIsa::Avx512;
+  const bool simd = GRPO_SAMPLE_X86 && cpu_isa_level() == CpuIsa::Avx512;
   parallel_for(a.R, [&](int64_t b0, int64_t b1, int) {
     RowCtx rc{simd, &scratch()};
     for (int64_t b = b0; b < b1; ++b) sample_row(rc, a, b);
