@@ -12,15 +12,20 @@ const V = 101;
 const cfg = { vocabSize: V, dModel: d, nLayers: nL, nHeads: H, dFF: 4 * d, maxSeqLen: Math.max(64, L), seed: 1 };
 
 function median(xs) { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; }
+// Median wall ms, and median process CPU ms (all threads): on a shared machine the CPU time is
+// the steadier number of the two (it does not count time spent waiting for a core).
 async function time(fn) {
   await fn();  // warm-up (buffers grow on the first call)
-  const ts = [];
+  const ts = [], cs = [];
   for (let i = 0; i < REPS; i++) {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     await fn();
     ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const c = process.cpuUsage(c0);
+    cs.push((c.user + c.system) / 1e3);
   }
-  return median(ts);
+  return { wall: median(ts), cpu: median(cs) };
 }
 
 (async () => {
@@ -44,7 +49,8 @@ async function time(fn) {
   const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: 8 + (b % 8) }, (_, i) => (b + i * 3) % V));
   const newTok = Math.min(24, cfg.maxSeqLen - 16);
   const gen = await time(() => m.generate(prompts, { maxNewTokens: newTok, seed: 1, temperature: 1 }));
-  const row = (name, ms, toks) => console.log(`${name.padEnd(34)} ${ms.toFixed(1).padStart(8)} ms  ${Math.round(toks / (ms / 1000)).toString().padStart(9)} tokens/s`);
+  const row = (name, t, toks) => console.log(`${name.padEnd(34)} ${t.wall.toFixed(1).padStart(8)} ms  ${Math.round(toks / (t.wall / 1000)).toString().padStart(9)} tokens/s` +
+    `   (cpu ${t.cpu.toFixed(1)} ms)`);
   row('forward (eval)', fwd, N);
   row('backward', bwd, N);
   row('AdamW step', stepMs, N);

@@ -39,29 +39,29 @@ int64_t min_chunk(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) <<
 }  // namespace
 
 void matmul(const float* X, const float* W, const float* bias, float* Y, int64_t N, int64_t in, int64_t out, bool accumulate) {
-  const int64_t blocks = (N + 3) / 4;  // 4-row blocks; a ragged last block runs row by row
+  const int64_t blocks = (N + 5) / 6;  // 6-row register tiles
   const bool fast = use_avx2();
   parallel_for(blocks, [&](int64_t b, int64_t e, int) {
-    const int64_t n0 = b * 4, n1 = std::min(N, e * 4);
+    const int64_t n0 = b * 6, n1 = std::min(N, e * 6);
     if (fast)
       avx2::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
     else
       generic::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
-  }, min_chunk(4 * in * out));
+  }, min_chunk(6 * in * out));
 }
 
 void matmul_dw(const float* X, const float* dY, float* dW, float* db, int64_t N, int64_t in, int64_t out) {
   const bool fast = use_avx2();
   // Tokens per cache block: a ~128 KiB slice of dY.
   const int64_t nb = std::max<int64_t>(16, (int64_t(1) << 15) / std::max<int64_t>(1, out));
-  // Items: 4-row blocks of dW, then (if db) one item per 64 columns of db.
-  const int64_t wblocks = (in + 3) / 4;
+  // Items: 6-row blocks of dW, then (if db) one item per 64 columns of db.
+  const int64_t wblocks = (in + 5) / 6;
   const int64_t bblocks = db ? (out + 63) / 64 : 0;
   parallel_for(wblocks + bblocks, [&](int64_t b, int64_t e, int) {
     // dW rows of this chunk together, so each token block of dY is reused by all of them.
     const int64_t wb = std::min(e, wblocks);
     if (b < wb) {
-      const int64_t i0 = b * 4, i1 = std::min(in, wb * 4);
+      const int64_t i0 = b * 6, i1 = std::min(in, wb * 6);
       if (fast)
         avx2::dw_range(X, dY, dW, i0, i1, N, in, out, nb);
       else
