@@ -245,9 +245,11 @@ test('sample: the generic (scalar) kernel gives the same tokens as the SIMD kern
     const { sampleSync } = require(${JSON.stringify(path.resolve(__dirname, '../lib'))});
     const { rng, randn } = require(${JSON.stringify(path.resolve(__dirname, 'helpers'))});
     const out = [];
-    for (const [R, V, seed] of [[40, 20011, 1], [24, 64, 2], [24, 200, 3], [8, 151936, 4]]) {
+    for (const [R, V, seed] of [[40, 20011, 1], [24, 64, 2], [24, 200, 3], [8, 151936, 4], [48, 4099, 5]]) {
       const r = rng(seed);
       const logits = randn(r, R * V, seed === 4 ? 3 : 2);
+      if (seed === 2 || seed === 5) for (let i = 0; i < logits.length; i++) logits[i] = Math.round(logits[i] * 2) / 2; // many ties
+      if (seed === 5) for (let i = 0; i < logits.length; i += 3) logits[i] = -Infinity;
       const t = new Float32Array(R), k = new Int32Array(R), p = new Float32Array(R), m = new Float32Array(R);
       for (let i = 0; i < R; i++) { t[i] = [0, 0.6, 1, 2][i % 4]; k[i] = [0, 1, 40, 1000][(i >> 2) % 4];
         p[i] = [1, 0.95, 0.5][i % 3]; m[i] = [0, 0.02, 0.3][(i >> 1) % 3]; }
