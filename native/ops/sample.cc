@@ -59,6 +59,8 @@
 //   an exact double key. Over a list (top-k/top-p, <= 16384 entries) Philox runs 16 entries at
 //   a time; otherwise a SIMD scan over V runs one Philox call per lane for 64 entries and skips
 //   whole 64-entry blocks with no possible member or whose max u + max G cannot reach the best.
+// - CPUs with AVX2 + FMA but not AVX-512 run the scalar code compiled for AVX2 (fmaf inlined),
+//   with the same bounded draw (one scalar Philox call per 4 entries).
 // Scratch buffers live per worker thread (thread_local), grow once, and are reused.
 #include "sample.h"
 
@@ -447,9 +449,70 @@ inline int32_t first_index_avx512(const float*, int64_t, float) { return 0; }
 
 float sample_exp_scalar(float x) { return sample_exp(x); }
 
+// ---------------------------------------------------------------- AVX2 (scalar code, FMA)
+// CPUs with AVX2 + FMA but no AVX-512: the scalar code compiled for them (fmaf inlines to one
+// instruction), pass B with independent accumulators, and the same bounded draw as the
+// AVX-512 path, one Philox call per 4 entries.
+#if GRPO_SAMPLE_X86
+#define GRPO_AVX2 __attribute__((target("avx2,fma,f16c")))
+#else
+#define GRPO_AVX2
+#endif
+
+template <int DT>
+GRPO_AVX2 float load_row_avx2(const void* z, int64_t V, float tau, bool greedy, float* u) {
+  return load_row_scalar<DT>(z, V, tau, greedy, u);
+}
+
+GRPO_AVX2 float sample_exp_avx2(float x) { return sample_exp(x); }
+
+GRPO_AVX2 void sum_exp_avx2(const float* u, int64_t V, float M, float m, double* S, double* Sm) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t v = 0;
+  for (; v + 8 <= V; v += 8)
+    for (int j = 0; j < 8; ++j) {
+      float e = sample_exp(u[v + j] - M);
+      a[j] += e;
+      b[j] += e >= m ? e : 0.0f;
+    }
+  for (; v < V; ++v) {
+    float e = sample_exp(u[v] - M);
+    a[0] += e;
+    b[0] += e >= m ? e : 0.0f;
+  }
+  *S = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  *Sm = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+}
+
+// The bounded draw over full 64-entry blocks, scalar: Philox call (q, i) serves the entries
+// 64q + 16w + i, w = 0..3; it is skipped when none of them can be a member that beats the best.
+GRPO_AVX2 void draw_scan_avx2(const DrawCtx& d, int64_t nb, const Member& mem, Best& best) {
+  const GumbelTables& gt = gtab();
+  float L = static_cast<float>(best.key), thr = L - key_margin(L);
+  for (int64_t q = 0; q < nb; ++q) {
+    for (int i = 0; i < 16; ++i) {
+      const int64_t v0 = q * 64 + i;
+      const float* up = d.u + v0;
+      const float mx = std::max(std::max(up[0], up[16]), std::max(up[32], up[48]));
+      if (!(mx >= d.t_poss) || !(mx + gt.hi_max >= thr)) continue;
+      Philox4 c{{static_cast<uint32_t>(q * 16 + i), d.row_id, d.step, 0u}};
+      const Philox4 x = philox4x32_10(c, d.seed_lo, d.seed_hi);
+      for (int w = 0; w < 4; ++w) {
+        const float uv = up[16 * w];
+        if (uv >= d.t_poss && uv + gt.hi[x.v[w] >> 20] >= thr && mem(v0 + 16 * w) &&
+            best.offer(sample_gumbel_key(uv, x.v[w]), v0 + 16 * w)) {
+          L = static_cast<float>(best.key);
+          thr = L - key_margin(L);
+        }
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- the row algorithm
 struct RowCtx {
-  bool simd;
+  bool simd;   // AVX-512 kernels
+  bool fast;   // AVX2 kernels (scalar code, bounded draw); neither: the literal algorithm
   Scratch* s;
 };
 
@@ -624,15 +687,18 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   switch (a.logits.dtype) {
     case DType::BF16:
       z = a.logits.as<uint16_t>() + b * V;
-      M = rc.simd ? load_row_avx512<1>(z, V, tau, greedy, u) : load_row_scalar<1>(z, V, tau, greedy, u);
+      M = rc.simd ? load_row_avx512<1>(z, V, tau, greedy, u)
+              : rc.fast ? load_row_avx2<1>(z, V, tau, greedy, u) : load_row_scalar<1>(z, V, tau, greedy, u);
       break;
     case DType::F16:
       z = a.logits.as<uint16_t>() + b * V;
-      M = rc.simd ? load_row_avx512<2>(z, V, tau, greedy, u) : load_row_scalar<2>(z, V, tau, greedy, u);
+      M = rc.simd ? load_row_avx512<2>(z, V, tau, greedy, u)
+              : rc.fast ? load_row_avx2<2>(z, V, tau, greedy, u) : load_row_scalar<2>(z, V, tau, greedy, u);
       break;
     default:
       z = a.logits.as<float>() + b * V;
-      M = rc.simd ? load_row_avx512<0>(z, V, tau, greedy, u) : load_row_scalar<0>(z, V, tau, greedy, u);
+      M = rc.simd ? load_row_avx512<0>(z, V, tau, greedy, u)
+              : rc.fast ? load_row_avx2<0>(z, V, tau, greedy, u) : load_row_scalar<0>(z, V, tau, greedy, u);
       break;
   }
   auto first_of_max = [&]() -> int32_t {
@@ -641,7 +707,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       if (u[v] == M) return static_cast<int32_t>(v);
     return 0;
   };
-  float (*ex)(float) = rc.simd ? sample_exp_fma : sample_exp_scalar;
+  float (*ex)(float) = rc.simd ? sample_exp_fma : rc.fast ? sample_exp_avx2 : sample_exp_scalar;
   if (!std::isfinite(M)) {
     a.tokens[b] = first_of_max();
     a.logp[b] = kNaN;
@@ -668,6 +734,8 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   } else if (rc.simd) {
     if (use_m) sum_exp_avx512<true>(u, V, M, m_for_sum, &S, &Sm);
     else sum_exp_avx512<false>(u, V, M, m_for_sum, &S, &Sm);
+  } else if (rc.fast) {
+    sum_exp_avx2(u, V, M, m_for_sum, &S, &Sm);
   } else {
     sum_exp_scalar(u, V, M, m_for_sum, &S, &Sm);
   }
@@ -737,7 +805,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
     S3 = use_m ? Sm : S;
   }
   const Member mem{u, M, t_list, minp, use_m};
-  if (!rc.simd) {
+  if (!rc.simd && !rc.fast) {
     // the algorithm as written: an exact key for every member
     if (have_list) {
       for (int32_t v : s.list) best.offer(sample_gumbel_key(u[v], sample_random_bits(v, row_id, st, sl, sh)), v);
@@ -753,7 +821,11 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
     if (have_list && s.list.size() <= 16384) {
       const int64_t n = static_cast<int64_t>(s.list.size());
       if (static_cast<int64_t>(s.cand_x.size()) < n + 16) s.cand_x.resize(n + 16);
-      list_bits_avx512(s.list.data(), n, row_id, st, sl, sh, s.cand_x.data());
+      if (rc.simd) {
+        list_bits_avx512(s.list.data(), n, row_id, st, sl, sh, s.cand_x.data());
+      } else {
+        for (int64_t i = 0; i < n; ++i) s.cand_x[i] = sample_random_bits(static_cast<uint32_t>(s.list[i]), row_id, st, sl, sh);
+      }
       float L = static_cast<float>(best.key), thr = L - key_margin(L);
       for (int64_t i = 0; i < n; ++i) {
         const int32_t v = s.list[i];
@@ -772,7 +844,8 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       }
       const int64_t nfull = V / 64;
       DrawCtx d{u, row_id, st, sl, sh, t_poss};
-      draw_scan_avx512(d, nfull, mem, best);
+      if (rc.simd) draw_scan_avx512(d, nfull, mem, best);
+      else draw_scan_avx2(d, nfull, mem, best);
       for (int64_t v = nfull * 64; v < V; ++v)  // the tail
         if (u[v] >= t_poss && mem(v)) best.offer(sample_gumbel_key(u[v], sample_random_bits(static_cast<uint32_t>(v), row_id, st, sl, sh)), v);
     }
@@ -787,8 +860,9 @@ void sample_cpu(const SampleArgs& a) {
   if (a.R <= 0 || a.V <= 0) return;
   if (a.V > INT32_MAX) throw std::invalid_argument("sample: V must fit in int32 (token ids)");
   const bool simd = GRPO_SAMPLE_X86 && cpu_isa_level() == CpuIsa::Avx512;
+  const bool fast = GRPO_SAMPLE_X86 && cpu_isa_level() == CpuIsa::Avx2;
   parallel_for(a.R, [&](int64_t b0, int64_t b1, int) {
-    RowCtx rc{simd, &scratch()};
+    RowCtx rc{simd, fast, &scratch()};
     for (int64_t b = b0; b < b1; ++b) sample_row(rc, a, b);
   });
 }
