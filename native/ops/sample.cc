@@ -115,16 +115,25 @@ Scratch& scratch() {
 // ---- Gumbel bound tables: G(x) = -log(-log((x + 0.5) 2^-32)) over buckets of the top 12 bits.
 struct GumbelTables {
   float lo[4096], hi[4096];
+  // In-register tables for the SIMD scan (a gather is slow): upper bounds over the top 5 bits,
+  // and over the next 5 bits inside the top bucket (where G climbs to its maximum, 22.2).
+  alignas(64) float hi32[32];
+  alignas(64) float hi32top[32];
   float hi_max;
   GumbelTables() {
     auto G = [](uint32_t x) { return -std::log(-std::log(philox_uniform_open(x))); };
+    // margins cover libm's last-bit monotonicity and the double -> float rounding
+    auto up = [](double b) { return static_cast<float>(b + 1e-6 * (1 + std::fabs(b))); };
     hi_max = -kInf;
     for (uint32_t j = 0; j < 4096; ++j) {
       double a = G(j << 20), b = G((j << 20) | 0xFFFFFu);
-      // margins cover libm's last-bit monotonicity and the double -> float rounding
       lo[j] = static_cast<float>(a - 1e-6 * (1 + std::fabs(a)));
-      hi[j] = static_cast<float>(b + 1e-6 * (1 + std::fabs(b)));
+      hi[j] = up(b);
       hi_max = std::max(hi_max, hi[j]);
+    }
+    for (uint32_t j = 0; j < 32; ++j) {
+      hi32[j] = up(G((j << 27) | 0x7FFFFFFu));
+      hi32top[j] = up(G((31u << 27) | (j << 22) | 0x3FFFFFu));
     }
   }
 };
@@ -377,6 +386,8 @@ GRPO_AVX512 void draw_scan_avx512(const DrawCtx& d, int64_t nb, const Member& me
   const __m512i vrow = _mm512_set1_epi32(static_cast<int32_t>(d.row_id));
   const __m512i vstep = _mm512_set1_epi32(static_cast<int32_t>(d.step));
   __m512 vthr = bar16(best.key);
+  const __m512 t1a = _mm512_load_ps(gt.hi32), t1b = _mm512_load_ps(gt.hi32 + 16);
+  const __m512 t2a = _mm512_load_ps(gt.hi32top), t2b = _mm512_load_ps(gt.hi32top + 16);
   alignas(64) uint32_t xs[16];
   for (int64_t q = 0; q < nb; ++q) {
     const float* ub = d.u + q * 64;
@@ -390,7 +401,10 @@ GRPO_AVX512 void draw_scan_avx512(const DrawCtx& d, int64_t nb, const Member& me
     __m512i c[4] = {_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 16))), vrow, vstep, _mm512_setzero_si512()};
     philox16(c, d.seed_lo, d.seed_hi);
     for (int w = 0; w < 4; ++w) {
-      __m512 hi = _mm512_i32gather_ps(_mm512_srli_epi32(c[w], 20), gt.hi, 4);
+      const __m512i j1 = _mm512_srli_epi32(c[w], 27);
+      __m512 hi = _mm512_permutex2var_ps(t1a, j1, t1b);
+      const __mmask16 top = _mm512_cmpeq_epi32_mask(j1, _mm512_set1_epi32(31));
+      hi = _mm512_mask_mov_ps(hi, top, _mm512_permutex2var_ps(t2a, _mm512_srli_epi32(c[w], 22), t2b));
       __mmask16 cm = _mm512_cmp_ps_mask(uw[w], vposs, _CMP_GE_OQ) & _mm512_cmp_ps_mask(_mm512_add_ps(uw[w], hi), vthr, _CMP_GE_OQ);
       if (!cm) continue;
       _mm512_store_si512(xs, c[w]);
