@@ -2,8 +2,9 @@
 // gradient against central differences of the reference, determinism, and bad input.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'child_process';
 
-import { setNumThreads, numThreads } from '../lib';
+import { backend, setNumThreads, numThreads } from '../lib';
 import { close, rng, randn } from './helpers';
 import { bitsEqual, randomModel, randomTokens, TINY } from './model_helpers';
 import { refForward, toRefParams } from './reference/transformer';
@@ -169,6 +170,19 @@ test('bad input throws errors naming the argument', async () => {
   m.dispose();
   m.dispose();
   assert.throws(() => m.forwardSync(ok, B, L), /disposed/);
+});
+
+test('the baseline-ISA kernels pass this whole file too (child process, GRPO_CPU_ISA=generic)', () => {
+  if (process.env.MODEL_TEST_CHILD) {
+    assert.is(backend().cpuIsa, 'generic');
+    return;
+  }
+  const r = spawnSync(process.execPath, ['--import', 'tsx', __filename], {
+    env: { ...process.env, GRPO_CPU_ISA: 'generic', MODEL_TEST_CHILD: '1', FORCE_COLOR: '0' },
+    encoding: 'utf8',
+  });
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /Passed:\s+8/);
 });
 
 test.run();
