@@ -12,6 +12,11 @@ export * from './ops/grpo_loss';
 export * from './ops/grpo_loss_from_logits';
 export * from './ops/sample';
 export * from './models';
+export * from './tasks';
+export * from './rewards';
+export * from './eval';
+export * from './trainer';
+export * from './report';
 export type { FloatDType } from './validate';
 
 /** What the native addon was built with and what this machine has. */

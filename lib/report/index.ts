@@ -35,7 +35,7 @@ const CHARTS: Chart[] = [
   { title: 'Entropy (nats/token)', phase: 'grpo', x: 'step', series: [{ key: 'entropy', label: 'entropy' }] },
   { title: 'Clip ratios', phase: 'grpo', x: 'step', series: [{ key: 'clip_ratio/low_mean', label: 'low' }, { key: 'clip_ratio/high_mean', label: 'high' }, { key: 'clip_ratio/region_mean', label: 'region' }] },
   { title: 'Completion length (tokens)', phase: 'grpo', x: 'step', series: [{ key: 'completions/mean_length', label: 'mean' }, { key: 'completions/clipped_ratio', label: 'clipped ratio' }] },
-  { title: 'Step time (s)', phase: 'grpo', x: 'step', series: [{ key: 'step_time', label: 'total' }, { key: 'time/generate', label: 'generate' }, { key: 'time/reference', label: 'reference' }, { key: 'time/policy', label: 'policy fwd+loss+bwd' }, { key: 'time/optimizer', label: 'optimizer' }] },
+  { title: 'Step time (s)', phase: 'grpo', x: 'step', series: [{ key: 'step_time', label: 'total' }, { key: 'time/generate', label: 'generate' }, { key: 'time/reference', label: 'reference' }, { key: 'time/forward', label: 'forward' }, { key: 'time/loss', label: 'loss' }, { key: 'time/backward', label: 'backward' }, { key: 'time/optimizer', label: 'optimizer' }] },
   { title: 'Frac. groups with zero reward std', phase: 'grpo', x: 'step', series: [{ key: 'frac_reward_zero_std', label: 'frac_reward_zero_std' }] },
   { title: 'Supervised warm start: NLL', phase: 'sft', x: 'step', series: [{ key: 'loss', label: 'loss' }] },
 ];

@@ -1,0 +1,161 @@
+/**
+ * Evaluation on a task's held-out split: k samples per prompt; pass@1 and pass@k (the unbiased
+ * estimator, spec §10), maj@k, mean reward, format rate, mean completion length.
+ */
+import type { PolicyModel } from '../models/policy';
+import type { Tokenizer } from '../models/tokenizer';
+import { Example, Task } from '../tasks/types';
+import { RewardFunction, scoreRewards } from '../rewards';
+import { rollout, SamplingOptions } from '../trainer/rollout';
+
+/** Unbiased pass@k for n samples with c correct: 1 − C(n−c, k)/C(n, k) = 1 − Π_{j=n−c+1..n} (1 − k/j). */
+export function passAtK(n: number, c: number, k: number): number {
+  if (!(Number.isInteger(n) && Number.isInteger(c) && Number.isInteger(k)) || n < 1 || c < 0 || c > n || k < 1 || k > n)
+    throw new RangeError(`passAtK: expected integers 0 <= c <= n, 1 <= k <= n but received n=${n}, c=${c}, k=${k}`);
+  if (n - c < k) return 1;
+  let prod = 1;
+  for (let j = n - c + 1; j <= n; j++) prod *= 1 - k / j;
+  return 1 - prod;
+}
+
+/** The most frequent non-null answer (ties: the one seen first), or null. */
+export function majorityAnswer(answers: (string | null)[]): string | null {
+  const count = new Map<string, number>(); // insertion order = order of first appearance
+  for (const a of answers) if (a !== null) count.set(a, (count.get(a) ?? 0) + 1);
+  let best: string | null = null;
+  let bestN = 0;
+  for (const [a, n] of count) if (n > bestN) [best, bestN] = [a, n];
+  return best;
+}
+
+export interface EvalOptions extends SamplingOptions {
+  /** Samples per prompt (n in pass@k). Default 8. */
+  k?: number;
+  /** How many held-out prompts (the first N). Default all. */
+  limit?: number;
+  seed: number;
+  /** Reward functions and weights for the mean reward (optional). */
+  rewardFunctions?: RewardFunction[];
+  rewardWeights?: number[];
+  /** Also report pass@j for these j ≤ k. Default [1, k]. */
+  passAt?: number[];
+}
+
+export interface EvalResult {
+  task: string;
+  prompts: number;
+  k: number;
+  temperature: number;
+  /** pass@j by j. */
+  passAt: Record<string, number>;
+  'pass@1': number;
+  'pass@k': number;
+  'maj@k': number;
+  meanReward: number;
+  formatRate: number;
+  meanLength: number;
+  truncatedRate: number;
+  seconds: number;
+  /** A few samples for the report: prompt, completion, correct. */
+  samples: { prompt: string; completion: string; correct: boolean }[];
+}
+
+export async function evaluate(model: PolicyModel, tok: Tokenizer, task: Task, o: EvalOptions, examples?: Example[]): Promise<EvalResult> {
+  const t0 = Date.now();
+  const k = o.k ?? 8;
+  const exs = (examples ?? task.test).slice(0, o.limit ?? Infinity);
+  const r = await rollout(model, tok, exs.map((e) => e.prompt), k, { ...o, maxBatch: 512 });
+  const P = exs.length;
+  const js = [...new Set([1, ...(o.passAt ?? []), k])].filter((j) => j <= k).sort((a, b) => a - b);
+  const passSum: Record<string, number> = Object.fromEntries(js.map((j) => [`pass@${j}`, 0]));
+  let maj = 0, fmt = 0, len = 0, trunc = 0;
+  const samples: EvalResult['samples'] = [];
+  for (let p = 0; p < P; p++) {
+    let c = 0;
+    const answers: (string | null)[] = [];
+    const firstWithAnswer = new Map<string, number>();
+    for (let j = 0; j < k; j++) {
+      const i = p * k + j;
+      const text = r.texts[i];
+      const ok = !r.truncated[i] && task.isCorrect(text, exs[p]);
+      if (ok) c++;
+      const a = r.truncated[i] ? null : task.extractAnswer(text);
+      answers.push(a);
+      if (a !== null && !firstWithAnswer.has(a)) firstWithAnswer.set(a, i);
+      if (!r.truncated[i] && task.formatPattern.test(text)) fmt++;
+      len += r.tokens[i].length;
+      if (r.truncated[i]) trunc++;
+      if (j === 0 && samples.length < 12) samples.push({ prompt: exs[p].prompt, completion: text, correct: ok });
+    }
+    for (const j of js) passSum[`pass@${j}`] += passAtK(k, c, j);
+    const m = majorityAnswer(answers);
+    if (m !== null && task.isCorrect(r.texts[firstWithAnswer.get(m)!], exs[p])) maj++;
+  }
+  let meanReward = NaN;
+  if (o.rewardFunctions && o.rewardFunctions.length) {
+    const K = o.rewardFunctions.length;
+    const w = o.rewardWeights ?? new Array(K).fill(1);
+    const { rewards } = await scoreRewards(o.rewardFunctions, {
+      completions: r.texts,
+      prompts: exs.flatMap((e) => new Array(k).fill(e.prompt)),
+      examples: exs.flatMap((e) => new Array(k).fill(e)),
+      completionLengths: r.tokens.map((t) => t.length),
+      truncated: r.truncated,
+      task,
+      maxCompletionLength: o.maxCompletionLength,
+    });
+    let sum = 0, n = 0;
+    for (let i = 0; i < P * k; i++) {
+      let s = 0, any = false;
+      for (let q = 0; q < K; q++) {
+        const x = rewards[i * K + q];
+        if (!Number.isNaN(x)) {
+          s += w[q] * x;
+          any = true;
+        }
+      }
+      if (any) {
+        sum += s;
+        n++;
+      }
+    }
+    meanReward = n ? sum / n : NaN;
+  }
+  const S = P * k;
+  const passAt = Object.fromEntries(js.map((j) => [`pass@${j}`, passSum[`pass@${j}`] / P]));
+  return {
+    task: task.name,
+    prompts: P,
+    k,
+    temperature: o.temperature ?? 1,
+    passAt,
+    'pass@1': passAt['pass@1'],
+    'pass@k': passAt[`pass@${k}`],
+    'maj@k': maj / P,
+    meanReward,
+    formatRate: fmt / S,
+    meanLength: len / S,
+    truncatedRate: trunc / S,
+    seconds: (Date.now() - t0) / 1000,
+    samples,
+  };
+}
+
+/** The result as a printable table. */
+export function formatEvalTable(r: EvalResult): string {
+  const pct = (x: number) => (Number.isNaN(x) ? '   n/a' : `${(100 * x).toFixed(1).padStart(5)}%`);
+  const rows: [string, string][] = [
+    ['task', r.task],
+    ['prompts × samples', `${r.prompts} × ${r.k} (temperature ${r.temperature})`],
+    ...Object.entries(r.passAt).map(([k, v]) => [k, pct(v)] as [string, string]),
+    [`maj@${r.k}`, pct(r['maj@k'])],
+    ['mean reward', Number.isNaN(r.meanReward) ? 'n/a' : r.meanReward.toFixed(4)],
+    ['format rate', pct(r.formatRate)],
+    ['mean length (tokens)', r.meanLength.toFixed(2)],
+    ['truncated', pct(r.truncatedRate)],
+    ['time', `${r.seconds.toFixed(1)} s`],
+  ];
+  const w = Math.max(...rows.map(([a]) => a.length));
+  const line = '─'.repeat(w + 2) + '┼' + '─'.repeat(Math.max(...rows.map(([, b]) => b.length)) + 2);
+  return [line, ...rows.map(([a, b]) => ` ${a.padEnd(w)} │ ${b}`), line].join('\n');
+}

@@ -1,0 +1,393 @@
+/**
+ * The GRPO loop. Per step:
+ *   1. take B prompts (a seeded permutation of the training split, epoch by epoch),
+ *   2. generate G completions each (the policy's generate: KV cache + the `sample` op),
+ *   3. score them with the reward functions (NaN = no reward, reported),
+ *   4. advantages per group (`groupAdvantages`); with dynamicSampling, groups whose rewards all
+ *      agree are dropped and more prompts drawn, up to maxDynamicSamplingRounds rounds,
+ *   5. ℓ_ref from the frozen reference model (only when β > 0: with β = 0 there is no reference
+ *      model at all),
+ *   6. μ = numIterations optimiser updates on the fused loss from logits (`grpoLossFromLogits`,
+ *      gradient written in place over the gathered logits), each over gradientAccumulationSteps
+ *      micro-batches.
+ *
+ * Old log-probs (ℓ_old): with μ = 1 none are passed and the kernel uses ℓ detached (ρ = 1, as
+ * TRL). With μ > 1 the sampler's log-probs are used: they are exactly log softmax(z/τ)[y] of the
+ * policy that generated the batch (spec §9), which is what TRL recomputes with an extra forward
+ * pass; they are computed once per batch and reused by all μ iterations.
+ */
+import type { PolicyModel } from '../models/policy';
+import type { Tokenizer } from '../models/tokenizer';
+import { groupAdvantages } from '../ops/group_advantages';
+import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
+import { logprobs } from '../ops/logprobs';
+import { RewardFailure, RewardFunction, scoreRewards } from '../rewards';
+import { Example, Task } from '../tasks/types';
+import { mixSeed, permutation } from '../tasks/rng';
+import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceBatch, slicePerToken } from './batch';
+import { rollout, Rollout } from './rollout';
+import { learningRateAt } from './schedule';
+
+export interface GrpoConfig {
+  maxSteps: number;
+  batchSize: number;
+  numGenerations: number;
+  numIterations: number;
+  beta: number;
+  klEstimator: 'k1' | 'k2' | 'k3' | 'low_var_kl';
+  epsilon: number;
+  epsilonHigh?: number;
+  delta?: number;
+  policyLoss: 'clip' | 'dual_clip' | 'cispo';
+  lossType: 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum';
+  scaleRewards: 'group' | 'batch' | 'none';
+  advantageEstimator: 'grpo' | 'rloo';
+  importanceSamplingLevel: 'token' | 'sequence';
+  topEntropyQuantile: number;
+  maskTruncatedCompletions: boolean;
+  dynamicSampling: boolean;
+  maxDynamicSamplingRounds: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  maxCompletionLength: number;
+  stop: string[];
+  rewardWeights?: number[];
+  learningRate: number;
+  warmupRatio: number;
+  minLrRatio: number;
+  weightDecay: number;
+  adamBeta1: number;
+  adamBeta2: number;
+  maxGradNorm: number;
+  gradientAccumulationSteps: number;
+  seed: number;
+}
+
+export const GRPO_DEFAULTS: GrpoConfig = {
+  maxSteps: 60, batchSize: 16, numGenerations: 8, numIterations: 1, beta: 0, klEstimator: 'k3',
+  epsilon: 0.2, policyLoss: 'clip', lossType: 'dapo', scaleRewards: 'group', advantageEstimator: 'grpo',
+  importanceSamplingLevel: 'token', topEntropyQuantile: 1, maskTruncatedCompletions: false,
+  dynamicSampling: false, maxDynamicSamplingRounds: 3, temperature: 1, topK: 0, topP: 1, minP: 0,
+  maxCompletionLength: 8, stop: [], learningRate: 1e-3, warmupRatio: 0.05, minLrRatio: 0.1,
+  weightDecay: 0, adamBeta1: 0.9, adamBeta2: 0.99, maxGradNorm: 1, gradientAccumulationSteps: 1, seed: 42,
+};
+
+function pick<T extends object>(o: Record<string, unknown>, base: T): T {
+  const r = { ...base } as Record<string, unknown>;
+  for (const k of Object.keys(base).concat(['epsilonHigh', 'delta', 'rewardWeights'])) if (o[k] !== undefined) r[k] = o[k];
+  return r as T;
+}
+
+/** Fills defaults and checks the combination (errors name the option). */
+export function resolveGrpoConfig(o: Partial<GrpoConfig> | Record<string, unknown>): GrpoConfig {
+  const c = pick(o as Record<string, unknown>, GRPO_DEFAULTS);
+  const posInt = (k: keyof GrpoConfig, min = 1) => {
+    const v = c[k] as number;
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`GRPO config: expected an integer >= ${min} for ${k} but received ${v}`);
+  };
+  posInt('maxSteps', 0); posInt('batchSize'); posInt('numGenerations'); posInt('numIterations');
+  posInt('maxCompletionLength'); posInt('gradientAccumulationSteps'); posInt('maxDynamicSamplingRounds');
+  if (c.advantageEstimator === 'rloo' && c.numGenerations < 2) throw new RangeError("GRPO config: advantageEstimator 'rloo' needs numGenerations >= 2");
+  if (!(c.temperature > 0)) throw new RangeError(`GRPO config: expected temperature > 0 for training but received ${c.temperature}`);
+  if (!(c.beta >= 0)) throw new RangeError(`GRPO config: expected beta >= 0 but received ${c.beta}`);
+  if (!(c.learningRate > 0)) throw new RangeError(`GRPO config: expected learningRate > 0 but received ${c.learningRate}`);
+  return c;
+}
+
+/** What one loss call is given (the arguments of grpoLossFromLogits); tests may observe it. */
+export type LossFn = typeof grpoLossFromLogits;
+
+export interface StepMetrics {
+  [key: string]: number | string | boolean | undefined;
+  step: number;
+}
+
+/** State that, with the weights and optimiser state, makes a resume bit-exact. */
+export interface TrainerState {
+  step: number;
+  updates: number;
+  /** Data order: epoch of the permutation and position in it. */
+  epoch: number;
+  cursor: number;
+  numTokens: number;
+}
+
+export interface GrpoTrainerOptions {
+  model: PolicyModel;
+  tokenizer: Tokenizer;
+  task: Task;
+  rewardFunctions: RewardFunction[];
+  config: Partial<GrpoConfig> | Record<string, unknown>;
+  /** The frozen reference model; default a clone of `model` at construction when β > 0. */
+  refModel?: PolicyModel | null;
+  /** The loss (default grpoLossFromLogits); tests substitute a spy. */
+  lossFn?: LossFn;
+  /** Reported reward failures (default: collected in `rewardFailures`). */
+  onRewardFailure?: (f: RewardFailure, step: number) => void;
+}
+
+const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
+const std = (a: number[]) => {
+  if (a.length < 2) return 0;
+  const m = mean(a);
+  return Math.sqrt(a.reduce((s, x) => s + (x - m) * (x - m), 0) / (a.length - 1));
+};
+
+export class GrpoTrainer {
+  readonly model: PolicyModel;
+  readonly tokenizer: Tokenizer;
+  readonly task: Task;
+  readonly rewardFunctions: RewardFunction[];
+  readonly config: GrpoConfig;
+  /** null when β = 0: no reference model exists and no reference pass runs. */
+  readonly refModel: PolicyModel | null;
+  readonly weights: number[];
+  state: TrainerState = { step: 0, updates: 0, epoch: 0, cursor: 0, numTokens: 0 };
+  rewardFailures: (RewardFailure & { step: number })[] = [];
+  private lossFn: LossFn;
+  private perm: number[] | null = null;
+  private permEpoch = -1;
+  private onRewardFailure?: (f: RewardFailure, step: number) => void;
+
+  constructor(o: GrpoTrainerOptions) {
+    this.model = o.model;
+    this.tokenizer = o.tokenizer;
+    this.task = o.task;
+    this.rewardFunctions = o.rewardFunctions;
+    this.config = resolveGrpoConfig(o.config);
+    if (!this.rewardFunctions.length) throw new RangeError('GrpoTrainer: expected at least one reward function');
+    this.weights = this.config.rewardWeights ?? new Array(this.rewardFunctions.length).fill(1);
+    if (this.weights.length !== this.rewardFunctions.length)
+      throw new RangeError(`GrpoTrainer: expected ${this.rewardFunctions.length} rewardWeights (one per reward function: ${this.rewardFunctions.map((f) => f.name).join(', ')}) but received ${this.weights.length}`);
+    this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.clone()) : null;
+    this.lossFn = o.lossFn ?? grpoLossFromLogits;
+    this.onRewardFailure = o.onRewardFailure;
+    if (!this.task.train.length) throw new RangeError(`GrpoTrainer: task '${this.task.name}' has no training examples`);
+  }
+
+  /** Total optimiser updates of the run (for the schedule). */
+  get totalUpdates(): number {
+    return this.config.maxSteps * this.config.numIterations;
+  }
+
+  /** The next `n` training examples in the seeded epoch order. */
+  private nextPrompts(n: number): Example[] {
+    const train = this.task.train;
+    const out: Example[] = [];
+    while (out.length < n) {
+      if (this.state.cursor >= train.length) {
+        this.state.epoch++;
+        this.state.cursor = 0;
+      }
+      if (!this.perm || this.permEpoch !== this.state.epoch) {
+        this.perm = permutation(train.length, mixSeed(this.config.seed, 0xda7a, this.state.epoch));
+        this.permEpoch = this.state.epoch;
+      }
+      out.push(train[this.perm[this.state.cursor++]]);
+    }
+    return out;
+  }
+
+  /** One GRPO step; returns its metrics (TRL's names). */
+  async step(): Promise<StepMetrics> {
+    const c = this.config;
+    const G = c.numGenerations;
+    const K = this.rewardFunctions.length;
+    const tStart = performance.now();
+    const time = { generate: 0, reward: 0, reference: 0, forward: 0, loss: 0, backward: 0, optimizer: 0 };
+
+    // ---- rollouts (+ dynamic sampling) ----
+    const kept: { ex: Example; seqs: number[]; ro: Rollout; adv: Float32Array }[] = [];
+    let firstRound: { ro: Rollout; rewards: Float32Array; weighted: Float32Array; groupStd: Float32Array; zeroStd: number; noReward: number } | null = null;
+    let rounds = 0;
+    let generatedTokens = 0;
+    while (rounds < (c.dynamicSampling ? c.maxDynamicSamplingRounds : 1)) {
+      const need = c.dynamicSampling ? c.batchSize - kept.length : c.batchSize;
+      if (need <= 0) break;
+      const exs = this.nextPrompts(c.dynamicSampling ? c.batchSize : need);
+      let t = performance.now();
+      const ro = await rollout(this.model, this.tokenizer, exs.map((e) => e.prompt), G, {
+        temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
+        maxCompletionLength: c.maxCompletionLength, stop: c.stop,
+        seed: mixSeed(c.seed, this.state.step, rounds),
+      });
+      time.generate += performance.now() - t;
+      for (const tk of ro.tokens) generatedTokens += tk.length;
+      t = performance.now();
+      const S = exs.length * G;
+      const { rewards, failures } = await scoreRewards(this.rewardFunctions, {
+        completions: ro.texts,
+        prompts: exs.flatMap((e) => new Array(G).fill(e.prompt)),
+        examples: exs.flatMap((e) => new Array(G).fill(e)),
+        completionLengths: ro.tokens.map((x) => x.length),
+        truncated: ro.truncated,
+        task: this.task,
+        maxCompletionLength: c.maxCompletionLength,
+      });
+      for (const f of failures) {
+        this.rewardFailures.push({ ...f, step: this.state.step });
+        this.onRewardFailure?.(f, this.state.step);
+      }
+      const ga = await groupAdvantages({
+        rewards, numRewardFunctions: K, weights: this.weights, groupSize: G,
+        estimator: c.advantageEstimator, scale: c.scaleRewards,
+      });
+      time.reward += performance.now() - t;
+      if (!firstRound) firstRound = { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
+      for (let g = 0; g < exs.length; g++) {
+        // a group whose rewards all agree (σ = 0) or that has no reward carries no signal
+        if (c.dynamicSampling && !(ga.groupStd[g] > 0)) continue;
+        if (c.dynamicSampling && kept.length >= c.batchSize) break;
+        const seqs = Array.from({ length: G }, (_, j) => g * G + j);
+        kept.push({ ex: exs[g], seqs, ro, adv: ga.advantages.subarray(g * G, (g + 1) * G) });
+      }
+      rounds++;
+      if (S === 0) break;
+    }
+
+    // ---- the training batch ----
+    const prompts: Int32Array[] = [], comps: Int32Array[] = [], oldLp: Float32Array[] = [], maskOut: boolean[] = [];
+    const advList: number[] = [];
+    for (const k of kept) for (let j = 0; j < k.seqs.length; j++) {
+      const s = k.seqs[j];
+      prompts.push(k.ro.promptIds[s]);
+      comps.push(k.ro.tokens[s]);
+      oldLp.push(k.ro.logprobs[s]);
+      maskOut.push(c.maskTruncatedCompletions && k.ro.truncated[s]);
+      advList.push(k.adv[j]);
+    }
+    const S = comps.length;
+    const metrics: StepMetrics = { step: this.state.step + 1 };
+    const fr = firstRound!;
+    this.rewardMetrics(metrics, fr);
+    metrics['dynamic_sampling/rounds'] = rounds;
+    metrics['dynamic_sampling/kept_groups'] = kept.length;
+
+    let lossStats: Record<string, number[]> = {};
+    if (S > 0) {
+      const batch = packBatch(prompts, comps, this.tokenizer.padId, maskOut);
+      const advantages = Float32Array.from(advList);
+      let oldLogp: Float32Array | undefined;
+      if (c.numIterations > 1) {
+        oldLogp = new Float32Array(S * batch.T);
+        oldLp.forEach((lp, i) => oldLogp!.set(lp, i * batch.T));
+      }
+      let refLogp: Float32Array | undefined;
+      if (this.refModel) {
+        const t = performance.now();
+        refLogp = await this.referenceLogprobs(batch);
+        time.reference += performance.now() - t;
+      }
+      lossStats = await this.optimise(batch, advantages, oldLogp, refLogp, time);
+    } else {
+      metrics.skipped = true;
+    }
+    this.state.step++;
+    this.state.numTokens += generatedTokens;
+    const stepTime = (performance.now() - tStart) / 1000;
+    for (const [k, v] of Object.entries(lossStats)) metrics[k] = mean(v);
+    metrics.num_tokens = this.state.numTokens;
+    metrics.step_time = stepTime;
+    metrics.tokens_per_second = generatedTokens / stepTime;
+    for (const [k, v] of Object.entries(time)) metrics[`time/${k}`] = v / 1000;
+    return metrics;
+  }
+
+  private rewardMetrics(m: StepMetrics, fr: { ro: Rollout; rewards: Float32Array; weighted: Float32Array; groupStd: Float32Array; zeroStd: number; noReward: number }) {
+    const K = this.rewardFunctions.length;
+    const S = fr.ro.tokens.length;
+    this.rewardFunctions.forEach((f, k) => {
+      const vals: number[] = [];
+      for (let i = 0; i < S; i++) if (!Number.isNaN(fr.rewards[i * K + k])) vals.push(fr.rewards[i * K + k]);
+      m[`rewards/${f.name}/mean`] = mean(vals);
+      m[`rewards/${f.name}/std`] = std(vals);
+    });
+    const w = [...fr.weighted].filter((x) => !Number.isNaN(x));
+    m.reward = mean(w);
+    m.reward_std = mean([...fr.groupStd].filter((x) => !Number.isNaN(x)));
+    m.frac_reward_zero_std = fr.zeroStd;
+    m.no_reward = fr.noReward;
+    const lens = fr.ro.tokens.map((t) => t.length);
+    const term = lens.filter((_, i) => !fr.ro.truncated[i]);
+    m['completions/mean_length'] = mean(lens);
+    m['completions/min_length'] = Math.min(...lens);
+    m['completions/max_length'] = Math.max(...lens);
+    m['completions/clipped_ratio'] = fr.ro.truncated.filter(Boolean).length / Math.max(1, S);
+    m['completions/mean_terminated_length'] = term.length ? mean(term) : 0;
+    m['completions/min_terminated_length'] = term.length ? Math.min(...term) : 0;
+    m['completions/max_terminated_length'] = term.length ? Math.max(...term) : 0;
+  }
+
+  /** ℓ_ref [S·T] under the frozen reference model (temperature-scaled like the policy's). */
+  private async referenceLogprobs(batch: PackedBatch): Promise<Float32Array> {
+    const logits = await completionLogits(this.refModel!, batch, false);
+    const r = await logprobs({ logits, vocabSize: this.refModel!.vocabSize, targets: batch.targets, temperature: this.config.temperature });
+    return r.logp;
+  }
+
+  /** μ optimiser updates over the batch; returns the loss metrics of every loss call. */
+  private async optimise(batch: PackedBatch, advantages: Float32Array, oldLogp: Float32Array | undefined, refLogp: Float32Array | undefined, time: Record<string, number>) {
+    const c = this.config;
+    const S = batch.n;
+    const V = this.model.vocabSize;
+    const gas = Math.min(c.gradientAccumulationSteps, S);
+    const chunk = Math.ceil(S / gas);
+    const micro: number[][] = [];
+    for (let s0 = 0; s0 < S; s0 += chunk) micro.push(Array.from({ length: Math.min(chunk, S - s0) }, (_, i) => s0 + i));
+    let numItems = 0;
+    for (let i = 0; i < batch.mask.length; i++) numItems += batch.mask[i];
+    // TRL: dapo normalises by the step's global token count; the others average over micro-batches
+    const gradScale = c.lossType === 'dapo' ? 1 : 1 / micro.length;
+    const stats: Record<string, number[]> = {};
+    const push = (k: string, v: number) => (stats[k] ??= []).push(v);
+    const mbs = micro.map((idx) => ({
+      idx,
+      b: micro.length === 1 ? batch : sliceBatch(batch, idx),
+      adv: micro.length === 1 ? advantages : Float32Array.from(idx.map((i) => advantages[i])),
+      old: oldLogp && (micro.length === 1 ? oldLogp : slicePerToken(oldLogp, batch.T, idx)),
+      ref: refLogp && (micro.length === 1 ? refLogp : slicePerToken(refLogp, batch.T, idx)),
+    }));
+    for (let it = 0; it < c.numIterations; it++) {
+      this.model.zeroGrad();
+      let loss = 0;
+      for (const mb of mbs) {
+        let t = performance.now();
+        const logits = await completionLogits(this.model, mb.b, true);
+        time.forward += performance.now() - t;
+        t = performance.now();
+        const r = await this.lossFn({
+          logits, vocabSize: V, targets: mb.b.targets, advantages: mb.adv, mask: mb.b.mask,
+          oldLogp: mb.old, refLogp: mb.ref, temperature: c.temperature,
+          importanceSamplingLevel: c.importanceSamplingLevel, policyLoss: c.policyLoss,
+          epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
+          lossType: c.lossType, numItemsInBatch: c.lossType === 'dapo' ? Math.max(1, numItems) : undefined,
+          maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
+          gradient: 'inplace',
+        } as Parameters<LossFn>[0]);
+        time.loss += performance.now() - t;
+        loss += r.loss * gradScale;
+        const m = r.metrics;
+        if (c.beta > 0) push('kl', m.kl);
+        push('entropy', m.entropy);
+        push('clip_ratio/low_mean', m.clipLow);
+        push('clip_ratio/high_mean', m.clipHigh);
+        push('clip_ratio/region_mean', m.clipRegion);
+        push('ratio', m.ratio);
+        t = performance.now();
+        await this.model.backward(scatterCompletionGrad(r.gradLogits as Float32Array, mb.b, V, gradScale));
+        time.backward += performance.now() - t;
+      }
+      const t = performance.now();
+      const lr = learningRateAt(this.state.updates, { learningRate: c.learningRate, totalUpdates: this.totalUpdates, warmupRatio: c.warmupRatio, minLrRatio: c.minLrRatio });
+      const norm = this.model.step({ lr, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, weightDecay: c.weightDecay, beta1: c.adamBeta1, beta2: c.adamBeta2 });
+      this.state.updates++;
+      time.optimizer += performance.now() - t;
+      push('loss', loss);
+      push('grad_norm', norm);
+      push('learning_rate', lr);
+    }
+    return stats;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Rollouts: tokenise prompts, sample completions through the policy's generate (KV cache and
+ * the package's `sample` op), cut at stop strings, decode.
+ */
+import type { PolicyModel } from '../models/policy';
+import type { Tokenizer } from '../models/tokenizer';
+
+export interface SamplingOptions {
+  /** τ. Default 1. 0 = greedy. */
+  temperature?: number;
+  /** 0 = off. */
+  topK?: number;
+  /** 1 = off. */
+  topP?: number;
+  /** 0 = off. */
+  minP?: number;
+  /** Maximum completion length in tokens. */
+  maxCompletionLength: number;
+  /** Extra strings that end a completion (the tokenizer's EOS always does). */
+  stop?: string[];
+}
+
+export interface Rollout {
+  /** Prompt ids per sequence (BOS + prompt). */
+  promptIds: Int32Array[];
+  /** Completion ids per sequence (EOS included when emitted). */
+  tokens: Int32Array[];
+  /** ℓ_old per completion token: log softmax(z/τ)[token] from the sampler. */
+  logprobs: Float32Array[];
+  /** Hit maxCompletionLength without EOS or a stop string. */
+  truncated: boolean[];
+  /** Decoded completion text (special ids dropped). */
+  texts: string[];
+}
+
+export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
+  return [tok.bosId, ...tok.encode(prompt)];
+}
+
+/** Index of the first token after which the decoded text contains a stop string, or -1. */
+function stopCut(tok: Tokenizer, ids: Int32Array, stop: string[]): number {
+  const full = tok.decode(ids);
+  if (!stop.some((s) => full.includes(s))) return -1;
+  for (let t = 1; t <= ids.length; t++) {
+    const text = tok.decode(ids.subarray(0, t));
+    if (stop.some((s) => text.includes(s))) return t;
+  }
+  return -1;
+}
+
+/**
+ * Samples `repeat` completions for each prompt (sequence i·repeat + j is sample j of prompt i).
+ * `rowIdBase` offsets the Philox row ids so different calls with one seed draw different tokens.
+ */
+export async function rollout(
+  model: PolicyModel,
+  tok: Tokenizer,
+  prompts: string[],
+  repeat: number,
+  o: SamplingOptions & { seed: number; rowIdBase?: number; maxBatch?: number },
+): Promise<Rollout> {
+  const promptIds: Int32Array[] = [];
+  for (const p of prompts) {
+    const ids = encodePrompt(tok, p);
+    if (ids.length + o.maxCompletionLength > model.maxSeqLen)
+      throw new RangeError(`prompt '${p.slice(0, 40)}' is ${ids.length} tokens: with maxCompletionLength ${o.maxCompletionLength} it exceeds the model's maxSeqLen ${model.maxSeqLen}`);
+    for (let j = 0; j < repeat; j++) promptIds.push(Int32Array.from(ids));
+  }
+  const S = promptIds.length;
+  const out: Rollout = { promptIds, tokens: [], logprobs: [], truncated: [], texts: [] };
+  const maxBatch = o.maxBatch ?? 1024;
+  const base = o.rowIdBase ?? 0;
+  for (let s0 = 0; s0 < S; s0 += maxBatch) {
+    const n = Math.min(maxBatch, S - s0);
+    const rowIds = Array.from({ length: n }, (_, i) => base + s0 + i);
+    const gen = await model.generate(
+      promptIds.slice(s0, s0 + n).map((a) => Array.from(a)),
+      {
+        maxNewTokens: o.maxCompletionLength,
+        temperature: o.temperature ?? 1,
+        topK: o.topK ?? 0,
+        topP: o.topP ?? 1,
+        minP: o.minP ?? 0,
+        seed: o.seed,
+        rowIds,
+        stopTokenIds: [tok.eosId],
+      },
+    );
+    for (let i = 0; i < n; i++) {
+      let ids = gen.tokens[i];
+      let lp = gen.logprobs[i];
+      let truncated = gen.truncated[i];
+      if (o.stop && o.stop.length) {
+        const cut = stopCut(tok, ids, o.stop);
+        if (cut >= 0) {
+          ids = ids.slice(0, cut);
+          lp = lp.slice(0, cut);
+          truncated = false;
+        }
+      }
+      out.tokens.push(ids);
+      out.logprobs.push(lp);
+      out.truncated.push(truncated);
+      out.texts.push(tok.decode(ids));
+    }
+  }
+  return out;
+}

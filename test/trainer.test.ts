@@ -1,0 +1,183 @@
+// Trainer invariants: loss-type selection, μ iterations reuse the old log-probs from generation,
+// β = 0 has no reference model and no reference pass, dynamic sampling, reward failures,
+// gradient accumulation, packing of completion rows.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { grpoLossFromLogits } from '../lib/ops/grpo_loss_from_logits';
+import { GrpoTrainer, LossFn } from '../lib/trainer/grpo';
+import { packBatch, gatherCompletionLogits, scatterCompletionGrad, sliceBatch } from '../lib/trainer/batch';
+import { learningRateAt } from '../lib/trainer/schedule';
+import { RewardFunction } from '../lib/rewards';
+import { tok, task, tinyModel, rewards, tinyConfig, sameWeights } from './trainer_setup';
+
+type LossArgs = Parameters<LossFn>[0] & Record<string, unknown>;
+
+function spy() {
+  const calls: LossArgs[] = [];
+  const results: Awaited<ReturnType<LossFn>>[] = [];
+  const fn = (async (o: LossArgs) => {
+    calls.push({ ...o, oldLogp: o.oldLogp && Float32Array.from(o.oldLogp as Float32Array), logits: Float32Array.from(o.logits as Float32Array) });
+    const r = await grpoLossFromLogits(o as never);
+    results.push(r);
+    return r;
+  }) as unknown as LossFn;
+  return { fn, calls, results };
+}
+
+test('packBatch / gather / scatter: completion rows map to the rows that predict them', () => {
+  const b = packBatch([[1, 5], [1, 6, 7]], [[8, 2], [9]], 0, [false, true]);
+  assert.is(b.L, 4);
+  assert.is(b.T, 2);
+  assert.equal([...b.tokens], [1, 5, 8, 2, 1, 6, 7, 9]);
+  assert.equal([...b.rowIndex], [1, 2, 6, -1]);
+  assert.equal([...b.targets], [8, 2, 9, 0]);
+  assert.equal([...b.mask], [1, 1, 0, 0], 'sequence 1 masked out');
+  const V = 3;
+  const logits = Float32Array.from({ length: 2 * 4 * V }, (_, i) => i);
+  const g = gatherCompletionLogits(logits, b, V);
+  assert.equal([...g], [3, 4, 5, 6, 7, 8, 18, 19, 20, 0, 0, 0]);
+  const full = scatterCompletionGrad(g, b, V, 2);
+  assert.equal([...full.subarray(3, 9)], [6, 8, 10, 12, 14, 16]);
+  assert.equal([...full.subarray(18, 21)], [36, 38, 40]);
+  assert.is(full.reduce((s, x) => s + x, 0), 6 + 8 + 10 + 12 + 14 + 16 + 36 + 38 + 40);
+  const s = sliceBatch(b, [1]);
+  assert.equal([...s.rowIndex], [2, -1]);
+  assert.equal([...s.tokens], [1, 6, 7, 9]);
+});
+
+test('learning rate: linear warm-up then cosine to minLrRatio', () => {
+  const s = { learningRate: 1, totalUpdates: 20, warmupRatio: 0.1, minLrRatio: 0.1 };
+  assert.is(learningRateAt(0, s), 0.5);
+  assert.is(learningRateAt(1, s), 1);
+  assert.ok(Math.abs(learningRateAt(2, s) - 1) < 1e-12);
+  assert.ok(Math.abs(learningRateAt(20, s) - 0.1) < 1e-12);
+  assert.ok(learningRateAt(10, s) < 1 && learningRateAt(10, s) > 0.1);
+});
+
+test('lossType is passed through; dapo gets the step-wide token count, the others none', async () => {
+  for (const lossType of ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum'] as const) {
+    const s = spy();
+    const tr = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig({ lossType, gradientAccumulationSteps: 2 }), lossFn: s.fn });
+    await tr.step();
+    assert.is(s.calls.length, 2, 'one loss call per micro-batch');
+    let masked = 0;
+    for (const c of s.calls) {
+      assert.is(c.lossType, lossType);
+      assert.is(c.gradient, 'inplace');
+      assert.is(c.maxCompletionLength, 4);
+      for (const m of c.mask as Uint8Array) masked += m;
+    }
+    for (const c of s.calls) assert.is(c.numItemsInBatch, lossType === 'dapo' ? masked : undefined);
+  }
+});
+
+test('μ iterations: every iteration gets the same old log-probs, the sampler\'s; μ = 1 passes none', async () => {
+  const s = spy();
+  const tr = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig({ numIterations: 3, learningRate: 5e-2 }), lossFn: s.fn });
+  const m = await tr.step();
+  assert.is(s.calls.length, 3);
+  assert.is(tr.state.updates, 3);
+  const old0 = s.calls[0].oldLogp as Float32Array;
+  assert.ok(old0 instanceof Float32Array);
+  for (const c of s.calls) assert.equal([...(c.oldLogp as Float32Array)], [...old0], 'ℓ_old is reused, not recomputed');
+  // the first iteration's policy is the sampling policy: ℓ equals ℓ_old (ratio 1) up to float error
+  const mask = s.calls[0].mask as Uint8Array;
+  for (let i = 0; i < mask.length; i++) if (mask[i]) assert.ok(Math.abs(s.results[0].logp[i] - old0[i]) < 1e-4, `token ${i}: ℓ ${s.results[0].logp[i]} vs ℓ_old ${old0[i]}`);
+  // later iterations see an updated policy: the logits changed, ℓ_old did not
+  assert.not.equal([...(s.calls[2].logits as Float32Array)], [...(s.calls[0].logits as Float32Array)]);
+  assert.ok(Math.abs(s.results[2].metrics.ratio - 1) > 1e-6, 'ratio moved away from 1');
+  assert.is(typeof m.loss, 'number');
+
+  const s1 = spy();
+  const tr1 = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig(), lossFn: s1.fn });
+  await tr1.step();
+  assert.is(s1.calls.length, 1);
+  assert.is(s1.calls[0].oldLogp, undefined, 'μ = 1: ℓ_old = ℓ detached inside the kernel');
+});
+
+test('β = 0: no reference model is made and no reference pass runs; β > 0: frozen reference, ℓ_ref passed', async () => {
+  const model = tinyModel();
+  let clones = 0;
+  const clone = model.clone.bind(model);
+  model.clone = () => (clones++, clone());
+  const s = spy();
+  const tr = new GrpoTrainer({ model, tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig({ beta: 0 }), lossFn: s.fn });
+  const m = await tr.step();
+  assert.is(tr.refModel, null);
+  assert.is(clones, 0);
+  assert.is(s.calls[0].refLogp, undefined);
+  assert.is(m['time/reference'], 0);
+  assert.is(m.kl, undefined);
+
+  const model2 = tinyModel();
+  const s2 = spy();
+  const tr2 = new GrpoTrainer({ model: model2, tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig({ beta: 0.1 }), lossFn: s2.fn });
+  const frozen = tr2.refModel!;
+  assert.ok(frozen && frozen !== model2);
+  assert.ok(sameWeights(frozen, model2));
+  await tr2.step();
+  await tr2.step();
+  assert.ok(s2.calls[0].refLogp instanceof Float32Array);
+  assert.is(s2.calls[0].beta, 0.1);
+  assert.ok(sameWeights(frozen, tinyModel()), 'the reference never moves');
+  assert.not.ok(sameWeights(frozen, model2), 'the policy does');
+  // at the first step policy == reference, so the KL is 0
+  assert.ok(Math.abs(s2.results[0].metrics.kl) < 1e-5, String(s2.results[0].metrics.kl));
+});
+
+test('dynamic sampling: groups whose rewards all agree are dropped and more are drawn, up to the cap', async () => {
+  const constant: RewardFunction = { name: 'constant', compute: (c) => c.completions.map(() => 1) };
+  const tr = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: [constant], config: tinyConfig({ dynamicSampling: true, maxDynamicSamplingRounds: 2 }) });
+  const m = await tr.step();
+  assert.is(m['dynamic_sampling/rounds'], 2);
+  assert.is(m['dynamic_sampling/kept_groups'], 0);
+  assert.is(m.skipped, true);
+  assert.is(m.frac_reward_zero_std, 1);
+  assert.is(tr.state.cursor, 6, 'two rounds of 3 prompts drawn');
+  // every group has spread: one round suffices
+  const spread: RewardFunction = { name: 'spread', compute: (c) => c.completions.map((_, i) => i % 2) };
+  const tr2 = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: [spread], config: tinyConfig({ dynamicSampling: true }) });
+  const m2 = await tr2.step();
+  assert.is(m2['dynamic_sampling/rounds'], 1);
+  assert.is(m2['dynamic_sampling/kept_groups'], 3);
+});
+
+test('a reward function that throws or returns nothing gives no reward, is reported, and training goes on', async () => {
+  const bad: RewardFunction = { name: 'bad', compute: () => { throw new Error('nope'); } };
+  const none: RewardFunction = { name: 'none', compute: () => undefined as unknown as number[] };
+  const seen: string[] = [];
+  const tr = new GrpoTrainer({
+    model: tinyModel(), tokenizer: tok, task, rewardFunctions: [...rewards(), bad, none], config: tinyConfig(),
+    onRewardFailure: (f) => seen.push(f.name),
+  });
+  const m = await tr.step();
+  assert.equal(seen, ['bad', 'none']);
+  assert.is(tr.rewardFailures.length, 2);
+  assert.ok(Number.isNaN(m['rewards/bad/mean'] as number));
+  assert.ok(Number.isFinite(m.reward as number));
+  const allBad = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: [bad], config: tinyConfig() });
+  const m2 = await allBad.step();
+  assert.is(m2.no_reward, 12, 'every sequence without reward (advantage 0)');
+});
+
+test('gradient accumulation: 1 and 3 micro-batches give the same update (dapo)', async () => {
+  const a = tinyModel(), b = tinyModel();
+  const cfg = tinyConfig({ lossType: 'dapo', maxGradNorm: 0 });
+  await new GrpoTrainer({ model: a, tokenizer: tok, task, rewardFunctions: rewards(), config: cfg }).step();
+  await new GrpoTrainer({ model: b, tokenizer: tok, task, rewardFunctions: rewards(), config: { ...cfg, gradientAccumulationSteps: 3 } }).step();
+  const sa = a.stateDict(), sb = b.stateDict();
+  let worst = 0;
+  for (const [k, t] of sa) {
+    const u = sb.get(k)!;
+    for (let i = 0; i < t.data.length; i++) worst = Math.max(worst, Math.abs(t.data[i] - u.data[i]));
+  }
+  assert.ok(worst < 1e-5, `max weight difference ${worst}`);
+});
+
+test('config errors name the option', () => {
+  assert.throws(() => new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: { numGenerations: 0 } }), /numGenerations/);
+  assert.throws(() => new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: { rewardWeights: [1] } }), /rewardWeights/);
+  assert.throws(() => new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: { temperature: 0 } }), /temperature/);
+});
+
+test.run();
