@@ -32,8 +32,12 @@ struct RowKernels {
   RowStats (*stats)(int dt, const void* row, int64_t V, float inv_tau, int64_t y);
   // e_v = exp(d_v) written to dst (float32, may alias the row when dt is float32); the sums.
   RowSums (*exp_store)(int dt, const void* row, int64_t V, float zmax, float inv_tau, int64_t y, float* dst);
-  // out_v = e_v·c (v ≠ y), out_y = ty, out of type dt_out; nt: streaming stores.
-  void (*scale_store)(int dt_out, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt);
+  // out_v = e_v·c (v ≠ y), out_y = ty (zero: out_v = 0), out of type dt (the rows' type); nt:
+  // streaming stores. In the same loop it takes the max of `next`, the next row of logits
+  // (type dt, length V; null: none), and returns it (−inf without `next`): that row streams in
+  // from memory while this one streams out.
+  float (*scale_store)(int dt, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt, bool zero,
+                       const void* next);
   // out_v = exp(d_v)·c (v ≠ y), out_y = ty from the row (may alias out); nt: streaming stores.
   void (*exp_scale_store)(int dt, const void* row, int64_t V, float zmax, float inv_tau, float c, int64_t y,
                           float ty, void* out, bool nt);

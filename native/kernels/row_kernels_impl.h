@@ -224,15 +224,18 @@ template <int DT> GRPO_AI void store_part(void* p, int64_t i, int64_t n, vf v) {
   std::memcpy(static_cast<T*>(p) + i, buf, static_cast<size_t>(n) * sizeof(T));
 }
 
-// Elements before the first address of `out` aligned for streaming stores (0 when not streaming).
+// Elements before the first address of `out` aligned for streaming stores (0 when not
+// streaming); `out` is element-aligned (the dispatchers below turn streaming off otherwise).
 template <int DT> GRPO_AI int64_t stream_head(const void* out, int64_t V, bool nt) {
   if (!nt) return 0;
   constexpr uintptr_t A = DT == 0 ? 64 : 32;
   constexpr uintptr_t E = DT == 0 ? 4 : 2;
   uintptr_t a = reinterpret_cast<uintptr_t>(out);
-  if (a % E) return V;  // not even element-aligned: no streaming at all
   int64_t h = static_cast<int64_t>(((A - a % A) % A) / E);
   return h < V ? h : V;
+}
+GRPO_AI bool can_stream(int dt, const void* out) {
+  return reinterpret_cast<uintptr_t>(out) % (dt == 0 ? 4 : 2) == 0;
 }
 
 // ---- the kernels ------------------------------------------------------------------------------
@@ -253,9 +256,14 @@ template <int DT> float row_max_t(const void* row, int64_t V) {
 
 // Sums of exp(d)/exp(d)·d over [b, e) of the row (float lanes; a block is short enough that
 // float partial sums keep ~1e-7 relative), optionally storing e_v into dst.
-template <int DT, bool STORE>
+constexpr int64_t kBlock = 2048;  // elements per online block: 8 KB of float32, stays in L1
+
+// PF: prefetch the next block while exponentiating this one, so the next block max reads
+// cache, not memory (the exp work hides the memory latency).
+template <int DT, bool STORE, bool PF>
 GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float zmax, float inv, int64_t y, float* dst,
                        vf& s, vf& w) {
+  using T = typename Elem<DT>::T;
   const vf vinv = splat(inv), vzi = splat(-zmax * inv);  // d = z·inv − zmax·inv, one FMA
   vf s1 = vf{}, w1 = vf{};
   int64_t i = b;
@@ -274,6 +282,11 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
     wa += ev * d;
   };
   for (; i + 2 * W <= e; i += 2 * W) {
+    if (PF) {  // 2·W elements: 128 bytes of float32, 64 of 16-bit; past the row end is harmless
+      const char* p = reinterpret_cast<const char*>(static_cast<const T*>(row) + i + kBlock);
+      __builtin_prefetch(p);
+      if (sizeof(T) == 4) __builtin_prefetch(p + 64);
+    }
     one(load<DT>(row, i), i, s, w);
     one(load<DT>(row, i + W), i + W, s1, w1);
   }
@@ -282,8 +295,6 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
   s += s1;
   w += w1;
 }
-
-constexpr int64_t kBlock = 2048;  // elements per online block: 8 KB of float32, stays in L1
 
 template <int DT> RowStats stats_t(const void* row, int64_t V, float inv, int64_t y) {
   RowStats st;
@@ -311,7 +322,7 @@ template <int DT> RowStats stats_t(const void* row, int64_t V, float inv, int64_
       M = bm;
     }
     vf s = vf{}, w = vf{};
-    exp_block<DT, false>(row, b, e, V, M, inv, y, nullptr, s, w);
+    exp_block<DT, false, true>(row, b, e, V, M, inv, y, nullptr, s, w);
     S += hsum(s);
     Wd += hsum(w);
   }
@@ -326,7 +337,7 @@ template <int DT> RowSums exp_store_t(const void* row, int64_t V, float zmax, fl
   for (int64_t b = 0; b < V; b += kBlock) {
     int64_t e = b + kBlock < V ? b + kBlock : V;
     vf s = vf{}, w = vf{};
-    exp_block<DT, true>(row, b, e, V, zmax, inv, y, dst, s, w);
+    exp_block<DT, true, false>(row, b, e, V, zmax, inv, y, dst, s, w);
     r.s_o += hsum(s);
     r.w_o += hsum(w);
   }
@@ -353,12 +364,42 @@ GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
   return v;
 }
 
-template <int DTO, bool NT> void scale_store_t(const float* e, int64_t V, float c, int64_t y, float ty, void* out) {
-  const vf vc = splat(c);
-  int64_t h = stream_head<DTO>(out, V, NT);
-  over_row(
-      V, h, [&](int64_t i) __attribute__((always_inline)) { store<DTO, NT>(out, i, fix_target(load<0>(e, i) * vc, i, y, ty)); },
-      [&](int64_t i, int64_t n) { store_part<DTO>(out, i, n, fix_target(load_part<0>(e, i, n) * vc, i, y, ty)); });
+// out = e·c with the target fixed (zero: out = 0), and, in the same loop, the max of the next
+// row `next` (null: none): the next row streams in from memory while this one streams out.
+template <int DTO, bool NT>
+float scale_store_t(const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool zero, const void* next) {
+  const vf vc = splat(zero ? 0.0f : c);
+  if (zero) ty = 0.0f;
+  const int64_t h = stream_head<DTO>(out, V, NT);
+  auto val = [&](vf ev, int64_t i) __attribute__((always_inline)) { return zero ? vf{} : fix_target(ev * vc, i, y, ty); };
+  vf m0 = splat(-__builtin_inff()), m1 = m0;
+  if (h > 0) {
+    store_part<DTO>(out, 0, h, val(load_part<0>(e, 0, h), 0));
+    if (next) m0 = load_part<DTO>(next, 0, h);
+  }
+  int64_t i = h;
+  if (next) {
+    for (; i + 2 * W <= V; i += 2 * W) {
+      store<DTO, NT>(out, i, val(load<0>(e, i), i));
+      store<DTO, NT>(out, i + W, val(load<0>(e, i + W), i + W));
+      m0 = vmax(m0, load<DTO>(next, i));
+      m1 = vmax(m1, load<DTO>(next, i + W));
+    }
+  } else {
+    for (; i + 2 * W <= V; i += 2 * W) {
+      store<DTO, NT>(out, i, val(load<0>(e, i), i));
+      store<DTO, NT>(out, i + W, val(load<0>(e, i + W), i + W));
+    }
+  }
+  for (; i + W <= V; i += W) {
+    store<DTO, NT>(out, i, val(load<0>(e, i), i));
+    if (next) m0 = vmax(m0, load<DTO>(next, i));
+  }
+  if (i < V) {
+    store_part<DTO>(out, i, V - i, val(load_part<0>(e, i, V - i), i));
+    if (next) m1 = vmax(m1, load_part<DTO>(next, i, V - i));
+  }
+  return hmax(vmax(m0, m1));
 }
 
 template <int DT, bool NT>
@@ -391,18 +432,22 @@ RowSums exp_store(int dt, const void* row, int64_t V, float zmax, float inv, int
          : dt == 1 ? exp_store_t<1>(row, V, zmax, inv, y, dst)
                    : exp_store_t<2>(row, V, zmax, inv, y, dst);
 }
-void scale_store(int dt, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt) {
-  if (dt == 0) nt ? scale_store_t<0, true>(e, V, c, y, ty, out) : scale_store_t<0, false>(e, V, c, y, ty, out);
-  else if (dt == 1) nt ? scale_store_t<1, true>(e, V, c, y, ty, out) : scale_store_t<1, false>(e, V, c, y, ty, out);
-  else nt ? scale_store_t<2, true>(e, V, c, y, ty, out) : scale_store_t<2, false>(e, V, c, y, ty, out);
+float scale_store(int dt, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt, bool zero,
+                  const void* next) {
+  nt = nt && can_stream(dt, out);
+  if (dt == 0) return nt ? scale_store_t<0, true>(e, V, c, y, ty, out, zero, next) : scale_store_t<0, false>(e, V, c, y, ty, out, zero, next);
+  if (dt == 1) return nt ? scale_store_t<1, true>(e, V, c, y, ty, out, zero, next) : scale_store_t<1, false>(e, V, c, y, ty, out, zero, next);
+  return nt ? scale_store_t<2, true>(e, V, c, y, ty, out, zero, next) : scale_store_t<2, false>(e, V, c, y, ty, out, zero, next);
 }
 void exp_scale_store(int dt, const void* row, int64_t V, float zmax, float inv, float c, int64_t y, float ty, void* out,
                      bool nt) {
+  nt = nt && can_stream(dt, out);
   if (dt == 0) nt ? exp_scale_store_t<0, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<0, false>(row, V, zmax, inv, c, y, ty, out);
   else if (dt == 1) nt ? exp_scale_store_t<1, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<1, false>(row, V, zmax, inv, c, y, ty, out);
   else nt ? exp_scale_store_t<2, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<2, false>(row, V, zmax, inv, c, y, ty, out);
 }
 void zero_row(int dt, void* out, int64_t V, bool nt) {
+  nt = nt && can_stream(dt, out);
   if (dt == 0) nt ? zero_row_t<0, true>(out, V) : zero_row_t<0, false>(out, V);
   else if (dt == 1) nt ? zero_row_t<1, true>(out, V) : zero_row_t<1, false>(out, V);
   else nt ? zero_row_t<2, true>(out, V) : zero_row_t<2, false>(out, V);

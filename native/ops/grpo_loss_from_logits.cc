@@ -123,39 +123,43 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
       n_seq[i] = static_cast<double>(c);
       n_batch += static_cast<double>(c);
     }
-    for_rows(N, V, k, [&](int64_t n) {
-      const void* row = in + n * row_bytes;
-      void* orow = out + n * row_bytes;
-      const int64_t y = a.targets[n];
-      const float z_y = load_logit(row, dtype, y);  // before an in-place pass overwrites it
-      if (!a.mask[n]) {  // ℓ and H still reported; the gradient row is zero
-        RowStats st = k.stats(dt, row, V, inv, y);
-        RowResult r = finish_row(z_y, st.zmax, inv_d, st.sums);
-        a.logp[n] = static_cast<float>(r.logp);
+    // Each worker takes a contiguous range of rows and pipelines them: the scale pass of row n
+    // (reading cache, streaming out) also takes the max of row n+1 (streaming in from memory).
+    const int64_t min_rows = V >= 65536 ? 1 : 65536 / V;
+    parallel_for(N, [&](int64_t b, int64_t e, int) {
+      float zmax_next = k.row_max(dt, in + b * row_bytes, V);
+      for (int64_t n = b; n < e; ++n) {  // row n of the logits
+        const void* row = in + n * row_bytes;
+        void* orow = out + n * row_bytes;
+        const void* next = n + 1 < e ? in + (n + 1) * row_bytes : nullptr;
+        const int64_t y = a.targets[n];
+        const float z_y = load_logit(row, dtype, y);  // before an in-place pass overwrites it
+        const float zmax = zmax_next;
+        float* ev = (dtype == DType::F32 && inplace) ? static_cast<float*>(orow) : scratch_row(V);
+        RowSums sums = k.exp_store(dt, row, V, zmax, inv, y, ev);
+        RowResult r = finish_row(z_y, zmax, inv_d, sums);
+        const float lp = static_cast<float>(r.logp);
+        a.logp[n] = lp;
         a.entropy[n] = static_cast<float>(r.entropy);
-        k.zero_row(dt, orow, V, true);
-        return;
+        float c = 0, ty = 0;
+        if (a.mask[n]) {
+          // g_n = a_n·(∂P/∂ρ·ρ + ∂P/∂ℓ + β·∂D/∂ℓ), from the float32 ℓ grpo_loss_cpu will see.
+          const int64_t i = n / T;
+          const double l = lp, A = a.advantages[i];
+          const double rho = std::exp(a.old_logp ? l - static_cast<double>(a.old_logp[n]) : 0.0);
+          PolicyValue pv = policy_term(rho, A, l, o);
+          double g = pv.dP_drho * rho + pv.dP_dlogp;
+          if (o.beta != 0) g += o.beta * kl_estimate(l, a.ref_logp[n], o.kl_estimator, o.clamp_log_ratio).grad;
+          g *= aggregation_weight(o, n_seq[i], n_batch, S, T);
+          c = static_cast<float>(-g * inv_d / r.s);
+          ty = static_cast<float>(g * inv_d * r.one_minus_py);
+        }
+        // Scale in cache (masked rows: zeros); a separate output is streamed (no
+        // read-for-ownership of its lines).
+        zmax_next = k.scale_store(dt, ev, V, c, y, ty, orow, !inplace, !a.mask[n], next);
       }
-      const float zmax = k.row_max(dt, row, V);  // from memory: the row is now in L2
-      float* e = (dtype == DType::F32 && inplace) ? static_cast<float*>(orow) : scratch_row(V);
-      RowSums sums = k.exp_store(dt, row, V, zmax, inv, y, e);
-      RowResult r = finish_row(z_y, zmax, inv_d, sums);
-      const float lp = static_cast<float>(r.logp);
-      a.logp[n] = lp;
-      a.entropy[n] = static_cast<float>(r.entropy);
-      // g_n = a_n·(∂P/∂ρ·ρ + ∂P/∂ℓ + β·∂D/∂ℓ), from the float32 ℓ grpo_loss_cpu will see.
-      const int64_t i = n / T;
-      const double l = lp, A = a.advantages[i];
-      const double rho = std::exp(a.old_logp ? l - static_cast<double>(a.old_logp[n]) : 0.0);
-      PolicyValue pv = policy_term(rho, A, l, o);
-      double g = pv.dP_drho * rho + pv.dP_dlogp;
-      if (o.beta != 0) g += o.beta * kl_estimate(l, a.ref_logp[n], o.kl_estimator, o.clamp_log_ratio).grad;
-      g *= aggregation_weight(o, n_seq[i], n_batch, S, T);
-      const float c = static_cast<float>(-g * inv_d / r.s);
-      const float ty = static_cast<float>(g * inv_d * r.one_minus_py);
-      // Scale in cache; a separate output is streamed (no read-for-ownership of its lines).
-      k.scale_store(dt, e, V, c, y, ty, orow, !inplace);
-    });
+      k.store_fence();
+    }, min_rows);
     grpo_loss_cpu(la);
     a.metrics = la.metrics;
     return;
