@@ -43,6 +43,7 @@
 // path, GRPO_CPU_ISA=generic, computes the algorithm literally and the tests check that both
 // give the same tokens):
 // - pass A: load, divide, NaN -> -inf, store u to a per-thread scratch row, max (AVX-512).
+//   float32 logits at τ = 1 (or greedy) with no NaN are used in place (u == z): no copy.
 // - pass B: S = Σ E(u - M) with a SIMD E (the same fmaf sequence as the scalar E), double
 //   accumulators.
 // - top-k: one SIMD pass keeping a candidate buffer of entries >= a running threshold; when the
@@ -229,6 +230,21 @@ GRPO_AVX512 float load_row_avx512(const void* z, int64_t V, float tau, bool gree
     vmax = _mm512_mask_max_ps(vmax, mk, vmax, x);
   }
   return _mm512_reduce_max_ps(vmax);
+}
+
+// Pass A when u = z (float32 logits at τ = 1, or greedy): the max without storing a copy, if
+// the row has no NaN (which would have to become -inf). Returns false if it has one.
+GRPO_AVX512 bool max_if_no_nan_avx512(const float* z, int64_t V, float* M) {
+  __m512 vmax = _mm512_set1_ps(-kInf);
+  __mmask16 nan = 0;
+  for (int64_t v = 0; v < V; v += 16) {
+    __mmask16 mk = V - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (V - v)) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(mk, z + v);
+    nan |= _mm512_mask_cmp_ps_mask(mk, x, x, _CMP_UNORD_Q);
+    vmax = _mm512_mask_max_ps(vmax, mk, vmax, x);
+  }
+  *M = _mm512_reduce_max_ps(vmax);
+  return nan == 0;
 }
 
 // The SIMD twin of sample_exp: the same operations in the same order.
@@ -458,6 +474,7 @@ inline int64_t select_append_avx512(const float*, int64_t, int64_t, float, float
 inline void draw_scan_avx512(const DrawCtx&, int64_t, const Member&, Best&) {}
 inline void list_bits_avx512(const int32_t*, int64_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t*) {}
 inline float sample_exp_fma(float x) { return sample_exp(x); }
+inline bool max_if_no_nan_avx512(const float*, int64_t, float*) { return false; }
 inline int32_t first_index_avx512(const float*, int64_t, float) { return 0; }
 #endif
 
@@ -690,7 +707,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   Scratch& s = *rc.s;
   const int64_t V = a.V;
   if (static_cast<int64_t>(s.u.size()) < V) s.u.resize(V);
-  float* u = s.u.data();
+  const float* u = s.u.data();
   const float tau = a.temperature[b];
   const bool greedy = !(tau > 0);
   const uint32_t row_id = a.row_ids ? a.row_ids[b] : static_cast<uint32_t>(b);
@@ -701,18 +718,22 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   switch (a.logits.dtype) {
     case DType::BF16:
       z = a.logits.as<uint16_t>() + b * V;
-      M = rc.simd ? load_row_avx512<1>(z, V, tau, greedy, u)
-              : rc.fast ? load_row_avx2<1>(z, V, tau, greedy, u) : load_row_scalar<1>(z, V, tau, greedy, u);
+      M = rc.simd ? load_row_avx512<1>(z, V, tau, greedy, s.u.data())
+              : rc.fast ? load_row_avx2<1>(z, V, tau, greedy, s.u.data()) : load_row_scalar<1>(z, V, tau, greedy, s.u.data());
       break;
     case DType::F16:
       z = a.logits.as<uint16_t>() + b * V;
-      M = rc.simd ? load_row_avx512<2>(z, V, tau, greedy, u)
-              : rc.fast ? load_row_avx2<2>(z, V, tau, greedy, u) : load_row_scalar<2>(z, V, tau, greedy, u);
+      M = rc.simd ? load_row_avx512<2>(z, V, tau, greedy, s.u.data())
+              : rc.fast ? load_row_avx2<2>(z, V, tau, greedy, s.u.data()) : load_row_scalar<2>(z, V, tau, greedy, s.u.data());
       break;
     default:
       z = a.logits.as<float>() + b * V;
-      M = rc.simd ? load_row_avx512<0>(z, V, tau, greedy, u)
-              : rc.fast ? load_row_avx2<0>(z, V, tau, greedy, u) : load_row_scalar<0>(z, V, tau, greedy, u);
+      if (rc.simd && (greedy || tau == 1.0f) && max_if_no_nan_avx512(static_cast<const float*>(z), V, &M)) {
+        u = static_cast<const float*>(z);  // u == z bit for bit: read the logits in place
+        break;
+      }
+      M = rc.simd ? load_row_avx512<0>(z, V, tau, greedy, s.u.data())
+              : rc.fast ? load_row_avx2<0>(z, V, tau, greedy, s.u.data()) : load_row_scalar<0>(z, V, tau, greedy, s.u.data());
       break;
   }
   auto first_of_max = [&]() -> int32_t {
