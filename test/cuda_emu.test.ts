@@ -2,7 +2,7 @@
 // memory, bounds checking, under every thread order, and proof that it catches broken kernels
 // (a missing barrier, an off-by-one bound). Device tensors: allocate, upload, download,
 // dispose, the finalizer, no leaks over 10k cycles, mixed host/device inputs rejected.
-import { EMU_ADDON, EmuAddon, ORDERS, useEmulatorAddon } from './cuda_emu_addon';
+import { EMU_ADDON, EmuAddon, ON_GPU, ORDERS, useEmulatorAddon } from './cuda_emu_addon';
 useEmulatorAddon();
 
 import { test } from 'uvu';
@@ -20,7 +20,10 @@ function exposeGc(): () => void {
   return vm.runInNewContext('gc') as () => void;
 }
 
-test('the emulator addon is the one loaded and reports an emulated device', () => {
+// On a real GPU (npm run test:gpu) only the device-tensor tests apply.
+const emuTest = ON_GPU ? test.skip : test;
+
+emuTest('the emulator addon is the one loaded and reports an emulated device', () => {
   assert.ok(process.env.GRPO_KERNELS_ADDON === EMU_ADDON);
   assert.ok(cudaAvailable());
   const b = native().backend();
@@ -31,7 +34,7 @@ test('the emulator addon is the one loaded and reports an emulated device', () =
 
 for (const { name, order } of ORDERS) {
   for (const t of ['reduce', 'sum', 'scale', 'warp', 'atomics']) {
-    test(`emulator self-test '${t}' passes with ${name} thread order`, () => {
+    emuTest(`emulator self-test '${t}' passes with ${name} thread order`, () => {
       emu().emuSetOrder(order, 11);
       assert.is(emu().emuSelfTest(t), '');
       emu().emuSetOrder(0);
@@ -39,7 +42,7 @@ for (const { name, order } of ORDERS) {
   }
 }
 
-test('a kernel with a missing __syncthreads gives a wrong result (forward and shuffled orders)', () => {
+emuTest('a kernel with a missing __syncthreads gives a wrong result (forward and shuffled orders)', () => {
   for (const order of [0, 2]) {
     emu().emuSetOrder(order, 3);
     for (let rep = 0; rep < 3; rep++) assert.match(emu().emuSelfTest('reduce-missing-barrier'), /sum nan|sum -nan|!=/);
@@ -47,7 +50,7 @@ test('a kernel with a missing __syncthreads gives a wrong result (forward and sh
   emu().emuSetOrder(0);
 });
 
-test('an off-by-one read bound gives a wrong result, an off-by-one write is an illegal address', () => {
+emuTest('an off-by-one read bound gives a wrong result, an off-by-one write is an illegal address', () => {
   for (const { order } of ORDERS) {
     emu().emuSetOrder(order, 5);
     assert.match(emu().emuSelfTest('sum-read-past-end'), /nan/);

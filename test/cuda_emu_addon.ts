@@ -54,11 +54,26 @@ function build(): void {
   }
 }
 
-/** Builds the emulator addon if needed and makes lib/native.ts load it. Call before any op. */
+/**
+ * True when the CUDA tests run on a real GPU (`npm run test:gpu` sets GRPO_TEST_GPU=1): the
+ * same test files then use the package's own addon (build/) and its device.
+ */
+export const ON_GPU = process.env.GRPO_TEST_GPU === '1';
+
+/** Builds the emulator addon if needed and makes lib/native.ts load it (not on a real GPU). Call before any op. */
 export function useEmulatorAddon(): string {
+  if (ON_GPU) return '';
   if (!fs.existsSync(EMU_ADDON) || fs.statSync(EMU_ADDON).mtimeMs < newestSource()) build();
   process.env.GRPO_KERNELS_ADDON = EMU_ADDON;
   return EMU_ADDON;
+}
+
+/** The emulator's thread order between barriers (a no-op on a real GPU). */
+export function setOrder(order: number, seed = 0): void {
+  if (ON_GPU) return;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { native } = require('../lib/native') as typeof import('../lib/native');
+  (native() as unknown as EmuAddon).emuSetOrder(order, seed);
 }
 
 /** The emulator's extra exports (only in grpo_kernels_emu.node). */

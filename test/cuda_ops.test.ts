@@ -3,7 +3,7 @@
 // blocks and warps (V < 256, V not a multiple of 32), V % 8 != 0 (unaligned rows: the scalar
 // head/tail of the 16-byte loads), one row and many rows, every dtype, and the thread orders of
 // the emulator (forward, reverse, shuffled between barriers).
-import { EmuAddon, useEmulatorAddon } from './cuda_emu_addon';
+import { setOrder, useEmulatorAddon } from './cuda_emu_addon';
 useEmulatorAddon();
 
 import { test } from 'uvu';
@@ -12,22 +12,20 @@ import * as assert from 'uvu/assert';
 import { groupAdvantagesSync, grpoLossFromLogitsSync, klPenaltySync, logprobsSync, KL_ESTIMATORS } from '../lib';
 import { cuda, DeviceTensor, deviceMemory, opBackends } from '../lib/device';
 import type { GrpoLossConfig } from '../lib/ops/grpo_loss';
-import { native } from '../lib/native';
 import { close, randn, rng } from './helpers';
 import { refGroupAdvantages } from './reference/group_advantages';
 import { refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
 import { refKl } from './reference/kl_penalty';
 import { refLogprobs, refToHalf, refWiden } from './reference/logprobs';
 
-const emu = () => native() as unknown as EmuAddon;
 const up = (a: Float32Array | Int32Array | Uint8Array) => DeviceTensor.fromHost(a);
 const down = (t: DeviceTensor | null) => t!.toHost() as Float32Array;
 function withOrder<T>(order: number, f: () => T): T {
-  emu().emuSetOrder(order, 17);
+  setOrder(order, 17);
   try {
     return f();
   } finally {
-    emu().emuSetOrder(0);
+    setOrder(0);
   }
 }
 function disposeAll(...ts: (DeviceTensor | null | undefined)[]) {

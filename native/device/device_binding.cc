@@ -68,14 +68,23 @@ struct DeviceHandle {
 // Per addon instance: the stream every op runs on.
 struct DeviceContext {
   cudaStream_t stream = nullptr;
+  ~DeviceContext() {
+    if (stream) cudaStreamDestroy(stream);
+  }
 };
 
 cudaStream_t stream_of(Napi::Env env) {
   auto* c = env.GetInstanceData<DeviceContext>();
   if (!c) {
+    cudaStream_t s = nullptr;
+    cudaError_t st = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (st != cudaSuccess) {
+      cudaGetLastError();
+      throw Napi::Error::New(env, std::string("grpo-kernels (cuda): cudaStreamCreateWithFlags: ") + cudaGetErrorString(st));
+    }
     c = new DeviceContext();
-    cuda::check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    env.SetInstanceData<DeviceContext>(c);  // deleted (and the stream destroyed) with the env
+    c->stream = s;
+    env.SetInstanceData<DeviceContext>(c);  // deleted with the env
   }
   return c->stream;
 }
@@ -348,6 +357,79 @@ Napi::Value GrpoLossFromLogitsCuda(const Napi::CallbackInfo& info) {
                        [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); });
 }
 
+Napi::Value SampleCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<SampleArgs>();
+  a->R = r.integer("R", 0, kMaxDim);
+  a->V = r.integer("V", 1, 0x7fffffffLL);
+  a->logits = d.float_tensor("logits", r.product("V", a->R, a->V));
+  a->temperature = d.f32<const float>("temperature", a->R);
+  a->top_k = static_cast<const int32_t*>(d.tensor("topK", DType::I32, a->R));
+  a->top_p = d.f32<const float>("topP", a->R);
+  a->min_p = d.f32<const float>("minP", a->R);
+  a->seed_lo = static_cast<uint32_t>(r.integer("seedLo", 0, 0xffffffffLL));
+  a->seed_hi = static_cast<uint32_t>(r.integer("seedHi", 0, 0xffffffffLL));
+  a->step = static_cast<uint32_t>(r.integer("step", 0, 0xffffffffLL));
+  a->row_ids = static_cast<const uint32_t*>(d.tensor("rowIds", DType::I32, a->R, true));
+  a->tokens = static_cast<int32_t*>(d.tensor("tokens", DType::I32, a->R));
+  a->logp = d.f32<float>("logp", a->R);
+  a->trunc_logp = d.f32<float>("truncLogp", a->R, true);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { sample_cuda(*a, s); }, Undefined);
+}
+
+// ---- timing (bench/gpu): events on the addon's stream --------------------------------------
+
+// cudaEventRecordNow() -> an event recorded on the stream now (freed by the GC).
+Napi::Value EventRecordNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaEvent_t ev = nullptr;
+  try {
+    cuda::check(cudaEventCreate(&ev), "cudaEventCreate");
+    cuda::check(cudaEventRecord(ev, stream_of(env)), "cudaEventRecord");
+  } catch (const std::exception& e) {
+    if (ev) cudaEventDestroy(ev);
+    throw Napi::Error::New(env, e.what());
+  }
+  auto* box = new cudaEvent_t(ev);
+  return Napi::External<cudaEvent_t>::New(env, box, [](Napi::Env, cudaEvent_t* b) {
+    cudaEventDestroy(*b);
+    delete b;
+  });
+}
+
+// cudaEventElapsed(a, b) -> milliseconds between two recorded events (waits for b).
+Napi::Value EventElapsed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaEvent_t a = *info[0].As<Napi::External<cudaEvent_t>>().Data(), b = *info[1].As<Napi::External<cudaEvent_t>>().Data();
+  float ms = 0;
+  try {
+    cuda::check(cudaEventSynchronize(b), "cudaEventSynchronize");
+    cuda::check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return Napi::Number::New(env, ms);
+}
+
+// deviceCopyD2D(dst, src): a device-to-device copy of src's bytes on the stream, waited for
+// (the bandwidth yardstick of bench/gpu).
+Napi::Value DeviceCopyD2D(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceHandle* d = handle_of(env, info[0], "dst");
+  DeviceHandle* s = handle_of(env, info[1], "src");
+  if (d->mem->bytes != s->mem->bytes) throw Napi::RangeError::New(env, "grpo-kernels (native): deviceCopyD2D needs equal sizes");
+  try {
+    cudaStream_t st = stream_of(env);
+    cuda::check(cudaMemcpyAsync(d->mem->ptr, s->mem->ptr, s->mem->bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (D2D)");
+    cuda::check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
 #endif  // GRPO_HAVE_CUDA
 
 Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
@@ -394,6 +476,10 @@ void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("groupAdvantagesCuda", Napi::Function::New(env, GroupAdvantagesCuda, "groupAdvantagesCuda"));
   exports.Set("logprobsCuda", Napi::Function::New(env, LogprobsCuda, "logprobsCuda"));
   exports.Set("grpoLossFromLogitsCuda", Napi::Function::New(env, GrpoLossFromLogitsCuda, "grpoLossFromLogitsCuda"));
+  exports.Set("sampleCuda", Napi::Function::New(env, SampleCuda, "sampleCuda"));
+  exports.Set("cudaEventRecordNow", Napi::Function::New(env, EventRecordNow, "cudaEventRecordNow"));
+  exports.Set("cudaEventElapsed", Napi::Function::New(env, EventElapsed, "cudaEventElapsed"));
+  exports.Set("deviceCopyD2D", Napi::Function::New(env, DeviceCopyD2D, "deviceCopyD2D"));
 #endif
 #ifdef GRPO_CUDA_EMU
   exports.Set("emuSelfTest", Napi::Function::New(env, EmuSelfTest, "emuSelfTest"));
