@@ -94,6 +94,12 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
+// Pass B for a top-p row without top-k: also the approximate (float) mass of every entry with
+// u - M >= -kHistD[j], for 12 cut points; only used to choose how many entries to collect.
+// (12 accumulators + 12 constants + the loop's own values fit the 32 vector registers.)
+constexpr int kHist = 12;
+constexpr float kHistD[kHist] = {0.5f, 1, 1.5f, 2, 3, 4, 5, 6, 7.5f, 9, 12, 20};
+
 struct Scratch {
   std::vector<float> u;           // [V] scaled logits of the current row
   std::vector<float> sel_val;     // selection buffer (values)
@@ -104,7 +110,7 @@ struct Scratch {
   std::vector<uint32_t> cand_x;   // their random bits
   std::vector<uint32_t> rkey, rkey2;  // radix sort
   std::vector<int32_t> perm, perm2;
-  float hist[16];                 // top-p: approximate mass above each cut
+  float hist[kHist];              // top-p: approximate mass above each cut
   double S = 0;                   // the row's whole-vocab mass
 };
 
@@ -201,10 +207,6 @@ struct DrawCtx {
   float t_poss;  // no member has u < t_poss
 };
 
-// Pass B for a top-p row without top-k: also the approximate (float) mass of every entry with
-// u - M >= -kHistD[j], for 16 cut points; only used to choose how many entries to collect.
-constexpr int kHist = 16;
-constexpr float kHistD[kHist] = {0.25f, 0.5f, 1, 1.5f, 2, 2.5f, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24};
 
 // ---------------------------------------------------------------- AVX-512 kernels
 #if GRPO_SAMPLE_X86
