@@ -106,8 +106,7 @@ struct Scratch {
   std::vector<int32_t> sel_idx;   // selection buffer (indices)
   std::vector<float> tmp;         // nth_element workspace
   std::vector<int32_t> list;      // the kept list, sorted by u descending
-  std::vector<int32_t> cand;      // draw candidates (indices)
-  std::vector<uint32_t> cand_x;   // their random bits
+  std::vector<uint32_t> cand_x;   // random bits of the listed entries
   std::vector<uint32_t> rkey, rkey2;  // radix sort
   std::vector<int32_t> perm, perm2;
   float hist[kHist];              // top-p: approximate mass above each cut
@@ -119,9 +118,10 @@ Scratch& scratch() {
   return s;
 }
 
-// ---- Gumbel bound tables: G(x) = -log(-log((x + 0.5) 2^-32)) over buckets of the top 12 bits.
+// ---- Gumbel bound tables: upper bounds of G(x) = -log(-log((x + 0.5) 2^-32)) over buckets of
+// the random bits x, so that u + bound < best key proves an entry cannot win.
 struct GumbelTables {
-  float lo[4096], hi[4096];
+  float hi[4096];  // upper bounds of G over the top 12 bits (scalar lookups)
   // In-register tables for the SIMD scan (a gather is slow): upper bounds over the top 5 bits,
   // and over the next 5 bits inside the top bucket (where G climbs to its maximum, 22.2).
   alignas(64) float hi32[32];
@@ -133,9 +133,7 @@ struct GumbelTables {
     auto up = [](double b) { return static_cast<float>(b + 1e-6 * (1 + std::fabs(b))); };
     hi_max = -kInf;
     for (uint32_t j = 0; j < 4096; ++j) {
-      double a = G(j << 20), b = G((j << 20) | 0xFFFFFu);
-      lo[j] = static_cast<float>(a - 1e-6 * (1 + std::fabs(a)));
-      hi[j] = up(b);
+      hi[j] = up(G((j << 20) | 0xFFFFFu));  // G grows with x: the bucket's last x
       hi_max = std::max(hi_max, hi[j]);
     }
     for (uint32_t j = 0; j < 32; ++j) {
