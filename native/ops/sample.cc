@@ -369,10 +369,23 @@ GRPO_AVX512 inline void mulhilo16(__m512i a, __m512i M, __m512i* hi, __m512i* lo
   *lo = _mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32));
 }
 
-GRPO_AVX512 inline void philox16(__m512i c[4], uint32_t k0, uint32_t k1) {
+// Philox 4x32-10 on 16 lanes whose counters are {c0 (per lane), row, step, 0}: words 1-3 are the
+// same in every lane, so the first round's second product is one scalar multiply.
+// Returns the four output words in x[0..3].
+GRPO_AVX512 inline void philox16(__m512i c0, uint32_t row, uint32_t step, uint32_t k0, uint32_t k1, __m512i x[4]) {
   const __m512i M0 = _mm512_set1_epi64(0xD2511F53u), M1 = _mm512_set1_epi64(0xCD9E8D57u);
-  for (int r = 0; r < 10; ++r) {
-    __m512i hi0, lo0, hi1, lo1;
+  __m512i hi0, lo0, hi1, lo1;
+  // round 1
+  mulhilo16(c0, M0, &hi0, &lo0);
+  const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * step;
+  __m512i c[4];
+  c[0] = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(p1 >> 32) ^ row ^ k0));
+  c[1] = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(p1)));
+  c[2] = _mm512_xor_si512(hi0, _mm512_set1_epi32(static_cast<int32_t>(k1)));  // ^ counter word 3 (0)
+  c[3] = lo0;
+  k0 += 0x9E3779B9u;
+  k1 += 0xBB67AE85u;
+  for (int r = 1; r < 10; ++r) {
     mulhilo16(c[0], M0, &hi0, &lo0);
     mulhilo16(c[2], M1, &hi1, &lo1);
     __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c[1]), _mm512_set1_epi32(static_cast<int32_t>(k0)));
@@ -384,6 +397,7 @@ GRPO_AVX512 inline void philox16(__m512i c[4], uint32_t k0, uint32_t k1) {
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
+  for (int w = 0; w < 4; ++w) x[w] = c[w];
 }
 
 // The bar an entry's u + (upper bound of its Gumbel) must reach to possibly beat `key`.
@@ -399,8 +413,6 @@ GRPO_AVX512 void draw_scan_avx512(const DrawCtx& d, int64_t nb, const Member& me
   const GumbelTables& gt = gtab();
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 vposs = _mm512_set1_ps(d.t_poss), vhimax = _mm512_set1_ps(gt.hi_max);
-  const __m512i vrow = _mm512_set1_epi32(static_cast<int32_t>(d.row_id));
-  const __m512i vstep = _mm512_set1_epi32(static_cast<int32_t>(d.step));
   __m512 vthr = bar16(best.key);
   const __m512 t1a = _mm512_load_ps(gt.hi32), t1b = _mm512_load_ps(gt.hi32 + 16);
   const __m512 t2a = _mm512_load_ps(gt.hi32top), t2b = _mm512_load_ps(gt.hi32top + 16);
@@ -414,8 +426,8 @@ GRPO_AVX512 void draw_scan_avx512(const DrawCtx& d, int64_t nb, const Member& me
     // member: no Philox needed
     if (!_mm512_cmp_ps_mask(_mm512_add_ps(bmax, vhimax), vthr, _CMP_GE_OQ)) continue;
     if (!_mm512_cmp_ps_mask(bmax, vposs, _CMP_GE_OQ)) continue;
-    __m512i c[4] = {_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 16))), vrow, vstep, _mm512_setzero_si512()};
-    philox16(c, d.seed_lo, d.seed_hi);
+    __m512i c[4];
+    philox16(_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(q * 16))), d.row_id, d.step, d.seed_lo, d.seed_hi, c);
     for (int w = 0; w < 4; ++w) {
       const __m512i j1 = _mm512_srli_epi32(c[w], 27);
       __m512 hi = _mm512_permutex2var_ps(t1a, j1, t1b);
@@ -439,9 +451,8 @@ GRPO_AVX512 void list_bits_avx512(const int32_t* list, int64_t n, uint32_t row_i
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 mk = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
     __m512i v = _mm512_maskz_loadu_epi32(mk, list + i);
-    __m512i c[4] = {_mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(v, 6), 4), _mm512_and_si512(v, _mm512_set1_epi32(15))),
-                    _mm512_set1_epi32(static_cast<int32_t>(row_id)), _mm512_set1_epi32(static_cast<int32_t>(step)), _mm512_setzero_si512()};
-    philox16(c, k0, k1);
+    __m512i c[4];
+    philox16(_mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(v, 6), 4), _mm512_and_si512(v, _mm512_set1_epi32(15))), row_id, step, k0, k1, c);
     __m512i w = _mm512_and_si512(_mm512_srli_epi32(v, 4), _mm512_set1_epi32(3));
     __m512i x = c[0];
     x = _mm512_mask_mov_epi32(x, _mm512_cmpeq_epi32_mask(w, _mm512_set1_epi32(1)), c[1]);
