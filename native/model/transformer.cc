@@ -84,9 +84,15 @@ void layernorm_backward(const float* dy, const float* x, const float* mu, const 
   }
 }
 
-// exp(y) for y in [-87, 0] (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~1 ulp),
-// without branches or library calls so the GELU loops vectorise.
+// exp(y) for y <= 0 (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~1 ulp), without
+// branches or library calls so the loops using it vectorise. |y| is clamped to 87 with integer
+// bit operations (non-negative floats order like their bits; a float select would stop GCC
+// vectorising): exp(-87) ~ 1.6e-38 stands in for anything smaller.
 inline float exp_nonpos(float y) {
+  uint32_t yb;
+  std::memcpy(&yb, &y, sizeof yb);
+  yb = std::min(yb & 0x7fffffffu, 0x42ae0000u) | 0x80000000u;  // -min(|y|, 87)
+  std::memcpy(&y, &yb, sizeof y);
   const float n = (y * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
   float r = y - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
@@ -104,12 +110,11 @@ inline float exp_nonpos(float y) {
 }
 
 // tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): absolute error ~1e-7 (all GELU needs).
-// |u| is clamped to 9 (tanh is ±1 in float there) and the sign restored with integer bit
-// operations: a float compare-and-select would stop GCC from vectorising the loops.
+// The sign is restored with integer bit operations (no float select: the loops vectorise).
 inline float tanh_fast(float u) {
   uint32_t ub;
   std::memcpy(&ub, &u, sizeof ub);
-  const uint32_t ab = std::min(ub & 0x7fffffffu, 0x41100000u);  // non-negative floats order like their bits
+  const uint32_t ab = ub & 0x7fffffffu;
   float a;
   std::memcpy(&a, &ab, sizeof a);
   const float e = exp_nonpos(-2.f * a);
@@ -158,11 +163,9 @@ inline void attend(const float* q, const float* K, const float* Vv, int64_t ld, 
     p[s] = dot(q, K + s * ld, hd) * scale;
     mx = std::max(mx, p[s]);
   }
+  for (int64_t s = 0; s < n_ctx; ++s) p[s] = exp_nonpos(p[s] - mx);
   float sum = 0.f;
-  for (int64_t s = 0; s < n_ctx; ++s) {
-    p[s] = std::exp(p[s] - mx);
-    sum += p[s];
-  }
+  for (int64_t s = 0; s < n_ctx; ++s) sum += p[s];
   const float inv = 1.f / sum;
   for (int64_t s = 0; s < n_ctx; ++s) p[s] *= inv;
   for (int64_t j = 0; j < hd; ++j) y[j] = 0.f;
