@@ -714,6 +714,13 @@ bool top_p_simd(const RowCtx& rc, const float* u, int64_t V, float M, float p) {
   return true;
 }
 
+// Pass A on the best kernel this CPU has.
+template <int DT>
+float load_row(const RowCtx& rc, const void* z, int64_t V, float tau, bool greedy, float* u) {
+  return rc.simd ? load_row_avx512<DT>(z, V, tau, greedy, u)
+                 : rc.fast ? load_row_avx2<DT>(z, V, tau, greedy, u) : load_row_scalar<DT>(z, V, tau, greedy, u);
+}
+
 void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   Scratch& s = *rc.s;
   const int64_t V = a.V;
@@ -726,16 +733,15 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   // pass A
   float M;
   const void* z;
+  float* ubuf = s.u.data();
   switch (a.logits.dtype) {
     case DType::BF16:
       z = a.logits.as<uint16_t>() + b * V;
-      M = rc.simd ? load_row_avx512<1>(z, V, tau, greedy, s.u.data())
-              : rc.fast ? load_row_avx2<1>(z, V, tau, greedy, s.u.data()) : load_row_scalar<1>(z, V, tau, greedy, s.u.data());
+      M = load_row<1>(rc, z, V, tau, greedy, ubuf);
       break;
     case DType::F16:
       z = a.logits.as<uint16_t>() + b * V;
-      M = rc.simd ? load_row_avx512<2>(z, V, tau, greedy, s.u.data())
-              : rc.fast ? load_row_avx2<2>(z, V, tau, greedy, s.u.data()) : load_row_scalar<2>(z, V, tau, greedy, s.u.data());
+      M = load_row<2>(rc, z, V, tau, greedy, ubuf);
       break;
     default:
       z = a.logits.as<float>() + b * V;
@@ -743,8 +749,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
         u = static_cast<const float*>(z);  // u == z bit for bit: read the logits in place
         break;
       }
-      M = rc.simd ? load_row_avx512<0>(z, V, tau, greedy, s.u.data())
-              : rc.fast ? load_row_avx2<0>(z, V, tau, greedy, s.u.data()) : load_row_scalar<0>(z, V, tau, greedy, s.u.data());
+      M = load_row<0>(rc, z, V, tau, greedy, ubuf);
       break;
   }
   auto first_of_max = [&]() -> int32_t {
