@@ -251,7 +251,7 @@ test('sample: the generic (scalar) kernel gives the same tokens as the AVX-512 a
       if (seed === 2 || seed === 5) for (let i = 0; i < logits.length; i++) logits[i] = Math.round(logits[i] * 2) / 2; // many ties
       if (seed === 5) for (let i = 0; i < logits.length; i += 3) logits[i] = -Infinity;
       const t = new Float32Array(R), k = new Int32Array(R), p = new Float32Array(R), m = new Float32Array(R);
-      for (let i = 0; i < R; i++) { t[i] = [0, 0.6, 1, 2][i % 4]; k[i] = [0, 1, 40, 1000][(i >> 2) % 4];
+      for (let i = 0; i < R; i++) { t[i] = [0, 0.6, 1, 2][i % 4]; k[i] = [0, 1, 40, 5000][(i >> 2) % 4];
         p[i] = [1, 0.95, 0.5][i % 3]; m[i] = [0, 0.02, 0.3][(i >> 1) % 3]; }
       const res = sampleSync({ logits, vocabSize: V, temperature: t, topK: k, topP: p, minP: m, seed: 77 + seed, step: seed, truncatedLogprobs: true });
       out.push(Array.from(res.tokens), Array.from(res.logp), Array.from(res.truncLogp));

@@ -609,9 +609,6 @@ float select_top(const RowCtx& rc, const float* u, int64_t V, int64_t k) {
   return t;
 }
 
-void sort_list_desc(const float* u, std::vector<int32_t>& list) {
-  std::sort(list.begin(), list.end(), [u](int32_t a, int32_t b) { return u[a] > u[b] || (u[a] == u[b] && a < b); });
-}
 
 // The top-p cut of a list sorted by u descending, whose total mass is S1 (or, when S1 < 0,
 // the sum of the list itself). Returns how many entries to keep (ties with the last included),
@@ -672,6 +669,22 @@ void radix_sort_desc(const float* val, int64_t n, std::vector<uint32_t>& key, st
   }
 }
 
+// Sorts a list of indices (ascending on entry) by u descending, ties by index ascending.
+// Large lists (a big top-k) go through the radix sort: stable, so ties keep index order.
+void sort_list_desc(const float* u, std::vector<int32_t>& list, Scratch& s) {
+  const int64_t n = static_cast<int64_t>(list.size());
+  if (n <= 2048) {
+    std::sort(list.begin(), list.end(), [u](int32_t a, int32_t b) { return u[a] > u[b] || (u[a] == u[b] && a < b); });
+    return;
+  }
+  if (!std::is_sorted(list.begin(), list.end())) std::sort(list.begin(), list.end());
+  if (static_cast<int64_t>(s.tmp.size()) < n) s.tmp.resize(n);
+  for (int64_t i = 0; i < n; ++i) s.tmp[i] = u[list[i]];
+  radix_sort_desc(s.tmp.data(), n, s.rkey, s.rkey2, s.perm, s.perm2);
+  int32_t* sorted = s.perm2.data();  // free after the sort, n long
+  for (int64_t i = 0; i < n; ++i) sorted[i] = list[s.perm[i]];
+  std::copy(sorted, sorted + n, list.begin());
+}
 
 // Top-p without top-k (SIMD): the pass-B histogram picks the smallest cut {u - M >= -d} whose
 // mass surely reaches p*S; those entries are collected with their E, radix-sorted, and the
@@ -808,7 +821,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
   bool have_list = false;
   if (use_k) {
     select_top(rc, u, V, topk);
-    sort_list_desc(u, s.list);
+    sort_list_desc(u, s.list, s);
     have_list = true;
     if (use_p) {
       int64_t keep = top_p_cut(u, s.list, M, topp, -1.0, true, ex);
@@ -824,7 +837,7 @@ void sample_row(const RowCtx& rc, const SampleArgs& a, int64_t b) {
       } else {
         select_top(rc, u, V, C);
       }
-      sort_list_desc(u, s.list);
+      sort_list_desc(u, s.list, s);
       const bool complete = static_cast<int64_t>(s.list.size()) >= V;
       int64_t keep = top_p_cut(u, s.list, M, topp, S, complete, ex);
       if (keep >= 0) {
