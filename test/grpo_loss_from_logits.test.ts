@@ -161,6 +161,27 @@ test(`grpoLossFromLogits: a large vocabulary row (V = 151937) (${ISA})`, () => {
   close(got.gradLogits as Float32Array, want.gradLogits, 1e-4, 1e-6 * maxAbs(want.gradLogits), 'gradLogits');
 });
 
+test(`grpoLossFromLogits: V a multiple of 16 over several blocks (streamed rows), aligned and not (${ISA})`, () => {
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    for (const cfg of [{}, { importanceSamplingLevel: 'sequence' as const }]) {
+      const b = batch(99, 3, 3, 6160);  // 6160 = 3 blocks of 2048 + 16
+      const N = b.S * b.T;
+      const x = dtype === 'float32' ? b.logits : refToHalf(b.logits, dtype);
+      const want = refGrpoLossFromLogits({ z: refWiden(x, dtype), V: b.V, targets: b.targets, advantages: b.advantages, mask: b.mask, oldLogp: b.oldLogp }, cfg);
+      const tol = dtype === 'float32' ? 1e-4 : 1e-2;
+      const wz = maxAbs(want.gradLogits);
+      const opts = { ...cfg, logits: x, dtype, vocabSize: b.V, targets: b.targets, advantages: b.advantages, mask: b.mask, oldLogp: b.oldLogp };
+      for (const offset of [0, 1, 8]) {  // elements: page-aligned rows, then rows off 64-byte lines
+        const buf = dtype === 'float32' ? new Float32Array(N * b.V + 16) : new Uint16Array(N * b.V + 16);
+        const gradLogits = buf.subarray(offset, offset + N * b.V);
+        const got = grpoLossFromLogitsSync({ ...opts, out: { gradLogits } } as GrpoLossFromLogitsOptions);
+        closeScalar(got.loss, want.loss, 1e-5, 1e-7, 'loss');
+        close(refWiden(gradLogits, dtype), want.gradLogits, tol, tol * 1e-2 * wz + 1e-12, `gradLogits (${dtype}, offset ${offset})`);
+      }
+    }
+  }
+});
+
 test('grpoLossFromLogits async equals sync; out buffers are used', async () => {
   const b = batch(77);
   const base: GrpoLossFromLogitsOptions = { logits: b.logits, vocabSize: b.V, targets: b.targets, advantages: b.advantages, mask: b.mask, oldLogp: b.oldLogp, refLogp: b.refLogp, beta: 0.04 };

@@ -1,6 +1,7 @@
-// Vectorised per-row kernels over one row of logits z [V] (spec §1, §7): the row max, the
-// softmax sums, exp into a float row, and the gradient row g·(1[v=y] − p_v)/τ stored as float32,
-// bfloat16 or float16 (optionally with streaming stores). One source (row_kernels_impl.h) is
+// Vectorised per-row kernels over one row of logits z [V] (spec §1, §7): the softmax sums of a
+// row (online max over L1-sized blocks), and the gradient row g·(1[v=y] − p_v)/τ stored as
+// float32, bfloat16 or float16 (optionally with streaming stores), either recomputed from the
+// logits or pipelined with the next row's sums (pipe_step). One source (row_kernels_impl.h) is
 // compiled per ISA (row_kernels_avx512.cc, _avx2.cc, _generic.cc); row_kernels() returns the
 // best table cpu_isa_level() allows (GRPO_CPU_ISA forces a lower one).
 //
@@ -14,7 +15,7 @@
 namespace grpo {
 
 // Softmax sums of one row relative to its max: with d_v = (z_v − zmax)·inv_tau (clamped below
-// at −88, where exp is 0 in float32), s_o = Σ_{v≠y} exp(d_v), w_o = Σ_{v≠y} exp(d_v)·d_v.
+// where exp is 0 in float32: −88 or −110 by ISA, so −inf logits give exactly 0), s_o = Σ_{v≠y} exp(d_v), w_o = Σ_{v≠y} exp(d_v)·d_v.
 struct RowSums {
   double s_o = 0, w_o = 0;
 };
@@ -23,26 +24,28 @@ struct RowStats {
   RowSums sums;
 };
 
+// Block length of the online passes (8 KB of float32: a block stays in L1 between its max and
+// its exp); pipe_step keeps one max per block.
+constexpr int64_t kRowBlock = 2048;
+
 struct RowKernels {
   const char* isa;
-  // max_v z_v (raw logits; −inf entries allowed).
-  float (*row_max)(int dt, const void* row, int64_t V);
   // zmax and the sums in one read of the row (blocked online max: each block of the row is
   // read from memory once, then again from L1).
   RowStats (*stats)(int dt, const void* row, int64_t V, float inv_tau, int64_t y);
-  // e_v = exp(d_v) written to dst (float32, may alias the row when dt is float32); the sums.
-  RowSums (*exp_store)(int dt, const void* row, int64_t V, float zmax, float inv_tau, int64_t y, float* dst);
-  // out_v = e_v·c (v ≠ y), out_y = ty (zero: out_v = 0), out of type dt (the rows' type); nt:
-  // streaming stores. In the same loop it takes the max of `next`, the next row of logits
-  // (type dt, length V; null: none), and returns it (−inf without `next`): that row streams in
-  // from memory while this one streams out.
-  float (*scale_store)(int dt, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt, bool zero,
-                       const void* next);
   // out_v = exp(d_v)·c (v ≠ y), out_y = ty from the row (may alias out); nt: streaming stores.
   void (*exp_scale_store)(int dt, const void* row, int64_t V, float zmax, float inv_tau, float c, int64_t y,
                           float ty, void* out, bool nt);
   // out_v = 0.
   void (*zero_row)(int dt, void* out, int64_t V, bool nt);
+  // One step of the pipelined one-pass gradient (see pipe_t in row_kernels_impl.h): the online
+  // stats of row `cur` (null: none) with e_v stored into e_cur (float, may alias cur for float32)
+  // relative to the running max of its block of kRowBlock entries, recorded in bmax; and, in the
+  // same block loop, the previous row's gradient out_prev = e_prev·fac[block], entry y_prev =
+  // ty_prev (zero_prev: all 0), of type dt, streamed when nt (and out_prev is aligned).
+  RowStats (*pipe_step)(int dt, const void* cur, int64_t V, float inv_tau, int64_t y, float* e_cur, float* bmax,
+                        const float* e_prev, const float* fac, int64_t y_prev, float ty_prev, void* out_prev, bool nt,
+                        bool zero_prev);
   // Orders this thread's streaming stores before what follows (sfence on x86).
   void (*store_fence)();
 };

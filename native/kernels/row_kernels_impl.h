@@ -240,23 +240,20 @@ GRPO_AI bool can_stream(int dt, const void* out) {
 
 // ---- the kernels ------------------------------------------------------------------------------
 
-template <int DT> float row_max_t(const void* row, int64_t V) {
-  vf m0 = splat(-__builtin_inff()), m1 = m0, m2 = m0, m3 = m0;
-  int64_t i = 0;
-  for (; i + 4 * W <= V; i += 4 * W) {  // four chains: max has latency, not throughput, limits
-    m0 = vmax(m0, load<DT>(row, i));
-    m1 = vmax(m1, load<DT>(row, i + W));
-    m2 = vmax(m2, load<DT>(row, i + 2 * W));
-    m3 = vmax(m3, load<DT>(row, i + 3 * W));
-  }
-  for (; i + W <= V; i += W) m0 = vmax(m0, load<DT>(row, i));
-  if (i < V) m1 = vmax(m1, load_part<DT>(row, i, V - i));
-  return hmax(vmax(vmax(m0, m1), vmax(m2, m3)));
-}
-
 // Sums of exp(d)/exp(d)·d over [b, e) of the row (float lanes; a block is short enough that
 // float partial sums keep ~1e-7 relative), optionally storing e_v into dst.
-constexpr int64_t kBlock = 2048;  // elements per online block: 8 KB of float32, stays in L1
+constexpr int64_t kBlock = kRowBlock;
+
+// v with lane y − at set to ty when the target y falls in the vector starting at `at`.
+GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
+  if (static_cast<uint64_t>(y - at) < static_cast<uint64_t>(W)) {
+    vi hit = lane_ids() == static_cast<int32_t>(y - at);
+    v = hit ? splat(ty) : v;
+  }
+  return v;
+}
+
+
 
 // PF: prefetch the next block while exponentiating this one, so the next block max reads
 // cache, not memory (the exp work hides the memory latency).
@@ -296,35 +293,56 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
   w += w1;
 }
 
-template <int DT> RowStats stats_t(const void* row, int64_t V, float inv, int64_t y) {
+// The online pass over row `cur` (null: none), block by block: block max (from memory), running
+// max M and the sums rescaled to it, exp of the block from L1 (stored into e_cur relative to the
+// block's running max, bmax[blk] = that max, when STORE), while the next block is prefetched.
+// In the same block loop the previous row is finished: out_prev = e_prev·fac[blk] with the target
+// entry y_prev set to ty_prev (zero_prev: all zero), streamed when NT. So a worker's DRAM reads
+// (row n+1) and writes (row n) and its exp work all overlap.
+template <int DT, bool STORE, bool NT>
+RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, float* bmax, const float* e_prev,
+                const float* fac, int64_t y_prev, float ty_prev, void* out_prev, bool zero_prev) {
   RowStats st;
   float M = -__builtin_inff();
   double S = 0, Wd = 0;
-  for (int64_t b = 0; b < V; b += kBlock) {
+  for (int64_t b = 0, blk = 0; b < V; b += kBlock, ++blk) {
     int64_t e = b + kBlock < V ? b + kBlock : V;
-    // Block max: the block comes from memory once; the exp pass below reads it from L1.
-    vf m0 = splat(-__builtin_inff()), m1 = m0;
-    int64_t i = b;
-    for (; i + 2 * W <= e; i += 2 * W) {
-      m0 = vmax(m0, load<DT>(row, i));
-      m1 = vmax(m1, load<DT>(row, i + W));
-    }
-    for (; i + W <= e; i += W) m0 = vmax(m0, load<DT>(row, i));
-    if (i < e) m1 = vmax(m1, load_part<DT>(row, i, e - i));
-    float bm = hmax(vmax(m0, m1));
-    if (bm > M) {
-      if (S != 0 || Wd != 0) {  // rescale the sums so far to the new max: d' = d + δ
-        double delta = (static_cast<double>(M) - bm) * inv;
-        double sc = std::exp(delta);
-        Wd = sc * (Wd + delta * S);
-        S *= sc;
+    if (cur) {
+      // Block max: the block comes from memory once; the exp pass below reads it from L1.
+      vf m0 = splat(-__builtin_inff()), m1 = m0;
+      int64_t i = b;
+      for (; i + 2 * W <= e; i += 2 * W) {
+        m0 = vmax(m0, load<DT>(cur, i));
+        m1 = vmax(m1, load<DT>(cur, i + W));
       }
-      M = bm;
+      for (; i + W <= e; i += W) m0 = vmax(m0, load<DT>(cur, i));
+      if (i < e) m1 = vmax(m1, load_part<DT>(cur, i, e - i));
+      float bm = hmax(vmax(m0, m1));
+      if (bm > M) {
+        if (S != 0 || Wd != 0) {  // rescale the sums so far to the new max: d' = d + δ
+          double delta = (static_cast<double>(M) - bm) * inv;
+          double sc = std::exp(delta);
+          Wd = sc * (Wd + delta * S);
+          S *= sc;
+        }
+        M = bm;
+      }
+      if (STORE) bmax[blk] = M;
+      vf s = vf{}, w = vf{};
+      exp_block<DT, STORE, true>(cur, b, e, V, M, inv, y, e_cur, s, w);
+      S += hsum(s);
+      Wd += hsum(w);
     }
-    vf s = vf{}, w = vf{};
-    exp_block<DT, false, true>(row, b, e, V, M, inv, y, nullptr, s, w);
-    S += hsum(s);
-    Wd += hsum(w);
+    if (e_prev) {
+      const vf vc = splat(zero_prev ? 0.0f : fac[blk]);
+      const float ty = zero_prev ? 0.0f : ty_prev;
+      auto val = [&](vf ev, int64_t at) __attribute__((always_inline)) {
+        return zero_prev ? vf{} : fix_target(ev * vc, at, y_prev, ty);
+      };
+      int64_t i = b;
+      for (; i + W <= e; i += W) store<DT, NT>(out_prev, i, val(load<0>(e_prev, i), i));
+      if (i < e) store_part<DT>(out_prev, i, e - i, val(load_part<0>(e_prev, i, e - i), i));
+    }
   }
   st.zmax = M;
   st.sums.s_o = S;
@@ -332,16 +350,8 @@ template <int DT> RowStats stats_t(const void* row, int64_t V, float inv, int64_
   return st;
 }
 
-template <int DT> RowSums exp_store_t(const void* row, int64_t V, float zmax, float inv, int64_t y, float* dst) {
-  RowSums r;
-  for (int64_t b = 0; b < V; b += kBlock) {
-    int64_t e = b + kBlock < V ? b + kBlock : V;
-    vf s = vf{}, w = vf{};
-    exp_block<DT, true, false>(row, b, e, V, zmax, inv, y, dst, s, w);
-    r.s_o += hsum(s);
-    r.w_o += hsum(w);
-  }
-  return r;
+template <int DT> RowStats stats_t(const void* row, int64_t V, float inv, int64_t y) {
+  return pipe_t<DT, false, false>(row, V, inv, y, nullptr, nullptr, nullptr, nullptr, 0, 0.0f, nullptr, false);
 }
 
 // Runs f(i) over full vectors [h, ...) and fpart(i, n) over the head [0, h) and the tail.
@@ -354,52 +364,6 @@ template <class F, class FP> GRPO_AI void over_row(int64_t V, int64_t h, F&& f, 
   }
   for (; i + W <= V; i += W) f(i);
   if (i < V) fpart(i, V - i);
-}
-
-GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
-  if (static_cast<uint64_t>(y - at) < static_cast<uint64_t>(W)) {
-    vi hit = lane_ids() == static_cast<int32_t>(y - at);
-    v = hit ? splat(ty) : v;
-  }
-  return v;
-}
-
-// out = e·c with the target fixed (zero: out = 0), and, in the same loop, the max of the next
-// row `next` (null: none): the next row streams in from memory while this one streams out.
-template <int DTO, bool NT>
-float scale_store_t(const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool zero, const void* next) {
-  const vf vc = splat(zero ? 0.0f : c);
-  if (zero) ty = 0.0f;
-  const int64_t h = stream_head<DTO>(out, V, NT);
-  auto val = [&](vf ev, int64_t i) __attribute__((always_inline)) { return zero ? vf{} : fix_target(ev * vc, i, y, ty); };
-  vf m0 = splat(-__builtin_inff()), m1 = m0;
-  if (h > 0) {
-    store_part<DTO>(out, 0, h, val(load_part<0>(e, 0, h), 0));
-    if (next) m0 = load_part<DTO>(next, 0, h);
-  }
-  int64_t i = h;
-  if (next) {
-    for (; i + 2 * W <= V; i += 2 * W) {
-      store<DTO, NT>(out, i, val(load<0>(e, i), i));
-      store<DTO, NT>(out, i + W, val(load<0>(e, i + W), i + W));
-      m0 = vmax(m0, load<DTO>(next, i));
-      m1 = vmax(m1, load<DTO>(next, i + W));
-    }
-  } else {
-    for (; i + 2 * W <= V; i += 2 * W) {
-      store<DTO, NT>(out, i, val(load<0>(e, i), i));
-      store<DTO, NT>(out, i + W, val(load<0>(e, i + W), i + W));
-    }
-  }
-  for (; i + W <= V; i += W) {
-    store<DTO, NT>(out, i, val(load<0>(e, i), i));
-    if (next) m0 = vmax(m0, load<DTO>(next, i));
-  }
-  if (i < V) {
-    store_part<DTO>(out, i, V - i, val(load_part<0>(e, i, V - i), i));
-    if (next) m1 = vmax(m1, load_part<DTO>(next, i, V - i));
-  }
-  return hmax(vmax(m0, m1));
 }
 
 template <int DT, bool NT>
@@ -421,23 +385,8 @@ template <int DT, bool NT> void zero_row_t(void* out, int64_t V) {
 
 // ---- dtype / streaming dispatch (once per row) ------------------------------------------------
 
-float row_max(int dt, const void* row, int64_t V) {
-  return dt == 0 ? row_max_t<0>(row, V) : dt == 1 ? row_max_t<1>(row, V) : row_max_t<2>(row, V);
-}
 RowStats stats(int dt, const void* row, int64_t V, float inv, int64_t y) {
   return dt == 0 ? stats_t<0>(row, V, inv, y) : dt == 1 ? stats_t<1>(row, V, inv, y) : stats_t<2>(row, V, inv, y);
-}
-RowSums exp_store(int dt, const void* row, int64_t V, float zmax, float inv, int64_t y, float* dst) {
-  return dt == 0 ? exp_store_t<0>(row, V, zmax, inv, y, dst)
-         : dt == 1 ? exp_store_t<1>(row, V, zmax, inv, y, dst)
-                   : exp_store_t<2>(row, V, zmax, inv, y, dst);
-}
-float scale_store(int dt, const float* e, int64_t V, float c, int64_t y, float ty, void* out, bool nt, bool zero,
-                  const void* next) {
-  nt = nt && can_stream(dt, out);
-  if (dt == 0) return nt ? scale_store_t<0, true>(e, V, c, y, ty, out, zero, next) : scale_store_t<0, false>(e, V, c, y, ty, out, zero, next);
-  if (dt == 1) return nt ? scale_store_t<1, true>(e, V, c, y, ty, out, zero, next) : scale_store_t<1, false>(e, V, c, y, ty, out, zero, next);
-  return nt ? scale_store_t<2, true>(e, V, c, y, ty, out, zero, next) : scale_store_t<2, false>(e, V, c, y, ty, out, zero, next);
 }
 void exp_scale_store(int dt, const void* row, int64_t V, float zmax, float inv, float c, int64_t y, float ty, void* out,
                      bool nt) {
@@ -452,13 +401,29 @@ void zero_row(int dt, void* out, int64_t V, bool nt) {
   else if (dt == 1) nt ? zero_row_t<1, true>(out, V) : zero_row_t<1, false>(out, V);
   else nt ? zero_row_t<2, true>(out, V) : zero_row_t<2, false>(out, V);
 }
+RowStats pipe_step(int dt, const void* cur, int64_t V, float inv, int64_t y, float* e_cur, float* bmax,
+                   const float* e_prev, const float* fac, int64_t y_prev, float ty_prev, void* out_prev, bool nt,
+                   bool zero_prev) {
+  // Streaming needs every block of the output row aligned: rows whose start is not (V not a
+  // multiple of 16) use ordinary stores.
+  nt = nt && out_prev && reinterpret_cast<uintptr_t>(out_prev) % (dt == 0 ? 64 : 32) == 0;
+#define GRPO_PIPE(D)                                                                                          \
+  if (!cur) return nt ? pipe_t<D, false, true>(cur, V, inv, y, e_cur, bmax, e_prev, fac, y_prev, ty_prev, out_prev, zero_prev) \
+                      : pipe_t<D, false, false>(cur, V, inv, y, e_cur, bmax, e_prev, fac, y_prev, ty_prev, out_prev, zero_prev); \
+  return nt ? pipe_t<D, true, true>(cur, V, inv, y, e_cur, bmax, e_prev, fac, y_prev, ty_prev, out_prev, zero_prev)          \
+            : pipe_t<D, true, false>(cur, V, inv, y, e_cur, bmax, e_prev, fac, y_prev, ty_prev, out_prev, zero_prev);
+  if (dt == 0) { GRPO_PIPE(0) }
+  if (dt == 1) { GRPO_PIPE(1) }
+  GRPO_PIPE(2)
+#undef GRPO_PIPE
+}
 void store_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
 #endif
 }
 
-const RowKernels kTable = {GRPO_ROWK_ISA, row_max, stats, exp_store, scale_store, exp_scale_store, zero_row, store_fence};
+const RowKernels kTable = {GRPO_ROWK_ISA, stats, exp_scale_store, zero_row, pipe_step, store_fence};
 
 }  // namespace GRPO_ROWK_NS
 }  // namespace grpo

@@ -5,10 +5,12 @@
 // Memory traffic is the cost (N·V is ~1 GB at N=2048, V=151936), so rows are visited as few
 // times as possible:
 // - one pass (token-level ratio, no top-entropy selection, gradient wanted): g_n depends only on
-//   row n and O(N) batch constants (mask counts), so each row is read from memory once (max),
-//   exponentiated once into an L2-resident float row (over the logits themselves when in place
-//   and float32; else a per-thread scratch row reused across rows and calls), ℓ/H/g_n finished,
-//   and scaled in cache into the output (streaming stores for a separate buffer).
+//   row n and O(N) batch constants (mask counts), so each row is read from memory once: block
+//   by block, max (memory), exp (L1) stored as e relative to the block's running max (over the
+//   logits themselves when in place and float32, else a per-thread float row reused across rows
+//   and calls); then ℓ, H, g_n and one factor per block; and, in the same block loop as the next
+//   row's read, the gradient e·factor is written out (streaming stores for a separate buffer).
+//   A worker's reads, writes and exp work overlap.
 // - two passes (sequence level, top-entropy selection): g needs every row's ℓ/H first. Pass A
 //   reads each row once (blocked online max) for ℓ, H, zmax and Σexp; grpo_loss_cpu gives g;
 //   pass B reads the row again, exponentiates and streams the gradient out.
@@ -21,6 +23,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "../common/formulas.h"
@@ -40,23 +43,52 @@ float load_logit(const void* p, DType dt, int64_t i) {
   }
 }
 
-// A float row per thread for e_v = exp(d_v), allocated once and reused (608 KB at V=151936:
-// it lives in the core's L2 next to the row being processed).
-float* scratch_row(int64_t V) {
-  struct Buf {
-    float* p = nullptr;
-    int64_t cap = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf b;
-  if (b.cap < V) {
-    std::free(b.p);
-    size_t bytes = (static_cast<size_t>(V) * 4 + 63) / 64 * 64;
-    b.p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!b.p) throw std::bad_alloc();
-    b.cap = V;
+// Per-thread buffers of the pipelined one-pass gradient, allocated once and reused across rows
+// and calls: two float rows for e_v (this row's and the previous row's; 608 KB each at
+// V = 151936, not needed when e overwrites float32 logits in place), and per row block its
+// running max and its gradient factor.
+struct PipeBuffers {
+  float* e[2] = {nullptr, nullptr};
+  float* bmax[2] = {nullptr, nullptr};
+  float* fac[2] = {nullptr, nullptr};
+  int64_t cap_v = 0, cap_b = 0;
+  ~PipeBuffers() {
+    for (int k = 0; k < 2; ++k) {
+      std::free(e[k]);
+      std::free(bmax[k]);
+      std::free(fac[k]);
+    }
   }
-  return b.p;
+};
+float* alloc_floats(int64_t n) {
+  size_t bytes = (static_cast<size_t>(n) * 4 + 63) / 64 * 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+PipeBuffers& pipe_buffers(int64_t V, int64_t nblk) {
+  thread_local PipeBuffers b;
+  if (b.cap_v < V) {
+    for (int k = 0; k < 2; ++k) {
+      std::free(b.e[k]);
+      b.e[k] = nullptr;
+    }
+    for (int k = 0; k < 2; ++k) b.e[k] = alloc_floats(V);
+    b.cap_v = V;
+  }
+  if (b.cap_b < nblk || !b.bmax[0]) {
+    for (int k = 0; k < 2; ++k) {
+      std::free(b.bmax[k]);
+      std::free(b.fac[k]);
+      b.bmax[k] = b.fac[k] = nullptr;
+    }
+    for (int k = 0; k < 2; ++k) {
+      b.bmax[k] = alloc_floats(nblk);
+      b.fac[k] = alloc_floats(nblk);
+    }
+    b.cap_b = nblk;
+  }
+  return b;
 }
 
 // Calls body(n) for every row, rows handed out dynamically (masked rows are cheaper, so a
@@ -123,25 +155,35 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
       n_seq[i] = static_cast<double>(c);
       n_batch += static_cast<double>(c);
     }
-    // Each worker takes a contiguous range of rows and pipelines them: the scale pass of row n
-    // (reading cache, streaming out) also takes the max of row n+1 (streaming in from memory).
+    // Each worker takes a contiguous range of rows and pipelines them: one block loop reads and
+    // exponentiates row n (online max, e stored per block) while it writes row n−1's gradient.
+    const int64_t nblk = (V + kRowBlock - 1) / kRowBlock;
+    const bool e_in_place = dtype == DType::F32 && inplace;
     const int64_t min_rows = V >= 65536 ? 1 : 65536 / V;
     parallel_for(N, [&](int64_t b, int64_t e, int) {
-      float zmax_next = k.row_max(dt, in + b * row_bytes, V);
-      for (int64_t n = b; n < e; ++n) {  // row n of the logits
-        const void* row = in + n * row_bytes;
-        void* orow = out + n * row_bytes;
-        const void* next = n + 1 < e ? in + (n + 1) * row_bytes : nullptr;
-        const int64_t y = a.targets[n];
-        const float z_y = load_logit(row, dtype, y);  // before an in-place pass overwrites it
-        const float zmax = zmax_next;
-        float* ev = (dtype == DType::F32 && inplace) ? static_cast<float*>(orow) : scratch_row(V);
-        RowSums sums = k.exp_store(dt, row, V, zmax, inv, y, ev);
-        RowResult r = finish_row(z_y, zmax, inv_d, sums);
+      PipeBuffers& pb = pipe_buffers(e_in_place ? 0 : V, nblk);
+      int cur = 0;
+      const float* e_prev = nullptr;
+      const float* fac_prev = nullptr;
+      void* out_prev = nullptr;
+      int64_t y_prev = 0;
+      float ty_prev = 0;
+      bool zero_prev = false;
+      for (int64_t n = b; n <= e; ++n) {  // row n of the logits; n == e only finishes row e−1
+        const bool has = n < e;
+        const void* row = has ? in + n * row_bytes : nullptr;
+        void* orow = has ? out + n * row_bytes : nullptr;
+        const int64_t y = has ? a.targets[n] : 0;
+        const float z_y = has ? load_logit(row, dtype, y) : 0.0f;  // before e overwrites it
+        float* ev = !has ? nullptr : e_in_place ? static_cast<float*>(orow) : pb.e[cur];
+        RowStats st = k.pipe_step(dt, row, V, inv, y, ev, pb.bmax[cur], e_prev, fac_prev, y_prev, ty_prev, out_prev,
+                                  !inplace, zero_prev);
+        if (!has) break;
+        RowResult r = finish_row(z_y, st.zmax, inv_d, st.sums);
         const float lp = static_cast<float>(r.logp);
         a.logp[n] = lp;
         a.entropy[n] = static_cast<float>(r.entropy);
-        float c = 0, ty = 0;
+        double c = 0, ty = 0;
         if (a.mask[n]) {
           // g_n = a_n·(∂P/∂ρ·ρ + ∂P/∂ℓ + β·∂D/∂ℓ), from the float32 ℓ grpo_loss_cpu will see.
           const int64_t i = n / T;
@@ -151,12 +193,20 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
           double g = pv.dP_drho * rho + pv.dP_dlogp;
           if (o.beta != 0) g += o.beta * kl_estimate(l, a.ref_logp[n], o.kl_estimator, o.clamp_log_ratio).grad;
           g *= aggregation_weight(o, n_seq[i], n_batch, S, T);
-          c = static_cast<float>(-g * inv_d / r.s);
-          ty = static_cast<float>(g * inv_d * r.one_minus_py);
+          c = -g * inv_d / r.s;
+          ty = g * inv_d * r.one_minus_py;
         }
-        // Scale in cache (masked rows: zeros); a separate output is streamed (no
-        // read-for-ownership of its lines).
-        zmax_next = k.scale_store(dt, ev, V, c, y, ty, orow, !inplace, !a.mask[n], next);
+        // e of block j was taken relative to that block's running max bmax[j]; rebase to zmax.
+        float* fac = pb.fac[cur];
+        for (int64_t j = 0; j < nblk; ++j)
+          fac[j] = static_cast<float>(c * std::exp((static_cast<double>(pb.bmax[cur][j]) - st.zmax) * inv_d));
+        e_prev = ev;
+        fac_prev = fac;
+        out_prev = orow;
+        y_prev = y;
+        ty_prev = static_cast<float>(ty);
+        zero_prev = !a.mask[n];
+        cur ^= 1;
       }
       k.store_fence();
     }, min_rows);
