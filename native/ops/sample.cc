@@ -558,6 +558,16 @@ struct RowCtx {
   Scratch* s;
 };
 
+int64_t select_append_scalar(const float* u, int64_t b, int64_t e, float t, float* val, int32_t* idx, int64_t n) {
+  for (int64_t v = b; v < e; ++v)
+    if (u[v] >= t) {
+      val[n] = u[v];
+      idx[n] = static_cast<int32_t>(v);
+      ++n;
+    }
+  return n;
+}
+
 // All entries with u >= T_k (the k-th largest) into s.list (unsorted, indices); returns T_k.
 float select_top(const RowCtx& rc, const float* u, int64_t V, int64_t k) {
   Scratch& s = *rc.s;
@@ -572,6 +582,24 @@ float select_top(const RowCtx& rc, const float* u, int64_t V, int64_t k) {
   int32_t* idx = s.sel_idx.data();
   float t = -kInf;
   int64_t n = 0;
+  // A first threshold from a strided sample of 512 values: its j-th largest (j chosen so that
+  // ~4 max(k, 128) entries of V are expected above it). Any t with at least k entries >= t is a
+  // valid start (T_k >= t); if fewer than k pass, start over from -inf.
+  if (k * 16 <= V && V >= 4096) {
+    constexpr int64_t kS = 512;
+    for (int64_t i = 0; i < kS; ++i) s.tmp[i] = u[i * V / kS];
+    const int64_t j = std::min<int64_t>(kS, std::max<int64_t>(4, (4 * std::max<int64_t>(k, 128) * kS + V - 1) / V));
+    std::nth_element(s.tmp.data(), s.tmp.data() + (j - 1), s.tmp.data() + kS, std::greater<float>());
+    const float t0 = s.tmp[j - 1];
+    const int64_t limit = 16 * std::max<int64_t>(k, 128);  // far more than expected: give up
+    int64_t m = 0;
+    for (int64_t b = 0; b < V && m <= limit; b += 1024)
+      m = rc.simd ? select_append_avx512(u, b, std::min(V, b + 1024), t0, val, idx, m) : select_append_scalar(u, b, std::min(V, b + 1024), t0, val, idx, m);
+    if (m >= k && m <= limit) {
+      n = m;
+      t = t0;
+    }
+  }
   // k-th largest of the buffer becomes the running threshold; compaction keeps >= it.
   auto compact = [&]() {
     std::copy(val, val + n, s.tmp.data());
@@ -587,18 +615,9 @@ float select_top(const RowCtx& rc, const float* u, int64_t V, int64_t k) {
     n = m;
   };
   const int64_t step = 1024;
-  for (int64_t b = 0; b < V; b += step) {
+  for (int64_t b = t == -kInf ? 0 : V; b < V; b += step) {
     int64_t e = std::min(V, b + step);
-    if (rc.simd) {
-      n = select_append_avx512(u, b, e, t, val, idx, n);
-    } else {
-      for (int64_t v = b; v < e; ++v)
-        if (u[v] >= t) {
-          val[n] = u[v];
-          idx[n] = static_cast<int32_t>(v);
-          ++n;
-        }
-    }
+    n = rc.simd ? select_append_avx512(u, b, e, t, val, idx, n) : select_append_scalar(u, b, e, t, val, idx, n);
     if (n >= cap - step && n >= k) {
       compact();
       if (n > cap / 2) cap = std::min<int64_t>(2 * cap, V + 16);  // many ties: grow
