@@ -46,9 +46,11 @@
 //   float32 logits at τ = 1 (or greedy) with no NaN are used in place (u == z): no copy.
 // - pass B: S = Σ E(u - M) with a SIMD E (the same fmaf sequence as the scalar E), double
 //   accumulators.
-// - top-k: one SIMD pass keeping a candidate buffer of entries >= a running threshold; when the
-//   buffer fills, nth_element finds the k-th largest of it, which becomes the new threshold (a
-//   lower bound of T_k, so nothing >= T_k is ever dropped). No sort of V; the ~k kept are sorted.
+// - top-k: a first threshold from a strided sample of 512 values (expected ~4·max(k, 128)
+//   entries above it), one SIMD pass collecting the entries >= it, nth_element on those. Any
+//   threshold with at least k entries above it is a lower bound of T_k, so nothing is dropped;
+//   if the sample was unlucky, a running threshold takes over (a buffer of entries >= it; when
+//   full, its k-th largest becomes the new threshold). No sort of V; only the kept are sorted.
 // - top-p without top-k: pass B also sums (in float, approximately) the mass above 16 cut points
 //   u - M >= -d; the smallest cut whose mass surely reaches p·S is collected with its E values,
 //   radix-sorted (stable, by u descending) and cut exactly as in step 2 (same E values, same
