@@ -3,12 +3,10 @@
 // (not a test; the full suite is bench/run.js). Median of REPS runs per case, wall ms.
 // Usage (from the repo root): node --import tsx bench/sample_quick.js [R] [V] [reps] [scale]
 // GRPO_KERNELS_ADDON picks a build, GRPO_CPU_ISA a lower ISA, GRPO_NUM_THREADS the threads.
-// With BASELINE=1 it also times bench/sample_sort_baseline.cc (a C++ transcription of vLLM's
-// sort-based top-k/top-p fallback, the torch path) on the same logits, if g++ is present.
-const { execFileSync } = require('child_process');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
+// CASE=<prefix> runs only the cases whose name starts with it. The torch peer (vLLM's sort-based
+// top-k/top-p fallback) is bench/peers/torch_peers.py, e.g.
+//   python3 bench/peers/torch_peers.py '{"kernel":"sample","impl":"torch_vllm","params":
+//     {"R":64,"V":151936,"temperature":1,"topK":50,"topP":0.9,"scale":3}}'
 const lib = require('../lib');
 
 const R = +(process.argv[2] || 64), V = +(process.argv[3] || 151936), REPS = +(process.argv[4] || 15);
@@ -57,18 +55,4 @@ for (const [name, o] of cases.filter(([n]) => !process.env.CASE || n.startsWith(
   const gbs = (R * V * 4) / (results[name] * 1e6);
   // CPU ms (all threads): on a shared machine it shows the kernel's own cost
   console.log(`  ${name.padEnd(24)} ${results[name].toFixed(2).padStart(8)} ms wall  ${median(c).toFixed(1).padStart(8)} ms cpu  (${gbs.toFixed(1)} GB/s of logits)`);
-}
-
-if (process.env.BASELINE) {
-  const src = path.join(__dirname, 'sample_sort_baseline.cc');
-  const exe = path.join(os.tmpdir(), 'grpo_sample_sort_baseline');
-  execFileSync('g++', ['-O3', '-march=native', '-fopenmp', '-o', exe, src]);
-  const bin = path.join(os.tmpdir(), 'grpo_sample_logits.f32');
-  fs.writeFileSync(bin, Buffer.from(logits.buffer));
-  const res = execFileSync(exe, [bin, String(R), String(V), '50', '0.9', String(Math.max(3, Math.min(REPS, 7)))], {
-    env: { ...process.env, OMP_NUM_THREADS: String(lib.numThreads()) },
-  }).toString().trim();
-  const ms = +res;
-  const ours = results['top-k 50 + top-p 0.9'];
-  console.log(`  sort baseline (vLLM fallback in C++), top-k 50 + top-p 0.9: ${ms.toFixed(1)} ms -> ours is ${(ms / ours).toFixed(0)}x faster`);
 }
