@@ -53,8 +53,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_MODEL, name: 'dFF', type: 'int', default: 256, help: 'feed-forward size' },
   { section: S_MODEL, name: 'maxSeqLen', type: 'int', default: 32, help: 'longest prompt + completion in tokens' },
   // grpo
-  { section: S_GRPO, name: 'maxSteps', type: 'int', default: 60, help: 'GRPO steps (each: generate, score, μ updates)' },
-  { section: S_GRPO, name: 'batchSize', type: 'int', default: 16, help: 'B: prompts per step (S = B·G sequences)' },
+  { section: S_GRPO, name: 'maxSteps', type: 'int', default: 300, help: 'GRPO steps (each: generate, score, μ updates)' },
+  { section: S_GRPO, name: 'batchSize', type: 'int', default: 32, help: 'B: prompts per step (S = B·G sequences)' },
   { section: S_GRPO, name: 'numGenerations', type: 'int', default: 8, help: 'G: completions per prompt (the group)' },
   { section: S_GRPO, name: 'numIterations', type: 'int', default: 1, help: 'μ: optimisation iterations per generated batch (old log-probs kept from generation)' },
   { section: S_GRPO, name: 'beta', type: 'number', default: 0.0, help: 'KL weight β; 0 = no reference model at all' },
@@ -101,17 +101,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_OPT, name: 'maxGradNorm', type: 'number', default: 1.0, help: 'global gradient-norm clip (0 = off)' },
   { section: S_OPT, name: 'gradientAccumulationSteps', type: 'int', default: 1, help: 'micro-batches per optimiser update' },
   // logging and eval during training
-  { section: S_EVAL, name: 'evalSteps', type: 'int', default: 10, help: 'evaluate on the held-out split every N steps (0 = only at the end)' },
-  { section: S_EVAL, name: 'evalLimit', type: 'int', default: 100, help: 'held-out prompts per evaluation' },
+  { section: S_EVAL, name: 'evalSteps', type: 'int', default: 25, help: 'evaluate on the held-out split every N steps (0 = only at the end)' },
+  { section: S_EVAL, name: 'evalLimit', type: 'int', default: 200, help: 'held-out prompts per evaluation' },
   { section: S_EVAL, name: 'evalK', type: 'int', default: 8, help: 'samples per prompt (pass@k, maj@k)' },
   { section: S_EVAL, name: 'evalTemperature', type: 'number', default: undefined, help: 'sampling temperature for evaluation (default: temperature)' },
-  { section: S_EVAL, name: 'saveSteps', type: 'int', default: 20, help: 'checkpoint every N steps (0 = only at the end)' },
+  { section: S_EVAL, name: 'saveSteps', type: 'int', default: 100, help: 'checkpoint every N steps (0 = only at the end)' },
   { section: S_EVAL, name: 'saveTotalLimit', type: 'int', default: 2, help: 'checkpoints kept (older ones are deleted)' },
   { section: S_EVAL, name: 'checkpoint', type: 'string', default: undefined, help: 'grpo eval: checkpoint directory (default: latest in outputDir)' },
   // sft
-  { section: S_SFT, name: 'sftSteps', type: 'int', default: 300, help: 'supervised steps' },
+  { section: S_SFT, name: 'sftSteps', type: 'int', default: 650, help: 'supervised steps' },
   { section: S_SFT, name: 'sftBatchSize', type: 'int', default: 32, help: 'examples per supervised step' },
-  { section: S_SFT, name: 'sftLearningRate', type: 'number', default: 3e-3, help: 'supervised peak learning rate' },
+  { section: S_SFT, name: 'sftLearningRate', type: 'number', default: 3e-3, help: 'supervised learning rate (constant after the warm-up)' },
   { section: S_SFT, name: 'sftExamples', type: 'int', default: 0, help: 'train only on the first N training examples (0 = all): a partial warm start' },
 ];
 
