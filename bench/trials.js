@@ -72,7 +72,7 @@ function trials({ quick }) {
       const p = { S, T, V, dtype, temperature: 1 };
       add('loss', 'ours', { ...p, mode: 'separate' }, { reps: 7 });
       add('loss', 'ours', { ...p, mode: 'inplace' }, { reps: 7 });
-      add('loss', 'simple', { ...p, mode: 'separate' }, { reps: big ? 2 : 3 });
+      add('loss', 'simple', { ...p, mode: 'separate' }, big ? { reps: 2, warmup: 0 } : { reps: 3 });  // 15-50 s a call at N = 2048
       add('loss', 'torch_trl', p, { reps: big ? 3 : 5 });
       add('loss', 'torch_tuned', p, { reps: 3 });
     }
@@ -82,7 +82,7 @@ function trials({ quick }) {
     for (const N of quick ? [256] : [256, 2048]) {
       const p = { N, S: N / 128, V, dtype, temperature: 1 };
       add('logprobs', 'ours', p, { reps: 7 });
-      add('logprobs', 'simple', p, { reps: N >= 2048 ? 2 : 3 });
+      add('logprobs', 'simple', p, N >= 2048 ? { reps: 2, warmup: 0 } : { reps: 3 });
       add('logprobs', 'torch_trl', p, { reps: 3 });
     }
   }

@@ -239,7 +239,7 @@ def loss_tuned():
     mflat = mask.reshape(-1)
     best = None
     for form in P.get("forms", ["softmax", "exp"]):
-        for chunk in P.get("chunks", [8, 32, 128]):
+        for chunk in P.get("chunks", [32, 128, 512]):
             if chunk > N:
                 continue
             out = {}
