@@ -227,13 +227,15 @@ export class Transformer implements PolicyModel {
 
     const h = this.native;
     const c = this.config;
-    const cache = new Float32Array(2 * c.nLayers * B * T * c.dModel);
+    // Each slot holds the positions its row can reach (the longest prompt + maxNewTokens).
+    const ctx = Math.max(...lens) + maxNew;
+    const cache = new Float32Array(2 * c.nLayers * B * ctx * c.dModel);
     const logits = new Float32Array(B * V);
     // Prefill: every prompt at positions 0 .. len-1 of its own cache slot.
     let active = Array.from({ length: B }, (_, b) => b);
     await h.decode(
       {
-        cache, slots: B, R: B, logits,
+        cache, slots: B, ctx, R: B, logits,
         tokens: Int32Array.from(prompts.flat()),
         slot: Int32Array.from(active),
         start: new Int32Array(B),
@@ -265,7 +267,7 @@ export class Transformer implements PolicyModel {
       active = next;
       await h.decode(
         {
-          cache, slots: B, R: next.length, logits: logits.subarray(0, next.length * V),
+          cache, slots: B, ctx, R: next.length, logits: logits.subarray(0, next.length * V),
           tokens: Int32Array.from(nextTok),
           slot: Int32Array.from(next),
           start: Int32Array.from(next, (b) => lens[b] + k),
@@ -280,11 +282,13 @@ export class Transformer implements PolicyModel {
   /**
    * Logits [R*V] of each row's last token after feeding `tokens` (the KV-cache decode step on
    * its own; generate() is built on it). Exposed for tests and custom decoding loops.
+   * cache: Float32Array [2, nLayers, slots, ctx, dModel] (ctx defaults to maxSeqLen); row r feeds
+   * count[r] tokens at positions start[r].. of cache slot slot[r].
    */
-  async decodeStep(args: { cache: Float32Array; slots: number; tokens: Int32Array; slot: Int32Array; start: Int32Array; count: Int32Array; logits?: Float32Array }): Promise<Float32Array> {
+  async decodeStep(args: { cache: Float32Array; slots: number; ctx?: number; tokens: Int32Array; slot: Int32Array; start: Int32Array; count: Int32Array; logits?: Float32Array }): Promise<Float32Array> {
     const R = args.slot.length;
     const logits = args.logits ?? new Float32Array(R * this.vocabSize);
-    await this.native.decode({ ...args, R, logits }, true);
+    await this.native.decode({ ...args, ctx: args.ctx ?? this.maxSeqLen, R, logits }, true);
     return logits;
   }
 

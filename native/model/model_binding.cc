@@ -160,8 +160,9 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     const ModelConfig& c = m.config();
     auto a = std::make_shared<DecodeArgs>();
     a->slots = r.integer("slots", 1, int64_t(1) << 31);
+    a->ctx = r.integer("ctx", 1, c.T);
     a->cache = r.typed<float>("cache", napi_float32_array,
-                              r.product("cache", 2 * c.n_layers * a->slots, r.product("cache", c.T, c.d)));
+                              r.product("cache", 2 * c.n_layers * a->slots, r.product("cache", a->ctx, c.d)));
     a->R = r.integer("R", 1, a->slots);
     a->slot = r.typed<int32_t>("slot", napi_int32_array, a->R);
     a->start = r.typed<int32_t>("start", napi_int32_array, a->R);
@@ -169,8 +170,8 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     int64_t M = 0;
     for (int64_t i = 0; i < a->R; ++i) {
       if (a->slot[i] < 0 || a->slot[i] >= a->slots) r.fail("slot", "cache slots in [0, slots)");
-      if (a->count[i] < 1 || a->start[i] < 0 || int64_t(a->start[i]) + a->count[i] > c.T)
-        r.fail("count", "positions start .. start+count-1 inside [0, maxSeqLen)");
+      if (a->count[i] < 1 || a->start[i] < 0 || int64_t(a->start[i]) + a->count[i] > a->ctx)
+        r.fail("count", "positions start .. start+count-1 inside [0, ctx)");
       M += a->count[i];
     }
     a->tokens = r.typed<int32_t>("tokens", napi_int32_array, M);

@@ -511,13 +511,14 @@ double Transformer::step(const AdamWOptions& o) {
 // KV-cache decode
 
 void Transformer::decode(const DecodeArgs& a) {
-  const int64_t d = cfg_.d, F = cfg_.F, H = cfg_.H, hd = d / H, V = cfg_.V, T = cfg_.T, nL = cfg_.n_layers;
-  const int64_t R = a.R, S = a.slots;
+  const int64_t d = cfg_.d, F = cfg_.F, H = cfg_.H, hd = d / H, V = cfg_.V, nL = cfg_.n_layers;
+  const int64_t R = a.R, S = a.slots, T = a.ctx;
+  if (T < 1 || T > cfg_.T) throw std::invalid_argument("grpo-kernels (native): decode ctx outside [1, maxSeqLen]");
   std::vector<int64_t> first(static_cast<size_t>(R + 1), 0);  // token offset of each row
   for (int64_t r = 0; r < R; ++r) {
     if (a.slot[r] < 0 || a.slot[r] >= S) throw std::invalid_argument("grpo-kernels (native): decode slot out of range");
     if (a.count[r] < 1 || a.start[r] < 0 || a.start[r] + a.count[r] > T)
-      throw std::invalid_argument("grpo-kernels (native): decode positions outside [0, maxSeqLen)");
+      throw std::invalid_argument("grpo-kernels (native): decode positions outside [0, ctx)");
     first[r + 1] = first[r] + a.count[r];
   }
   const int64_t M = first[R];

@@ -42,10 +42,10 @@ struct AdamWOptions {
 
 // One decode call: for each of R rows, `count[r]` new tokens at positions start[r].. of cache
 // slot slot[r]. Their K/V are written into the cache; logits [R, V] are for each row's last
-// new token. cache: [2 (K, V), nL, S (slots), T, d].
+// new token. cache: [2 (K, V), nL, S (slots), ctx, d], ctx <= T the positions a slot holds.
 struct DecodeArgs {
   float* cache = nullptr;
-  int64_t slots = 0;
+  int64_t slots = 0, ctx = 0;
   int64_t R = 0;
   const int32_t* tokens = nullptr;  // [sum(count)], row after row
   const int32_t* slot = nullptr;    // [R]
