@@ -503,30 +503,98 @@ float sample_exp_scalar(float x) { return sample_exp(x); }
 #define GRPO_AVX2
 #endif
 
-template <int DT>
-GRPO_AVX2 float load_row_avx2(const void* z, int64_t V, float tau, bool greedy, float* u) {
-  return load_row_scalar<DT>(z, V, tau, greedy, u);
-}
-
 GRPO_AVX2 float sample_exp_avx2(float x) { return sample_exp(x); }
 
-GRPO_AVX2 void sum_exp_avx2(const float* u, int64_t V, float M, float m, double* S, double* Sm) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#if GRPO_SAMPLE_X86
+// Pass A on 8 lanes; the tail (< 8 entries) in scalar code.
+template <int DT>
+GRPO_AVX2 float load_row_avx2(const void* z, int64_t V, float tau, bool greedy, float* u) {
+  const __m256 vt = _mm256_set1_ps(tau), ninf = _mm256_set1_ps(-kInf);
+  __m256 vmax = ninf;
   int64_t v = 0;
-  for (; v + 8 <= V; v += 8)
-    for (int j = 0; j < 8; ++j) {
-      float e = sample_exp(u[v + j] - M);
-      a[j] += e;
-      b[j] += e >= m ? e : 0.0f;
+  for (; v + 8 <= V; v += 8) {
+    __m256 x;
+    if (DT == 0) {
+      x = _mm256_loadu_ps(static_cast<const float*>(z) + v);
+    } else {
+      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(z) + v));
+      x = DT == 1 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
     }
+    if (!greedy) x = _mm256_div_ps(x, vt);
+    x = _mm256_blendv_ps(ninf, x, _mm256_cmp_ps(x, x, _CMP_ORD_Q));
+    _mm256_storeu_ps(u + v, x);
+    vmax = _mm256_max_ps(vmax, x);
+  }
+  alignas(32) float mx[8];
+  _mm256_store_ps(mx, vmax);
+  float M = -kInf;
+  for (int j = 0; j < 8; ++j) M = std::max(M, mx[j]);
+  for (; v < V; ++v) {
+    float x = load_as_float<DT>(z, v);
+    if (!greedy) x = x / tau;
+    if (x != x) x = -kInf;
+    u[v] = x;
+    if (x > M) M = x;
+  }
+  return M;
+}
+
+// The 8-lane twin of sample_exp (the same operations in the same order).
+GRPO_AVX2 inline __m256 exp8(__m256 x) {
+  const __m256 valid = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ);
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256i ni = _mm256_cvtps_epi32(_mm256_max_ps(n, _mm256_set1_ps(-126.0f)));
+  __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+  return _mm256_and_ps(_mm256_mul_ps(p, scale), valid);
+}
+
+GRPO_AVX2 inline void acc8(__m256 e, __m256d& lo, __m256d& hi) {
+  lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+  hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+}
+
+// Pass B on 8 lanes (two blocks per iteration, independent double accumulators).
+GRPO_AVX2 void sum_exp_avx2(const float* u, int64_t V, float M, float m, double* S, double* Sm) {
+  const __m256 vM = _mm256_set1_ps(M), vm = _mm256_set1_ps(m);
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  int64_t v = 0;
+  for (; v + 16 <= V; v += 16) {
+    __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(u + v), vM));
+    __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(u + v + 8), vM));
+    acc8(e0, a0, a1);
+    acc8(e1, a2, a3);
+    acc8(_mm256_and_ps(e0, _mm256_cmp_ps(e0, vm, _CMP_GE_OQ)), b0, b1);
+    acc8(_mm256_and_ps(e1, _mm256_cmp_ps(e1, vm, _CMP_GE_OQ)), b2, b3);
+  }
+  alignas(32) double t[4];
+  _mm256_store_pd(t, _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+  double s0 = (t[0] + t[1]) + (t[2] + t[3]);
+  _mm256_store_pd(t, _mm256_add_pd(_mm256_add_pd(b0, b1), _mm256_add_pd(b2, b3)));
+  double s1 = (t[0] + t[1]) + (t[2] + t[3]);
   for (; v < V; ++v) {
     float e = sample_exp(u[v] - M);
-    a[0] += e;
-    b[0] += e >= m ? e : 0.0f;
+    s0 += e;
+    if (e >= m) s1 += e;
   }
-  *S = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-  *Sm = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+  *S = s0;
+  *Sm = s1;
 }
+#else
+template <int DT>
+float load_row_avx2(const void* z, int64_t V, float tau, bool greedy, float* u) { return load_row_scalar<DT>(z, V, tau, greedy, u); }
+void sum_exp_avx2(const float* u, int64_t V, float M, float m, double* S, double* Sm) { sum_exp_scalar(u, V, M, m, S, Sm); }
+#endif
 
 // The bounded draw over full 64-entry blocks, scalar: Philox call (q, i) serves the entries
 // 64q + 16w + i, w = 0..3; it is skipped when none of them can be a member that beats the best.
