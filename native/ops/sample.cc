@@ -62,8 +62,9 @@
 //   an exact double key. Over a list (top-k/top-p, <= 16384 entries) Philox runs 16 entries at
 //   a time; otherwise a SIMD scan over V runs one Philox call per lane for 64 entries and skips
 //   whole 64-entry blocks with no possible member or whose max u + max G cannot reach the best.
-// - CPUs with AVX2 + FMA but not AVX-512 run the scalar code compiled for AVX2 (fmaf inlined),
-//   with the same bounded draw (one scalar Philox call per 4 entries).
+// - CPUs with AVX2 + FMA but not AVX-512: passes A and B on 8 lanes (exp8, the same operation
+//   sequence again), the rest as scalar code compiled for AVX2 (fmaf inlined), the same bounded
+//   draw with one scalar Philox call per 4 entries, top-p without top-k by chunked selection.
 // Scratch buffers live per worker thread (thread_local), grow once, and are reused.
 #include "sample.h"
 
