@@ -198,6 +198,17 @@ test('bad input throws errors naming the argument', async () => {
   assert.throws(() => m.loadStateDict(sd3), /extra/);
   assert.throws(() => randomModel({ ...TINY, nHeads: 3 }), /nHeads/);
   assert.throws(() => randomModel({ ...TINY, dModel: 0 }), /dModel/);
+  // the binding's own checks, behind the TS validation, refuse what would read out of bounds
+  const h = (m as unknown as { h: Record<string, (a: object, async: boolean) => unknown> }).h;
+  const bad = Int32Array.from([0, 1, 99, 2, 3, 0, 0, 0, 0, 0]);
+  assert.throws(() => h.forward({ tokens: bad, B, L, logits: new Float32Array(B * L * V) }, false), /argument tokens/);
+  assert.throws(() => h.forward({ tokens: ok, B, L: 9, logits: new Float32Array(B * 9 * V) }, false), /argument L/);
+  assert.throws(() => h.forward({ tokens: ok, B, L, logits: new Float32Array(3) }, false), /argument logits/);
+  const dec = { cache: new Float32Array(2 * 2 * 1 * 8 * 16), slots: 1, ctx: 8, R: 1, slot: Int32Array.of(0), count: Int32Array.of(1), logits: new Float32Array(V) };
+  assert.throws(() => h.decode({ ...dec, start: Int32Array.of(8), tokens: Int32Array.of(1) }, false), /argument count/);
+  assert.throws(() => h.decode({ ...dec, start: Int32Array.of(0), slot: Int32Array.of(1), tokens: Int32Array.of(1) }, false), /argument slot/);
+  assert.throws(() => h.decode({ ...dec, start: Int32Array.of(0), tokens: Int32Array.of(11) }, false), /argument tokens/);
+  assert.throws(() => h.decode({ ...dec, ctx: 9, start: Int32Array.of(0), tokens: Int32Array.of(1) }, false), /argument ctx/);
   // an async call in flight locks the weights against synchronous changes
   const p = m.forward(ok, B, L);
   assert.throws(() => m.zeroGrad(), /in flight/);
