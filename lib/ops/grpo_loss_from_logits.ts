@@ -47,7 +47,11 @@ export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> 
   temperature?: number;
   /** Where ∂L/∂logits goes: 'separate' (default, a new or given buffer), 'inplace', 'none'. */
   gradient?: GradientMode;
-  /** Optional preallocated outputs: gradLogits [N·V] of the logits' type, the others Float32Array [N]. */
+  /**
+   * Optional preallocated outputs: gradLogits [N·V] of the logits' type (apart from `logits`),
+   * the others Float32Array [N]. Reuse gradLogits across calls: a fresh N·V buffer costs about as
+   * much in page faults as the kernel itself.
+   */
   out?: { gradLogits?: L; logp?: Float32Array; entropy?: Float32Array; gradLogp?: Float32Array };
 }
 

@@ -240,9 +240,10 @@ GRPO_AI bool can_stream(int dt, const void* out) {
 
 // ---- the kernels ------------------------------------------------------------------------------
 
-// Sums of exp(d)/exp(d)·d over [b, e) of the row (float lanes; a block is short enough that
-// float partial sums keep ~1e-7 relative), optionally storing e_v into dst.
 constexpr int64_t kBlock = kRowBlock;
+#ifndef GRPO_PF_DIST
+#define GRPO_PF_DIST kBlock  // prefetch distance in elements (2048/4096/8192 measured: 2048 best)
+#endif
 
 // v with lane y − at set to ty when the target y falls in the vector starting at `at`.
 GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
@@ -253,9 +254,9 @@ GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
   return v;
 }
 
-
-
-// PF: prefetch the next block while exponentiating this one, so the next block max reads
+// Sums of exp(d) and exp(d)·d over [b, e) of the row, the target y left out (float lanes: a
+// block is short enough that float partial sums keep ~1e-7 relative), optionally storing e_v
+// into dst. PF: prefetch the next block while exponentiating this one, so the next block max reads
 // cache, not memory (the exp work hides the memory latency).
 template <int DT, bool STORE, bool PF>
 GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float zmax, float inv, int64_t y, float* dst,
@@ -280,7 +281,7 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
   };
   for (; i + 2 * W <= e; i += 2 * W) {
     if (PF) {  // 2·W elements: 128 bytes of float32, 64 of 16-bit; past the row end is harmless
-      const char* p = reinterpret_cast<const char*>(static_cast<const T*>(row) + i + kBlock);
+      const char* p = reinterpret_cast<const char*>(static_cast<const T*>(row) + i + GRPO_PF_DIST);
       __builtin_prefetch(p);
       if (sizeof(T) == 4) __builtin_prefetch(p + 64);
     }
