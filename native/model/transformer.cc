@@ -149,14 +149,24 @@ inline void axpy(float* __restrict y, float a, const float* __restrict x, int64_
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
+// Element-wise and fixed-order row work is also compiled for AVX2 (no FMA, so no contraction:
+// every element gets the same operations at either width) and picked at load time.
+#define GRPO_MODEL_CLONES __attribute__((target_clones("avx2", "default")))
+
+GRPO_MODEL_CLONES void gelu_rows(const float* x, float* y, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) y[i] = gelu(x[i]);
+}
+
+GRPO_MODEL_CLONES void gelu_backward_rows(const float* x, float* g, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) g[i] *= gelu_grad(x[i]);
+}
+
 void gelu_forward(const float* x, float* y, int64_t n) {
-  parallel_for(n, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) y[i] = gelu(x[i]);
-  }, 1 << 14);
+  parallel_for(n, [&](int64_t b, int64_t e, int) { gelu_rows(x, y, b, e); }, 1 << 14);
 }
 
 // One query over n_ctx keys/values (rows `ld` floats apart): p = softmax(q·k * scale), y = p·V.
-inline void attend(const float* q, const float* K, const float* Vv, int64_t ld, int64_t n_ctx, int64_t hd, float scale,
+GRPO_MODEL_CLONES void attend(const float* q, const float* K, const float* Vv, int64_t ld, int64_t n_ctx, int64_t hd, float scale,
                    float* p, float* y) {
   float mx = -INFINITY;
   for (int64_t s = 0; s < n_ctx; ++s) {
@@ -378,7 +388,7 @@ void Transformer::backward(const float* dlogits) {
     {
       const float* fc = a.fc.data();
       parallel_for(N * F, [&](int64_t b, int64_t e, int) {
-        for (int64_t i = b; i < e; ++i) big[i] *= gelu_grad(fc[i]);
+        gelu_backward_rows(fc, big, b, e);
       }, 1 << 14);
     }
     matmul_dw(a.ln2.data(), big, G(W.wfc), G(W.bfc), N, d, F);
