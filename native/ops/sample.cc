@@ -597,27 +597,79 @@ float load_row_avx2(const void* z, int64_t V, float tau, bool greedy, float* u) 
 void sum_exp_avx2(const float* u, int64_t V, float M, float m, double* S, double* Sm) { sum_exp_scalar(u, V, M, m, S, Sm); }
 #endif
 
-// The bounded draw over full 64-entry blocks, scalar: Philox call (q, i) serves the entries
-// 64q + 16w + i, w = 0..3; it is skipped when none of them can be a member that beats the best.
+#if GRPO_SAMPLE_X86
+// Philox 4x32-10 on 8 lanes with counters {c0 (per lane), row, step, 0} (as philox16).
+GRPO_AVX2 inline void philox8(__m256i c0, uint32_t row, uint32_t step, uint32_t k0, uint32_t k1, __m256i x[4]) {
+  const __m256i M0 = _mm256_set1_epi64x(0xD2511F53u), M1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  auto mulhilo = [](__m256i a, __m256i M, __m256i* hi, __m256i* lo) __attribute__((target("avx2"))) {
+    __m256i ev = _mm256_mul_epu32(a, M);
+    __m256i od = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), M);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
+    *lo = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+  };
+  __m256i hi0, lo0, hi1, lo1;
+  mulhilo(c0, M0, &hi0, &lo0);
+  const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * step;
+  __m256i c[4];
+  c[0] = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(p1 >> 32) ^ row ^ k0));
+  c[1] = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(p1)));
+  c[2] = _mm256_xor_si256(hi0, _mm256_set1_epi32(static_cast<int32_t>(k1)));
+  c[3] = lo0;
+  k0 += 0x9E3779B9u;
+  k1 += 0xBB67AE85u;
+  for (int r = 1; r < 10; ++r) {
+    mulhilo(c[0], M0, &hi0, &lo0);
+    mulhilo(c[2], M1, &hi1, &lo1);
+    __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c[1]), _mm256_set1_epi32(static_cast<int32_t>(k0)));
+    __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c[3]), _mm256_set1_epi32(static_cast<int32_t>(k1)));
+    c[0] = n0;
+    c[1] = lo1;
+    c[2] = n2;
+    c[3] = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  for (int w = 0; w < 4; ++w) x[w] = c[w];
+}
+#endif
+
+// The bounded draw over full 64-entry blocks: Philox call (q, i) serves the entries
+// 64q + 16w + i, w = 0..3; a half block (8 calls, 8 lanes) is skipped when none of its entries
+// can be a member that beats the best.
 GRPO_AVX2 void draw_scan_avx2(const DrawCtx& d, int64_t nb, const Member& mem, Best& best) {
   const GumbelTables& gt = gtab();
   float L = static_cast<float>(best.key), thr = L - key_margin(L);
+#if GRPO_SAMPLE_X86
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  alignas(32) uint32_t xs[4][8];
+#endif
   for (int64_t q = 0; q < nb; ++q) {
-    for (int i = 0; i < 16; ++i) {
-      const int64_t v0 = q * 64 + i;
+    for (int h = 0; h < 16; h += 8) {
+      const int64_t v0 = q * 64 + h;
       const float* up = d.u + v0;
-      const float mx = std::max(std::max(up[0], up[16]), std::max(up[32], up[48]));
+      float mx = -kInf;
+      for (int w = 0; w < 4; ++w)
+        for (int i = 0; i < 8; ++i) mx = std::max(mx, up[16 * w + i]);
       if (!(mx >= d.t_poss) || !(mx + gt.hi_max >= thr)) continue;
-      Philox4 c{{static_cast<uint32_t>(q * 16 + i), d.row_id, d.step, 0u}};
-      const Philox4 x = philox4x32_10(c, d.seed_lo, d.seed_hi);
-      for (int w = 0; w < 4; ++w) {
-        const float uv = up[16 * w];
-        if (uv >= d.t_poss && uv + gt.hi[x.v[w] >> 20] >= thr && mem(v0 + 16 * w) &&
-            best.offer(sample_gumbel_key(uv, x.v[w]), v0 + 16 * w)) {
-          L = static_cast<float>(best.key);
-          thr = L - key_margin(L);
+#if GRPO_SAMPLE_X86
+      __m256i x[4];
+      philox8(_mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int32_t>(q * 16 + h))), d.row_id, d.step, d.seed_lo, d.seed_hi, x);
+      for (int w = 0; w < 4; ++w) _mm256_store_si256(reinterpret_cast<__m256i*>(xs[w]), x[w]);
+#endif
+      for (int w = 0; w < 4; ++w)
+        for (int i = 0; i < 8; ++i) {
+          const float uv = up[16 * w + i];
+          if (!(uv >= d.t_poss) || !(uv + gt.hi_max >= thr)) continue;
+#if GRPO_SAMPLE_X86
+          const uint32_t xv = xs[w][i];
+#else
+          const uint32_t xv = sample_random_bits(static_cast<uint32_t>(v0 + 16 * w + i), d.row_id, d.step, d.seed_lo, d.seed_hi);
+#endif
+          if (uv + gt.hi[xv >> 20] >= thr && mem(v0 + 16 * w + i) && best.offer(sample_gumbel_key(uv, xv), v0 + 16 * w + i)) {
+            L = static_cast<float>(best.key);
+            thr = L - key_margin(L);
+          }
         }
-      }
     }
   }
 }
