@@ -78,7 +78,7 @@ for (const [S, G] of [[1, 1], [12, 4], [600, 8]] as const) {
         const want = refGroupAdvantages({ rewards, K, weights, ids: Array.from({ length: S }, (_, i) => Math.floor(i / G)), estimator, scale, eps: 1e-4, unbiased: true });
         const cpu = groupAdvantagesSync({ rewards, numRewardFunctions: K, weights, groupSize: G, estimator, scale });
         const dr = up(rewards);
-        for (const order of [0, 1]) {
+        for (const order of [0, 1, 2]) {
           const g = withOrder(order, () => cuda.groupAdvantagesSync({ rewards: dr, numRewardFunctions: K, weights, groupSize: G, estimator, scale }));
           const adv = down(g.advantages);
           close(adv, want.advantages, 1e-5, 1e-6, 'advantages');
@@ -118,6 +118,7 @@ const SHAPES = [
   { N: 5, V: 37 },  // partial warps, V % 8 != 0: every row starts unaligned
   { N: 33, V: 264 },  // many rows, V % 8 == 0 but V % 256 != 0
   { N: 3, V: 2051 },
+  { N: 2, V: 151936 },  // the real vocabulary size
 ];
 
 for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
@@ -197,7 +198,7 @@ for (const [name, cfg] of LOSS_CONFIGS) {
       const want = refGrpoLossFromLogits({ z: refWiden(inp.z), V, targets: inp.targets, advantages: inp.advantages, mask: inp.mask, oldLogp: inp.oldLogp, refLogp: inp.refLogp }, cfg);
       const cpu = grpoLossFromLogitsSync({ logits: inp.z, vocabSize: V, targets: inp.targets, advantages: inp.advantages, mask: inp.mask, oldLogp: inp.oldLogp, refLogp: inp.refLogp, ...cfg });
       const d = { z: up(inp.z), targets: up(inp.targets), advantages: up(inp.advantages), mask: up(inp.mask), oldLogp: up(inp.oldLogp), refLogp: up(inp.refLogp) };
-      for (const order of [0, 1]) {
+      for (const order of [0, 1, 2]) {
         const g = withOrder(order, () => cuda.grpoLossFromLogitsSync({ logits: d.z, vocabSize: V, targets: d.targets, advantages: d.advantages, mask: d.mask, oldLogp: d.oldLogp, refLogp: d.refLogp, ...cfg }));
         close([g.loss], [want.loss], 1e-5, 1e-7, 'loss');
         close(down(g.logp), want.logp, 2e-6, 2e-6, 'logp');

@@ -29,7 +29,7 @@ const CASES: [string, Params][] = [
 function compare(name: string, host: Float32Array | Uint16Array, dtype: 'float32' | 'bfloat16' | 'float16', R: number, V: number, p: Params, seed: number, extra: { rowIds?: number[]; step?: number } = {}) {
   const cpu = sampleSync({ logits: host, dtype, vocabSize: V, seed, truncatedLogprobs: true, ...p, ...extra });
   const dz = DeviceTensor.fromHost(host, { dtype, shape: [R, V] });
-  for (const order of [0, 1]) {
+  for (const order of [0, 1, 2]) {
     setOrder(order, 9);
     const g = cuda.sampleSync({ logits: dz, vocabSize: V, seed, truncatedLogprobs: true, ...p, ...extra });
     setOrder(0);
@@ -44,7 +44,7 @@ function compare(name: string, host: Float32Array | Uint16Array, dtype: 'float32
 }
 
 for (const [name, p] of CASES) {
-  for (const { R, V } of [{ R: 1, V: 7 }, { R: 9, V: 300 }, { R: 3, V: 1037 }]) {
+  for (const { R, V } of [{ R: 1, V: 7 }, { R: 9, V: 300 }, { R: 3, V: 1037 }, { R: 2, V: 151936 }]) {
     test(`cuda sample ${name} R=${R} V=${V}: same tokens as the CPU`, () => {
       const r = rng(R * 131 + V);
       const z = randn(r, R * V, 2.5);
