@@ -1,7 +1,5 @@
 #include "matmul.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -15,22 +13,30 @@ namespace model {
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define MM_NS generic
 #define MM_FMA 0
+#define MM_ATTR
 #include "matmul_body.inc"
 #undef MM_NS
 #undef MM_FMA
+#undef MM_ATTR
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+// The AVX2+FMA variant exists on x86 only; other CPUs build and use the baseline one.
+#if defined(__x86_64__) || defined(__i386__)
+#define GRPO_MODEL_AVX2 1
+#include <immintrin.h>
 #define MM_NS avx2
 #define MM_FMA 1
+#define MM_ATTR __attribute__((target("avx2,fma")))
 #include "matmul_body.inc"
 #undef MM_NS
 #undef MM_FMA
-#pragma GCC pop_options
+#undef MM_ATTR
+#else
+#define GRPO_MODEL_AVX2 0
+#endif
 
 namespace {
 bool use_avx2() {
-  static const bool yes = cpu_isa_level() >= CpuIsa::Avx2;
+  static const bool yes = GRPO_MODEL_AVX2 && cpu_isa_level() >= CpuIsa::Avx2;
   return yes;
 }
 // Work per parallel chunk of at least ~64k multiply-adds, so tiny calls (one decode row) stay
@@ -43,10 +49,10 @@ void matmul(const float* X, const float* W, const float* bias, float* Y, int64_t
   const bool fast = use_avx2();
   parallel_for(blocks, [&](int64_t b, int64_t e, int) {
     const int64_t n0 = b * 6, n1 = std::min(N, e * 6);
-    if (fast)
-      avx2::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
-    else
-      generic::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
+#if GRPO_MODEL_AVX2
+    if (fast) return avx2::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
+#endif
+    generic::mm_range(X, W, bias, Y, n0, n1, in, out, accumulate);
   }, min_chunk(6 * in * out));
 }
 
@@ -62,9 +68,11 @@ void matmul_dw(const float* X, const float* dY, float* dW, float* db, int64_t N,
     const int64_t wb = std::min(e, wblocks);
     if (b < wb) {
       const int64_t i0 = b * 6, i1 = std::min(in, wb * 6);
+#if GRPO_MODEL_AVX2
       if (fast)
         avx2::dw_range(X, dY, dW, i0, i1, N, in, out, nb);
       else
+#endif
         generic::dw_range(X, dY, dW, i0, i1, N, in, out, nb);
     }
     for (int64_t it = std::max(b, wblocks); it < e; ++it) {

@@ -150,8 +150,12 @@ inline void axpy(float* __restrict y, float a, const float* __restrict x, int64_
 }
 
 // Element-wise and fixed-order row work is also compiled for AVX2 (no FMA, so no contraction:
-// every element gets the same operations at either width) and picked at load time.
+// every element gets the same operations at either width) and picked at load time (x86 ELF).
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__) && !defined(__clang__)
 #define GRPO_MODEL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GRPO_MODEL_CLONES
+#endif
 
 GRPO_MODEL_CLONES void gelu_rows(const float* x, float* y, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) y[i] = gelu(x[i]);
