@@ -51,20 +51,22 @@
 //   threshold with at least k entries above it is a lower bound of T_k, so nothing is dropped;
 //   if the sample was unlucky, a running threshold takes over (a buffer of entries >= it; when
 //   full, its k-th largest becomes the new threshold). No sort of V; only the kept are sorted.
-// - top-p without top-k: pass B also sums (in float, approximately) the mass above 16 cut points
+// - top-p without top-k: pass B also sums (in float, approximately) the mass above 12 cut points
 //   u - M >= -d; the smallest cut whose mass surely reaches p·S is collected with its E values,
 //   radix-sorted (stable, by u descending) and cut exactly as in step 2 (same E values, same
 //   order, same double prefix sums as the literal algorithm). If rounding made the cut too
 //   small, the chunked selection of the generic path (top 256, 2048, ... sorted) takes over.
 // - draw: start from the exact key of the argmax of u (always kept). An entry can only win if
-//   u_v + Ghi(x_v) reaches the best key so far, where Ghi is a 4096-bucket table (top 12 random
-//   bits) of upper bounds of -log(-log U) with rigorous float margins; only those entries get
-//   an exact double key. Over a list (top-k/top-p, <= 16384 entries) Philox runs 16 entries at
-//   a time; otherwise a SIMD scan over V runs one Philox call per lane for 64 entries and skips
-//   whole 64-entry blocks with no possible member or whose max u + max G cannot reach the best.
+//   u_v + Ghi(x_v) reaches the best key so far, where Ghi is an upper bound of -log(-log U)
+//   over a bucket of the random bits (with rigorous float margins): a 4096-bucket table (top 12
+//   bits) in scalar code, two 32-entry in-register tables (top 5 bits, then the next 5 inside
+//   the top bucket) in the AVX-512 scan; only those entries get an exact double key. Over a
+//   list (top-k/top-p, <= 16384 entries) Philox runs 16 entries at a time; otherwise a SIMD
+//   scan over V runs one Philox call per lane for 64 entries and skips whole 64-entry blocks
+//   with no possible member or whose max u + max G cannot reach the best.
 // - CPUs with AVX2 + FMA but not AVX-512: passes A and B on 8 lanes (exp8, the same operation
 //   sequence again), the rest as scalar code compiled for AVX2 (fmaf inlined), the same bounded
-//   draw with one scalar Philox call per 4 entries, top-p without top-k by chunked selection.
+//   draw with Philox on 8 lanes, top-p without top-k by chunked selection.
 // Scratch buffers live per worker thread (thread_local), grow once, and are reused.
 #include "sample.h"
 
