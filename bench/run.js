@@ -2,8 +2,8 @@
 'use strict';
 // `npm run bench`: every kernel against its peers and against the machine's memory bandwidth.
 //
-//   npm run bench                     full suite (target sizes; ~15-25 min on the 2-core box)
-//   npm run bench -- --quick          small sizes, a few minutes
+//   npm run bench                     full suite (target sizes; ~10-16 min on the 2-core box)
+//   npm run bench -- --quick          small sizes, ~4 min
 //   npm run bench -- --filter sample  only trials whose id contains "sample" (repeat --filter
 //                                     for several; prints, writes no results file unless --out)
 //   npm run bench -- --out FILE.md    write the table there instead
@@ -200,7 +200,7 @@ function main() {
   for (const [g, rows] of groups) {
     for (const r of rows) {
       const chkv = r.check ? Object.entries(r.check).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toPrecision(6) : v}`).join(' ') : '';
-      const notes = [r.skipped && `skipped: ${r.skipped}`, r.error && `error: ${r.error.split('\n')[0].slice(0, 120)}`, r.variant, r.method].filter(Boolean).join('; ');
+      const notes = [r.skipped && `skipped: ${r.skipped}`, r.error && `error: ${r.error.split('\n')[0].slice(0, 120)}`, r.variant, r.method, r.rss_mb && `${r.rss_mb} MB resident`].filter(Boolean).join('; ');
       lines.push(tableRow([g, r.label, r.median_ms ? fmtMs(r.median_ms) : '—', fmt(r.gbs), r.floor_ms ? fmtMs(r.floor_ms) : '—', fmt(r.x_floor),
         ...peerNames.map((p) => (r.speedup && r.speedup[p] ? `${fmt(r.speedup[p])}×` : '')), chkv, notes]));
     }
@@ -260,6 +260,7 @@ function main() {
     '- **vs <peer>** = peer median / our median (> 1: ours is faster), within the same case (kernel, size, dtype).',
     '- **check**: a value each implementation computed (loss, a log-prob, a token). `ours` and `simple` get the same inputs (the same seeded generator), so their checks match; the torch peers draw their own inputs from the same distribution (logits N(0, 2²), all-ones mask), so `torch_trl` and `torch_tuned` match each other.',
     '- Peers: `simple` = bench/peers/simple.js (plain loops, float64 accumulation); `torch_trl` = the code as TRL writes it (bench/peers/torch_peers.py quotes it), forward + autograd backward; `torch_tuned` = no autograd, analytic gradient into a preallocated buffer, rows in cache-sized chunks, best of several chunk sizes and two forms (named in notes); `torch_vllm` = vLLM\'s sort-based top-k/top-p fallback with the exponential-race draw.',
+    '- MB resident: the trial process\'s memory, inputs included (Node: resident at the end; Python: peak, VmHWM).',
     '- Loss configuration for every implementation: token-level ratio, clip ε = 0.2, β = 0, lossType dapo (= Σ mask), ℓ_old = ℓ detached, temperature 1, all rows masked in.',
     '',
   ].join('\n');

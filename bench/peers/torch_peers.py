@@ -30,7 +30,6 @@ Peers:
   klPenalty/torch_trl TRL's k3 estimate exp(d) - d - 1 and its analytic gradient 1 - exp(d).
 """
 import json
-import resource
 import statistics
 import sys
 import time
@@ -419,6 +418,16 @@ def check(d):
     print("RESULT " + json.dumps(out), flush=True)
 
 
+def peak_rss_mb():
+    """VmHWM: this process's peak resident memory. (ru_maxrss is not reset by exec, so it would
+    report the Node parent's peak.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    return None
+
+
 def main():
     if sys.argv[1] == "--check":
         return check(sys.argv[2])
@@ -429,7 +438,7 @@ def main():
         res = fn()
     res["torch"] = torch.__version__
     res["threads"] = torch.get_num_threads()
-    res["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # peak
+    res["rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(res), flush=True)
 
 
