@@ -37,9 +37,11 @@ inline unsigned blocks_for(int64_t n, unsigned threads, unsigned cap = 65535u * 
   return static_cast<unsigned>(b < cap ? b : cap);
 }
 
-// A scratch buffer on the device reused across calls (grows, never shrinks): kernels never
-// allocate per call. Ops on the addon's stream run in order, so one buffer serves them all.
-void* workspace(size_t bytes, cudaStream_t s);
+// Scratch buffers on the device reused across calls (grow, never shrink): kernels never
+// allocate per call. Ops on the addon's stream run in order, so one buffer per slot serves them
+// all; slot 1 is the loss core's (cuda/grpo_loss.cu), which runs inside the fused op.
+constexpr int kWorkspaceSlots = 2;
+void* workspace(size_t bytes, cudaStream_t s, int slot = 0);
 
 // ---- reductions (blockDim.x a multiple of 32, at most 1024) ----------------------------------
 

@@ -43,23 +43,23 @@ CudaRuntimeInfo cuda_runtime_info() {
 namespace grpo {
 namespace cuda {
 
-void* workspace(size_t bytes, cudaStream_t s) {
+void* workspace(size_t bytes, cudaStream_t s, int slot) {
   static std::mutex mu;
-  static void* buf = nullptr;
-  static size_t cap = 0;
+  static void* buf[kWorkspaceSlots] = {};
+  static size_t cap[kWorkspaceSlots] = {};
   std::lock_guard<std::mutex> g(mu);
-  if (bytes > cap) {
-    if (buf) {
+  if (bytes > cap[slot]) {
+    if (buf[slot]) {
       check(cudaStreamSynchronize(s), "cudaStreamSynchronize (workspace)");  // earlier work may still read it
-      check(cudaFree(buf), "cudaFree (workspace)");
-      buf = nullptr;
-      cap = 0;
+      check(cudaFree(buf[slot]), "cudaFree (workspace)");
+      buf[slot] = nullptr;
+      cap[slot] = 0;
     }
     size_t want = bytes < (1u << 20) ? (1u << 20) : bytes + bytes / 4;
-    check(cudaMalloc(&buf, want), "cudaMalloc (workspace)");
-    cap = want;
+    check(cudaMalloc(&buf[slot], want), "cudaMalloc (workspace)");
+    cap[slot] = want;
   }
-  return buf;
+  return buf[slot];
 }
 
 }  // namespace cuda

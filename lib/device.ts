@@ -387,6 +387,68 @@ function lpPrepare(o: CudaLogprobsOptions) {
   return { args, owned: [] as DeviceTensor[], outs: [logp, entropy], result: (): CudaLogprobsResult => ({ logp, entropy }) };
 }
 
+// ---- grpoLoss ----
+
+export interface CudaGrpoLossOptions extends GrpoLossConfig {
+  /** ℓ per token [S·T], float32 on the device. */
+  logp: DeviceTensor;
+  /** One advantage per sequence [S]; T = N / S. */
+  advantages: DeviceTensor;
+  mask?: DeviceTensor;
+  oldLogp?: DeviceTensor;
+  refLogp?: DeviceTensor;
+  /** Token entropies [N] (metrics; required for topEntropyQuantile < 1). */
+  entropy?: DeviceTensor;
+  /** Compute dL/dℓ (default true). */
+  grad?: boolean;
+  /** Also return L per token (default false). */
+  perTokenLoss?: boolean;
+}
+export interface CudaGrpoLossResult {
+  loss: number;
+  metrics: GrpoMetrics;
+  gradLogp: DeviceTensor | null;
+  perTokenLoss: DeviceTensor | null;
+}
+
+function grpoPrepare(o: CudaGrpoLossOptions) {
+  const op = 'cuda.grpoLoss';
+  const opts = v.options(op, o);
+  const advantages = dev(op, 'advantages', opts.advantages, 'float32');
+  const S = advantages.numel;
+  const logp = dev(op, 'logp', opts.logp, 'float32');
+  const N = logp.numel;
+  if (S === 0 || N === 0 || N % S !== 0) throw v.rangeError(op, 'logp', `a positive multiple of S = advantages.numel = ${S} elements`, `DeviceTensor(${N} elements)`);
+  const T = N / S;
+  const oldLogp = opts.oldLogp === undefined ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
+  const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const entropy = opts.entropy === undefined ? undefined : dev(op, 'entropy', opts.entropy, 'float32', N);
+  const cfg = grpoConfigToNative(op, opts);
+  if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
+  if (cfg.topEntropyQuantile < 1 && !entropy) throw v.typeError(op, 'entropy', 'a DeviceTensor when topEntropyQuantile < 1', entropy);
+  const owned: DeviceTensor[] = [];
+  let mask: DeviceTensor;
+  if (opts.mask === undefined) {
+    mask = DeviceTensor.fromHost(new Uint8Array(N).fill(1));
+    owned.push(mask);
+  } else {
+    mask = dev(op, 'mask', opts.mask, 'uint8', N);
+  }
+  const gradLogp = v.boolean(op, 'grad', opts.grad, true) ? DeviceTensor.empty('float32', [N]) : null;
+  const perTokenLoss = v.boolean(op, 'perTokenLoss', opts.perTokenLoss, false) ? DeviceTensor.empty('float32', [N]) : null;
+  const args = {
+    S, T, logp: h(logp), oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages), mask: h(mask), entropy: h(entropy),
+    ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss),
+  };
+  recordBackend('grpoLoss', 'cuda');
+  return {
+    args,
+    owned,
+    outs: [gradLogp, perTokenLoss],
+    result: (m: NativeMetrics): CudaGrpoLossResult => ({ loss: m.loss, metrics: { ...m }, gradLogp, perTokenLoss }),
+  };
+}
+
 // ---- grpoLossFromLogits ----
 
 export interface CudaGrpoLossFromLogitsOptions extends GrpoLossConfig {
@@ -454,7 +516,7 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
     outs: [logp, entropy, gradLogp, gradient === 'separate' ? gradLogits : null],
     result: (m: NativeMetrics): CudaGrpoLossFromLogitsResult => ({
       loss: m.loss,
-      metrics: m as unknown as GrpoMetrics,
+      metrics: { ...m },
       logp, entropy, gradLogp, gradLogits,
     }),
   };
@@ -580,6 +642,8 @@ export const cuda = {
   groupAdvantagesSync: (o: CudaGroupAdvantagesOptions) => runSync('groupAdvantagesCuda', advPrepare(o)),
   logprobs: (o: CudaLogprobsOptions) => runAsync('logprobsCuda', lpPrepare(o)),
   logprobsSync: (o: CudaLogprobsOptions) => runSync('logprobsCuda', lpPrepare(o)),
+  grpoLoss: (o: CudaGrpoLossOptions) => runAsync('grpoLossCuda', grpoPrepare(o)),
+  grpoLossSync: (o: CudaGrpoLossOptions) => runSync('grpoLossCuda', grpoPrepare(o)),
   grpoLossFromLogits: (o: CudaGrpoLossFromLogitsOptions) => runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
   grpoLossFromLogitsSync: (o: CudaGrpoLossFromLogitsOptions) => runSync('grpoLossFromLogitsCuda', lossPrepare(o)),
   sample: (o: CudaSampleOptions) => runAsync('sampleCuda', samplePrepare(o)),

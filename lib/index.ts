@@ -3,6 +3,7 @@
  * Every op has an async form (Promise; work on the native thread pool, never the event loop)
  * and a *Sync twin. The math is in spec/grpo-math.md (see README "Math").
  */
+import { opBackends } from './device';
 import { native } from './native';
 
 export * from './ops/kl_penalty';
@@ -18,10 +19,20 @@ export * from './eval';
 export * from './trainer';
 export * from './report';
 export type { FloatDType } from './validate';
+// Host or device tensors: these dispatch to the CPU or the CUDA kernels (lib/dispatch.ts) and
+// take the place of the host-only functions of the same names exported above.
+export {
+  klPenalty, klPenaltySync, logprobs, logprobsSync, groupAdvantages, groupAdvantagesSync,
+  grpoLoss, grpoLossSync, grpoLossFromLogits, grpoLossFromLogitsSync, sample, sampleSync,
+} from './dispatch';
+export * from './device';
 
-/** What the native addon was built with and what this machine has. */
+/**
+ * What the native addon was built with and what this machine has (CPU ISA, threads; CUDA:
+ * compiled, arch list, devices present), and `ops`: which backend each op used on its last call.
+ */
 export function backend() {
-  return native().backend();
+  return { ...native().backend(), ops: opBackends() };
 }
 
 /** Number of CPU worker threads used by the kernels. */

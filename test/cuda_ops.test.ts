@@ -9,11 +9,12 @@ useEmulatorAddon();
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { groupAdvantagesSync, grpoLossFromLogitsSync, klPenaltySync, logprobsSync, KL_ESTIMATORS } from '../lib';
+import { groupAdvantagesSync, grpoLossFromLogitsSync, grpoLossSync, klPenaltySync, logprobsSync, KL_ESTIMATORS } from '../lib';
 import { cuda, DeviceTensor, deviceMemory, opBackends } from '../lib/device';
 import type { GrpoLossConfig } from '../lib/ops/grpo_loss';
 import { close, randn, rng } from './helpers';
 import { refGroupAdvantages } from './reference/group_advantages';
+import { refGrpoLoss } from './reference/grpo_loss';
 import { refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
 import { refKl } from './reference/kl_penalty';
 import { refLogprobs, refToHalf, refWiden } from './reference/logprobs';
@@ -46,6 +47,7 @@ for (const n of [1, 37, 1000]) {
     const dl = up(logp), dr = up(refLogp);
     for (const est of KL_ESTIMATORS) {
       const g = cuda.klPenaltySync({ logp: dl, refLogp: dr, estimator: est });
+      assert.is(opBackends().klPenalty, 'cuda');
       const kl = down(g.kl), grad = down(g.grad);
       const want = Array.from(logp, (x, i) => refKl(x, refLogp[i], est));
       close(kl, want.map((w) => w.d), 1e-6, 1e-30, `${est} kl`);
@@ -55,7 +57,6 @@ for (const n of [1, 37, 1000]) {
       disposeAll(g.kl, g.grad);
     }
     disposeAll(dl, dr);
-    assert.is(opBackends().klPenalty, 'cuda');
   });
 }
 
@@ -215,6 +216,35 @@ for (const [name, cfg] of LOSS_CONFIGS) {
   }
 }
 
+// ---- grpoLoss (per-token inputs): the same per-sequence code as the CPU, so the same bits ----
+
+for (const [name, cfg] of LOSS_CONFIGS) {
+  test(`cuda grpoLoss ${name}: the CPU's bits and the float64 reference`, () => {
+    const S = 5, T = 7, N = S * T;
+    const r = rng(N + name.length);
+    const logp = randn(r, N, 1, -3);
+    const oldLogp = Float32Array.from(logp, (x) => x + 0.3 * (r() - 0.5));
+    const refLogp = Float32Array.from(logp, (x) => x + 0.5 * (r() - 0.5));
+    const entropy = Float32Array.from({ length: N }, () => 3 * r());
+    const advantages = randn(r, S);
+    const mask = new Uint8Array(N).map((_, n) => (n % T < T - (Math.floor(n / T) % 3) ? 1 : 0));
+    const cpu = grpoLossSync({ logp, oldLogp, refLogp, entropy, advantages, mask, perTokenLoss: true, ...cfg });
+    const want = refGrpoLoss({ logp, oldLogp, refLogp, entropy, advantages, mask }, cfg);
+    const d = { logp: up(logp), oldLogp: up(oldLogp), refLogp: up(refLogp), entropy: up(entropy), advantages: up(advantages), mask: up(mask) };
+    for (const order of [0, 2]) {
+      const g = withOrder(order, () => cuda.grpoLossSync({ ...d, perTokenLoss: true, ...cfg }));
+      assert.is(g.loss, cpu.loss, 'loss bits');
+      assert.equal(g.metrics, cpu.metrics, 'metrics');
+      assert.equal(Array.from(down(g.gradLogp)), Array.from(cpu.gradLogp!), 'gradLogp bits');
+      assert.equal(Array.from(down(g.perTokenLoss)), Array.from(cpu.perTokenLoss!), 'perTokenLoss bits');
+      close([g.loss], [want.loss], 1e-6, 1e-9, 'loss vs reference');
+      close(down(g.gradLogp), want.gradLogp, 1e-5, 1e-8, 'gradLogp vs reference');
+      disposeAll(g.gradLogp, g.perTokenLoss);
+    }
+    disposeAll(...Object.values(d));
+  });
+}
+
 for (const dtype of ['bfloat16', 'float16'] as const) {
   test(`cuda grpoLossFromLogits ${dtype}, gradient in place, matches the CPU`, () => {
     const S = 2, T = 2, V = 131;
@@ -234,6 +264,26 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
 test('cuda ops leave no device memory behind', () => {
   // every test above disposed what it made; temporary uploads (weights, default mask) too
   assert.is(deviceMemory().liveBuffers, 0);
+});
+
+test('the package ops dispatch on where their tensors are; backend().ops tells which ran', async () => {
+  const lib = await import('../lib');
+  const logp = new Float32Array([-1, -2, -3]), refLogp = new Float32Array([-1.5, -2, -2.5]);
+  const host = lib.klPenaltySync({ logp, refLogp });
+  assert.is(lib.backend().ops.klPenalty, 'cpu');
+  const dl = up(logp), dr = up(refLogp);
+  const dres = lib.klPenaltySync({ logp: dl, refLogp: dr });
+  assert.ok(dres.kl instanceof DeviceTensor, 'outputs stay on the device');
+  assert.equal(Array.from(down(dres.kl)), Array.from(host.kl));
+  assert.is(lib.backend().ops.klPenalty, 'cuda');
+  const a = await lib.klPenalty({ logp: dl, refLogp: dr });
+  assert.equal(Array.from(await a.kl.download()), Array.from(host.kl));
+  assert.throws(() => lib.klPenaltySync({ logp: dl, refLogp } as never), /logp is a DeviceTensor but refLogp is a host array/);
+  await lib.klPenalty({ logp, refLogp: dr } as never).then(
+    () => assert.unreachable('mixed inputs must reject'),
+    (e: Error) => assert.match(e.message, /DeviceTensor/),
+  );
+  disposeAll(dl, dr, dres.kl, dres.grad, a.kl, a.grad);
 });
 
 test('mixing host and device inputs is rejected by the device forms', () => {

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "../ops/group_advantages.h"
+#include "../ops/grpo_loss.h"
 #include "../ops/grpo_loss_from_logits.h"
 #include "../ops/kl_penalty.h"
 #include "../ops/logprobs.h"
@@ -16,6 +17,7 @@ namespace grpo {
 void kl_penalty_cuda(const KlPenaltyArgs& a, cudaStream_t stream);
 void group_advantages_cuda(GroupAdvantagesArgs& a, cudaStream_t stream);
 void logprobs_cuda(const LogprobsArgs& a, cudaStream_t stream);
+void grpo_loss_cuda(GrpoLossArgs& a, cudaStream_t stream);
 void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream);
 void sample_cuda(const SampleArgs& a, cudaStream_t stream);
 

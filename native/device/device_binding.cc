@@ -324,6 +324,29 @@ Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
   return o;
 }
 
+Napi::Value GrpoLossCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<GrpoLossArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->T = r.integer("T", 0, kMaxDim);
+  int64_t N = r.product("T", a->S, a->T);
+  a->logp = d.f32<const float>("logp", N);
+  a->old_logp = d.f32<const float>("oldLogp", N, true);
+  a->ref_logp = d.f32<const float>("refLogp", N, true);
+  a->advantages = d.f32<const float>("advantages", a->S);
+  a->mask = static_cast<const uint8_t*>(d.tensor("mask", DType::U8, N));
+  a->entropy = d.f32<const float>("entropy", N, true);
+  read_options(r, a->opt);
+  if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
+  if (a->opt.top_entropy_quantile < 1 && !a->entropy) r.fail("entropy", "given when topEntropyQuantile < 1");
+  a->grad_logp = d.f32<float>("gradLogp", N, true);
+  a->per_token_loss = d.f32<float>("perTokenLoss", N, true);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { grpo_loss_cuda(*a, s); },
+                       [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); });
+}
+
 Napi::Value GrpoLossFromLogitsCuda(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
   ArgReader r(info, *job);
@@ -476,6 +499,7 @@ void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("groupAdvantagesCuda", Napi::Function::New(env, GroupAdvantagesCuda, "groupAdvantagesCuda"));
   exports.Set("logprobsCuda", Napi::Function::New(env, LogprobsCuda, "logprobsCuda"));
   exports.Set("grpoLossFromLogitsCuda", Napi::Function::New(env, GrpoLossFromLogitsCuda, "grpoLossFromLogitsCuda"));
+  exports.Set("grpoLossCuda", Napi::Function::New(env, GrpoLossCuda, "grpoLossCuda"));
   exports.Set("sampleCuda", Napi::Function::New(env, SampleCuda, "sampleCuda"));
   exports.Set("cudaEventRecordNow", Napi::Function::New(env, EventRecordNow, "cudaEventRecordNow"));
   exports.Set("cudaEventElapsed", Napi::Function::New(env, EventElapsed, "cudaEventElapsed"));

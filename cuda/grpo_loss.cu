@@ -1,0 +1,223 @@
+// grpoLoss on the GPU: spec §4-§6 from per-token log-probs, and the loss core of the fused op
+// (cuda/grpo_loss_from_logits.cu). S sequences × T tokens, N = S·T, row n = i·T + t.
+//
+// One thread per sequence runs native/ops/grpo_loss.cc's per-sequence pass statement for
+// statement, in double and in token order (GSPO's sequence ratio is its first loop over the
+// sequence); the per-sequence sums are added serially in sequence order. Given the same inputs
+// the loss, the metrics and dL/dℓ are the CPU's bits. Four small launches: counts n_i, the batch
+// count, the loss, the totals. The top-entropy threshold (torch.quantile over the masked
+// entropies) is computed on the host from the N entropies with the CPU's algorithm.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../native/device/cuda_ops.h"
+#include "common.cuh"
+#include "grpo_loss_core.h"
+
+namespace grpo {
+
+namespace {
+
+struct SeqSums {
+  double loss, kl, entropy, ratio, clip_low, clip_high, clip_region;
+};
+
+struct CoreArgs {
+  const float* logp;
+  const float* old_logp;
+  const float* ref_logp;
+  const float* advantages;
+  const uint8_t* mask;
+  const float* entropy;
+  int64_t S, T;
+  GrpoOptions o;
+  bool select;
+  double threshold;
+  float* grad_logp;
+  float* per_token_loss;
+  double* n_seq;  // [S]
+  double* n_batch;  // [1]
+  SeqSums* sums;  // [S]
+  GrpoMetrics* metrics;  // [1]
+};
+
+__global__ void core_counts(CoreArgs c) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < c.S; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t k = 0;
+    for (int64_t t = 0; t < c.T; ++t) k += c.mask[i * c.T + t] != 0;
+    c.n_seq[i] = static_cast<double>(k);
+  }
+}
+
+__global__ void core_batch(CoreArgs c) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double nb = 0;
+  for (int64_t i = 0; i < c.S; ++i) nb += c.n_seq[i];  // sequence order, as the CPU
+  *c.n_batch = nb;
+}
+
+// grpo_loss_cpu's pass 3 for sequence i (native/ops/grpo_loss.cc), statement for statement.
+__global__ void core_loss(CoreArgs c) {
+  const GrpoOptions& o = c.o;
+  const int64_t T = c.T;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < c.S; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t base = i * T;
+    const uint8_t* m = c.mask + base;
+    const float* lp = c.logp + base;
+    const float* old = c.old_logp ? c.old_logp + base : nullptr;
+    const float* ref = c.ref_logp ? c.ref_logp + base : nullptr;
+    const float* ent = c.entropy ? c.entropy + base : nullptr;
+    float* g = c.grad_logp ? c.grad_logp + base : nullptr;
+    float* ptl = c.per_token_loss ? c.per_token_loss + base : nullptr;
+    const double A = c.advantages[i];
+    const double n_i = c.n_seq[i];
+    const double w = aggregation_weight(o, n_i, *c.n_batch, c.S, T);
+    const double inv_n = 1.0 / (n_i > 1.0 ? n_i : 1.0);
+    SeqSums s{0, 0, 0, 0, 0, 0, 0};
+    double seq_ratio = 1.0;
+    if (o.level == Level::Sequence && old) {
+      double lr = 0;
+      for (int64_t t = 0; t < T; ++t)
+        if (m[t]) lr += static_cast<double>(lp[t]) - static_cast<double>(old[t]);
+      seq_ratio = exp(lr * inv_n);
+    }
+    double seq_coupling = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (!m[t]) {
+        if (g) g[t] = 0.0f;
+        if (ptl) ptl[t] = 0.0f;
+        continue;
+      }
+      const double l = lp[t];
+      double rho = seq_ratio;
+      if (o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
+      const double emask = (c.select && !(static_cast<double>(ent[t]) >= c.threshold)) ? 0.0 : 1.0;
+      PolicyValue pv = policy_term(rho, A, l, o);
+      KlValue kv{0.0, 0.0};
+      if (ref) kv = kl_estimate(l, ref[t], o.kl_estimator, o.clamp_log_ratio);
+      const double L = emask * pv.P + o.beta * kv.d;
+      if (ptl) ptl[t] = static_cast<float>(L);
+      s.loss += w * L;
+      s.kl += kv.d;
+      if (ent) s.entropy += ent[t];
+      s.ratio += rho;
+      s.clip_low += pv.low_clipped;
+      s.clip_high += pv.high_clipped;
+      s.clip_region += pv.low_clipped || pv.high_clipped;
+      if (g) {
+        double direct = w * (emask * pv.dP_dlogp + o.beta * kv.grad);
+        if (o.level == Level::Token)
+          direct += w * emask * pv.dP_drho * rho;
+        else
+          seq_coupling += w * emask * pv.dP_drho;
+        g[t] = static_cast<float>(direct);
+      }
+    }
+    if (g && o.level == Level::Sequence && seq_coupling != 0.0) {
+      const double extra = seq_coupling * seq_ratio * inv_n;
+      for (int64_t t = 0; t < T; ++t)
+        if (m[t]) g[t] = static_cast<float>(static_cast<double>(g[t]) + extra);
+    }
+    c.sums[i] = s;
+  }
+}
+
+__global__ void core_totals(CoreArgs c) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  SeqSums tot{0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < c.S; ++i) {
+    tot.loss += c.sums[i].loss;
+    tot.kl += c.sums[i].kl;
+    tot.entropy += c.sums[i].entropy;
+    tot.ratio += c.sums[i].ratio;
+    tot.clip_low += c.sums[i].clip_low;
+    tot.clip_high += c.sums[i].clip_high;
+    tot.clip_region += c.sums[i].clip_region;
+  }
+  const double nb = *c.n_batch, inv_batch = nb > 0 ? 1.0 / nb : 0.0;
+  GrpoMetrics& mt = *c.metrics;
+  mt.loss = tot.loss;
+  mt.kl = tot.kl * inv_batch;
+  mt.entropy = tot.entropy * inv_batch;
+  mt.ratio = tot.ratio * inv_batch;
+  mt.clip_low = tot.clip_low * inv_batch;
+  mt.clip_high = tot.clip_high * inv_batch;
+  mt.clip_region = tot.clip_region * inv_batch;
+  mt.masked_tokens = nb;
+}
+
+// torch.quantile(x, q), linear interpolation: native/ops/grpo_loss.cc's quantile_linear.
+double quantile_linear(std::vector<float>& x, double q) {
+  const size_t n = x.size();
+  double pos = q * static_cast<double>(n - 1);
+  size_t lo = static_cast<size_t>(std::floor(pos));
+  if (lo > n - 1) lo = n - 1;
+  size_t hi = lo + 1 < n ? lo + 1 : lo;
+  std::nth_element(x.begin(), x.begin() + lo, x.end());
+  double vlo = x[lo];
+  double frac = pos - static_cast<double>(lo);
+  if (hi == lo || frac == 0.0) return vlo;
+  double vhi = *std::min_element(x.begin() + lo + 1, x.end());
+  return vlo + (vhi - vlo) * frac;
+}
+
+size_t align_up(size_t x) { return (x + 15) & ~size_t(15); }
+
+}  // namespace
+
+void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* metrics, cudaStream_t stream) {
+  const int64_t S = a.S, T = a.T, N = S * T;
+  const size_t o_nseq = 0, o_nb = o_nseq + align_up(S * 8), o_sums = o_nb + 16, o_met = o_sums + align_up(S * sizeof(SeqSums)),
+               total = o_met + align_up(sizeof(GrpoMetrics));
+  auto* base = static_cast<unsigned char*>(cuda::workspace(total, stream, 1));
+  CoreArgs c;
+  c.logp = a.logp;
+  c.old_logp = a.old_logp;
+  c.ref_logp = a.ref_logp;
+  c.advantages = a.advantages;
+  c.mask = a.mask;
+  c.entropy = a.entropy;
+  c.S = S;
+  c.T = T;
+  c.o = a.opt;
+  c.grad_logp = grad_logp;
+  c.per_token_loss = a.per_token_loss;
+  c.n_seq = reinterpret_cast<double*>(base + o_nseq);
+  c.n_batch = reinterpret_cast<double*>(base + o_nb);
+  c.sums = reinterpret_cast<SeqSums*>(base + o_sums);
+  c.metrics = reinterpret_cast<GrpoMetrics*>(base + o_met);
+  c.select = false;
+  c.threshold = 0;
+
+  const unsigned seq_threads = 64, seq_blocks = cuda::blocks_for(S, seq_threads, 1024);
+  cuda::launch("grpo loss core: counts", core_counts, dim3(seq_blocks), dim3(seq_threads), 0, stream, c);
+  cuda::launch("grpo loss core: batch", core_batch, dim3(1), dim3(32), 0, stream, c);
+  if (a.opt.top_entropy_quantile < 1.0 && a.entropy) {
+    // The threshold over the masked entropies, on the host: N floats, not N×V.
+    std::vector<float> ent(static_cast<size_t>(N));
+    std::vector<uint8_t> m(static_cast<size_t>(N));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(ent.data(), a.entropy, N * 4, cudaMemcpyDeviceToHost, stream));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(m.data(), a.mask, N, cudaMemcpyDeviceToHost, stream));
+    GRPO_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<float> kept;
+    for (int64_t n = 0; n < N; ++n)
+      if (m[n]) kept.push_back(ent[n]);
+    if (!kept.empty()) {
+      c.select = true;
+      c.threshold = quantile_linear(kept, 1.0 - a.opt.top_entropy_quantile);
+    }
+  }
+  cuda::launch("grpo loss core: loss", core_loss, dim3(seq_blocks), dim3(seq_threads), 0, stream, c);
+  cuda::launch("grpo loss core: totals", core_totals, dim3(1), dim3(32), 0, stream, c);
+  GRPO_CUDA_CHECK(cudaMemcpyAsync(metrics, c.metrics, sizeof(GrpoMetrics), cudaMemcpyDeviceToHost, stream));
+}
+
+void grpo_loss_cuda(GrpoLossArgs& a, cudaStream_t stream) {
+  a.metrics = GrpoMetrics{};
+  if (a.S <= 0 || a.T <= 0) return;
+  grpo_loss_core_cuda(a, a.grad_logp, &a.metrics, stream);
+  GRPO_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+}  // namespace grpo

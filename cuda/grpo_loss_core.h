@@ -1,0 +1,14 @@
+// The per-token loss core shared by cuda/grpo_loss.cu and cuda/grpo_loss_from_logits.cu.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "../native/ops/grpo_loss.h"
+
+namespace grpo {
+
+// Enqueues the loss core over a's per-token inputs (device pointers): dL/dℓ into grad_logp
+// (may be null), L per token into a.per_token_loss (may be null), and the metrics copied into
+// *metrics (host memory; valid once the stream is synchronised).
+void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* metrics, cudaStream_t stream);
+
+}  // namespace grpo
