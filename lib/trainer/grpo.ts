@@ -128,6 +128,18 @@ export interface GrpoTrainerOptions {
   onRewardFailure?: (f: RewardFailure, step: number) => void;
 }
 
+/** The first generation round of a step: what the reward metrics describe. */
+interface ScoredRound {
+  ro: Rollout;
+  /** [S·K] per-function rewards (NaN = no reward). */
+  rewards: Float32Array;
+  /** [S] weighted sums. */
+  weighted: Float32Array;
+  groupStd: Float32Array;
+  zeroStd: number;
+  noReward: number;
+}
+
 const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
 const std = (a: number[]) => {
   if (a.length < 2) return 0;
@@ -199,14 +211,13 @@ export class GrpoTrainer {
     const time = { generate: 0, reward: 0, reference: 0, forward: 0, loss: 0, backward: 0, optimizer: 0 };
 
     // ---- rollouts (+ dynamic sampling) ----
-    const kept: { ex: Example; seqs: number[]; ro: Rollout; adv: Float32Array }[] = [];
-    let firstRound: { ro: Rollout; rewards: Float32Array; weighted: Float32Array; groupStd: Float32Array; zeroStd: number; noReward: number } | null = null;
+    const kept: { seqs: number[]; ro: Rollout; adv: Float32Array }[] = [];
+    let firstRound: ScoredRound | null = null;
     let rounds = 0;
     let generatedTokens = 0;
-    while (rounds < (c.dynamicSampling ? c.maxDynamicSamplingRounds : 1)) {
-      const need = c.dynamicSampling ? c.batchSize - kept.length : c.batchSize;
-      if (need <= 0) break;
-      const exs = this.nextPrompts(c.dynamicSampling ? c.batchSize : need);
+    const maxRounds = c.dynamicSampling ? c.maxDynamicSamplingRounds : 1;
+    while (rounds < maxRounds && kept.length < c.batchSize) {
+      const exs = this.nextPrompts(c.batchSize);
       let t = performance.now();
       const ro = await rollout(this.model, this.tokenizer, exs.map((e) => e.prompt), G, {
         temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
@@ -216,7 +227,6 @@ export class GrpoTrainer {
       time.generate += performance.now() - t;
       for (const tk of ro.tokens) generatedTokens += tk.length;
       t = performance.now();
-      const S = exs.length * G;
       const { rewards, failures } = await scoreRewards(this.rewardFunctions, {
         completions: ro.texts,
         prompts: exs.flatMap((e) => new Array(G).fill(e.prompt)),
@@ -235,16 +245,13 @@ export class GrpoTrainer {
         estimator: c.advantageEstimator, scale: c.scaleRewards,
       });
       time.reward += performance.now() - t;
-      if (!firstRound) firstRound = { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
-      for (let g = 0; g < exs.length; g++) {
-        // a group whose rewards all agree (σ = 0) or that has no reward carries no signal
+      firstRound ??= { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
+      for (let g = 0; g < exs.length && kept.length < c.batchSize; g++) {
+        // dynamic sampling: a group whose rewards all agree (σ = 0, or no reward) carries no signal
         if (c.dynamicSampling && !(ga.groupStd[g] > 0)) continue;
-        if (c.dynamicSampling && kept.length >= c.batchSize) break;
-        const seqs = Array.from({ length: G }, (_, j) => g * G + j);
-        kept.push({ ex: exs[g], seqs, ro, adv: ga.advantages.subarray(g * G, (g + 1) * G) });
+        kept.push({ seqs: Array.from({ length: G }, (_, j) => g * G + j), ro, adv: ga.advantages.subarray(g * G, (g + 1) * G) });
       }
       rounds++;
-      if (S === 0) break;
     }
 
     // ---- the training batch ----
@@ -295,7 +302,7 @@ export class GrpoTrainer {
     return metrics;
   }
 
-  private rewardMetrics(m: StepMetrics, fr: { ro: Rollout; rewards: Float32Array; weighted: Float32Array; groupStd: Float32Array; zeroStd: number; noReward: number }) {
+  private rewardMetrics(m: StepMetrics, fr: ScoredRound) {
     const K = this.rewardFunctions.length;
     const S = fr.ro.tokens.length;
     this.rewardFunctions.forEach((f, k) => {
