@@ -139,5 +139,31 @@ template <int DT, class F> __device__ __forceinline__ void for_row(const void* r
   for (int64_t v = head + nvec * K + threadIdx.x; v < V; v += blockDim.x) f(v, to_f<DT>(row[v]));
 }
 
+// out[v] = f(v, row[v]) over the row this block owns, with the same head / 16-byte body / tail
+// split as for_row (out and row have the same dtype and alignment: they are the same buffer or
+// two [N, V] buffers). Each element is read and written by one thread: out may alias row.
+template <int DT, class F> __device__ __forceinline__ void map_row(const void* rowp, void* outp, int64_t V, F&& f) {
+  typedef typename Elem<DT>::T T;
+  constexpr int K = Elem<DT>::kVec;
+  const T* row = static_cast<const T*>(rowp);
+  T* out = static_cast<T*>(outp);
+  const int64_t head = head_len<DT>(row, V);
+  for (int64_t v = threadIdx.x; v < head; v += blockDim.x) out[v] = from_f<DT>(f(v, to_f<DT>(row[v])));
+  const int64_t nvec = (V - head) / K;
+  const uint4* body = reinterpret_cast<const uint4*>(row + head);
+  uint4* obody = reinterpret_cast<uint4*>(out + head);
+  for (int64_t c = threadIdx.x; c < nvec; c += blockDim.x) {
+    uint4 q = body[c];
+    T x[K];
+    memcpy(x, &q, 16);
+    const int64_t v0 = head + c * K;
+#pragma unroll
+    for (int k = 0; k < K; ++k) x[k] = from_f<DT>(f(v0 + k, to_f<DT>(x[k])));
+    memcpy(&q, x, 16);
+    obody[c] = q;
+  }
+  for (int64_t v = head + nvec * K + threadIdx.x; v < V; v += blockDim.x) out[v] = from_f<DT>(f(v, to_f<DT>(row[v])));
+}
+
 }  // namespace cuda
 }  // namespace grpo

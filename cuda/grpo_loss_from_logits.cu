@@ -66,12 +66,9 @@ __global__ void __launch_bounds__(kThreads) rows_pass_b(const void* logits, cons
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) orow[v] = cuda::from_f<DT>(0.f);
     return;
   }
-  // Each element is read and then written by the same thread: in place is safe.
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    float z = cuda::to_f<DT>(row[v]);
-    float e = expf(fmaxf((z - zmax) * inv, -88.f));
-    orow[v] = cuda::from_f<DT>(v == y ? ty : e * c);
-  }
+  // 16-byte loads and stores; each element is read and then written by the same thread, so
+  // in place is safe.
+  cuda::map_row<DT>(row, orow, V, [&](int64_t v, float z) { return v == y ? ty : expf(fmaxf((z - zmax) * inv, -88.f)) * c; });
 }
 
 size_t align_up(size_t x) { return (x + 15) & ~size_t(15); }

@@ -59,6 +59,10 @@ emuTest('an off-by-one read bound gives a wrong result, an off-by-one write is a
   emu().emuSetOrder(0);
 });
 
+emuTest('a barrier reached by only part of a warp is reported (barrier divergence), never a hang', () => {
+  assert.match(emu().emuSelfTest('divergent-barrier'), /unspecified launch failure/);
+});
+
 test('device tensors: upload, download, dtype, shape', async () => {
   const a = new Float32Array([1, 2, 3, 4, 5, 6]);
   const t = DeviceTensor.fromHost(a, { shape: [2, 3] });

@@ -86,6 +86,15 @@ __global__ void atomics(const int* x, int n, int bins, int* hist, float* sum, in
   for (int b = threadIdx.x; b < bins; b += blockDim.x) atomicAdd(&hist[b], local[b]);
 }
 
+// Half of warp 0 waits at __syncthreads while the other half does a warp shuffle: undefined on
+// hardware (a hang or garbage); the emulator must report it, never hang.
+__global__ void divergent_barrier(int* out) {
+  if (threadIdx.x < 16)
+    __syncthreads();
+  else
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, static_cast<int>(threadIdx.x), 1);
+}
+
 namespace {
 
 template <class T> T* dev_upload(const std::vector<T>& h) {
@@ -219,6 +228,19 @@ std::string run_atomics() {
   return r;
 }
 
+std::string run_divergent() {
+  int* dout = nullptr;
+  cuda::check(cudaMalloc(&dout, 64 * sizeof(int)), "cudaMalloc");
+  std::string r;
+  try {
+    cuda::launch("divergent_barrier", divergent_barrier, dim3(1), dim3(64), 0, nullptr, dout);
+  } catch (const std::exception& e) {
+    r = e.what();
+  }
+  cudaFree(dout);
+  return r;
+}
+
 }  // namespace
 
 // "" when the named test passed, else what went wrong. Unknown names throw.
@@ -231,6 +253,7 @@ std::string run(const std::string& name) {
   if (name == "scale-write-past-end") return run_scale_bounds(true);
   if (name == "warp") return run_warp_ops();
   if (name == "atomics") return run_atomics();
+  if (name == "divergent-barrier") return run_divergent();
   throw std::runtime_error("unknown emulator self-test " + name);
 }
 
