@@ -213,6 +213,18 @@ void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* m
   GRPO_CUDA_CHECK(cudaMemcpyAsync(metrics, c.metrics, sizeof(GrpoMetrics), cudaMemcpyDeviceToHost, stream));
 }
 
+void grpo_loss_counts_cuda(const uint8_t* mask, int64_t S, int64_t T, double* n_seq, double* n_batch, cudaStream_t stream) {
+  CoreArgs c{};
+  c.mask = mask;
+  c.S = S;
+  c.T = T;
+  c.n_seq = n_seq;
+  c.n_batch = n_batch;
+  const unsigned seq_threads = 64, seq_blocks = cuda::blocks_for(S, seq_threads, 1024);
+  cuda::launch("grpo loss counts", core_counts, dim3(seq_blocks), dim3(seq_threads), 0, stream, c);
+  cuda::launch("grpo loss batch count", core_batch, dim3(1), dim3(32), 0, stream, c);
+}
+
 void grpo_loss_cuda(GrpoLossArgs& a, cudaStream_t stream) {
   a.metrics = GrpoMetrics{};
   if (a.S <= 0 || a.T <= 0) return;

@@ -11,4 +11,8 @@ namespace grpo {
 // *metrics (host memory; valid once the stream is synchronised).
 void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* metrics, cudaStream_t stream);
 
+// Only the masked-token counts: n_seq[i] = Σ_t mask[i, t] ([S] doubles) and *n_batch = Σ_i n_seq[i]
+// (summed in sequence order), both device memory.
+void grpo_loss_counts_cuda(const uint8_t* mask, int64_t S, int64_t T, double* n_seq, double* n_batch, cudaStream_t stream);
+
 }  // namespace grpo
