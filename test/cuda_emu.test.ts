@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import * as v8 from 'v8';
 import * as vm from 'vm';
 
-import { cudaAvailable, DeviceTensor, deviceMemory, placement } from '../lib/device';
+import { cuda, cudaAvailable, DeviceTensor, deviceMemory, placement } from '../lib/device';
 import { native } from '../lib/native';
 
 const emu = () => native() as unknown as EmuAddon;
@@ -137,6 +137,22 @@ test('device tensors: a forgotten tensor is freed by the finalizer', async () =>
     await new Promise((r) => setImmediate(r));
   }
   assert.is(deviceMemory().liveBytes, before);
+});
+
+emuTest('a failing kernel rejects the promise (sync: throws) with the CUDA error text; outputs are freed, the process lives', async () => {
+  const dl = DeviceTensor.fromHost(new Float32Array([-1, -2])), dr = DeviceTensor.fromHost(new Float32Array([-2, -1]));
+  const live = deviceMemory().liveBuffers;
+  emu().emuFailNextLaunch(700);  // cudaErrorIllegalAddress
+  let err: Error | undefined;
+  await cuda.klPenalty({ logp: dl, refLogp: dr }).catch((e: Error) => (err = e));
+  assert.ok(err, 'rejected');
+  assert.match(err!.message, /kl_penalty_kernel: an illegal memory access was encountered \(cudaErrorIllegalAddress\)/);
+  emu().emuFailNextLaunch(4);  // cudaErrorLaunchFailure
+  assert.throws(() => cuda.klPenaltySync({ logp: dl, refLogp: dr }), /unspecified launch failure/);
+  assert.is(deviceMemory().liveBuffers, live, 'the outputs of the failed calls were freed');
+  const ok = cuda.klPenaltySync({ logp: dl, refLogp: dr });  // and the next call works
+  assert.ok(Math.abs((ok.kl.toHost() as Float32Array)[0] - (Math.exp(-1) - (-1) - 1)) < 1e-6);
+  for (const t of [dl, dr, ok.kl, ok.grad]) t?.dispose();
 });
 
 test('an async copy keeps its tensor alive through dispose()', async () => {

@@ -81,6 +81,7 @@ export interface EmuAddon {
   emuSelfTest(name: string): string;
   emuSetOrder(order: number, seed?: number): void;
   emuLaunches(): number;
+  emuFailNextLaunch(code: number): void;
 }
 export const ORDERS = [
   { name: 'forward', order: 0 },

@@ -140,6 +140,8 @@ namespace grpo_emu {
 enum Order : int { kForward = 0, kReverse = 1, kShuffle = 2 };
 void set_order(int order, uint32_t seed = 0);  // how threads are interleaved between barriers
 int order();
+// Makes the next launch fail with `err` without running (tests of the error paths).
+void fail_next_launch(cudaError_t err);
 
 // Runs `body` as the kernel of a <<<grid, block, shmem>>> launch; returns the launch status
 // (also recorded for cudaGetLastError).

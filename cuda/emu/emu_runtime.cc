@@ -39,6 +39,7 @@ constexpr size_t kGuard = 4096;
 thread_local cudaError_t g_last_error = cudaSuccess;
 std::string g_detail;
 int g_order = kForward;
+cudaError_t g_fail_next = cudaSuccess;
 uint32_t g_seed = 0;
 int64_t g_launches = 0;
 
@@ -316,6 +317,7 @@ void set_order(int order, uint32_t seed) {
   g_seed = seed;
 }
 int order() { return g_order; }
+void fail_next_launch(cudaError_t err) { g_fail_next = err; }
 int64_t launches() { return g_launches; }
 
 int64_t live_bytes() {
@@ -380,6 +382,11 @@ cudaError_t launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t, const std:
     return set_error(cudaErrorInvalidConfiguration, "invalid launch configuration");
   std::lock_guard<std::mutex> lock(g_launch_mu);
   ++g_launches;
+  if (g_fail_next != cudaSuccess) {
+    cudaError_t e = g_fail_next;
+    g_fail_next = cudaSuccess;
+    return set_error(e, "injected launch failure");
+  }
   std::vector<unsigned char> dyn(shmem + 16);
   unsigned char* dyn_aligned = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(dyn.data()) + 15) & ~uintptr_t(15));
   Block b;

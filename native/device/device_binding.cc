@@ -483,6 +483,11 @@ Napi::Value EmuSetOrder(const Napi::CallbackInfo& info) {
   grpo_emu::set_order(info[0].As<Napi::Number>().Int32Value(), info.Length() > 1 ? info[1].As<Napi::Number>().Uint32Value() : 0);
   return info.Env().Undefined();
 }
+// emuFailNextLaunch(code): the next kernel launch fails with that cudaError_t (error paths).
+Napi::Value EmuFailNextLaunch(const Napi::CallbackInfo& info) {
+  grpo_emu::fail_next_launch(static_cast<cudaError_t>(info[0].As<Napi::Number>().Int32Value()));
+  return info.Env().Undefined();
+}
 Napi::Value EmuLaunches(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(grpo_emu::launches())); }
 #endif
 
@@ -509,6 +514,7 @@ void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("emuSelfTest", Napi::Function::New(env, EmuSelfTest, "emuSelfTest"));
   exports.Set("emuSetOrder", Napi::Function::New(env, EmuSetOrder, "emuSetOrder"));
   exports.Set("emuLaunches", Napi::Function::New(env, EmuLaunches, "emuLaunches"));
+  exports.Set("emuFailNextLaunch", Napi::Function::New(env, EmuFailNextLaunch, "emuFailNextLaunch"));
 #endif
 }
 
