@@ -7,6 +7,7 @@ import { grpoLossFromLogits } from '../lib/ops/grpo_loss_from_logits';
 import { GrpoTrainer, LossFn } from '../lib/trainer/grpo';
 import { packBatch, gatherCompletionLogits, scatterCompletionGrad, sliceBatch } from '../lib/trainer/batch';
 import { learningRateAt } from '../lib/trainer/schedule';
+import { supervisedFineTune } from '../lib/trainer/sft';
 import { RewardFunction } from '../lib/rewards';
 import { tok, task, tinyModel, rewards, tinyConfig, sameWeights } from './trainer_setup';
 
@@ -172,6 +173,19 @@ test('gradient accumulation: 1 and 3 micro-batches give the same update (dapo)',
     for (let i = 0; i < t.data.length; i++) worst = Math.max(worst, Math.abs(t.data[i] - u.data[i]));
   }
   assert.ok(worst < 1e-5, `max weight difference ${worst}`);
+});
+
+test('SFT: lowers the NLL on its examples; shouldStop ends it early', async () => {
+  const m = tinyModel(3, 32);
+  const losses: number[] = [];
+  const r = await supervisedFineTune(m, tok, task.train, {
+    steps: 40, batchSize: 16, learningRate: 1e-2, seed: 1,
+    onStep: (s) => void losses.push(s.loss),
+    shouldStop: (step) => step === 30,
+  });
+  assert.is(r.steps, 30);
+  assert.is(losses.length, 30);
+  assert.ok(losses[29] < 0.6 * losses[0], `NLL ${losses[0]} -> ${losses[29]}`);
 });
 
 test('config errors name the option', () => {

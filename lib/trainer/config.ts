@@ -109,7 +109,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_EVAL, name: 'saveTotalLimit', type: 'int', default: 2, help: 'checkpoints kept (older ones are deleted)' },
   { section: S_EVAL, name: 'checkpoint', type: 'string', default: undefined, help: 'grpo eval: checkpoint directory (default: latest in outputDir)' },
   // sft
-  { section: S_SFT, name: 'sftSteps', type: 'int', default: 650, help: 'supervised steps' },
+  { section: S_SFT, name: 'sftSteps', type: 'int', default: 2000, help: 'supervised steps (at most, with sftStopAccuracy)' },
+  { section: S_SFT, name: 'sftStopAccuracy', type: 'number', default: 0, help: 'stop the warm start once sampled accuracy on 64 training prompts (4 samples each, checked every 25 steps) reaches this (0 = run all sftSteps)' },
   { section: S_SFT, name: 'sftBatchSize', type: 'int', default: 32, help: 'examples per supervised step' },
   { section: S_SFT, name: 'sftLearningRate', type: 'number', default: 3e-3, help: 'supervised learning rate (constant after the warm-up)' },
   { section: S_SFT, name: 'sftExamples', type: 'int', default: 0, help: 'train only on the first N training examples (0 = all): a partial warm start' },

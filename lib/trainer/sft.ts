@@ -22,11 +22,13 @@ export interface SftOptions {
   maxGradNorm?: number;
   weightDecay?: number;
   seed: number;
+  /** Checked after every step: true ends the warm start early (e.g. once the policy sometimes succeeds). */
+  shouldStop?: (step: number) => boolean | Promise<boolean>;
   /** Called after every step with its metrics. */
   onStep?: (m: { step: number; loss: number; grad_norm: number; learning_rate: number; step_time: number; tokens_per_second: number }) => void | Promise<void>;
 }
 
-export async function supervisedFineTune(model: PolicyModel, tok: Tokenizer, examples: Example[], o: SftOptions): Promise<{ loss: number }> {
+export async function supervisedFineTune(model: PolicyModel, tok: Tokenizer, examples: Example[], o: SftOptions): Promise<{ loss: number; steps: number }> {
   if (!examples.length) throw new RangeError('supervisedFineTune: no examples');
   const V = model.vocabSize;
   const seqs = examples.map((e) => ({ p: encodePrompt(tok, e.prompt), c: [...tok.encode(e.solution ?? e.answer), tok.eosId] }));
@@ -59,6 +61,7 @@ export async function supervisedFineTune(model: PolicyModel, tok: Tokenizer, exa
     const norm = model.step({ lr, maxGradNorm: o.maxGradNorm ?? 1, weightDecay: o.weightDecay ?? 0 });
     const dt = (performance.now() - t0) / 1000;
     await o.onStep?.({ step: step + 1, loss: last, grad_norm: norm, learning_rate: lr, step_time: dt, tokens_per_second: (batch.n * batch.L) / dt });
+    if (await o.shouldStop?.(step + 1)) return { loss: last, steps: step + 1 };
   }
-  return { loss: last };
+  return { loss: last, steps: o.steps };
 }
