@@ -32,6 +32,17 @@ function build(): void {
       fs.mkdirSync(lock);
       break;
     } catch {
+      // a lock older than any build is left over from a killed run
+      let age = 0;
+      try {
+        age = Date.now() - fs.statSync(lock).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (age > 15 * 60e3) {
+        fs.rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
       if (Date.now() - t0 > 15 * 60e3) throw new Error(`timed out waiting for ${lock} (remove it if no build is running)`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
     }
