@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../common/async.h"
+#include "../common/loss_args.h"
 #include "../common/napi_args.h"
 #include "../tensor.h"
 
@@ -291,37 +292,6 @@ Napi::Value LogprobsCuda(const Napi::CallbackInfo& info) {
   a->logp = d.f32<float>("logp", a->N);
   a->entropy = d.f32<float>("entropy", a->N, true);
   return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { logprobs_cuda(*a, s); }, Undefined);
-}
-
-// The options of the loss ops, as native/binding.cc reads them for the host forms.
-void read_options(ArgReader& r, GrpoOptions& o) {
-  o.level = static_cast<Level>(r.integer("level", 0, 1));
-  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 2));
-  o.eps_low = r.num("epsilonLow");
-  o.eps_high = r.num("epsilonHigh");
-  o.use_delta = r.has("delta");
-  o.delta = r.num_or("delta", 0);
-  o.clip_ratio_c = r.num("clipRatioC");
-  o.beta = r.num("beta");
-  o.kl_estimator = static_cast<KlEstimator>(r.integer("klEstimator", 0, 3));
-  o.clamp_log_ratio = r.flag("clampLogRatio", true);
-  o.loss_type = static_cast<LossType>(r.integer("lossType", 0, 4));
-  o.n_global = r.num_or("numItemsInBatch", 0);
-  o.max_completion_length = r.num_or("maxCompletionLength", 0);
-  o.top_entropy_quantile = r.num_or("topEntropyQuantile", 1);
-}
-
-Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("loss", m.loss);
-  o.Set("kl", m.kl);
-  o.Set("entropy", m.entropy);
-  o.Set("clipLow", m.clip_low);
-  o.Set("clipHigh", m.clip_high);
-  o.Set("clipRegion", m.clip_region);
-  o.Set("ratio", m.ratio);
-  o.Set("maskedTokens", m.masked_tokens);
-  return o;
 }
 
 Napi::Value GrpoLossCuda(const Napi::CallbackInfo& info) {
