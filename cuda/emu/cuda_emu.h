@@ -183,7 +183,6 @@ int64_t launches();
 #define GRPO_DYN_SHARED(T, name) T* name = reinterpret_cast<T*>(grpo_emu::ctx.dyn_shared)
 
 inline void __syncthreads() { grpo_emu::syncthreads(); }
-inline int __syncthreads_or(int p) { (void)p; grpo_emu::syncthreads(); return p; }  // unused by kernels
 inline void __syncwarp(unsigned = 0xffffffffu) { grpo_emu::syncwarp(); }
 inline void __threadfence() { grpo_emu::threadfence(); }
 inline void __threadfence_block() { grpo_emu::threadfence(); }
