@@ -2,9 +2,9 @@
 'use strict';
 // One GRPO step (generation, rewards, reference pass, forward, fused loss, backward, update),
 // broken down by phase, with tokens/s. Uses the built package (npm run build:ts) and the demo's
-// model and batch shape unless told otherwise.
-//   node bench/grpo_step.js [--steps 5] [--beta 0.04] [--batch-size 16] [--num-generations 8]
-//                           [--init runs/demo/sft] [--threads N] [--out bench/results/grpo_step.md]
+// model and batch shape unless told otherwise: any trainer option can be given as a flag.
+//   node bench/grpo_step.js [--steps 5] [--out bench/results/grpo_step.md] [--init runs/demo/sft]
+//                           [--beta 0.04] [--d-model 128 --n-layers 3 ...] [--threads N]
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -19,14 +19,12 @@ async function main() {
   const steps = +flag('steps', 5);
   const threads = +flag('threads', 0);
   if (threads > 0) pkg.setNumThreads(threads);
-  const o = pkg.withDefaults({
-    beta: +flag('beta', 0.04),
-    batchSize: +flag('batch-size', pkg.defaults().batchSize),
-    numGenerations: +flag('num-generations', pkg.defaults().numGenerations),
-    numIterations: +flag('num-iterations', 1),
-    maxSteps: steps + 1,
-    seed: 1,
-  });
+  const given = { beta: 0.04, seed: 1 };
+  for (let i = 2; i < process.argv.length; i += 2) {
+    const spec = pkg.optionSpec(process.argv[i].replace(/^--/, ''));
+    if (spec && !['steps', 'out', 'init', 'threads'].includes(spec.name)) given[spec.name] = pkg.coerce(spec, process.argv[i + 1], 'flag');
+  }
+  const o = pkg.withDefaults({ ...given, maxSteps: steps + 1 });
   const tok = new pkg.CharTokenizer();
   const task = pkg.buildTask(o);
   const model = flag('init') ? pkg.loadOrCreateModel({ ...o, init: flag('init') }, tok) : pkg.createTransformer(pkg.modelConfig(o, tok));

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parseArgs } from '../lib/cli/args';
-import { OPTIONS, helpText, validateOptions, defaults } from '../lib/trainer/config';
+import { OPTIONS, helpText, validateOptions, defaults, flagName, optionSpec } from '../lib/trainer/config';
 import { ProgressBar, formatDuration } from '../lib/cli/progress';
 
 test('flags: kebab and camel case, =value, booleans, --no-, lists', () => {
@@ -43,11 +43,15 @@ test('--config JSON: validated, flags override it', () => {
 test('--help explains every option, with its default', () => {
   const h = helpText();
   for (const o of OPTIONS) {
-    const flag = '--' + o.name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-    assert.ok(h.includes(flag), flag);
+    const flag = '--' + flagName(o.name);
+    assert.ok(h.includes(flag + ' '), flag);
+    assert.is(optionSpec(flagName(o.name)), o, `${flag} parses back`);
     assert.ok(o.help.length > 5, `${o.name} has help`);
   }
   assert.ok(h.includes('(default 42)'));
+  assert.is(flagName('dFF'), 'd-ff');
+  assert.is(flagName('maxSeqLen'), 'max-seq-len');
+  assert.is(optionSpec('max_completion_length')!.name, 'maxCompletionLength');
   // TRL's names are all there
   for (const n of ['numGenerations', 'beta', 'epsilon', 'epsilonHigh', 'delta', 'lossType', 'scaleRewards', 'importanceSamplingLevel', 'numIterations', 'temperature', 'topK', 'topP', 'minP', 'maxCompletionLength', 'maskTruncatedCompletions', 'topEntropyQuantile', 'rewardWeights', 'gradientAccumulationSteps', 'learningRate', 'maxGradNorm', 'seed', 'dynamicSampling'])
     assert.ok(OPTIONS.some((o) => o.name === n), n);

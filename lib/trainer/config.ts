@@ -125,11 +125,16 @@ export function defaults(): Options {
 }
 
 const BY_NAME = new Map(OPTIONS.map((s) => [s.name, s]));
-const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-const BY_FLAG = new Map(OPTIONS.map((s) => [kebab(s.name), s]));
+/** The command-line flag of an option: maxSeqLen -> max-seq-len, dFF -> d-ff. */
+export function flagName(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z]+)/g, (_, a: string, b: string) => `${a}-${b.toLowerCase()}`);
+}
+const loose = (s: string) => s.replace(/[-_]/g, '').toLowerCase();
+const BY_LOOSE = new Map(OPTIONS.map((s) => [loose(s.name), s]));
 
+/** The option named `name` in camelCase, kebab-case or snake_case (case-insensitive), or undefined. */
 export function optionSpec(name: string): OptionSpec | undefined {
-  return BY_NAME.get(name) ?? BY_FLAG.get(name) ?? BY_NAME.get(name.replace(/[-_]([a-z])/g, (_, c) => c.toUpperCase()));
+  return BY_NAME.get(name) ?? BY_LOOSE.get(loose(name));
 }
 
 /** Converts and checks one value; errors name the option and what was expected. */
@@ -183,7 +188,7 @@ export function helpText(): string {
       section = s.section;
       lines.push('', `${section}:`);
     }
-    const flag = `--${kebab(s.name)}${s.type === 'boolean' ? '' : ' <' + (s.choices ? s.choices.join('|') : s.type) + '>'}`;
+    const flag = `--${flagName(s.name)}${s.type === 'boolean' ? '' : ' <' + (s.choices ? s.choices.join('|') : s.type) + '>'}`;
     const def = s.default === undefined ? '' : ` (default ${Array.isArray(s.default) ? (s.default as unknown[]).join(',') || '""' : String(s.default)})`;
     lines.push(`  ${flag.padEnd(44)} ${s.help}${def}`);
   }
