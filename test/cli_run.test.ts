@@ -37,6 +37,9 @@ test('sft, train with eval and checkpoints, resume, eval, report', async () => {
   const json = JSON.parse(fs.readFileSync(path.join(out, 'eval.json'), 'utf8'));
   assert.is(json.step, 6);
   assert.ok('pass@1' in json && 'pass@k' in json && 'maj@k' in json && 'formatRate' in json && 'meanLength' in json && 'meanReward' in json);
+  // without flags, eval uses the options the checkpoint was trained with (here evalLimit 4, not the default 200)
+  const ev2 = await runEval({ checkpoint: t2.checkpoint, evalK: 2 }, quiet);
+  assert.is(ev2.prompts, 4);
   const report = writeReport(out, { title: 'test', summary: { seed: 9 } });
   const html = fs.readFileSync(report, 'utf8');
   assert.ok(html.includes('uPlot'), 'uPlot is inlined');

@@ -119,16 +119,25 @@ export function latestCheckpoint(runDir: string): string | null {
   return fs.existsSync(path.join(dir, 'trainer_state.json')) ? dir : null;
 }
 
-/** Reads a checkpoint directory (or a run directory: its latest checkpoint). */
-export function loadCheckpoint(dirOrRun: string): LoadedCheckpoint {
-  let dir = dirOrRun;
-  if (!fs.existsSync(path.join(dir, 'trainer_state.json'))) {
-    const latest = latestCheckpoint(dirOrRun);
-    if (!latest) throw new Error(`no checkpoint in ${dirOrRun} (expected trainer_state.json or checkpoints/latest.json)`);
-    dir = latest;
-  }
+function checkpointDir(dirOrRun: string): string {
+  if (fs.existsSync(path.join(dirOrRun, 'trainer_state.json'))) return dirOrRun;
+  const latest = latestCheckpoint(dirOrRun);
+  if (!latest) throw new Error(`no checkpoint in ${dirOrRun} (expected trainer_state.json or checkpoints/latest.json)`);
+  return latest;
+}
+
+/** The trainer_state.json of a checkpoint directory (or of a run directory's latest checkpoint). */
+export function loadCheckpointMeta(dirOrRun: string): CheckpointMeta {
+  const dir = checkpointDir(dirOrRun);
   const meta = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as CheckpointMeta;
   if (meta.version !== 1) throw new Error(`${dir}: unsupported checkpoint version ${meta.version}`);
+  return meta;
+}
+
+/** Reads a checkpoint directory (or a run directory: its latest checkpoint). */
+export function loadCheckpoint(dirOrRun: string): LoadedCheckpoint {
+  const dir = checkpointDir(dirOrRun);
+  const meta = loadCheckpointMeta(dir);
   const read = (f: string) => (fs.existsSync(path.join(dir, f)) ? readSafetensors(path.join(dir, f)).tensors : null);
   const weights = read('model.safetensors');
   if (!weights) throw new Error(`${dir}: model.safetensors is missing`);

@@ -15,7 +15,7 @@ import { writeReport, readMetrics } from '../report';
 import { defaults, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
 import { supervisedFineTune } from './sft';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { CheckpointMeta, latestCheckpoint, loadCheckpoint, loadCheckpointMeta, saveCheckpoint } from './checkpoint';
 
 /** Where messages go (the CLI prints them; tests can collect them). */
 export interface Io {
@@ -73,6 +73,12 @@ export function loadOrCreateModel(o: Options, tok: Tokenizer): PolicyModel {
     return m;
   }
   return createTransformer(modelConfig(o, tok));
+}
+
+/** The options a checkpoint was made with, less those that name what to load. */
+function savedOptions(meta: CheckpointMeta): Options {
+  const { init, resume, checkpoint, config, ...saved } = meta.config;
+  return saved;
 }
 
 class MetricsLog {
@@ -159,7 +165,10 @@ export interface TrainResult {
 
 /** `grpo train`: GRPO with evaluation every evalSteps, checkpoints, metrics.jsonl. */
 export async function runTrain(opts: Options, io: Io = consoleIo): Promise<TrainResult> {
-  const o = withDefaults(opts);
+  const runDir = (opts.outputDir as string | undefined) ?? (defaults().outputDir as string);
+  const resumeFrom = opts.resume ? latestCheckpoint(runDir) : null;
+  // a resumed run keeps the options it was started with unless a flag changes them
+  const o = withDefaults(resumeFrom ? { ...savedOptions(loadCheckpointMeta(resumeFrom)), ...opts } : opts);
   applyThreads(o);
   const t0 = Date.now();
   const dir = o.outputDir as string;
@@ -172,7 +181,6 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   let model: PolicyModel;
   let refModel: PolicyModel | null = null;
   let state: TrainerState | null = null;
-  const resumeFrom = o.resume ? latestCheckpoint(dir) : null;
   if (o.resume && !resumeFrom) io.log(`train: --resume given but ${dir} has no checkpoint; starting fresh`);
   if (resumeFrom) {
     const ck = loadCheckpoint(resumeFrom);
@@ -244,10 +252,11 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
 
 /** `grpo eval`: held-out evaluation of a checkpoint; prints a table and writes JSON. */
 export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalResult> {
-  const o = withDefaults(opts);
-  applyThreads(o);
-  const src = (o.checkpoint as string | undefined) ?? (o.init as string | undefined) ?? (o.outputDir as string);
+  const src = (opts.checkpoint ?? opts.init ?? opts.outputDir ?? defaults().outputDir) as string;
   const ck = loadCheckpoint(src);
+  // the task, sampling and reward options the checkpoint was trained with, unless flags change them
+  const o = withDefaults({ ...savedOptions(ck.meta), ...opts });
+  applyThreads(o);
   const model = createTransformer(ck.meta.modelConfig);
   model.loadStateDict(ck.weights);
   const task = buildTask(o);
