@@ -22,7 +22,7 @@ async function main() {
   const given = { beta: 0.04, seed: 1 };
   for (let i = 2; i < process.argv.length; i += 2) {
     const spec = pkg.optionSpec(process.argv[i].replace(/^--/, ''));
-    if (spec && !['steps', 'out', 'init', 'threads'].includes(spec.name)) given[spec.name] = pkg.coerce(spec, process.argv[i + 1], 'flag');
+    if (spec && !['steps', 'out', 'init', 'threads'].includes(spec.name)) given[spec.name] = pkg.coerceOption(spec, process.argv[i + 1], 'flag');
   }
   const o = pkg.withDefaults({ ...given, maxSteps: steps + 1 });
   const tok = new pkg.CharTokenizer();

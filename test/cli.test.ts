@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parseArgs } from '../lib/cli/args';
-import { OPTIONS, helpText, validateOptions, defaults, flagName, optionSpec } from '../lib/trainer/config';
+import { OPTIONS, helpText, validateOptions, defaultOptions, flagName, optionSpec } from '../lib/trainer/config';
 import { ProgressBar, formatDuration } from '../lib/cli/progress';
 
 test('flags: kebab and camel case, =value, booleans, --no-, lists', () => {
@@ -55,7 +55,7 @@ test('--help explains every option, with its default', () => {
   // TRL's names are all there
   for (const n of ['numGenerations', 'beta', 'epsilon', 'epsilonHigh', 'delta', 'lossType', 'scaleRewards', 'importanceSamplingLevel', 'numIterations', 'temperature', 'topK', 'topP', 'minP', 'maxCompletionLength', 'maskTruncatedCompletions', 'topEntropyQuantile', 'rewardWeights', 'gradientAccumulationSteps', 'learningRate', 'maxGradNorm', 'seed', 'dynamicSampling'])
     assert.ok(OPTIONS.some((o) => o.name === n), n);
-  assert.is(defaults().seed, 42);
+  assert.is(defaultOptions().seed, 42);
 });
 
 test('progress bar: step, fields, ETA', () => {

@@ -4,7 +4,7 @@
  * options from JSON first, and flags given on the command line override them.
  */
 import * as fs from 'fs';
-import { coerce, Options, optionSpec, validateOptions } from '../trainer/config';
+import { coerceOption, Options, optionSpec, validateOptions } from '../trainer/config';
 
 export const COMMANDS = ['sft', 'train', 'eval', 'demo'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -45,8 +45,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
     if (!spec) throw new RangeError(`unknown option --${name} (grpo --help lists every option)`);
     if (spec.type === 'boolean') {
       if (negated) flags[spec.name] = false;
-      else if (value !== undefined) flags[spec.name] = coerce(spec, value, 'flag');
-      else if (args[i + 1] === 'true' || args[i + 1] === 'false') flags[spec.name] = coerce(spec, args[++i], 'flag');
+      else if (value !== undefined) flags[spec.name] = coerceOption(spec, value, 'flag');
+      else if (args[i + 1] === 'true' || args[i + 1] === 'false') flags[spec.name] = coerceOption(spec, args[++i], 'flag');
       else flags[spec.name] = true;
       continue;
     }
@@ -54,7 +54,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
       if (i + 1 >= args.length) throw new RangeError(`option --${name} needs a value`);
       value = args[++i];
     }
-    flags[spec.name] = coerce(spec, value, 'flag');
+    flags[spec.name] = coerceOption(spec, value, 'flag');
   }
   let options: Options = {};
   if (typeof flags.config === 'string') {

@@ -118,7 +118,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 
 export type Options = Record<string, unknown>;
 
-export function defaults(): Options {
+export function defaultOptions(): Options {
   const o: Options = {};
   for (const s of OPTIONS) if (s.default !== undefined) o[s.name] = Array.isArray(s.default) ? [...s.default] : s.default;
   return o;
@@ -138,7 +138,7 @@ export function optionSpec(name: string): OptionSpec | undefined {
 }
 
 /** Converts and checks one value; errors name the option and what was expected. */
-export function coerce(spec: OptionSpec, raw: unknown, where = 'option'): unknown {
+export function coerceOption(spec: OptionSpec, raw: unknown, where = 'option'): unknown {
   const bad = (exp: string) => new RangeError(`${where} ${spec.name}: expected ${exp} but received ${JSON.stringify(raw)}`);
   const num = (x: unknown, int: boolean) => {
     const v = typeof x === 'number' ? x : typeof x === 'string' && x.trim() !== '' ? Number(x) : NaN;
@@ -174,7 +174,7 @@ export function validateOptions(o: Record<string, unknown>, where = 'config'): O
   for (const [k, v] of Object.entries(o)) {
     const spec = optionSpec(k);
     if (!spec) throw new RangeError(`${where}: unknown option '${k}' (see --help)`);
-    out[spec.name] = v === null ? undefined : coerce(spec, v, where);
+    out[spec.name] = v === null ? undefined : coerceOption(spec, v, where);
   }
   return out;
 }

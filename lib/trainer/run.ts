@@ -12,7 +12,7 @@ import { builtinReward, loadRewardModule, RewardFunction } from '../rewards';
 import { evaluate, EvalResult, formatEvalTable } from '../eval';
 import { ProgressBar, formatDuration } from '../cli/progress';
 import { writeReport, readMetrics } from '../report';
-import { defaults, Options } from './config';
+import { defaultOptions, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
 import { supervisedFineTune } from './sft';
 import { CheckpointMeta, latestCheckpoint, loadCheckpoint, loadCheckpointMeta, saveCheckpoint } from './checkpoint';
@@ -24,7 +24,7 @@ export interface Io {
 const consoleIo: Io = { log: (m) => process.stderr.write(m + '\n') };
 
 export function withDefaults(o: Options): Options {
-  const d = defaults();
+  const d = defaultOptions();
   for (const [k, v] of Object.entries(o)) if (v !== undefined) d[k] = v;
   return d;
 }
@@ -165,7 +165,7 @@ export interface TrainResult {
 
 /** `grpo train`: GRPO with evaluation every evalSteps, checkpoints, metrics.jsonl. */
 export async function runTrain(opts: Options, io: Io = consoleIo): Promise<TrainResult> {
-  const runDir = (opts.outputDir as string | undefined) ?? (defaults().outputDir as string);
+  const runDir = (opts.outputDir as string | undefined) ?? (defaultOptions().outputDir as string);
   const resumeFrom = opts.resume ? latestCheckpoint(runDir) : null;
   // a resumed run keeps the options it was started with unless a flag changes them
   const o = withDefaults(resumeFrom ? { ...savedOptions(loadCheckpointMeta(resumeFrom)), ...opts } : opts);
@@ -252,7 +252,7 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
 
 /** `grpo eval`: held-out evaluation of a checkpoint; prints a table and writes JSON. */
 export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalResult> {
-  const src = (opts.checkpoint ?? opts.init ?? opts.outputDir ?? defaults().outputDir) as string;
+  const src = (opts.checkpoint ?? opts.init ?? opts.outputDir ?? defaultOptions().outputDir) as string;
   const ck = loadCheckpoint(src);
   // the task, sampling and reward options the checkpoint was trained with, unless flags change them
   const o = withDefaults({ ...savedOptions(ck.meta), ...opts });
