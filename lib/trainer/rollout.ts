@@ -50,14 +50,14 @@ function stopCut(tok: Tokenizer, ids: Int32Array, stop: string[]): number {
 
 /**
  * Samples `repeat` completions for each prompt (sequence i·repeat + j is sample j of prompt i).
- * `rowIdBase` offsets the Philox row ids so different calls with one seed draw different tokens.
+ * Sequence s uses Philox row id s, so the tokens do not depend on how the call is batched.
  */
 export async function rollout(
   model: PolicyModel,
   tok: Tokenizer,
   prompts: string[],
   repeat: number,
-  o: SamplingOptions & { seed: number; rowIdBase?: number; maxBatch?: number },
+  o: SamplingOptions & { seed: number; maxBatch?: number },
 ): Promise<Rollout> {
   const promptIds: Int32Array[] = [];
   for (const p of prompts) {
@@ -69,10 +69,9 @@ export async function rollout(
   const S = promptIds.length;
   const out: Rollout = { promptIds, tokens: [], logprobs: [], truncated: [], texts: [] };
   const maxBatch = o.maxBatch ?? 1024;
-  const base = o.rowIdBase ?? 0;
   for (let s0 = 0; s0 < S; s0 += maxBatch) {
     const n = Math.min(maxBatch, S - s0);
-    const rowIds = Array.from({ length: n }, (_, i) => base + s0 + i);
+    const rowIds = Array.from({ length: n }, (_, i) => s0 + i);
     const gen = await model.generate(
       promptIds.slice(s0, s0 + n).map((a) => Array.from(a)),
       {
