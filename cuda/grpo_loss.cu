@@ -13,15 +13,12 @@
 
 #include "../native/device/cuda_ops.h"
 #include "common.cuh"
+#include "../native/ops/grpo_loss_core.h"
 #include "grpo_loss_core.h"
 
 namespace grpo {
 
 namespace {
-
-struct SeqSums {
-  double loss, kl, entropy, ratio, clip_low, clip_high, clip_region;
-};
 
 struct CoreArgs {
   const float* logp;
@@ -57,109 +54,33 @@ __global__ void core_batch(CoreArgs c) {
   *c.n_batch = nb;
 }
 
-// grpo_loss_cpu's pass 3 for sequence i (native/ops/grpo_loss.cc), statement for statement.
+// grpo_loss_cpu's pass 3, one thread per sequence: the same statements (native/ops/grpo_loss_core.h).
 __global__ void core_loss(CoreArgs c) {
-  const GrpoOptions& o = c.o;
   const int64_t T = c.T;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < c.S; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t base = i * T;
-    const uint8_t* m = c.mask + base;
-    const float* lp = c.logp + base;
-    const float* old = c.old_logp ? c.old_logp + base : nullptr;
-    const float* ref = c.ref_logp ? c.ref_logp + base : nullptr;
-    const float* ent = c.entropy ? c.entropy + base : nullptr;
-    float* g = c.grad_logp ? c.grad_logp + base : nullptr;
-    float* ptl = c.per_token_loss ? c.per_token_loss + base : nullptr;
-    const double A = c.advantages[i];
-    const double n_i = c.n_seq[i];
-    const double w = aggregation_weight(o, n_i, *c.n_batch, c.S, T);
-    const double inv_n = 1.0 / (n_i > 1.0 ? n_i : 1.0);
-    SeqSums s{0, 0, 0, 0, 0, 0, 0};
-    double seq_ratio = 1.0;
-    if (o.level == Level::Sequence && old) {
-      double lr = 0;
-      for (int64_t t = 0; t < T; ++t)
-        if (m[t]) lr += static_cast<double>(lp[t]) - static_cast<double>(old[t]);
-      seq_ratio = exp(lr * inv_n);
-    }
-    double seq_coupling = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      if (!m[t]) {
-        if (g) g[t] = 0.0f;
-        if (ptl) ptl[t] = 0.0f;
-        continue;
-      }
-      const double l = lp[t];
-      double rho = seq_ratio;
-      if (o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
-      const double emask = (c.select && !(static_cast<double>(ent[t]) >= c.threshold)) ? 0.0 : 1.0;
-      PolicyValue pv = policy_term(rho, A, l, o);
-      KlValue kv{0.0, 0.0};
-      if (ref) kv = kl_estimate(l, ref[t], o.kl_estimator, o.clamp_log_ratio);
-      const double L = emask * pv.P + o.beta * kv.d;
-      if (ptl) ptl[t] = static_cast<float>(L);
-      s.loss += w * L;
-      s.kl += kv.d;
-      if (ent) s.entropy += ent[t];
-      s.ratio += rho;
-      s.clip_low += pv.low_clipped;
-      s.clip_high += pv.high_clipped;
-      s.clip_region += pv.low_clipped || pv.high_clipped;
-      if (g) {
-        double direct = w * (emask * pv.dP_dlogp + o.beta * kv.grad);
-        if (o.level == Level::Token)
-          direct += w * emask * pv.dP_drho * rho;
-        else
-          seq_coupling += w * emask * pv.dP_drho;
-        g[t] = static_cast<float>(direct);
-      }
-    }
-    if (g && o.level == Level::Sequence && seq_coupling != 0.0) {
-      const double extra = seq_coupling * seq_ratio * inv_n;
-      for (int64_t t = 0; t < T; ++t)
-        if (m[t]) g[t] = static_cast<float>(static_cast<double>(g[t]) + extra);
-    }
-    c.sums[i] = s;
+    SeqInputs q;
+    q.mask = c.mask + base;
+    q.logp = c.logp + base;
+    q.old_logp = c.old_logp ? c.old_logp + base : nullptr;
+    q.ref_logp = c.ref_logp ? c.ref_logp + base : nullptr;
+    q.entropy = c.entropy ? c.entropy + base : nullptr;
+    q.grad_logp = c.grad_logp ? c.grad_logp + base : nullptr;
+    q.per_token_loss = c.per_token_loss ? c.per_token_loss + base : nullptr;
+    q.T = T;
+    q.advantage = c.advantages[i];
+    q.n_i = c.n_seq[i];
+    q.n_batch = *c.n_batch;
+    q.S = c.S;
+    q.select = c.select;
+    q.threshold = c.threshold;
+    c.sums[i] = grpo_sequence_pass(q, c.o);
   }
 }
 
 __global__ void core_totals(CoreArgs c) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
-  SeqSums tot{0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = 0; i < c.S; ++i) {
-    tot.loss += c.sums[i].loss;
-    tot.kl += c.sums[i].kl;
-    tot.entropy += c.sums[i].entropy;
-    tot.ratio += c.sums[i].ratio;
-    tot.clip_low += c.sums[i].clip_low;
-    tot.clip_high += c.sums[i].clip_high;
-    tot.clip_region += c.sums[i].clip_region;
-  }
-  const double nb = *c.n_batch, inv_batch = nb > 0 ? 1.0 / nb : 0.0;
-  GrpoMetrics& mt = *c.metrics;
-  mt.loss = tot.loss;
-  mt.kl = tot.kl * inv_batch;
-  mt.entropy = tot.entropy * inv_batch;
-  mt.ratio = tot.ratio * inv_batch;
-  mt.clip_low = tot.clip_low * inv_batch;
-  mt.clip_high = tot.clip_high * inv_batch;
-  mt.clip_region = tot.clip_region * inv_batch;
-  mt.masked_tokens = nb;
-}
-
-// torch.quantile(x, q), linear interpolation: native/ops/grpo_loss.cc's quantile_linear.
-double quantile_linear(std::vector<float>& x, double q) {
-  const size_t n = x.size();
-  double pos = q * static_cast<double>(n - 1);
-  size_t lo = static_cast<size_t>(std::floor(pos));
-  if (lo > n - 1) lo = n - 1;
-  size_t hi = lo + 1 < n ? lo + 1 : lo;
-  std::nth_element(x.begin(), x.begin() + lo, x.end());
-  double vlo = x[lo];
-  double frac = pos - static_cast<double>(lo);
-  if (hi == lo || frac == 0.0) return vlo;
-  double vhi = *std::min_element(x.begin() + lo + 1, x.end());
-  return vlo + (vhi - vlo) * frac;
+  grpo_sum_metrics(c.sums, c.S, *c.n_batch, c.metrics);
 }
 
 size_t align_up(size_t x) { return (x + 15) & ~size_t(15); }
