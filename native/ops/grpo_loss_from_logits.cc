@@ -4,14 +4,15 @@
 //
 // Memory traffic is the cost (N·V is ~1 GB at N=2048, V=151936), so rows are visited as few
 // times as possible:
-// - one pass (token-level ratio, no top-entropy selection, gradient wanted): g_n depends only on
-//   row n and O(N) batch constants (mask counts), so each row is read from memory once: block
-//   by block, max (memory), exp (L1) stored as e relative to the block's running max (over the
-//   logits themselves when in place and float32, else a per-thread float row reused across rows
-//   and calls); then ℓ, H, g_n and one factor per block; and, in the same block loop as the next
-//   row's read, the gradient e·factor is written out (streaming stores for a separate buffer).
-//   A worker's reads, writes and exp work overlap.
-// - two passes (sequence level, top-entropy selection): g needs every row's ℓ/H first. Pass A
+// - one pass (token-level ratio, no top-entropy selection, gradient in place or 16-bit): g_n
+//   depends only on row n and O(N) batch constants (mask counts), so each row is read from
+//   memory once: block by block, max (memory), exp (L1) stored as e relative to the block's
+//   running max (over the logits themselves when in place and float32, else per-thread float
+//   rows reused across rows and calls); then ℓ, H, g_n and one factor per block; and, in the
+//   same block loop as the next row's read, the gradient e·factor is written out (streaming
+//   stores for a separate buffer). A worker's reads, writes and exp work overlap.
+// - two passes (sequence level, top-entropy selection: g needs every row's ℓ/H first; and
+//   float32 with a separate gradient, where it measured faster, see one_pass below). Pass A
 //   reads each row once (blocked online max) for ℓ, H, zmax and Σexp; grpo_loss_cpu gives g;
 //   pass B reads the row again, exponentiates and streams the gradient out.
 // - no gradient: pass A only.
@@ -124,7 +125,15 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   const bool inplace = a.grad_mode == GradMode::InPlace;
   const float inv = 1.0f / a.temperature;
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
-  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1);
+  // The pipelined one pass needs two float e rows per thread unless e can go over float32 logits
+  // in place, and their cache traffic costs more than reading float32 logits twice. Measured at
+  // N=2048, V=151936 on the 2-core Zen 4 box (ms, quiet windows, 3-pass floor ~87): float32
+  // separate: one pass 84-90, two passes 74-80; float32 in place: one pass 58-67; bfloat16
+  // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
+  // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
+  static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
+  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) &&
+                        (force_one_pass || inplace || dtype != DType::F32);
 
   std::vector<float> grad_logp_local;
   float* grad_logp = a.grad_logp;
