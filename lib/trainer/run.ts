@@ -82,8 +82,10 @@ function savedOptions(meta: CheckpointMeta): Options {
 }
 
 class MetricsLog {
-  constructor(readonly file: string) {
+  /** `fresh`: a new run in this directory starts a new file (a resumed one appends). */
+  constructor(readonly file: string, fresh: boolean) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
+    if (fresh) fs.rmSync(file, { force: true });
   }
   write(row: Record<string, unknown>) {
     fs.appendFileSync(this.file, JSON.stringify(row) + '\n');
@@ -123,7 +125,7 @@ export async function runSft(opts: Options, io: Io = consoleIo): Promise<{ check
   const model = loadOrCreateModel(o, tok);
   const n = o.sftExamples as number;
   const examples = n > 0 ? task.train.slice(0, n) : task.train;
-  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'));
+  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), true);
   const steps = o.sftSteps as number;
   io.log(`sft: ${task.name}, ${examples.length} examples, ${steps} steps × ${o.sftBatchSize}, model ${model.numParameters} parameters -> ${dir}`);
   const bar = new ProgressBar('sft ', steps, 0, o.progress as boolean, 25);
@@ -176,7 +178,7 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   const tok = new CharTokenizer();
   const rewards = buildRewards(o);
   const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
-  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'));
+  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), !resumeFrom);
 
   let model: PolicyModel;
   let refModel: PolicyModel | null = null;
