@@ -188,6 +188,45 @@ test('SFT: lowers the NLL on its examples; shouldStop ends it early', async () =
   assert.ok(losses[29] < 0.6 * losses[0], `NLL ${losses[0]} -> ${losses[29]}`);
 });
 
+test('every TRL-named option reaches a working step', async () => {
+  const variants: Record<string, unknown>[] = [
+    { importanceSamplingLevel: 'sequence', numIterations: 2 },
+    { policyLoss: 'cispo', numIterations: 2, epsilonHigh: 4 },
+    { policyLoss: 'dual_clip', numIterations: 2 },
+    { delta: 1.5, epsilonHigh: 0.28, numIterations: 2 },
+    { topEntropyQuantile: 0.5 },
+    { scaleRewards: 'batch', lossType: 'grpo' },
+    { scaleRewards: 'none', lossType: 'dr_grpo' },
+    { advantageEstimator: 'rloo', lossType: 'bnpo' },
+    { beta: 0.1, klEstimator: 'k1' },
+    { beta: 0.1, klEstimator: 'low_var_kl', lossType: 'seq_sum' },
+    { maskTruncatedCompletions: true, stop: ['1'] },
+    { temperature: 0.7, topK: 5, topP: 0.9, minP: 0.05 },
+    { rewardWeights: [2, 0.5, 1], weightDecay: 0.01, maxGradNorm: 0.5 },
+  ];
+  for (const v of variants) {
+    const tr = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig(v) });
+    const m = await tr.step();
+    assert.ok(Number.isFinite(m.loss as number) && Number.isFinite(m.grad_norm as number), `${JSON.stringify(v)}: loss ${m.loss}`);
+  }
+});
+
+test('stop strings end a completion where they appear', async () => {
+  const { rollout } = await import('../lib/trainer/rollout');
+  const r = await rollout(tinyModel(), tok, ['1+2='], 16, { maxCompletionLength: 6, seed: 4, stop: ['a', 'e'] });
+  let cut = 0;
+  r.texts.forEach((t, i) => {
+    const at = Math.min(...['a', 'e'].map((c) => (t.includes(c) ? t.indexOf(c) : Infinity)));
+    if (at !== Infinity) {
+      cut++;
+      assert.is(at, t.length - 1, `'${t}' continues after its stop string`);
+      assert.not.ok(r.truncated[i]);
+      assert.is(r.logprobs[i].length, r.tokens[i].length);
+    }
+  });
+  assert.ok(cut > 0, 'some completion hit a stop string');
+});
+
 test('config errors name the option', () => {
   assert.throws(() => new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: { numGenerations: 0 } }), /numGenerations/);
   assert.throws(() => new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: rewards(), config: { rewardWeights: [1] } }), /rewardWeights/);
