@@ -194,16 +194,7 @@ void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream) 
     }
   }
 
-  GrpoLossArgs la;
-  la.logp = a.logp;
-  la.old_logp = a.old_logp;
-  la.ref_logp = a.ref_logp;
-  la.advantages = a.advantages;
-  la.mask = a.mask;
-  la.entropy = a.entropy;
-  la.S = S;
-  la.T = T;
-  la.opt = a.opt;
+  GrpoLossArgs la = per_token_loss_args(a);
   float* g = a.grad_logp ? a.grad_logp : (grad ? reinterpret_cast<float*>(base + o_g) : nullptr);
   grpo_loss_core_cuda(la, g, &a.metrics, stream);
 

@@ -142,16 +142,7 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
     grad_logp = grad_logp_local.data();
   }
 
-  GrpoLossArgs la;
-  la.logp = a.logp;
-  la.old_logp = a.old_logp;
-  la.ref_logp = a.ref_logp;
-  la.advantages = a.advantages;
-  la.mask = a.mask;
-  la.entropy = a.entropy;
-  la.S = S;
-  la.T = T;
-  la.opt = o;
+  GrpoLossArgs la = per_token_loss_args(a);
   la.grad_logp = grad_logp;
 
   if (one_pass) {

@@ -26,6 +26,22 @@ struct GrpoLossFromLogitsArgs {
   GrpoMetrics metrics;         // out
 };
 
+// The per-token half of a fused call, as the loss core takes it (grpo_loss_cpu on the CPU,
+// grpo_loss_core_cuda on the GPU): the logits pass fills logp/entropy, the core does the rest.
+inline GrpoLossArgs per_token_loss_args(const GrpoLossFromLogitsArgs& a) {
+  GrpoLossArgs la;
+  la.logp = a.logp;
+  la.old_logp = a.old_logp;
+  la.ref_logp = a.ref_logp;
+  la.advantages = a.advantages;
+  la.mask = a.mask;
+  la.entropy = a.entropy;
+  la.S = a.S;
+  la.T = a.T;
+  la.opt = a.opt;
+  return la;
+}
+
 void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a);
 
 }  // namespace grpo
