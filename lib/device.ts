@@ -19,6 +19,7 @@ import type { NativeMetrics } from './native';
 import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
 import { grpoConfigToNative } from './ops/grpo_loss';
+import { sampleParams } from './ops/sample';
 import type { GrpoLossConfig, GrpoMetrics } from './ops/grpo_loss';
 import type { KlEstimator } from './ops/kl_penalty';
 import * as v from './validate';
@@ -545,53 +546,11 @@ export interface CudaSampleResult {
   truncLogp: DeviceTensor | null;
 }
 
-/** The sample op's per-row parameters, seed, step and row ids, checked as lib/ops/sample.ts does. */
-function samplePrepareHost(opts: Record<string, unknown>, R: number) {
-  const op = 'cuda.sample';
-  const perRow = <T extends Float32Array | Int32Array>(name: string, x: unknown, dflt: number, Ctor: { new (n: number): T }, ok: (a: number) => boolean, expected: string): T => {
-    if (x === undefined) return new Ctor(R).fill(dflt) as T;
-    if (typeof x === 'number') {
-      if (!ok(x)) throw v.rangeError(op, name, expected, x);
-      return new Ctor(R).fill(x) as T;
-    }
-    if (!(x instanceof Ctor) || x.length !== R) throw v.typeError(op, name, `${expected} or a ${Ctor.name} of length ${R}`, x);
-    for (let i = 0; i < R; i++) if (!ok(x[i])) throw v.rangeError(op, name, expected, `${x[i]} at index ${i}`);
-    return x;
-  };
-  const temperature = perRow('temperature', opts.temperature, 1, Float32Array, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0');
-  const topK = perRow('topK', opts.topK, 0, Int32Array, (x) => Number.isInteger(x) && x >= 0, 'an integer >= 0');
-  const topP = perRow('topP', opts.topP, 1, Float32Array, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
-  const minP = perRow('minP', opts.minP, 0, Float32Array, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
-  const seed = opts.seed;
-  let seedLo: number, seedHi: number;
-  if (typeof seed === 'bigint' && seed >= 0n && seed < 1n << 64n) {
-    seedLo = Number(seed & 0xffffffffn);
-    seedHi = Number(seed >> 32n);
-  } else if (typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0) {
-    seedLo = seed % 4294967296;
-    seedHi = Math.floor(seed / 4294967296);
-  } else {
-    throw v.typeError(op, 'seed', 'a non-negative safe integer or a bigint < 2^64', seed);
-  }
-  const step = v.integer(op, 'step', opts.step, 0, 0xffffffff, 0);
-  let rowIds: Uint32Array | undefined;
-  if (opts.rowIds !== undefined) {
-    const r = opts.rowIds;
-    if (!(r instanceof Uint32Array || Array.isArray(r)) || r.length !== R) throw v.typeError(op, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
-    rowIds = Uint32Array.from(r as ArrayLike<number>, (x, i) => {
-      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) throw v.rangeError(op, 'rowIds', 'integers in [0, 2^32)', `${String(x)} at index ${i}`);
-      return x;
-    });
-  }
-  const wantTrunc = v.boolean(op, 'truncatedLogprobs', opts.truncatedLogprobs, false);
-  return { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc };
-}
-
 function samplePrepare(o: CudaSampleOptions) {
   const op = 'cuda.sample';
   const opts = v.options(op, o);
   const { z, V, N: R } = rows(op, opts.logits, opts.vocabSize);
-  const hp = samplePrepareHost(opts, R);
+  const hp = sampleParams(op, opts, R);
   const up = (a: Float32Array | Int32Array | Uint32Array | undefined) => (a === undefined ? undefined : DeviceTensor.fromHost(a));
   const owned = [up(hp.temperature)!, up(hp.topK)!, up(hp.topP)!, up(hp.minP)!];
   const rowIds = up(hp.rowIds);

@@ -58,6 +58,7 @@ const OP = 'sample';
 const MAX_V = 0x7fffffff;
 
 function perRow<T extends Float32Array | Int32Array>(
+  OP: string,
   name: string,
   x: unknown,
   dflt: number,
@@ -79,7 +80,7 @@ function perRow<T extends Float32Array | Int32Array>(
   return x;
 }
 
-function splitSeed(seed: unknown): { seedLo: number; seedHi: number } {
+function splitSeed(OP: string, seed: unknown): { seedLo: number; seedHi: number } {
   if (typeof seed === 'bigint') {
     if (seed < 0n || seed >= 1n << 64n) throw v.rangeError(OP, 'seed', 'a bigint in [0, 2^64)', seed);
     return { seedLo: Number(seed & 0xffffffffn), seedHi: Number(seed >> 32n) };
@@ -89,21 +90,17 @@ function splitSeed(seed: unknown): { seedLo: number; seedHi: number } {
   return { seedLo: seed % 4294967296, seedHi: Math.floor(seed / 4294967296) };
 }
 
-function prepare(o: SampleOptions) {
-  const opts = v.options(OP, o);
-  const V = v.integer(OP, 'vocabSize', opts.vocabSize, 1, MAX_V);
-  const logitsRaw = opts.logits;
-  if (!(logitsRaw instanceof Float32Array || logitsRaw instanceof Uint16Array))
-    throw v.typeError(OP, 'logits', 'Float32Array or Uint16Array (bfloat16/float16 bits)', logitsRaw);
-  if (logitsRaw.length % V !== 0)
-    throw v.rangeError(OP, 'logits', `a length that is a multiple of vocabSize ${V}`, logitsRaw);
-  const R = logitsRaw.length / V;
-  const { data: logits, dtype } = v.floatTensor(OP, 'logits', logitsRaw, opts.dtype, R * V);
-  const temperature = perRow('temperature', opts.temperature, 1, R, Float32Array, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0');
-  const topK = perRow('topK', opts.topK, 0, R, Int32Array, (x) => Number.isInteger(x) && x >= 0 && x <= MAX_V, 'an integer >= 0');
-  const topP = perRow('topP', opts.topP, 1, R, Float32Array, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
-  const minP = perRow('minP', opts.minP, 0, R, Float32Array, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
-  const { seedLo, seedHi } = splitSeed(opts.seed);
+/**
+ * The per-row sampling parameters (scalars broadcast to R rows), seed, step and row ids,
+ * validated; shared by the host op and the CUDA form (lib/device.ts) so both accept the same
+ * options with the same messages. `OP` names the calling op in errors.
+ */
+export function sampleParams(OP: string, opts: Record<string, unknown>, R: number) {
+  const temperature = perRow(OP, 'temperature', opts.temperature, 1, R, Float32Array, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0');
+  const topK = perRow(OP, 'topK', opts.topK, 0, R, Int32Array, (x) => Number.isInteger(x) && x >= 0 && x <= MAX_V, 'an integer >= 0');
+  const topP = perRow(OP, 'topP', opts.topP, 1, R, Float32Array, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  const minP = perRow(OP, 'minP', opts.minP, 0, R, Float32Array, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  const { seedLo, seedHi } = splitSeed(OP, opts.seed);
   const step = v.integer(OP, 'step', opts.step, 0, 0xffffffff, 0);
   let rowIds: Uint32Array | undefined;
   if (opts.rowIds !== undefined) {
@@ -125,6 +122,20 @@ function prepare(o: SampleOptions) {
     }
   }
   const wantTrunc = v.boolean(OP, 'truncatedLogprobs', opts.truncatedLogprobs, false);
+  return { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc };
+}
+
+function prepare(o: SampleOptions) {
+  const opts = v.options(OP, o);
+  const V = v.integer(OP, 'vocabSize', opts.vocabSize, 1, MAX_V);
+  const logitsRaw = opts.logits;
+  if (!(logitsRaw instanceof Float32Array || logitsRaw instanceof Uint16Array))
+    throw v.typeError(OP, 'logits', 'Float32Array or Uint16Array (bfloat16/float16 bits)', logitsRaw);
+  if (logitsRaw.length % V !== 0)
+    throw v.rangeError(OP, 'logits', `a length that is a multiple of vocabSize ${V}`, logitsRaw);
+  const R = logitsRaw.length / V;
+  const { data: logits, dtype } = v.floatTensor(OP, 'logits', logitsRaw, opts.dtype, R * V);
+  const { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc } = sampleParams(OP, opts, R);
   const out = opts.out === undefined ? {} : v.options(OP, opts.out);
   const tokens = out.tokens === undefined ? new Int32Array(R) : v.int32Array(OP, 'out.tokens', out.tokens, R);
   const logp = v.outFloat32(OP, 'out.logp', out.logp, R);
