@@ -7,8 +7,9 @@ import * as path from 'path';
 import {
   accuracyReward, formatReward, cosineReward, cosineInterp, repetitionPenalty, repetitionReward,
   softOverlongPenalty, softOverlongReward, scoreRewards, loadRewardModule, builtinReward, RewardContext, RewardFunction,
+  minMatchLength, checkFormatRewardFits, ConstantRewardMonitor,
 } from '../lib/rewards';
-import { arithmeticTask } from '../lib/tasks';
+import { arithmeticTask, datasetTask } from '../lib/tasks';
 
 const task = arithmeticTask({ seed: 0, trainSize: 10, testSize: 10 });
 const ex = { id: 'a', prompt: '47+38=', answer: '85' };
@@ -105,6 +106,59 @@ test('user reward modules: a function, an object of functions, TypeScript, no fu
   const typed = loadRewardModule(path.join(dir, 'typed.ts'));
   assert.equal(await typed[0].compute(ctx(['85', '1'])), [1, 0]);
   assert.throws(() => loadRewardModule(path.join(dir, 'none.js')), /exports no function/);
+});
+
+test('minMatchLength: a lower bound that is exact on the shapes format patterns take', () => {
+  const cases: [RegExp, number][] = [
+    [/^<think>[\s\S]*?<\/think>\s*<answer>[\s\S]*?<\/answer>\s*$/, 32],
+    [/^-?\d+$/, 1], [/^[\d+\-*/() ]+$/, 1], [/abc/, 3], [/a|bcd/, 1], [/(?:ab){3}/, 6], [/(ab){2,}c?/, 4],
+    [/x(?=yyyy)/, 1], [/[\]x]{2}/, 2], [/\u0041\x41\d\./, 4], [/(?<n>ab)\k<n>/, 2], [/a+?b*?/, 1], [/^$/, 0],
+  ];
+  for (const [re, n] of cases) assert.is(minMatchLength(re), n, String(re));
+  // a lower bound: no string shorter than it matches (checked by brute force over a small alphabet)
+  const alphabet = ['a', 'b', '1', '<', '>'];
+  for (const re of [/a|bcd/, /(?:ab){3}/, /^-?\d+$/, /<a>[\s\S]*<\/a>/, /(ab){2,}c?/]) {
+    const n = minMatchLength(re);
+    const words = (len: number): string[] => (len === 0 ? [''] : words(len - 1).flatMap((w) => alphabet.map((c) => w + c)));
+    for (let len = 0; len < Math.min(n, 5); len++) for (const w of words(len)) assert.not.ok(new RegExp(`^(?:${re.source})$`).test(w), `${re} matched ${w}`);
+  }
+});
+
+test('checkFormatRewardFits: the default dataset format pattern does not fit 8 tokens; the error says what to change', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-fits-'));
+  const file = path.join(dir, 'd.jsonl');
+  fs.writeFileSync(file, JSON.stringify({ prompt: 'p', solution: 'yes' }) + '\n' + JSON.stringify({ prompt: 'q', solution: 'no' }) + '\n');
+  const ds = datasetTask({ train: file, test: file });
+  assert.throws(() => checkFormatRewardFits([formatReward()], ds, 8), (e: Error) => /needs at least 32 characters but a completion has at most 8/.test(e.message) && /--max-completion-length/.test(e.message));
+  checkFormatRewardFits([formatReward()], ds, 32);
+  checkFormatRewardFits([accuracyReward()], ds, 8); // no format reward: nothing to check
+  checkFormatRewardFits([formatReward()], task, 8); // arithmetic: /^-?\d+$/ needs 1
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('ConstantRewardMonitor: counts consecutive steps with one value for every completion; flags the threshold once', () => {
+  const m = new ConstantRewardMonitor(['a', 'b'], 3);
+  // [S·K] = 3 completions × 2 functions: a is always 0, b varies on step 2
+  const steps = [
+    [0, 1, 0, 1, 0, 1],
+    [0, 1, 0, 0, 0, 1],
+    [0, 1, 0, 1, 0, 1],
+    [0, 1, NaN, 1, 0, 1],
+    [0, 1, 0, 1, 0, 1],
+  ];
+  const got = steps.map((r) => m.update(Float32Array.from(r)));
+  assert.equal(got.map((g) => g[0].steps), [1, 2, 3, 4, 5]);
+  assert.equal(got.map((g) => g[0].newlyStuck), [false, false, true, false, false]);
+  assert.equal(got.map((g) => g[0].stuck), [false, false, true, true, true]);
+  assert.equal(got.map((g) => g[1].steps), [1, 0, 1, 2, 3]);
+  assert.equal(got.map((g) => g[1].newlyStuck), [false, false, false, false, true]);
+  assert.is(got[4][1].value, 1);
+  // a change of the constant value restarts the count
+  const m2 = new ConstantRewardMonitor(['a'], 2);
+  assert.equal([[1, 1], [1, 1], [0, 0], [0, 0]].map((r) => m2.update(r)[0].steps), [1, 2, 1, 2]);
+  // all "no reward": not a constant value
+  assert.is(m2.update([NaN, NaN])[0].steps, 0);
+  assert.throws(() => new ConstantRewardMonitor(['a'], 0), /threshold/);
 });
 
 test.run();

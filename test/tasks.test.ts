@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { arithmeticTask, countdownTask, evalExpression, parseJsonlDataset, loadJsonlDataset, DatasetError, datasetTask, extractAnswer, answersMatch, makeTask } from '../lib/tasks';
+import { arithmeticTask, countdownTask, evalExpression, parseJsonlDataset, loadJsonlDataset, DatasetError, datasetTask, extractAnswer, answersMatch, parseNumber, makeTask } from '../lib/tasks';
 
 test('arithmetic: same seed same problems, different seed different order; splits disjoint', () => {
   const a = arithmeticTask({ seed: 1, trainSize: 500, testSize: 50 });
@@ -76,12 +76,82 @@ test('answer extraction and matching', () => {
   assert.is(extractAnswer('so \\boxed{\\frac{1}{2}} done'), '\\frac{1}{2}');
   assert.is(extractAnswer('steps #### 17'), '17');
   assert.is(extractAnswer('a 3 then 4.5'), '4.5');
-  assert.is(extractAnswer('nothing'), null);
+  assert.is(extractAnswer('nothing'), 'nothing');
+  assert.is(extractAnswer('  '), null);
   assert.ok(answersMatch('1,000', '1000'));
   assert.ok(answersMatch('0.5', '1/2'));
   assert.ok(answersMatch(' Paris. ', 'paris'));
   assert.not.ok(answersMatch('3', '4'));
   assert.not.ok(answersMatch(null, '4'));
+});
+
+test('text answers: extracted as the whole text, matched normalised by default, exactly when configured', () => {
+  assert.is(extractAnswer('cba'), 'cba');
+  assert.is(extractAnswer(' yes\n'), 'yes');
+  assert.ok(answersMatch(extractAnswer('yes'), 'yes'));
+  assert.ok(answersMatch(extractAnswer('cba'), 'cba'));
+  assert.not.ok(answersMatch(extractAnswer('abc'), 'cba'));
+  assert.ok(answersMatch('New   York', 'new york'));
+  assert.not.ok(answersMatch('New York', 'new york', { ignoreCase: false }));
+  assert.ok(answersMatch('New  York ', 'New York', { ignoreCase: false }));
+  assert.not.ok(answersMatch('New  York', 'New York', { normalizeWhitespace: false }));
+  assert.not.ok(answersMatch('Paris ', 'Paris', { exact: true }));
+  assert.ok(answersMatch('Paris', 'Paris', { exact: true }));
+  assert.not.ok(answersMatch('0.5', '1/2', { exact: true }));
+  assert.not.ok(answersMatch('0.5', '1/2', { numeric: false }));
+});
+
+test('numbers: extraction of 1,000 / .5 / -3 / 1/2 / \\frac / 1e3; matching by exact rational value', () => {
+  assert.is(extractAnswer('total 1,000 apples'), '1,000');
+  assert.is(extractAnswer('it is .50'), '.50');
+  assert.is(extractAnswer('x = -3'), '-3');
+  assert.is(extractAnswer('5-3'), '3', 'a binary minus is not a sign');
+  assert.is(extractAnswer('half: 1/2'), '1/2');
+  assert.is(extractAnswer('half: \\frac{1}{2}'), '\\frac{1}{2}');
+  assert.is(extractAnswer('1e3 ms'), '1e3');
+  assert.is(extractAnswer('1,0000'), '0000', 'not a thousands separator');
+  const same: [string, string][] = [
+    ['0.5', '1/2'], ['.50', '1/2'], ['\\frac{1}{2}', '0.5'], ['\\dfrac{2}{4}', '.5'], ['1,000', '1000'],
+    ['-0', '0'], ['+3', '3'], ['3.0', '3'], ['1e3', '1000'], ['2.5e-1', '1/4'], ['$42$', '42'], ['-\\frac{3}{6}', '-0.5'],
+    ['1,234,567.50', '1234567.5'], ['10/4', '2.5'], ['\u22122', '-2'],
+  ];
+  for (const [a, b] of same) {
+    assert.ok(answersMatch(a, b), `${a} = ${b}`);
+    assert.ok(answersMatch(b, a), `${b} = ${a}`);
+  }
+  const different: [string, string][] = [['0.333', '1/3'], ['0.5', '-0.5'], ['1/0', '0'], ['1000', '100'], ['12', '1,2'], ['3', '4']];
+  for (const [a, b] of different) assert.not.ok(answersMatch(a, b), `${a} != ${b}`);
+  // exact: 0.1 + 0.2 style float error cannot creep in, 1e-9 apart is different
+  assert.not.ok(answersMatch('1.000000001', '1'));
+  const r = parseNumber('-1,000.50')!;
+  assert.is(r.num, -2001n);
+  assert.is(r.den, 2n);
+  assert.is(parseNumber('abc'), null);
+  assert.is(parseNumber('1/0'), null);
+});
+
+test('dataset task: text answers score; answerMatch exact / case_sensitive', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-answers-'));
+  const file = path.join(dir, 'd.jsonl');
+  fs.writeFileSync(file, [
+    JSON.stringify({ prompt: 'reverse abc', solution: 'cba' }),
+    JSON.stringify({ prompt: 'is 2 even?', solution: 'Yes' }),
+    JSON.stringify({ prompt: 'half', solution: '0.5' }),
+  ].join('\n'));
+  const t = makeTask({ task: file, testFile: file });
+  const [rev, even, half] = t.test;
+  assert.ok(t.isCorrect('cba', rev));
+  assert.not.ok(t.isCorrect('abc', rev));
+  assert.ok(t.isCorrect('yes', even));
+  assert.ok(t.isCorrect('<answer>1/2</answer>', half));
+  assert.ok(t.isCorrect('.5', half));
+  const cs = makeTask({ task: file, testFile: file, answerMatch: 'case_sensitive' });
+  assert.not.ok(cs.isCorrect('yes', cs.test[1]));
+  assert.ok(cs.isCorrect('Yes', cs.test[1]));
+  const ex = makeTask({ task: file, testFile: file, answerMatch: 'exact' });
+  assert.not.ok(ex.isCorrect('.5', ex.test[2]));
+  assert.ok(ex.isCorrect('0.5', ex.test[2]));
+  fs.rmSync(dir, { recursive: true });
 });
 
 test('JSONL dataset: messages, prompt, query layouts; solution/answer/response columns; extra fields kept', () => {

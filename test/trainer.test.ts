@@ -161,6 +161,22 @@ test('a reward function that throws or returns nothing gives no reward, is repor
   assert.is(m2.no_reward, 12, 'every sequence without reward (advantage 0)');
 });
 
+test('a reward that is constant for constantRewardSteps steps is reported once and flagged in the metrics', async () => {
+  const zero: RewardFunction = { name: 'zero', compute: (c) => c.completions.map(() => 0) };
+  const seen: { name: string; value: number; steps: number; at: number }[] = [];
+  const tr = new GrpoTrainer({
+    model: tinyModel(), tokenizer: tok, task, rewardFunctions: [zero, rewards()[2]], config: tinyConfig({ maxSteps: 5 }),
+    constantRewardSteps: 3, onRewardConstant: (c, at) => seen.push({ name: c.name, value: c.value, steps: c.steps, at }),
+  });
+  const ms = [];
+  for (let i = 0; i < 5; i++) ms.push(await tr.step());
+  assert.equal(ms.map((m) => m['rewards/zero/constant_steps']), [1, 2, 3, 4, 5]);
+  assert.equal(ms.map((m) => m['rewards/zero/stuck']), [false, false, true, true, true]);
+  assert.equal(seen, [{ name: 'zero', value: 0, steps: 3, at: 3 }]);
+  // the digit-fraction reward varies between completions: never flagged
+  assert.ok(ms.every((m) => m['rewards/digits/stuck'] === false));
+});
+
 test('gradient accumulation: 1 and 3 micro-batches give the same update (dapo)', async () => {
   const a = tinyModel(), b = tinyModel();
   const cfg = tinyConfig({ lossType: 'dapo', maxGradNorm: 0 });

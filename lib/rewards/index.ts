@@ -251,3 +251,162 @@ export async function scoreRewards(fns: RewardFunction[], ctx: RewardContext): P
   }
   return { rewards, failures };
 }
+
+/**
+ * A lower bound on the length (in characters) of any string `re` matches: literals and character
+ * classes count 1, `*` `?` `{0,}` count 0, `+` and `{n,}` n times their operand, alternatives the
+ * shortest, anchors and lookarounds 0. Used to tell before training that a format pattern cannot
+ * fit in maxCompletionLength (a reward that can never score gives no signal, silently).
+ * Anything it does not understand counts 0, so it never over-estimates.
+ */
+export function minMatchLength(re: RegExp): number {
+  const src = re.source;
+  let i = 0;
+  const atom = (): number => {
+    const c = src[i];
+    if (c === '\\') {
+      const d = src[i + 1];
+      i += 2;
+      if (d === 'b' || d === 'B' || /[1-9]/.test(d ?? '')) return 0; // word boundary, backreference (may be empty)
+      if (d === 'k' && src[i] === '<') {
+        i = src.indexOf('>', i) + 1 || src.length;
+        return 0;
+      }
+      if (d === 'u' && src[i] === '{') i = src.indexOf('}', i) + 1 || src.length;
+      else if (d === 'u') i += 4;
+      else if (d === 'x') i += 2;
+      else if (d === 'c') i += 1;
+      else if ((d === 'p' || d === 'P') && src[i] === '{') i = src.indexOf('}', i) + 1 || src.length;
+      return 1;
+    }
+    if (c === '[') {
+      i++;
+      if (src[i] === '^') i++;
+      if (src[i] === ']') i++;
+      while (i < src.length && src[i] !== ']') i += src[i] === '\\' ? 2 : 1;
+      i++;
+      return 1;
+    }
+    if (c === '(') {
+      i++;
+      let look = false;
+      if (src[i] === '?') {
+        if (src[i + 1] === ':') i += 2;
+        else if (src[i + 1] === '=' || src[i + 1] === '!') (i += 2), (look = true);
+        else if (src[i + 1] === '<' && (src[i + 2] === '=' || src[i + 2] === '!')) (i += 3), (look = true);
+        else if (src[i + 1] === '<') i = src.indexOf('>', i) + 1;
+      }
+      const n = alternation();
+      i++; // ')'
+      return look ? 0 : n;
+    }
+    i++;
+    if (c === '^' || c === '$') return 0;
+    return 1; // a literal or '.'
+  };
+  const quantified = (): number => {
+    const n = atom();
+    let times = 1;
+    const q = src[i];
+    if (q === '*' || q === '?') (times = 0), i++;
+    else if (q === '+') i++;
+    else if (q === '{') {
+      const m = /^\{(\d+)(,\d*)?\}/.exec(src.slice(i));
+      if (m) {
+        times = Number(m[1]);
+        i += m[0].length;
+      }
+    }
+    if (times !== 1 && src[i] === '?') i++; // lazy
+    else if (q === '+' && src[i] === '?') i++;
+    return n * times;
+  };
+  const sequence = (): number => {
+    let n = 0;
+    while (i < src.length && src[i] !== '|' && src[i] !== ')') n += quantified();
+    return n;
+  };
+  const alternation = (): number => {
+    let best = sequence();
+    while (src[i] === '|') {
+      i++;
+      best = Math.min(best, sequence());
+    }
+    return best;
+  };
+  try {
+    const n = alternation();
+    return Number.isFinite(n) ? n : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Throws when the `format` reward is on and the task's format pattern needs more characters than
+ * a completion can have (`maxChars`: maxCompletionLength × the tokenizer's longest token; 1 char
+ * per token for the built-in character tokenizer): such a reward is 0 on every completion.
+ */
+export function checkFormatRewardFits(fns: RewardFunction[], task: Task, maxChars: number, flags = { maxLen: '--max-completion-length', pattern: '--format-pattern' }): void {
+  if (!fns.some((f) => f.name === 'format')) return;
+  const need = minMatchLength(task.formatPattern);
+  if (need > maxChars)
+    throw new RangeError(
+      `format reward: the format pattern /${task.formatPattern.source}/ of task '${task.name}' needs at least ${need} characters ` +
+        `but a completion has at most ${maxChars}, so it could never score: raise ${flags.maxLen} (and the model's context), ` +
+        `give a shorter ${flags.pattern}, or leave 'format' out of the reward functions`,
+    );
+}
+
+/** What ConstantRewardMonitor reports per reward function after a step. */
+export interface ConstantRewardState {
+  name: string;
+  /** The value every completion got, when they all agreed this step (NaN otherwise). */
+  value: number;
+  /** Consecutive steps (ending with this one) on which every completion got `value`. */
+  steps: number;
+  /** steps ≥ the monitor's threshold. */
+  stuck: boolean;
+  /** True on the step the threshold is reached (warn once, not every step). */
+  newlyStuck: boolean;
+}
+
+/**
+ * Watches each reward function for being constant: the same value for every completion, step
+ * after step. Such a function contributes nothing to any advantage (a typical cause: a format
+ * pattern or answer form the model cannot produce), which no loss curve shows.
+ */
+export class ConstantRewardMonitor {
+  private value: number[];
+  private steps: number[];
+  constructor(readonly names: string[], readonly threshold = 20) {
+    if (!Number.isInteger(threshold) || threshold < 1) throw new RangeError(`ConstantRewardMonitor: expected an integer >= 1 for threshold but received ${threshold}`);
+    this.value = names.map(() => NaN);
+    this.steps = names.map(() => 0);
+  }
+
+  /** Feeds one step's rewards [S·K] (rewards[i·K + k], NaN = no reward). */
+  update(rewards: ArrayLike<number>): ConstantRewardState[] {
+    const K = this.names.length;
+    const S = Math.floor(rewards.length / K);
+    return this.names.map((name, k) => {
+      let v = NaN;
+      let constant = true;
+      for (let i = 0; i < S && constant; i++) {
+        const x = rewards[i * K + k];
+        if (Number.isNaN(x)) continue;
+        if (Number.isNaN(v)) v = x;
+        else if (x !== v) constant = false;
+      }
+      if (!constant || Number.isNaN(v)) {
+        this.steps[k] = 0;
+        this.value[k] = NaN;
+        return { name, value: NaN, steps: 0, stuck: false, newlyStuck: false };
+      }
+      this.steps[k] = v === this.value[k] ? this.steps[k] + 1 : 1;
+      this.value[k] = v;
+      const steps = this.steps[k];
+      return { name, value: v, steps, stuck: steps >= this.threshold, newlyStuck: steps === this.threshold };
+    });
+  }
+}

@@ -1,10 +1,25 @@
 /**
  * Answer extraction and comparison shared by the built-in tasks and user datasets.
- * Order of preference: the content of the last <answer>...</answer>, the last \boxed{...},
- * text after the last "####" (GSM8K style), then the last number in the text.
+ *
+ * extractAnswer, in order of preference: the content of the last <answer>...</answer>, the last
+ * \boxed{...}, the text after the last "####" (GSM8K style), the last number (1,000 / .5 / -3 /
+ * 1/2 / \frac{1}{2} / 1e3), and otherwise the whole text, trimmed: a text answer ("yes", "cba")
+ * is an answer too (null only for an empty completion).
+ *
+ * answersMatch follows what math_verify (TRL's accuracy_reward) does for the cases a small model
+ * meets, with exact arithmetic instead of float rounding: two numbers match when they are the
+ * same rational number (0.5 = 1/2 = .50 = \frac{1}{2}, 1,000 = 1000, -0 = 0, 1e3 = 1000), so
+ * 0.333 ≠ 1/3; anything else is compared as text, by default trimmed, with runs of whitespace
+ * collapsed, a trailing full stop dropped and case ignored (each configurable: `exact: true` is
+ * plain string equality).
  */
 
-const NUMBER = /-?\d+(?:\.\d+)?(?:\/\d+)?/g;
+// A number as it appears in text: thousands groups only with exactly 3 digits per group.
+const NUM = String.raw`(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?`;
+// A sign counts only where it cannot be a binary minus ("5-3" ends in 3, "x=-3" in -3).
+const SIGNED = String.raw`(?:(?<![\w)\]}])[-+])?`;
+const FRAC = String.raw`\\[dt]?frac\{\s*-?${NUM}\s*\}\{\s*-?${NUM}\s*\}`;
+const NUMBER_IN_TEXT = new RegExp(`${SIGNED}(?:${FRAC}|${NUM}(?:\\s*/\\s*${NUM})?)`, 'g');
 
 export function extractAnswer(text: string): string | null {
   const tag = [...text.matchAll(/<answer>([\s\S]*?)<\/answer>/g)];
@@ -22,24 +37,98 @@ export function extractAnswer(text: string): string | null {
   }
   const hashes = text.lastIndexOf('####');
   if (hashes >= 0) return text.slice(hashes + 4).trim();
-  const nums = text.match(NUMBER);
-  return nums ? nums[nums.length - 1] : null;
+  const nums = text.match(NUMBER_IN_TEXT);
+  if (nums) return nums[nums.length - 1].replace(/\s+/g, '');
+  const whole = text.trim();
+  return whole ? whole : null;
 }
 
-function asNumber(s: string): number | null {
-  const t = s.replace(/[,\s$]/g, '');
-  const frac = /^(-?\d+)\/(\d+)$/.exec(t);
-  if (frac) return +frac[2] === 0 ? null : +frac[1] / +frac[2];
-  if (!/^-?\d+(?:\.\d+)?$/.test(t)) return null;
-  return Number(t);
+/** A reduced fraction: den > 0, gcd(|num|, den) = 1; zero is 0/1 (so -0 = 0). */
+interface Rational {
+  num: bigint;
+  den: bigint;
 }
 
-/** Normalised equality: numerically (|a−b| ≤ 1e-9·max(1,|b|)) when both parse as numbers, else case- and space-insensitive text. */
-export function answersMatch(got: string | null, want: string): boolean {
+function gcd(a: bigint, b: bigint): bigint {
+  if (a < 0n) a = -a;
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+function reduce(num: bigint, den: bigint): Rational | null {
+  if (den === 0n) return null;
+  if (den < 0n) [num, den] = [-num, -den];
+  const g = gcd(num, den) || 1n;
+  return { num: num / g, den: den / g };
+}
+
+const DECIMAL = /^([-+]?)(\d*)(?:\.(\d*))?(?:[eE]([-+]?\d+))?$/;
+
+/** An exact decimal ("-1,000.50", ".5", "2e-3") as a rational; null when it is not one. */
+function decimal(s: string): Rational | null {
+  const t = /^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$/.test(s) ? s.replace(/,/g, '') : s;
+  const m = DECIMAL.exec(t);
+  if (!m || (!m[2] && !m[3])) return null;
+  const frac = m[3] ?? '';
+  const exp = m[4] ? Number(m[4]) : 0;
+  if (Math.abs(exp) > 1000) return null; // 1e99999 is not a number a task answers with
+  let num = BigInt((m[2] || '0') + frac);
+  let den = 10n ** BigInt(frac.length);
+  if (exp > 0) num *= 10n ** BigInt(exp);
+  else if (exp < 0) den *= 10n ** BigInt(-exp);
+  if (m[1] === '-') num = -num;
+  return reduce(num, den);
+}
+
+/** The exact value of a numeric answer (decimal, a/b, \frac{a}{b}, with $…$ and spaces around), or null. */
+export function parseNumber(s: string): Rational | null {
+  const t = s.trim().replace(/^\$+|\$+$/g, '').trim().replace(/\s+/g, '').replace(/\u2212/g, '-');
+  let sign = 1n;
+  const frac = /^([-+]?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$/.exec(t);
+  let a: Rational | null, b: Rational | null;
+  if (frac) {
+    if (frac[1] === '-') sign = -1n;
+    a = decimal(frac[2]);
+    b = decimal(frac[3]);
+  } else {
+    const slash = t.indexOf('/');
+    if (slash < 0) return decimal(t);
+    a = decimal(t.slice(0, slash));
+    b = decimal(t.slice(slash + 1));
+  }
+  if (!a || !b || b.num === 0n) return null;
+  return reduce(sign * a.num * b.den, a.den * b.num);
+}
+
+export interface AnswerMatchOptions {
+  /** Plain string equality, nothing normalised (overrides the options below). Default false. */
+  exact?: boolean;
+  /** Compare numbers by value (0.5 = 1/2 = .50, 1,000 = 1000, -0 = 0). Default true. */
+  numeric?: boolean;
+  /** Compare text case-insensitively. Default true. */
+  ignoreCase?: boolean;
+  /** Trim, collapse runs of whitespace and drop a trailing full stop. Default true. */
+  normalizeWhitespace?: boolean;
+}
+
+/** Whether an extracted answer `got` matches the reference `want` (see the top of this file). */
+export function answersMatch(got: string | null, want: string, o: AnswerMatchOptions = {}): boolean {
   if (got === null) return false;
-  const a = asNumber(got);
-  const b = asNumber(want);
-  if (a !== null && b !== null) return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
-  const norm = (s: string) => s.trim().toLowerCase().replace(/\s+/g, ' ').replace(/[.]$/, '');
-  return norm(got) === norm(want);
+  if (o.exact) return got === want;
+  if (o.numeric ?? true) {
+    const a = parseNumber(got);
+    const b = parseNumber(want);
+    if (a && b) return a.num === b.num && a.den === b.den;
+  }
+  let x = got, y = want;
+  if (o.normalizeWhitespace ?? true) {
+    const norm = (s: string) => s.trim().replace(/\s+/g, ' ').replace(/\.$/, '').trim();
+    x = norm(x);
+    y = norm(y);
+  }
+  if (o.ignoreCase ?? true) {
+    x = x.toLowerCase();
+    y = y.toLowerCase();
+  }
+  return x === y;
 }

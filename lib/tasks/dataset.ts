@@ -7,7 +7,7 @@
  */
 import * as fs from 'fs';
 import { Example, Task } from './types';
-import { answersMatch, extractAnswer } from './answer';
+import { AnswerMatchOptions, answersMatch, extractAnswer } from './answer';
 import { permutation } from './rng';
 
 export interface ChatMessage {
@@ -127,6 +127,8 @@ export interface DatasetTaskOptions {
   seed?: number;
   /** Regex of a well-formed completion. Default ms-swift's format reward: <think>…</think><answer>…</answer>. */
   formatPattern?: RegExp;
+  /** How an extracted answer is compared with the reference (answersMatch). Default: numbers by value, text normalised. */
+  answerMatch?: AnswerMatchOptions;
   skipMalformed?: boolean;
   onError?: (e: DatasetLineError) => void;
 }
@@ -149,6 +151,6 @@ export function datasetTask(o: DatasetTaskOptions): Task {
     test,
     formatPattern: o.formatPattern ?? /^<think>[\s\S]*?<\/think>\s*<answer>[\s\S]*?<\/answer>\s*$/,
     extractAnswer,
-    isCorrect: (c: string, ex: Example) => answersMatch(extractAnswer(c), ex.answer),
+    isCorrect: (c: string, ex: Example) => answersMatch(extractAnswer(c), ex.answer, o.answerMatch),
   };
 }

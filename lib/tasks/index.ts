@@ -9,6 +9,7 @@ import { Task } from './types';
 import { arithmeticTask, ArithmeticOptions } from './arithmetic';
 import { countdownTask, CountdownOptions } from './countdown';
 import { datasetTask } from './dataset';
+import { AnswerMatchOptions } from './answer';
 
 /** Options that select and shape a task (the CLI's --task, --digits, ... flags). */
 export interface TaskSpec extends ArithmeticOptions, Omit<CountdownOptions, 'numbers'> {
@@ -20,6 +21,8 @@ export interface TaskSpec extends ArithmeticOptions, Omit<CountdownOptions, 'num
   testFile?: string;
   /** Regex source overriding the task's format pattern. */
   formatPattern?: string;
+  /** Dataset tasks: 'normalized' (default: numbers by value, text trimmed and case-folded), 'case_sensitive', or 'exact'. */
+  answerMatch?: 'normalized' | 'case_sensitive' | 'exact';
 }
 
 export function makeTask(s: TaskSpec): Task {
@@ -27,7 +30,10 @@ export function makeTask(s: TaskSpec): Task {
   let t: Task;
   if (name === 'arithmetic') t = arithmeticTask(s);
   else if (name === 'countdown') t = countdownTask({ ...s, numbers: s.countdownNumbers });
-  else if (/\.jsonl?$/.test(name)) t = datasetTask({ train: name, test: s.testFile, seed: s.seed });
+  else if (/\.jsonl?$/.test(name)) {
+    const answerMatch: AnswerMatchOptions = s.answerMatch === 'exact' ? { exact: true } : { ignoreCase: s.answerMatch !== 'case_sensitive' };
+    t = datasetTask({ train: name, test: s.testFile, seed: s.seed, answerMatch });
+  }
   else throw new RangeError(`unknown task '${name}': expected 'arithmetic', 'countdown' or a path to a .jsonl dataset`);
   if (s.formatPattern) return { ...t, formatPattern: new RegExp(s.formatPattern), extractAnswer: t.extractAnswer, isCorrect: t.isCorrect };
   return t;

@@ -45,6 +45,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_TASK, name: 'maxTarget', type: 'int', default: 100, help: 'countdown: largest target' },
   { section: S_TASK, name: 'trainSize', type: 'int', default: 5000, help: 'built-in tasks: training prompts' },
   { section: S_TASK, name: 'testSize', type: 'int', default: 200, help: 'built-in tasks: held-out prompts (disjoint from train)' },
+  { section: S_TASK, name: 'answerMatch', type: 'string', default: 'normalized', choices: ['normalized', 'case_sensitive', 'exact'], help: 'dataset tasks: how answers compare (normalized: numbers by value, e.g. 0.5 = 1/2, text trimmed and case-folded)' },
   { section: S_TASK, name: 'formatPattern', type: 'string', default: undefined, help: "regex (source) a well-formed completion matches (default: the task's)" },
   // model
   { section: S_MODEL, name: 'dModel', type: 'int', default: 64, help: 'hidden size' },

@@ -21,7 +21,7 @@ import type { Tokenizer } from '../models/tokenizer';
 import { groupAdvantages } from '../ops/group_advantages';
 import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
 import { logprobs } from '../ops/logprobs';
-import { RewardFailure, RewardFunction, scoreRewards } from '../rewards';
+import { ConstantRewardMonitor, ConstantRewardState, RewardFailure, RewardFunction, scoreRewards } from '../rewards';
 import { Example, Task } from '../tasks/types';
 import { mixSeed, permutation } from '../tasks/rng';
 import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceBatch, slicePerToken } from './batch';
@@ -126,6 +126,10 @@ export interface GrpoTrainerOptions {
   lossFn?: LossFn;
   /** Reported reward failures (default: collected in `rewardFailures`). */
   onRewardFailure?: (f: RewardFailure, step: number) => void;
+  /** Steps a reward function may give every completion one same value before it is reported. Default 20. */
+  constantRewardSteps?: number;
+  /** Called once when a reward function has been constant for constantRewardSteps steps (it carries no signal). */
+  onRewardConstant?: (s: ConstantRewardState, step: number) => void;
 }
 
 /** The first generation round of a step: what the reward metrics describe. */
@@ -162,6 +166,8 @@ export class GrpoTrainer {
   private perm: number[] | null = null;
   private permEpoch = -1;
   private onRewardFailure?: (f: RewardFailure, step: number) => void;
+  private constantRewards: ConstantRewardMonitor;
+  private onRewardConstant?: (s: ConstantRewardState, step: number) => void;
 
   constructor(o: GrpoTrainerOptions) {
     this.model = o.model;
@@ -176,6 +182,8 @@ export class GrpoTrainer {
     this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.clone()) : null;
     this.lossFn = o.lossFn ?? grpoLossFromLogits;
     this.onRewardFailure = o.onRewardFailure;
+    this.constantRewards = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
+    this.onRewardConstant = o.onRewardConstant;
     if (!this.task.train.length) throw new RangeError(`GrpoTrainer: task '${this.task.name}' has no training examples`);
   }
 
@@ -311,6 +319,12 @@ export class GrpoTrainer {
       m[`rewards/${f.name}/mean`] = mean(vals);
       m[`rewards/${f.name}/std`] = std(vals);
     });
+    // a function that gives every completion the same value, step after step, carries no signal
+    for (const c of this.constantRewards.update(fr.rewards)) {
+      m[`rewards/${c.name}/constant_steps`] = c.steps;
+      m[`rewards/${c.name}/stuck`] = c.stuck;
+      if (c.newlyStuck) this.onRewardConstant?.(c, m.step);
+    }
     const w = [...fr.weighted].filter((x) => !Number.isNaN(x));
     m.reward = mean(w);
     m.reward_std = mean([...fr.groupStd].filter((x) => !Number.isNaN(x)));

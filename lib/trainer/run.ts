@@ -8,7 +8,7 @@ import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
-import { builtinReward, loadRewardModule, RewardFunction } from '../rewards';
+import { builtinReward, checkFormatRewardFits, loadRewardModule, RewardFunction } from '../rewards';
 import { evaluate, EvalResult, formatEvalTable } from '../eval';
 import { ProgressBar, formatDuration } from '../cli/progress';
 import { writeReport, readMetrics } from '../report';
@@ -178,6 +178,7 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   const tok = new CharTokenizer();
   const rewards = buildRewards(o);
   const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
+  checkFormatRewardFits(rewards.fns, task, cfg.maxCompletionLength); // CharTokenizer: one character per token
   const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), !resumeFrom);
 
   let model: PolicyModel;
@@ -203,6 +204,7 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   const trainer = new GrpoTrainer({
     model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
     onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
+    onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
   });
   if (state) trainer.state = { ...state };
   io.log(
