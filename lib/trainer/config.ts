@@ -27,11 +27,12 @@ const S_EVAL = 'Evaluation';
 
 export const OPTIONS: readonly OptionSpec[] = [
   // run
-  { section: S_RUN, name: 'config', type: 'string', default: undefined, help: 'JSON file of options (flags given on the command line win)' },
+  { section: S_RUN, name: 'config', type: 'string', default: undefined, help: 'YAML (.yaml/.yml) or JSON file of options, keys in camelCase or snake_case (flags given on the command line win)' },
   { section: S_RUN, name: 'outputDir', type: 'string', default: 'runs/default', help: 'where metrics.jsonl, checkpoints/, eval JSON and report.html go' },
   { section: S_RUN, name: 'seed', type: 'int', default: 42, help: 'seed of everything: task generation, data order, model init, sampling' },
   { section: S_RUN, name: 'init', type: 'string', default: undefined, help: 'start from this checkpoint directory (e.g. the SFT output) instead of a fresh model' },
   { section: S_RUN, name: 'resume', type: 'boolean', default: false, help: 'continue the run in outputDir from its latest checkpoint (bit-exact)' },
+  { section: S_RUN, name: 'resumeFromCheckpoint', type: 'string', default: undefined, help: "continue from this checkpoint (a checkpoint directory, or a run directory: its latest) into outputDir (TRL's resume_from_checkpoint; a bare flag = --resume)" },
   { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
   { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },
   // task
@@ -180,11 +181,12 @@ export function validateOptions(o: Record<string, unknown>, where = 'config'): O
   return out;
 }
 
-/** --help text: every option with its flag, default and meaning, by section. */
-export function helpText(): string {
+/** --help text: every option (or those `include` keeps) with its flag, default and meaning, by section. */
+export function helpText(include: (s: OptionSpec) => boolean = () => true): string {
   const lines: string[] = [];
   let section = '';
   for (const s of OPTIONS) {
+    if (!include(s)) continue;
     if (s.section !== section) {
       section = s.section;
       lines.push('', `${section}:`);

@@ -11,7 +11,7 @@ import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
 import { builtinReward, checkFormatRewardFits, loadRewardModule, RewardFunction } from '../rewards';
 import { evaluate, EvalResult, formatEvalTable } from '../eval';
 import { ProgressBar, formatDuration } from '../cli/progress';
-import { writeReport, readMetrics } from '../report';
+import { writeReport, writeRunReport, readMetrics } from '../report';
 import { defaultOptions, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
 import { supervisedFineTune } from './sft';
@@ -75,9 +75,17 @@ export function loadOrCreateModel(o: Options, tok: Tokenizer): PolicyModel {
   return createTransformer(modelConfig(o, tok));
 }
 
+/** --resume-from-checkpoint PATH: a checkpoint directory, or a run directory (its latest checkpoint). */
+function checkpointToResume(p: string): string {
+  if (fs.existsSync(path.join(p, 'trainer_state.json'))) return p;
+  const latest = latestCheckpoint(p);
+  if (latest) return latest;
+  throw new Error(`--resume-from-checkpoint ${p}: no checkpoint there (expected a checkpoint directory with trainer_state.json, or a run directory with checkpoints/latest.json)`);
+}
+
 /** The options a checkpoint was made with, less those that name what to load. */
 function savedOptions(meta: CheckpointMeta): Options {
-  const { init, resume, checkpoint, config, ...saved } = meta.config;
+  const { init, resume, resumeFromCheckpoint, checkpoint, config, ...saved } = meta.config;
   return saved;
 }
 
@@ -165,10 +173,36 @@ export interface TrainResult {
   lastMetrics: StepMetrics | null;
 }
 
-/** `grpo train`: GRPO with evaluation every evalSteps, checkpoints, metrics.jsonl. */
+/**
+ * `grpo train`: GRPO with evaluation every evalSteps, checkpoints, metrics.jsonl, and
+ * report.html at the end, also of a run that failed (with what it logged and the error).
+ */
 export async function runTrain(opts: Options, io: Io = consoleIo): Promise<TrainResult> {
   const runDir = (opts.outputDir as string | undefined) ?? (defaultOptions().outputDir as string);
-  const resumeFrom = opts.resume ? latestCheckpoint(runDir) : null;
+  let status = 'failed';
+  try {
+    const r = await trainRun(opts, io);
+    status = `completed ${r.steps} steps`;
+    return r;
+  } catch (e) {
+    status = `failed: ${(e as Error)?.message ?? String(e)}`;
+    throw e;
+  } finally {
+    // only a directory this run logged to; a run that failed before writing anything gets none
+    if (fs.existsSync(path.join(runDir, 'metrics.jsonl'))) {
+      try {
+        const report = writeRunReport(runDir, { status });
+        io.log(`train: report ${report}`);
+      } catch (e) {
+        io.log(`warning: could not write the report: ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
+  const runDir = (opts.outputDir as string | undefined) ?? (defaultOptions().outputDir as string);
+  const resumeFrom = opts.resumeFromCheckpoint ? checkpointToResume(opts.resumeFromCheckpoint as string) : opts.resume ? latestCheckpoint(runDir) : null;
   // a resumed run keeps the options it was started with unless a flag changes them
   const o = withDefaults(resumeFrom ? { ...savedOptions(loadCheckpointMeta(resumeFrom)), ...opts } : opts);
   applyThreads(o);
