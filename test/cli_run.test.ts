@@ -31,6 +31,7 @@ test('sft, train with eval and checkpoints, resume, eval, report', async () => {
   // resume to 6 steps: continues from the step-4 checkpoint
   const t2 = await runTrain({ ...tiny, outputDir: out, init: sft.checkpoint, maxSteps: 6, evalSteps: 0, saveSteps: 0, beta: 0.02, resume: true }, quiet);
   assert.is(t2.steps, 6);
+  const own = fs.readFileSync(path.join(out, 'report.html'), 'utf8'); // written by the run itself
   assert.equal(readMetrics(path.join(out, 'metrics.jsonl')).filter((r) => r.phase === 'grpo').map((r) => r.step), [1, 2, 3, 4, 5, 6]);
   const ev = await runEval({ ...tiny, outputDir: out, evalK: 3 }, quiet);
   assert.is(ev.k, 3);
@@ -45,6 +46,46 @@ test('sft, train with eval and checkpoints, resume, eval, report', async () => {
   assert.ok(html.includes('uPlot'), 'uPlot is inlined');
   assert.not.ok(/<script[^>]+src=/.test(html), 'nothing is loaded from elsewhere');
   assert.ok(html.includes('Held-out pass@1'));
+  // every train run wrote its report; its charts are those of metrics.jsonl
+  const charts = JSON.parse(/<script id="chart-data" type="application\/json">([\s\S]*?)<\/script>/.exec(own)![1]);
+  const reward = charts.find((c: { title: string }) => c.title.startsWith('Reward'));
+  assert.equal(reward.labels.slice(0, 3), ['reward (weighted sum)', 'accuracy', 'format']);
+  assert.equal(reward.data[0], [1, 2, 3, 4, 5, 6]);
+  assert.ok(own.includes('completed 6 steps'));
+  // --resume-from-checkpoint PATH: a checkpoint of another directory, continued into a new one
+  const other = path.join(root, 'other');
+  const t3 = await runTrain({ ...tiny, outputDir: other, resumeFromCheckpoint: t.checkpoint, resume: true, maxSteps: 5, evalSteps: 0, saveSteps: 0 }, quiet);
+  assert.is(t3.steps, 5);
+  assert.equal(readMetrics(path.join(other, 'metrics.jsonl')).filter((r) => r.phase === 'grpo').map((r) => r.step), [5]);
+  let err = '';
+  await runTrain({ ...tiny, outputDir: path.join(root, 'x'), resumeFromCheckpoint: path.join(root, 'missing') }, quiet).catch((e) => (err = e.message));
+  assert.match(err, /--resume-from-checkpoint .*missing: no checkpoint there/);
+});
+
+test('a train run that fails midway still writes report.html, with what it logged and the error', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-fail-'));
+  const out = path.join(root, 'run');
+  // the failure: the io throws when the step-2 evaluation is reported (after 2 logged steps)
+  const io = { log: (m: string) => { if (m.startsWith('eval step 2')) throw new Error('disk full'); } };
+  let err = '';
+  await runTrain({ ...tiny, outputDir: out, maxSteps: 6, evalSteps: 2, saveSteps: 0 }, io).catch((e) => (err = e.message));
+  assert.is(err, 'disk full');
+  const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+  assert.ok(html.includes('failed: disk full'));
+  const charts = JSON.parse(/<script id="chart-data" type="application\/json">([\s\S]*?)<\/script>/.exec(html)![1]);
+  assert.equal(charts.find((c: { title: string }) => c.title.startsWith('Reward')).data[0], [1, 2]);
+  // grpo report DIR rebuilds it (the binary), and --version prints the package's version
+  fs.rmSync(path.join(out, 'report.html'));
+  const bin = path.resolve(__dirname, '..', 'lib', 'cli', 'main.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', bin, 'report', out], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.ok(fs.existsSync(path.join(out, 'report.html')));
+  const v = spawnSync(process.execPath, ['--import', 'tsx', bin, '--version'], { encoding: 'utf8' });
+  assert.is(v.stdout.trim(), JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', 'package.json'), 'utf8')).version);
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', bin, 'report', path.join(root, 'none')], { encoding: 'utf8' });
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /does not exist/);
+  fs.rmSync(root, { recursive: true });
 });
 
 test('grpo binary: --help exits 0 and lists the commands; a bad flag exits 2 with a message', () => {
@@ -55,6 +96,12 @@ test('grpo binary: --help exits 0 and lists the commands; a bad flag exits 2 wit
   const b = spawnSync(process.execPath, ['--import', 'tsx', bin, 'train', '--nope'], { encoding: 'utf8' });
   assert.is(b.status, 2);
   assert.match(b.stderr, /unknown option --nope/);
+  const t = spawnSync(process.execPath, ['--import', 'tsx', bin, 'train', '--help'], { encoding: 'utf8' });
+  assert.is(t.status, 0);
+  assert.ok(t.stdout.startsWith('Usage: grpo train') && !t.stdout.includes('--sft-steps'));
+  const y = spawnSync(process.execPath, ['--import', 'tsx', bin, 'train', '--max-step', '3'], { encoding: 'utf8' });
+  assert.is(y.status, 2);
+  assert.match(y.stderr, /did you mean --max-steps\?/);
 });
 
 test.run();

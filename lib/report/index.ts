@@ -61,7 +61,7 @@ export interface ChartData {
   labels: string[];
   /** [x, ...one array per drawn series]; null = no value at that step. */
   data: (number | null)[][];
-  /** Series left out because every value was 0 (named under the chart instead). */
+  /** When every series of the chart is 0 at every step: their names (listed under the title, not drawn). */
   allZero: string[];
   /** The y range when every drawn value is the same (uPlot would otherwise pick an arbitrary 0–100). */
   yRange: [number, number] | null;
@@ -86,7 +86,9 @@ export function reportCharts(metrics: Record<string, unknown>[]): ChartData[] {
     }
     const withData = series.filter((s) => rows.some((m) => finite(m[s.key])));
     if (!withData.length) continue;
-    const allZero = withData.filter((s) => rows.every((m) => !finite(m[s.key]) || m[s.key] === 0));
+    // zero lines next to others are information; a chart of nothing but zeros is a note instead
+    const zero = withData.filter((s) => rows.every((m) => !finite(m[s.key]) || m[s.key] === 0));
+    const allZero = zero.length === withData.length ? zero : [];
     const drawn = withData.filter((s) => !allZero.includes(s));
     const data: (number | null)[][] = [rows.map((m) => m[c.x] as number), ...drawn.map((s) => rows.map((m) => (finite(m[s.key]) ? (m[s.key] as number) : null)))];
     let yRange: [number, number] | null = null;
