@@ -88,6 +88,20 @@ test('a train run that fails midway still writes report.html, with what it logge
   fs.rmSync(root, { recursive: true });
 });
 
+test('train on a JSONL dataset with the default format reward and 8-token completions fails before training, saying what to change', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-fmt-'));
+  const data = path.join(root, 'd.jsonl');
+  fs.writeFileSync(data, ['abc', 'xyz', 'pqr', 'uvw'].map((w) => JSON.stringify({ prompt: `reverse ${w}`, solution: [...w].reverse().join('') })).join('\n'));
+  let err = '';
+  await runTrain({ ...tiny, task: data, testFile: data, outputDir: path.join(root, 'run'), maxSteps: 2 }, quiet).catch((e) => (err = e.message));
+  assert.match(err, /format reward: .* needs at least 32 characters but a completion has at most 4/);
+  assert.not.ok(fs.existsSync(path.join(root, 'run', 'metrics.jsonl')), 'nothing was trained or logged');
+  // with accuracy only, text answers train (and score: the reference of 'reverse abc' is 'cba')
+  const t = await runTrain({ ...tiny, task: data, testFile: data, outputDir: path.join(root, 'run2'), maxSteps: 1, evalSteps: 0, saveSteps: 0, rewards: ['accuracy'] }, quiet);
+  assert.is(t.steps, 1);
+  fs.rmSync(root, { recursive: true });
+});
+
 test('grpo binary: --help exits 0 and lists the commands; a bad flag exits 2 with a message', () => {
   const bin = path.resolve(__dirname, '..', 'lib', 'cli', 'main.ts');
   const h = spawnSync(process.execPath, ['--import', 'tsx', bin, '--help'], { encoding: 'utf8' });
