@@ -159,6 +159,18 @@ test('ConstantRewardMonitor: counts consecutive steps with one value for every c
   // all "no reward": not a constant value
   assert.is(m2.update([NaN, NaN])[0].steps, 0);
   assert.throws(() => new ConstantRewardMonitor(['a'], 0), /threshold/);
+  // a snapshot (JSON, as a checkpoint keeps it) continues the count in a new monitor
+  const m3 = new ConstantRewardMonitor(['a', 'b'], 3);
+  m3.update([1, 0, 1, 2]);
+  m3.update([1, 5, 1, 5]);
+  const snap = JSON.parse(JSON.stringify(m3.snapshot()));
+  assert.equal(snap, { value: [1, 5], steps: [2, 1] });
+  const m4 = new ConstantRewardMonitor(['a', 'b'], 3);
+  m4.restore(snap);
+  const next = m4.update([1, 5, 1, 5]);
+  assert.equal(next.map((x) => [x.steps, x.newlyStuck]), [[3, true], [2, false]]);
+  m4.restore({ value: [null], steps: [9] }); // for other reward functions: ignored
+  assert.is(m4.update([1, 5, 1, 5])[0].steps, 4);
 });
 
 test.run();

@@ -371,6 +371,11 @@ export interface ConstantRewardState {
   newlyStuck: boolean;
 }
 
+export interface ConstantRewardSnapshot {
+  value: (number | null)[];
+  steps: number[];
+}
+
 /**
  * Watches each reward function for being constant: the same value for every completion, step
  * after step. Such a function contributes nothing to any advantage (a typical cause: a format
@@ -383,6 +388,18 @@ export class ConstantRewardMonitor {
     if (!Number.isInteger(threshold) || threshold < 1) throw new RangeError(`ConstantRewardMonitor: expected an integer >= 1 for threshold but received ${threshold}`);
     this.value = names.map(() => NaN);
     this.steps = names.map(() => 0);
+  }
+
+  /** The counters, JSON-safe (a checkpoint stores them so a resumed run counts on). */
+  snapshot(): ConstantRewardSnapshot {
+    return { value: this.value.map((v) => (Number.isNaN(v) ? null : v)), steps: [...this.steps] };
+  }
+
+  /** Continues from a snapshot (ignored when it is absent or for other reward functions). */
+  restore(s: ConstantRewardSnapshot | undefined): void {
+    if (!s || !Array.isArray(s.value) || !Array.isArray(s.steps) || s.value.length !== this.names.length || s.steps.length !== this.names.length) return;
+    this.value = s.value.map((v) => (typeof v === 'number' ? v : NaN));
+    this.steps = s.steps.map((n) => (Number.isInteger(n) && n >= 0 ? n : 0));
   }
 
   /** Feeds one step's rewards [S·K] (rewards[i·K + k], NaN = no reward). */

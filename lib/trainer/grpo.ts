@@ -21,7 +21,7 @@ import type { Tokenizer } from '../models/tokenizer';
 import { groupAdvantages } from '../ops/group_advantages';
 import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
 import { logprobs } from '../ops/logprobs';
-import { ConstantRewardMonitor, ConstantRewardState, RewardFailure, RewardFunction, scoreRewards } from '../rewards';
+import { ConstantRewardMonitor, ConstantRewardSnapshot, ConstantRewardState, RewardFailure, RewardFunction, scoreRewards } from '../rewards';
 import { Example, Task } from '../tasks/types';
 import { mixSeed, permutation } from '../tasks/rng';
 import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceBatch, slicePerToken } from './batch';
@@ -112,6 +112,8 @@ export interface TrainerState {
   epoch: number;
   cursor: number;
   numTokens: number;
+  /** Per reward function: the value it has given every completion and for how many steps. */
+  constantRewards?: ConstantRewardSnapshot;
 }
 
 export interface GrpoTrainerOptions {
@@ -166,7 +168,7 @@ export class GrpoTrainer {
   private perm: number[] | null = null;
   private permEpoch = -1;
   private onRewardFailure?: (f: RewardFailure, step: number) => void;
-  private constantRewards: ConstantRewardMonitor;
+  private constantMonitor: ConstantRewardMonitor;
   private onRewardConstant?: (s: ConstantRewardState, step: number) => void;
 
   constructor(o: GrpoTrainerOptions) {
@@ -182,7 +184,7 @@ export class GrpoTrainer {
     this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.clone()) : null;
     this.lossFn = o.lossFn ?? grpoLossFromLogits;
     this.onRewardFailure = o.onRewardFailure;
-    this.constantRewards = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
+    this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
     this.onRewardConstant = o.onRewardConstant;
     if (!this.task.train.length) throw new RangeError(`GrpoTrainer: task '${this.task.name}' has no training examples`);
   }
@@ -320,7 +322,10 @@ export class GrpoTrainer {
       m[`rewards/${f.name}/std`] = std(vals);
     });
     // a function that gives every completion the same value, step after step, carries no signal
-    for (const c of this.constantRewards.update(fr.rewards)) {
+    this.constantMonitor.restore(this.state.constantRewards);
+    const constant = this.constantMonitor.update(fr.rewards);
+    this.state.constantRewards = this.constantMonitor.snapshot();
+    for (const c of constant) {
       m[`rewards/${c.name}/constant_steps`] = c.steps;
       m[`rewards/${c.name}/stuck`] = c.stuck;
       if (c.newlyStuck) this.onRewardConstant?.(c, m.step);
