@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { spawnSync } from 'child_process';
 import { renderReport, writeRunReport, ChartData } from '../lib/report';
 
 /** The chart data embedded in a written report. */
@@ -109,6 +110,25 @@ test('writeRunReport: rebuilds report.html from a run directory (metrics, latest
   assert.throws(() => writeRunReport(empty), /has no metrics\.jsonl/);
   assert.not.ok(fs.existsSync(path.join(empty, 'report.html')));
   for (const p of [dir, demo, empty]) fs.rmSync(p, { recursive: true });
+});
+
+// Rendered in a real browser when one is installed (apt-get install chromium): uPlot draws
+// every chart that has series, the legends name every series (custom reward included), and
+// the all-zero chart shows its note instead of a plot.
+const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => fs.existsSync(p));
+(chromium ? test : test.skip)('headless chromium renders the report: one uPlot per drawn chart, legends, the all-zero note', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-report-browser-'));
+  const file = path.join(dir, 'report.html');
+  fs.writeFileSync(file, renderReport({ title: 't', summary: {}, metrics: [...grpoRows, ...evalRows] }));
+  const r = spawnSync(chromium!, ['--headless', '--no-sandbox', '--disable-gpu', '--dump-dom', 'file://' + file], { encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.status, 0, r.stderr);
+  const dom = r.stdout;
+  const drawn = chartsOf(renderReport({ title: 't', summary: {}, metrics: [...grpoRows, ...evalRows] })).filter((c) => c.labels.length);
+  assert.is((dom.match(/class="uplot /g) ?? []).length, drawn.length);
+  const legend = [...dom.matchAll(/class="u-label">([^<]*)</g)].map((m) => m[1]);
+  for (const l of ['reward (weighted sum)', 'accuracy', 'format', 'my_len', 'pass@1', 'entropy']) assert.ok(legend.includes(l), `legend has ${l}`);
+  assert.ok(dom.includes('zero at every step (not drawn): low, high, region'));
+  fs.rmSync(dir, { recursive: true });
 });
 
 test.run();
