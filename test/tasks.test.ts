@@ -119,10 +119,17 @@ test('numbers: extraction of 1,000 / .5 / -3 / 1/2 / \\frac / 1e3; matching by e
     assert.ok(answersMatch(a, b), `${a} = ${b}`);
     assert.ok(answersMatch(b, a), `${b} = ${a}`);
   }
-  const different: [string, string][] = [['0.333', '1/3'], ['0.5', '-0.5'], ['1/0', '0'], ['1000', '100'], ['12', '1,2'], ['3', '4']];
+  const different: [string, string][] = [['0.333', '1/3'], ['0.0000001', '0.0000009'], ['0.5', '-0.5'], ['1/0', '0'], ['1000', '100'], ['12', '1,2'], ['3', '4']];
   for (const [a, b] of different) assert.not.ok(answersMatch(a, b), `${a} != ${b}`);
-  // exact: 0.1 + 0.2 style float error cannot creep in, 1e-9 apart is different
-  assert.not.ok(answersMatch('1.000000001', '1'));
+  // math_verify's float_rounding = 6: equal after rounding to 6 decimals (exactly, on rationals)
+  assert.ok(answersMatch('0.333333', '1/3'));
+  assert.ok(answersMatch('0.6666667', '2/3'));
+  assert.ok(answersMatch('-0.6666667', '-2/3'));
+  assert.ok(answersMatch('1.0000001', '1'));
+  assert.not.ok(answersMatch('1.000001', '1'));
+  assert.not.ok(answersMatch('0.66666', '2/3'));
+  assert.not.ok(answersMatch('0.333333', '1/3', { decimals: Infinity }), 'exact on request');
+  assert.ok(answersMatch('0.33', '1/3', { decimals: 2 }));
   const r = parseNumber('-1,000.50')!;
   assert.is(r.num, -2001n);
   assert.is(r.den, 2n);

@@ -7,9 +7,10 @@
  * is an answer too (null only for an empty completion).
  *
  * answersMatch follows what math_verify (TRL's accuracy_reward) does for the cases a small model
- * meets, with exact arithmetic instead of float rounding: two numbers match when they are the
- * same rational number (0.5 = 1/2 = .50 = \frac{1}{2}, 1,000 = 1000, -0 = 0, 1e3 = 1000), so
- * 0.333 ≠ 1/3; anything else is compared as text, by default trimmed, with runs of whitespace
+ * meets: two numbers match when they agree after rounding to 6 decimal places (math_verify's
+ * default float_rounding), computed exactly on rationals (0.5 = 1/2 = .50 = \frac{1}{2},
+ * 1,000 = 1000, -0 = 0, 1e3 = 1000, 0.333333 = 1/3 but 0.333 ≠ 1/3; `decimals: Infinity` asks
+ * for exact equality); anything else is compared as text, by default trimmed, with runs of whitespace
  * collapsed, a trailing full stop dropped and case ignored (each configurable: `exact: true` is
  * plain string equality).
  */
@@ -100,11 +101,21 @@ export function parseNumber(s: string): Rational | null {
   return reduce(sign * a.num * b.den, a.den * b.num);
 }
 
+/** round(x·10^d), halves away from zero, exactly. */
+function roundTo(x: Rational, d: number): bigint {
+  const scaled = x.num * 10n ** BigInt(Math.max(0, Math.floor(d)));
+  const neg = scaled < 0n;
+  const q = ((neg ? -scaled : scaled) * 2n + x.den) / (2n * x.den); // den > 0: floor((2|s| + den) / 2den)
+  return neg ? -q : q;
+}
+
 export interface AnswerMatchOptions {
   /** Plain string equality, nothing normalised (overrides the options below). Default false. */
   exact?: boolean;
   /** Compare numbers by value (0.5 = 1/2 = .50, 1,000 = 1000, -0 = 0). Default true. */
   numeric?: boolean;
+  /** Numbers match when equal after rounding to this many decimal places (math_verify: 6); Infinity = exactly. Default 6. */
+  decimals?: number;
   /** Compare text case-insensitively. Default true. */
   ignoreCase?: boolean;
   /** Trim, collapse runs of whitespace and drop a trailing full stop. Default true. */
@@ -118,7 +129,11 @@ export function answersMatch(got: string | null, want: string, o: AnswerMatchOpt
   if (o.numeric ?? true) {
     const a = parseNumber(got);
     const b = parseNumber(want);
-    if (a && b) return a.num === b.num && a.den === b.den;
+    if (a && b) {
+      if (a.num === b.num && a.den === b.den) return true;
+      const d = o.decimals ?? 6;
+      return Number.isFinite(d) && roundTo(a, d) === roundTo(b, d);
+    }
   }
   let x = got, y = want;
   if (o.normalizeWhitespace ?? true) {
