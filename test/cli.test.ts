@@ -67,6 +67,7 @@ test('did-you-mean: close typos get a suggestion, unrelated names none', () => {
   assert.throws(() => parseArgs(['train', '--num-generation', '4']), /did you mean --num-generations\?/);
   assert.throws(() => parseArgs(['train', '--lossType', 'dapo', '--epsilonhi', '0.3']), /did you mean --epsilon-high\?/);
   assert.throws(() => parseArgs(['train', '--reward-func', 'format']), /did you mean --reward-funcs\?/);
+  assert.throws(() => parseArgs(['train', '--no-progres']), /did you mean --no-progress\?/);
   assert.throws(() => parseArgs(['train', '--qwertyuiop', '1']), (e: Error) => /unknown option --qwertyuiop/.test(e.message) && !/did you mean/.test(e.message));
   assert.throws(() => parseArgs(['trian']), /unknown command 'trian' \(did you mean 'train'\?\)/);
 });

@@ -76,7 +76,11 @@ export function didYouMean(name: string, candidates: readonly string[]): string 
   return best !== undefined && bestD <= Math.max(2, Math.floor(n.length / 4)) ? best : undefined;
 }
 
-const FLAG_NAMES = () => [...OPTIONS.map((o) => flagName(o.name)), ...Object.keys(TRL_ALIASES).map(flagName)];
+const FLAG_NAMES = () => [
+  ...OPTIONS.map((o) => flagName(o.name)),
+  ...OPTIONS.filter((o) => o.type === 'boolean').map((o) => 'no-' + flagName(o.name)),
+  ...Object.keys(TRL_ALIASES).map(flagName),
+];
 
 function unknownFlag(name: string): RangeError {
   const s = didYouMean(name, FLAG_NAMES());
