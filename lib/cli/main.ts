@@ -28,15 +28,15 @@ export const COMMAND_INFO: Record<Command, CommandInfo> = {
   sft: {
     summary: "supervised warm start on the task's solutions; writes a checkpoint to --output-dir",
     usage: 'grpo sft [options]',
-    examples: ['grpo sft --output-dir runs/sft --sft-steps 300'],
+    examples: ['grpo sft --output-dir runs/sft --ops + --sft-stop-accuracy 0.2'],
     skipSections: ['GRPO', 'Rewards', 'Evaluation'],
   },
   train: {
     summary: 'GRPO: generate, score, advantages, update; metrics.jsonl, checkpoints, evaluations, report.html',
     usage: 'grpo train [options]',
     examples: [
-      'grpo train --init runs/sft --output-dir runs/grpo --max-steps 60 --beta 0.04',
-      'grpo train --output-dir runs/grpo --resume',
+      'grpo train --init runs/sft --output-dir runs/grpo --ops + --beta 0.04',
+      'grpo train --output-dir runs/grpo --resume --max-steps 400',
       'grpo train --task data/train.jsonl --reward-module ./my_rewards.js --reward-funcs format',
       'grpo train --config grpo.yaml --num-generations 4',
     ],

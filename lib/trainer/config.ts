@@ -39,7 +39,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
   { section: S_TASK, name: 'testFile', type: 'string', default: undefined, help: 'held-out JSONL for a dataset task (default: 10% of the training file)' },
   { section: S_TASK, name: 'digits', type: 'int', default: 2, help: 'arithmetic: digits per operand (difficulty)' },
-  { section: S_TASK, name: 'ops', type: 'strings', default: ['+', '-'], help: "arithmetic: operators, comma-separated from + - *" },
+  { section: S_TASK, name: 'ops', type: 'strings', default: ['+', '-'], help: 'arithmetic: operators from + - * (space- or comma-separated)' },
   { section: S_TASK, name: 'allowNegative', type: 'boolean', default: false, help: 'arithmetic: allow negative results' },
   { section: S_TASK, name: 'countdownNumbers', type: 'int', default: 3, help: 'countdown: numbers per puzzle' },
   { section: S_TASK, name: 'maxNumber', type: 'int', default: 10, help: 'countdown: numbers are drawn from 1..maxNumber' },
@@ -79,7 +79,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_SAMPLE, name: 'topP', type: 'number', default: 1.0, help: 'top-p (1 = off)' },
   { section: S_SAMPLE, name: 'minP', type: 'number', default: 0.0, help: 'min-p (0 = off)' },
   { section: S_SAMPLE, name: 'maxCompletionLength', type: 'int', default: 8, help: 'completion tokens at most' },
-  { section: S_SAMPLE, name: 'stop', type: 'strings', default: [], help: 'extra stop strings, comma-separated (EOS always stops)' },
+  { section: S_SAMPLE, name: 'stop', type: 'strings', default: [], help: 'extra stop strings, space- or comma-separated (EOS always stops)' },
   // rewards
   { section: S_REWARD, name: 'rewards', type: 'strings', default: ['accuracy', 'format'], help: 'reward functions: accuracy, format, cosine, repetition, soft_overlong' },
   { section: S_REWARD, name: 'rewardWeights', type: 'numbers', default: undefined, help: 'one weight per reward function (built-ins, then the module\'s); default all 1' },
