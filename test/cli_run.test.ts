@@ -60,6 +60,12 @@ test('sft, train with eval and checkpoints, resume, eval, report', async () => {
   let err = '';
   await runTrain({ ...tiny, outputDir: path.join(root, 'x'), resumeFromCheckpoint: path.join(root, 'missing') }, quiet).catch((e) => (err = e.message));
   assert.match(err, /--resume-from-checkpoint .*missing: no checkpoint there/);
+  // a run that fails before logging anything leaves the report of the run already there alone
+  const kept = fs.readFileSync(path.join(out, 'report.html'));
+  err = '';
+  await runTrain({ ...tiny, outputDir: out, resumeFromCheckpoint: path.join(root, 'missing') }, quiet).catch((e) => (err = e.message));
+  assert.match(err, /no checkpoint there/);
+  assert.ok(fs.readFileSync(path.join(out, 'report.html')).equals(kept));
 });
 
 test('a train run that fails midway still writes report.html, with what it logged and the error', async () => {

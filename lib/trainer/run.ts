@@ -179,6 +179,16 @@ export interface TrainResult {
  */
 export async function runTrain(opts: Options, io: Io = consoleIo): Promise<TrainResult> {
   const runDir = (opts.outputDir as string | undefined) ?? (defaultOptions().outputDir as string);
+  const metricsFile = path.join(runDir, 'metrics.jsonl');
+  const stamp = () => {
+    try {
+      const st = fs.statSync(metricsFile);
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return '';
+    }
+  };
+  const before = stamp();
   let status = 'failed';
   try {
     const r = await trainRun(opts, io);
@@ -188,8 +198,10 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
     status = `failed: ${(e as Error)?.message ?? String(e)}`;
     throw e;
   } finally {
-    // only a directory this run logged to; a run that failed before writing anything gets none
-    if (fs.existsSync(path.join(runDir, 'metrics.jsonl'))) {
+    // only when this run logged something: a run refused or failed before its first row must
+    // not rewrite the report of whatever run the directory already holds
+    const after = stamp();
+    if (after && after !== before) {
       try {
         const report = writeRunReport(runDir, { status });
         io.log(`train: report ${report}`);
