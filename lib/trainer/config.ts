@@ -31,7 +31,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'outputDir', type: 'string', default: 'runs/default', help: 'where metrics.jsonl, checkpoints/, eval JSON and report.html go' },
   { section: S_RUN, name: 'seed', type: 'int', default: 42, help: 'seed of everything: task generation, data order, model init, sampling' },
   { section: S_RUN, name: 'init', type: 'string', default: undefined, help: 'start from this checkpoint directory (e.g. the SFT output) instead of a fresh model' },
-  { section: S_RUN, name: 'resume', type: 'boolean', default: false, help: 'continue the run in outputDir from its latest checkpoint (bit-exact)' },
+  { section: S_RUN, name: 'resume', type: 'boolean', default: false, help: 'continue the run in outputDir from its latest checkpoint (bit-exact); an error when there is none' },
+  { section: S_RUN, name: 'overwriteOutputDir', type: 'boolean', default: false, help: 'start a new run in an outputDir that holds an earlier run or other files: removes only the files a run writes (metrics, checkpoints, eval and report files), never others' },
   { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
   { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },
   // task
@@ -82,6 +83,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_REWARD, name: 'rewards', type: 'strings', default: ['accuracy', 'format'], help: 'reward functions: accuracy, format, cosine, repetition, soft_overlong' },
   { section: S_REWARD, name: 'rewardWeights', type: 'numbers', default: undefined, help: 'one weight per reward function (built-ins, then the module\'s); default all 1' },
   { section: S_REWARD, name: 'rewardModule', type: 'string', default: undefined, help: 'JS/TS module exporting extra reward functions (completions, ctx) => number[]' },
+  { section: S_REWARD, name: 'rewardTimeout', type: 'number', default: 120, help: 'seconds a reward function may take per batch; a module that overruns it is stopped and the run fails naming it (rewardModule functions run in a worker thread)' },
+  { section: S_REWARD, name: 'rewardErrors', type: 'string', default: 'abort', choices: ['abort', 'no_reward'], help: "a reward function that throws or returns no array of one value per completion: stop the run, or give that batch no reward and warn" },
   { section: S_REWARD, name: 'cosineMinLenValueCorrect', type: 'number', default: 1.0, help: 'cosine: reward of a correct completion of length 0' },
   { section: S_REWARD, name: 'cosineMaxLenValueCorrect', type: 'number', default: 0.5, help: 'cosine: reward of a correct completion at cosineMaxLen' },
   { section: S_REWARD, name: 'cosineMinLenValueWrong', type: 'number', default: -0.5, help: 'cosine: reward of a wrong completion of length 0' },
