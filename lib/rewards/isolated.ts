@@ -11,7 +11,7 @@ import type { TaskSpec } from '../tasks';
 import { RewardContext, RewardError, RewardFunction, RewardValue } from './index';
 
 export interface IsolatedRewardOptions {
-  /** Seconds a call (and loading the module) may take. Default 120. */
+  /** Seconds a call may take (loading the module: this, and at least 30). Default 120. */
   timeout?: number;
   /** The options of the run's task: rebuilt in the worker for functions that read ctx.task. */
   taskSpec?: TaskSpec;
@@ -81,11 +81,14 @@ export async function loadRewardModuleIsolated(modulePath: string, o: IsolatedRe
     await worker.terminate();
   };
 
+  // starting a thread and loading the module (through tsx for .ts) can take seconds on a busy
+  // machine: loading gets at least 30 s, calls get the timeout itself
+  const loadTimeout = Math.max(timeout, 30);
   const names = await new Promise<string[]>((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new RewardError('(module)', source, `did not finish loading within ${timeout} s (the reward timeout, --reward-timeout)`));
+      reject(new RewardError('(module)', source, `did not finish loading within ${loadTimeout} s (the reward timeout, --reward-timeout, and at least 30 s)`));
       void dispose();
-    }, timeout * 1000);
+    }, loadTimeout * 1000);
     onLoad = (m) => {
       clearTimeout(timer);
       onLoad = null;

@@ -73,11 +73,33 @@ export interface SaveOptions {
   beforeCommit?: () => void;
 }
 
+/** The files a checkpoint directory holds (and their atomic-write temporaries). */
+const CHECKPOINT_FILE = /^((model|optimizer|reference)\.safetensors|trainer_state\.json)(\.tmp-\d+)?$/;
+
+/**
+ * Removes a checkpoint directory's own files, then the directory if that left it empty. Returns
+ * false when something else is in it (a user's file): it stays, and so does the directory.
+ */
+function removeCheckpointDir(dir: string): boolean {
+  for (const f of fs.readdirSync(dir)) if (CHECKPOINT_FILE.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  try {
+    fs.rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Saves atomically; returns the checkpoint directory. */
 export function saveCheckpoint(runDir: string, o: SaveOptions): string {
   const root = path.join(runDir, 'checkpoints');
   fs.mkdirSync(root, { recursive: true });
-  for (const e of fs.readdirSync(root)) if (e.includes('.tmp-')) fs.rmSync(path.join(root, e), { recursive: true, force: true });
+  for (const e of fs.readdirSync(root)) {
+    if (!/^(step-\d+|latest\.json)\.tmp-\d+$/.test(e)) continue;
+    const p = path.join(root, e);
+    if (fs.statSync(p).isDirectory()) removeCheckpointDir(p);
+    else fs.rmSync(p, { force: true });
+  }
   const name = `step-${String(o.meta.step).padStart(6, '0')}`;
   const final = path.join(root, name);
   const tmp = path.join(root, `${name}.tmp-${process.pid}`);
@@ -99,14 +121,18 @@ export function saveCheckpoint(runDir: string, o: SaveOptions): string {
   for (const f of fs.readdirSync(tmp)) fsyncPath(path.join(tmp, f));
   fsyncPath(tmp);
   o.beforeCommit?.();
-  if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
+  if (fs.existsSync(final) && !removeCheckpointDir(final)) {
+    removeCheckpointDir(tmp);
+    throw new CheckpointError(final, 'holds files that are not part of a checkpoint; they are left in place, so the new checkpoint cannot be saved there (move them away)');
+  }
   fs.renameSync(tmp, final);
   fsyncPath(root);
   writeFileDurable(path.join(root, 'latest.json'), JSON.stringify({ checkpoint: name, step: meta.step }) + '\n');
   // prune: keep the newest `keep` complete checkpoints
   const keep = o.keep ?? 2;
   const all = fs.readdirSync(root).filter((e) => /^step-\d+$/.test(e)).sort();
-  for (const e of all.slice(0, Math.max(0, all.length - keep))) if (e !== name) fs.rmSync(path.join(root, e), { recursive: true, force: true });
+  // only the checkpoint's own files: a file someone put in a checkpoint directory stays
+  for (const e of all.slice(0, Math.max(0, all.length - keep))) if (e !== name) removeCheckpointDir(path.join(root, e));
   return final;
 }
 

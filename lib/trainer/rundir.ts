@@ -147,7 +147,7 @@ export function prepareRunDir(dir: string, o: PrepareRunDirOptions): void {
     if (!o.overwrite && !sameKind) {
       if (run)
         throw new RunDirError(
-          `${dir} already holds a run${marker ? ` (grpo ${marker.kind}, ${marker.status})` : ''}; ` +
+          `${dir} already holds a run${marker ? ` (${marker.kind}, ${marker.status})` : ''}; ` +
             `continue it with --resume, choose another --output-dir, or replace it with ${hint}`,
         );
       throw new RunDirError(
