@@ -201,12 +201,20 @@ function metaProblem(m: unknown): string | null {
   if (!isObj(m.optimizer) || !isCount(m.optimizer.step)) return `expected optimizer.step to be an integer >= 0 but received ${JSON.stringify(isObj(m.optimizer) ? m.optimizer.step : m.optimizer)}`;
   if (typeof m.hasReference !== 'boolean') return `expected hasReference to be true or false but received ${JSON.stringify(m.hasReference)}`;
   if (!isObj(m.state)) return 'state is missing';
-  if (m.kind === 'grpo') {
-    for (const k of ['step', 'updates', 'epoch', 'cursor', 'numTokens'])
-      if (!isCount(m.state[k])) return `expected state.${k} to be an integer >= 0 but received ${JSON.stringify(m.state[k])}`;
-    if (m.state.step !== m.step) return `state.step ${m.state.step} differs from step ${m.step}`;
-  }
   return null;
+}
+
+/**
+ * Checks that a checkpoint's state is the GRPO trainer's (what a resume continues from); throws a
+ * CheckpointError naming trainer_state.json otherwise.
+ */
+export function checkTrainerState(ck: LoadedCheckpoint): void {
+  const file = path.join(ck.dir, 'trainer_state.json');
+  if (ck.meta.kind !== 'grpo') throw new CheckpointError(file, `is a ${ck.meta.kind} checkpoint; resume needs a grpo one`);
+  const st = ck.meta.state;
+  for (const k of ['step', 'updates', 'epoch', 'cursor', 'numTokens'])
+    if (!isCount(st[k])) throw new CheckpointError(file, `expected state.${k} to be an integer >= 0 but received ${JSON.stringify(st[k])}`);
+  if (st.step !== ck.meta.step) throw new CheckpointError(file, `state.step ${st.step} differs from step ${ck.meta.step}`);
 }
 
 /** The trainer_state.json of a checkpoint directory (or of a run directory's latest checkpoint), validated. */

@@ -64,9 +64,9 @@ export function checkPromptLengths(
   }
   if (count)
     throw new RangeError(
-      `${where}: ${count} prompt${count === 1 ? '' : 's'} too long for the model's context: maxSeqLen ${maxSeqLen} − maxCompletionLength ${maxCompletionLength} leaves ${room} tokens for a prompt\n  ` +
-        bad.join('\n  ') + (count > bad.length ? `\n  ... and ${count - bad.length} more` : '') +
-        `\n(raise --max-seq-len, lower --max-completion-length, or shorten the prompts)`,
+      `${where}: ${count} prompt${count === 1 ? '' : 's'} too long for the model's context: maxSeqLen ${maxSeqLen} − maxCompletionLength ${maxCompletionLength} leaves ${room} tokens for a prompt; ` +
+        bad.join('; ') + (count > bad.length ? `; ... and ${count - bad.length} more` : '') +
+        ` (raise --max-seq-len, lower --max-completion-length, or shorten the prompts)`,
     );
 }
 

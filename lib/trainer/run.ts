@@ -15,7 +15,7 @@ import { writeReport, readMetrics } from '../report';
 import { defaultOptions, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
 import { supervisedFineTune } from './sft';
-import { CheckpointMeta, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
+import { CheckpointMeta, checkTrainerState, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
 import { checkPromptLengths } from './rollout';
 import { finishRunDir, isRunDir, prepareRunDir, readMetricsFile, RunDirError } from './rundir';
 
@@ -258,7 +258,7 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
           'start a new run without --resume',
       );
     ck = loadCheckpoint(latest);
-    if (ck.meta.kind !== 'grpo') throw new Error(`--resume: ${latest} is a ${ck.meta.kind} checkpoint; resume needs a grpo one`);
+    checkTrainerState(ck);
   }
   // a resumed run keeps the options it was started with unless a flag changes them
   const o = resolvePaths(withDefaults(ck ? { ...savedOptions(ck.meta), ...opts } : opts));
