@@ -143,7 +143,10 @@ export function prepareRunDir(dir: string, o: PrepareRunDirOptions): void {
     const marker = readRunMarker(dir);
     const run = isRunDir(dir);
     const foreign = foreignEntries(dir, demo);
-    const sameKind = o.replaceOwnKind && marker?.kind === o.kind;
+    // a run of the same kind, or (from before the marker existed) a directory of only its files
+    const sameKind = o.replaceOwnKind && (marker ? marker.kind === o.kind : !foreign.length);
+    const list = foreign.length ? foreign : existing;
+    const shown = list.slice(0, 3).map((e) => `'${e}'`).join(', ') + (list.length > 3 ? `, ... ${list.length} in all` : '');
     if (!o.overwrite && !sameKind) {
       if (run)
         throw new RunDirError(
@@ -151,13 +154,13 @@ export function prepareRunDir(dir: string, o: PrepareRunDirOptions): void {
             `continue it with --resume, choose another --output-dir, or replace it with ${hint}`,
         );
       throw new RunDirError(
-        `${dir} is not empty and is not a grpo run (it holds ${foreign.slice(0, 3).map((e) => `'${e}'`).join(', ')}${foreign.length > 3 ? `, ... ${foreign.length} entries` : ''}); ` +
+        `${dir} is not empty and is not a grpo run (it holds ${shown}); ` +
           `choose an empty or new --output-dir, or write into it with ${hint}`,
       );
     }
     if (sameKind && !o.overwrite && foreign.length)
       throw new RunDirError(
-        `${dir} holds an earlier grpo ${o.kind} and other files (${foreign.slice(0, 3).map((e) => `'${e}'`).join(', ')}); ` +
+        `${dir} holds an earlier grpo ${o.kind} and other files (${shown}); ` +
           `choose another --output-dir, or replace the run's files with ${hint}`,
       );
     removeRunFiles(dir, demo);
