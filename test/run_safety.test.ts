@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { pathToFileURL } from 'url';
-import { runDemo, runEval, runTrain } from '../lib/trainer/run';
+import { runDemo, runEval, runSft, runTrain } from '../lib/trainer/run';
 import { loadCheckpoint, latestCheckpoint } from '../lib/trainer/checkpoint';
 import { readRunMarker } from '../lib/trainer/rundir';
 import { GrpoTrainer } from '../lib/trainer/grpo';
@@ -61,7 +61,13 @@ test('demo/train refuse a non-empty directory that is not a run; the user file s
   fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
   await rejects(runDemo({ ...tiny, outputDir: dir }, quiet), /is not empty and is not a grpo run \(it holds 'notes.txt'\).*--overwrite-output-dir/);
   await rejects(runTrain({ ...tiny, outputDir: dir }, quiet), /is not empty and is not a grpo run/);
+  await rejects(runSft({ ...tiny, outputDir: dir }, quiet), /is not empty and is not a grpo run/);
   assert.equal([...snapshot(dir).keys()], ['notes.txt']);
+  // eval replaces eval.json only in a run directory
+  fs.writeFileSync(path.join(dir, 'eval.json'), 'my own');
+  await rejects(runEval({ checkpoint: await baseRun(), outputDir: dir }, quiet), /eval\.json exists and .* is not a grpo run/);
+  assert.is(fs.readFileSync(path.join(dir, 'eval.json'), 'utf8'), 'my own');
+  fs.rmSync(path.join(dir, 'eval.json'));
   const r = grpo(['demo', '--output-dir', dir, ...tinyArgs]);
   assert.is(r.status, 1);
   assert.match(r.stderr, /^grpo: .*is not empty and is not a grpo run/);
