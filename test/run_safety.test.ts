@@ -73,6 +73,7 @@ test('demo/train refuse a non-empty directory that is not a run; the user file s
   assert.match(r.stderr, /^grpo: .*is not empty and is not a grpo run/);
   assert.is(r.stderr.trim().split('\n').length, 1, 'one line, no stack');
   assert.is(fs.readFileSync(path.join(dir, 'notes.txt'), 'utf8'), 'mine');
+  await rejects(runTrain({ ...tiny, outputDir: path.join(dir, 'notes.txt') }, quiet), /notes\.txt is a file, not a directory/);
 });
 
 test('demo with overwriteOutputDir keeps the user file; a second demo replaces only its own files', async () => {

@@ -17,7 +17,7 @@ import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grp
 import { supervisedFineTune } from './sft';
 import { CheckpointMeta, checkTrainerState, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
 import { checkPromptLengths } from './rollout';
-import { finishRunDir, isRunDir, prepareRunDir, readMetricsFile, RunDirError } from './rundir';
+import { finishRunDir, isRunDir, prepareRunDir, readMetricsFile, RunDirError, writeTextAtomic } from './rundir';
 
 /** Where messages go (the CLI prints them; tests can collect them). */
 export interface Io {
@@ -347,7 +347,7 @@ async function trainLoop(
     const r = await evaluate(model, tok, task, evalOptions(o, rewards));
     evals.push({ step, result: r });
     log.write(evalRow(step, r));
-    fs.writeFileSync(path.join(dir, `eval-step-${step}.json`), JSON.stringify(r, null, 2));
+    writeTextAtomic(path.join(dir, `eval-step-${step}.json`), JSON.stringify(r, null, 2));
     return r;
   };
   const bar = new ProgressBar('grpo', cfg.maxSteps, trainer.state.step, o.progress as boolean, 5);
@@ -411,7 +411,7 @@ export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalRe
     await disposeRewards(rewards);
   }
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ checkpoint: ck.dir, step: ck.meta.step, ...r }, null, 2));
+  writeTextAtomic(out, JSON.stringify({ checkpoint: ck.dir, step: ck.meta.step, ...r }, null, 2));
   io.log(`eval of ${ck.dir} (step ${ck.meta.step}):`);
   process.stdout.write(formatEvalTable(r) + '\n');
   io.log(`written ${out}`);
@@ -467,7 +467,7 @@ async function demoBody(o: Options, io: Io): Promise<{ before: number; after: nu
   };
   const metrics = [...readMetrics(path.join(root, 'sft', 'metrics.jsonl')), ...readMetrics(path.join(root, 'grpo', 'metrics.jsonl'))];
   const report = writeReport(root, { title: 'grpo-kernels demo: SFT warm start, then GRPO', summary, metrics, samples: after.samples });
-  fs.writeFileSync(path.join(root, 'summary.json'), JSON.stringify({ seed: o.seed, before, after, seconds, sftSeconds: sft.seconds, grpoSeconds: train.seconds }, null, 2));
+  writeTextAtomic(path.join(root, 'summary.json'), JSON.stringify({ seed: o.seed, before, after, seconds, sftSeconds: sft.seconds, grpoSeconds: train.seconds }, null, 2));
   io.log('');
   io.log(`held-out pass@1: ${(100 * before['pass@1']).toFixed(1)}% after the warm start -> ${(100 * after['pass@1']).toFixed(1)}% after GRPO (${(100 * (after['pass@1'] - before['pass@1'])).toFixed(1)} points), seed ${o.seed}`);
   io.log(`total ${formatDuration(seconds)}; report: ${report}`);

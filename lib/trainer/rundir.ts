@@ -45,8 +45,10 @@ function entries(dir: string): string[] {
   try {
     return fs.readdirSync(dir);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return [];
+    if (code === 'ENOTDIR') throw new RunDirError(`${dir} is a file, not a directory: choose another --output-dir`);
+    throw new RunDirError(`${dir}: cannot be read (${(e as Error).message})`);
   }
 }
 
@@ -170,11 +172,15 @@ export function prepareRunDir(dir: string, o: PrepareRunDirOptions): void {
   writeRunMarker(dir, { format: 'grpo-kernels-run', kind: prev?.kind ?? o.kind, status: 'running', startedAt: new Date().toISOString() });
 }
 
+/** Writes a whole file or nothing (temporary file, then rename): a kill never leaves half a file. */
+export function writeTextAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
 export function writeRunMarker(dir: string, m: RunMarker): void {
-  const p = path.join(dir, RUN_MARKER);
-  const tmp = `${p}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(m, null, 2) + '\n');
-  fs.renameSync(tmp, p);
+  writeTextAtomic(path.join(dir, RUN_MARKER), JSON.stringify(m, null, 2) + '\n');
 }
 
 /** Records how the run ended in its marker (a failed run keeps its error for later). */
