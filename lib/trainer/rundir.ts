@@ -13,7 +13,7 @@ import * as path from 'path';
 export const RUN_MARKER = 'grpo-run.json';
 
 /** The run format's files, directly under a run directory. */
-const OWNED_FILES = [/^metrics\.jsonl$/, /^eval\.json$/, /^eval-step-\d+\.json$/, /^report\.html$/, /^summary\.json$/, /^grpo-run\.json$/];
+const OWNED_FILES = [/^metrics\.jsonl(\.tmp-\d+)?$/, /^eval(-step-\d+)?\.json(\.tmp-\d+)?$/, /^report\.html$/, /^summary\.json(\.tmp-\d+)?$/, /^grpo-run\.json(\.tmp-\d+)?$/];
 /** Files inside checkpoints/. */
 const CHECKPOINT_ENTRY = /^(step-\d+(\.tmp-\d+)?|latest\.json(\.tmp-\d+)?)$/;
 const CHECKPOINT_FILE = /^(model|optimizer|reference)\.safetensors(\.tmp-\d+)?$|^trainer_state\.json$/;
