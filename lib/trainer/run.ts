@@ -207,22 +207,22 @@ async function sftBody(o: Options, io: Io, t0: number, task: Task, tok: Tokenize
   let r: { loss: number; steps: number };
   try {
     r = await supervisedFineTune(model, tok, examples, {
-    steps, batchSize: o.sftBatchSize as number, learningRate: o.sftLearningRate as number, seed: o.seed as number,
-    // "a policy that sometimes succeeds": measured on training prompts, never on the held-out split
-    shouldStop: async (step) => {
-      if (!(target > 0) || step % 25 !== 0) return false;
-      const ev = await evaluate(model, tok, task, { ...evalOptions(o), k: 4, limit: 64 }, examples);
-      trainAccuracy = ev['pass@1'];
-      log.write({ phase: 'sft_check', step, train_accuracy: trainAccuracy });
-      return trainAccuracy >= target;
-    },
-    // a short warm start: constant learning rate after the warm-up
-    warmupRatio: o.warmupRatio as number, minLrRatio: 1, maxGradNorm: o.maxGradNorm as number,
-    onStep: (m) => {
-      log.write({ phase: 'sft', ...m });
-      bar.update(m.step, { loss: m.loss });
-    },
-  });
+      steps, batchSize: o.sftBatchSize as number, learningRate: o.sftLearningRate as number, seed: o.seed as number,
+      // "a policy that sometimes succeeds": measured on training prompts, never on the held-out split
+      shouldStop: async (step) => {
+        if (!(target > 0) || step % 25 !== 0) return false;
+        const ev = await evaluate(model, tok, task, { ...evalOptions(o), k: 4, limit: 64 }, examples);
+        trainAccuracy = ev['pass@1'];
+        log.write({ phase: 'sft_check', step, train_accuracy: trainAccuracy });
+        return trainAccuracy >= target;
+      },
+      // a short warm start: constant learning rate after the warm-up
+      warmupRatio: o.warmupRatio as number, minLrRatio: 1, maxGradNorm: o.maxGradNorm as number,
+      onStep: (m) => {
+        log.write({ phase: 'sft', ...m });
+        bar.update(m.step, { loss: m.loss });
+      },
+    });
   } catch (e) {
     model.dispose();
     throw e;
