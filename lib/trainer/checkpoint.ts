@@ -195,8 +195,9 @@ function metaProblem(m: unknown): string | null {
   if (m.kind !== 'sft' && m.kind !== 'grpo') return `expected kind 'sft' or 'grpo' but received ${JSON.stringify(m.kind)}`;
   if (!isCount(m.step)) return `expected step to be an integer >= 0 but received ${JSON.stringify(m.step)}`;
   if (!isObj(m.modelConfig)) return 'modelConfig is missing';
+  // the sizes a model config has (other model families may name theirs differently)
   for (const k of ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'dFF', 'maxSeqLen'])
-    if (!(isCount(m.modelConfig[k]) && (m.modelConfig[k] as number) > 0)) return `expected modelConfig.${k} to be a positive integer but received ${JSON.stringify(m.modelConfig[k])}`;
+    if (k in m.modelConfig && !(isCount(m.modelConfig[k]) && (m.modelConfig[k] as number) > 0)) return `expected modelConfig.${k} to be a positive integer but received ${JSON.stringify(m.modelConfig[k])}`;
   if (!isObj(m.config)) return 'config (the run options) is missing';
   if (!isObj(m.optimizer) || !isCount(m.optimizer.step)) return `expected optimizer.step to be an integer >= 0 but received ${JSON.stringify(isObj(m.optimizer) ? m.optimizer.step : m.optimizer)}`;
   if (typeof m.hasReference !== 'boolean') return `expected hasReference to be true or false but received ${JSON.stringify(m.hasReference)}`;
