@@ -28,7 +28,7 @@ async function main() {
   const tok = new pkg.CharTokenizer();
   const task = pkg.buildTask(o);
   const model = flag('init') ? pkg.loadOrCreateModel({ ...o, init: flag('init') }, tok) : pkg.createTransformer(pkg.modelConfig(o, tok));
-  const rewards = pkg.buildRewards(o);
+  const rewards = await pkg.buildRewards(o);
   const tr = new pkg.GrpoTrainer({ model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: { ...o, rewardWeights: rewards.weights } });
   await tr.step(); // warm-up
   const rows = [];
@@ -59,6 +59,7 @@ async function main() {
   if (out) fs.writeFileSync(path.resolve(out), text + '\n');
   model.dispose();
   tr.refModel && tr.refModel.dispose();
+  await pkg.disposeRewards(rewards);
 }
 
 main().catch((e) => {

@@ -143,12 +143,12 @@ test('dynamic sampling: groups whose rewards all agree are dropped and more are 
   assert.is(m2['dynamic_sampling/kept_groups'], 3);
 });
 
-test('a reward function that throws or returns nothing gives no reward, is reported, and training goes on', async () => {
+test("with rewardErrors 'no_reward', a reward function that throws or returns nothing gives no reward, is reported, and training goes on", async () => {
   const bad: RewardFunction = { name: 'bad', compute: () => { throw new Error('nope'); } };
   const none: RewardFunction = { name: 'none', compute: () => undefined as unknown as number[] };
   const seen: string[] = [];
   const tr = new GrpoTrainer({
-    model: tinyModel(), tokenizer: tok, task, rewardFunctions: [...rewards(), bad, none], config: tinyConfig(),
+    model: tinyModel(), tokenizer: tok, task, rewardFunctions: [...rewards(), bad, none], config: tinyConfig({ rewardErrors: 'no_reward' }),
     onRewardFailure: (f) => seen.push(f.name),
   });
   const m = await tr.step();
@@ -156,7 +156,7 @@ test('a reward function that throws or returns nothing gives no reward, is repor
   assert.is(tr.rewardFailures.length, 2);
   assert.ok(Number.isNaN(m['rewards/bad/mean'] as number));
   assert.ok(Number.isFinite(m.reward as number));
-  const allBad = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: [bad], config: tinyConfig() });
+  const allBad = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: [bad], config: tinyConfig({ rewardErrors: 'no_reward' }) });
   const m2 = await allBad.step();
   assert.is(m2.no_reward, 12, 'every sequence without reward (advantage 0)');
 });

@@ -137,8 +137,17 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (require.main === module)
-  main(process.argv.slice(2)).then(
+if (require.main === module) {
+  // A command whose promise never settles (e.g. an awaited callback that never returns) would let
+  // the event loop drain and the process exit 0 with nothing written: report it and exit 1 instead.
+  let settled = false;
+  process.on('beforeExit', () => {
+    if (settled) return;
+    process.stderr.write('grpo: the command stopped before it finished (something it awaited never settled); the run did not complete\n');
+    process.exit(1);
+  });
+
+  main(process.argv.slice(2)).finally(() => (settled = true)).then(
     (code) => process.exit(code),
     (e) => {
       process.stderr.write(`grpo: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -146,3 +155,4 @@ if (require.main === module)
       process.exit(1);
     },
   );
+}

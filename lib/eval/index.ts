@@ -37,6 +37,10 @@ export interface EvalOptions extends SamplingOptions {
   /** Reward functions and weights for the mean reward (optional). */
   rewardFunctions?: RewardFunction[];
   rewardWeights?: number[];
+  /** Seconds a reward function may take per batch (default none); past it evaluation fails with a RewardError. */
+  rewardTimeout?: number;
+  /** A reward function that throws: fail ('abort') or leave it out of the mean ('no_reward', default). */
+  rewardErrors?: 'abort' | 'no_reward';
   /** Also report pass@j for these j ≤ k. Default [1, k]. */
   passAt?: number[];
 }
@@ -103,7 +107,7 @@ export async function evaluate(model: PolicyModel, tok: Tokenizer, task: Task, o
       truncated: r.truncated,
       task,
       maxCompletionLength: o.maxCompletionLength,
-    });
+    }, { timeout: o.rewardTimeout, onError: o.rewardErrors });
     let sum = 0, n = 0;
     for (let i = 0; i < P * k; i++) {
       let s = 0, any = false;

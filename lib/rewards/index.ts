@@ -39,6 +39,21 @@ export type RewardValue = number | null | undefined;
 export interface RewardFunction {
   readonly name: string;
   compute(ctx: RewardContext): RewardValue[] | Promise<RewardValue[]>;
+  /** Where the function comes from (a reward module's path), for messages. */
+  readonly source?: string;
+  /** Releases what the function holds (a reward module's worker thread). */
+  dispose?(): Promise<void> | void;
+}
+
+/**
+ * A reward function that failed in a way that stops the run: it timed out, its worker died,
+ * or (with onError 'abort') it threw or returned something that is not one value per completion.
+ */
+export class RewardError extends Error {
+  constructor(readonly rewardName: string, readonly source: string | undefined, problem: string) {
+    super(`reward function '${rewardName}'${source ? ` from ${source}` : ''} ${problem}`);
+    this.name = 'RewardError';
+  }
 }
 
 /** A reward function's failure on one batch. */
@@ -185,14 +200,14 @@ export function builtinReward(name: string, o: BuiltinRewardOptions = {}): Rewar
   }
 }
 
-type UserFn = (completions: string[], ctx: RewardContext) => RewardValue[] | Promise<RewardValue[]>;
+export type UserRewardFn = (completions: string[], ctx: RewardContext) => RewardValue[] | Promise<RewardValue[]>;
 
 /**
- * Loads user reward functions from a module: `module.exports = fn`, `export default fn`,
- * an array of functions, or an object of named functions (each becomes one reward function,
- * named after its key or the function's name). `.ts` modules need tsx (a dev dependency).
+ * The reward functions a module exports: `module.exports = fn`, `export default fn`, an array of
+ * functions, or an object of named functions (each named after its key or the function's name).
+ * `.ts` modules need tsx (a dev dependency). Used in-process and by the reward worker.
  */
-export function loadRewardModule(modulePath: string): RewardFunction[] {
+export function rewardModuleExports(modulePath: string): [string, UserRewardFn][] {
   const abs = path.resolve(modulePath);
   if (/\.[cm]?ts$/.test(abs)) {
     try {
@@ -205,49 +220,108 @@ export function loadRewardModule(modulePath: string): RewardFunction[] {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   let mod = require(abs);
   if (mod && typeof mod === 'object' && 'default' in mod && Object.keys(mod).length === 1) mod = mod.default;
-  const fns: [string, UserFn][] = [];
+  const fns: [string, UserRewardFn][] = [];
   if (typeof mod === 'function') fns.push([mod.name || path.basename(abs).replace(/\.[^.]+$/, ''), mod]);
   else if (Array.isArray(mod)) mod.forEach((f, i) => typeof f === 'function' && fns.push([f.name || `reward_${i}`, f]));
-  else if (mod && typeof mod === 'object') for (const [k, f] of Object.entries(mod)) if (typeof f === 'function' && k !== 'default') fns.push([k, f as UserFn]);
+  else if (mod && typeof mod === 'object') for (const [k, f] of Object.entries(mod)) if (typeof f === 'function' && k !== 'default') fns.push([k, f as UserRewardFn]);
   if (!fns.length) throw new Error(`reward module ${modulePath}: exports no function (expected a function, an array of functions or an object of them)`);
-  return fns.map(([name, f]) => ({ name, compute: (ctx: RewardContext) => f(ctx.completions, ctx) }));
+  return fns;
+}
+
+/**
+ * Loads user reward functions from a module into this thread. They run on the event loop: a
+ * synchronous endless loop in one cannot be stopped. The CLI uses loadRewardModuleIsolated
+ * (reward/isolated.ts), which runs the module in a worker thread that a timeout can terminate.
+ */
+export function loadRewardModule(modulePath: string): RewardFunction[] {
+  const source = path.resolve(modulePath);
+  return rewardModuleExports(modulePath).map(([name, f]) => ({ name, source, compute: (ctx: RewardContext) => f(ctx.completions, ctx) }));
+}
+
+export interface ScoreRewardsOptions {
+  /** Seconds a reward function may take per batch; past it the batch fails with a RewardError. Default none. */
+  timeout?: number;
+  /**
+   * A function that throws, or returns something that is not one value per completion:
+   * 'no_reward' (default here) gives no reward for the batch and reports it in `failures`;
+   * 'abort' throws a RewardError naming the function.
+   */
+  onError?: 'abort' | 'no_reward';
+}
+
+/** Awaits `p`, failing with a RewardError when it takes longer than `seconds`. */
+function withTimeout<T>(p: Promise<T>, seconds: number | undefined, f: RewardFunction): Promise<T> {
+  if (seconds === undefined || !(seconds > 0) || !Number.isFinite(seconds)) return p;
+  let timer: NodeJS.Timeout;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RewardError(f.name, f.source, `did not return within ${seconds} s (the reward timeout, --reward-timeout)`)), seconds * 1000);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /**
  * Runs every reward function on the batch: rewards [S·K] row-major (rewards[i·K + k]), NaN for
- * "no reward", and the failures to report.
+ * "no reward", and the failures to report. A value is "no reward" when it is null, undefined,
+ * NaN, not a number, outside the float32 range (e.g. 1e39: the kernels work in float32), or when
+ * reading it throws (a getter); each such value is counted in `failures` under the function's name.
  */
-export async function scoreRewards(fns: RewardFunction[], ctx: RewardContext): Promise<{ rewards: Float32Array; failures: RewardFailure[] }> {
+export async function scoreRewards(fns: RewardFunction[], ctx: RewardContext, opts: ScoreRewardsOptions = {}): Promise<{ rewards: Float32Array; failures: RewardFailure[] }> {
   const S = ctx.completions.length;
   const K = fns.length;
   const rewards = new Float32Array(S * K).fill(NaN);
   const failures: RewardFailure[] = [];
+  const batchFailure = (f: RewardFunction, message: string) => {
+    if (opts.onError === 'abort') throw new RewardError(f.name, f.source, message);
+    failures.push({ name: f.name, message, count: S });
+  };
   for (let k = 0; k < K; k++) {
     const f = fns[k];
     let vals: unknown;
     try {
-      vals = await f.compute(ctx);
+      vals = await withTimeout(Promise.resolve().then(() => f.compute(ctx)), opts.timeout, f);
     } catch (e) {
-      failures.push({ name: f.name, message: `threw: ${(e as Error)?.message ?? String(e)}`, count: S });
+      if (e instanceof RewardError) throw e;
+      batchFailure(f, `threw: ${describeError(e)}`);
       continue;
     }
-    if (!Array.isArray(vals) && !ArrayBuffer.isView(vals)) {
-      failures.push({ name: f.name, message: `returned ${vals === undefined ? 'nothing' : typeof vals} instead of an array`, count: S });
+    let arr: ArrayLike<unknown>;
+    let n: number;
+    try {
+      if (!Array.isArray(vals) && !ArrayBuffer.isView(vals)) {
+        batchFailure(f, `returned ${vals === undefined ? 'nothing' : vals === null ? 'null' : typeof vals} instead of an array`);
+        continue;
+      }
+      arr = vals as ArrayLike<unknown>;
+      n = arr.length;
+    } catch (e) {
+      if (e instanceof RewardError) throw e;
+      batchFailure(f, `returned an array whose length cannot be read (${describeError(e)})`);
       continue;
     }
-    const arr = vals as ArrayLike<unknown>;
-    if (arr.length !== S) {
-      failures.push({ name: f.name, message: `returned ${arr.length} values for ${S} completions`, count: S });
+    if (n !== S) {
+      batchFailure(f, `returned ${n} values for ${S} completions`);
       continue;
     }
-    let missing = 0;
+    let missing = 0, unreadable = 0, outOfRange = 0;
     for (let i = 0; i < S; i++) {
-      const x = arr[i];
-      if (typeof x === 'number' && Number.isFinite(x)) rewards[i * K + k] = x;
-      else if (typeof x === 'boolean') rewards[i * K + k] = x ? 1 : 0;
-      else missing++;
+      let x: unknown;
+      try {
+        x = arr[i];
+      } catch {
+        unreadable++;
+        continue;
+      }
+      const v = typeof x === 'number' ? x : typeof x === 'boolean' ? (x ? 1 : 0) : NaN;
+      if (Number.isNaN(v)) missing++;
+      else if (!Number.isFinite(Math.fround(v))) outOfRange++;
+      else rewards[i * K + k] = v;
     }
-    if (missing) failures.push({ name: f.name, message: `gave no reward (null, undefined, NaN or non-number) for ${missing} of ${S} completions`, count: missing });
+    const parts: string[] = [];
+    if (missing) parts.push(`${missing} null, undefined, NaN or non-number`);
+    if (outOfRange) parts.push(`${outOfRange} outside the float32 range (|r| > 3.4e38)`);
+    if (unreadable) parts.push(`${unreadable} whose read threw`);
+    const bad = missing + outOfRange + unreadable;
+    if (bad) failures.push({ name: f.name, message: `gave no reward for ${bad} of ${S} completions: ${parts.join(', ')}`, count: bad });
   }
   return { rewards, failures };
 }
@@ -427,3 +501,12 @@ export class ConstantRewardMonitor {
     });
   }
 }
+
+function describeError(e: unknown): string {
+  try {
+    return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  } catch {
+    return 'an unprintable value';
+  }
+}
+export * from './isolated';

@@ -6,6 +6,7 @@
  * passed to reward functions. Malformed lines are reported with their line number.
  */
 import * as fs from 'fs';
+import * as nodePath from 'path';
 import { Example, Task } from './types';
 import { AnswerMatchOptions, answersMatch, extractAnswer } from './answer';
 import { permutation } from './rng';
@@ -42,7 +43,7 @@ function isMessages(v: unknown): v is ChatMessage[] {
 }
 
 /** Parses JSONL text. Blank lines are skipped; every malformed line is collected in `errors`. */
-export function parseJsonlDataset(text: string): { examples: Example[]; errors: DatasetLineError[] } {
+export function parseJsonlDataset(text: string, file?: string): { examples: Example[]; errors: DatasetLineError[] } {
   const examples: Example[] = [];
   const errors: DatasetLineError[] = [];
   const lines = text.split(/\r?\n/);
@@ -95,7 +96,7 @@ export function parseJsonlDataset(text: string): { examples: Example[]; errors: 
     const solution = String(sol);
     const meta: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(o)) if (!['messages', 'prompt', 'query', 'solution', 'answer', 'response'].includes(key)) meta[key] = v;
-    examples.push({ id: `line-${no}`, prompt, answer: extractAnswer(solution) ?? solution.trim(), solution, meta });
+    examples.push({ id: `line-${no}`, prompt, answer: extractAnswer(solution) ?? solution.trim(), solution, meta, ...(file ? { source: { file, line: no } } : {}) });
   }
   return { examples, errors };
 }
@@ -108,7 +109,7 @@ export function loadJsonlDataset(path: string, opts: { skipMalformed?: boolean; 
   } catch (e) {
     throw new Error(`dataset ${path}: cannot read (${(e as Error).message})`);
   }
-  const { examples, errors } = parseJsonlDataset(text);
+  const { examples, errors } = parseJsonlDataset(text, nodePath.resolve(path));
   if (errors.length) {
     if (!opts.skipMalformed) throw new DatasetError(path, errors);
     for (const e of errors) opts.onError?.(e);

@@ -15,6 +15,8 @@ export interface Example {
   solution?: string;
   /** Task-specific data (e.g. countdown's numbers and target). */
   meta?: Record<string, unknown>;
+  /** Where a dataset example comes from (absolute file path, 1-based line), for messages. */
+  source?: { file: string; line: number };
 }
 
 export interface Task {

@@ -73,11 +73,33 @@ export interface SaveOptions {
   beforeCommit?: () => void;
 }
 
+/** The files a checkpoint directory holds (and their atomic-write temporaries). */
+const CHECKPOINT_FILE = /^((model|optimizer|reference)\.safetensors|trainer_state\.json)(\.tmp-\d+)?$/;
+
+/**
+ * Removes a checkpoint directory's own files, then the directory if that left it empty. Returns
+ * false when something else is in it (a user's file): it stays, and so does the directory.
+ */
+function removeCheckpointDir(dir: string): boolean {
+  for (const f of fs.readdirSync(dir)) if (CHECKPOINT_FILE.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  try {
+    fs.rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Saves atomically; returns the checkpoint directory. */
 export function saveCheckpoint(runDir: string, o: SaveOptions): string {
   const root = path.join(runDir, 'checkpoints');
   fs.mkdirSync(root, { recursive: true });
-  for (const e of fs.readdirSync(root)) if (e.includes('.tmp-')) fs.rmSync(path.join(root, e), { recursive: true, force: true });
+  for (const e of fs.readdirSync(root)) {
+    if (!/^(step-\d+|latest\.json)\.tmp-\d+$/.test(e)) continue;
+    const p = path.join(root, e);
+    if (fs.statSync(p).isDirectory()) removeCheckpointDir(p);
+    else fs.rmSync(p, { force: true });
+  }
   const name = `step-${String(o.meta.step).padStart(6, '0')}`;
   const final = path.join(root, name);
   const tmp = path.join(root, `${name}.tmp-${process.pid}`);
@@ -99,47 +121,154 @@ export function saveCheckpoint(runDir: string, o: SaveOptions): string {
   for (const f of fs.readdirSync(tmp)) fsyncPath(path.join(tmp, f));
   fsyncPath(tmp);
   o.beforeCommit?.();
-  if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
+  if (fs.existsSync(final) && !removeCheckpointDir(final)) {
+    removeCheckpointDir(tmp);
+    throw new CheckpointError(final, 'holds files that are not part of a checkpoint; they are left in place, so the new checkpoint cannot be saved there (move them away)');
+  }
   fs.renameSync(tmp, final);
   fsyncPath(root);
   writeFileDurable(path.join(root, 'latest.json'), JSON.stringify({ checkpoint: name, step: meta.step }) + '\n');
   // prune: keep the newest `keep` complete checkpoints
   const keep = o.keep ?? 2;
   const all = fs.readdirSync(root).filter((e) => /^step-\d+$/.test(e)).sort();
-  for (const e of all.slice(0, Math.max(0, all.length - keep))) if (e !== name) fs.rmSync(path.join(root, e), { recursive: true, force: true });
+  // only the checkpoint's own files: a file someone put in a checkpoint directory stays
+  for (const e of all.slice(0, Math.max(0, all.length - keep))) if (e !== name) removeCheckpointDir(path.join(root, e));
   return final;
 }
 
-/** The newest complete checkpoint of a run directory, or null. */
+/** A checkpoint that cannot be used: the message names the file and what is wrong with it. */
+export class CheckpointError extends Error {
+  constructor(readonly file: string, problem: string) {
+    super(`checkpoint ${file}: ${problem}`);
+    this.name = 'CheckpointError';
+  }
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CheckpointError(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `cannot be read (${(e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(file, `is not valid JSON (${(e as Error).message}); the file is damaged`);
+  }
+}
+
+/**
+ * The newest complete checkpoint of a run directory, or null when the run has none (no
+ * latest.json). A latest.json that is damaged or names a checkpoint that is not there is an
+ * error: another checkpoint is never picked silently.
+ */
 export function latestCheckpoint(runDir: string): string | null {
   const p = path.join(runDir, 'checkpoints', 'latest.json');
   if (!fs.existsSync(p)) return null;
-  const { checkpoint } = JSON.parse(fs.readFileSync(p, 'utf8'));
-  const dir = path.join(runDir, 'checkpoints', checkpoint);
-  return fs.existsSync(path.join(dir, 'trainer_state.json')) ? dir : null;
+  const j = readJson(p) as { checkpoint?: unknown } | null;
+  const name = j && typeof j === 'object' ? j.checkpoint : undefined;
+  if (typeof name !== 'string' || !/^step-\d+$/.test(name))
+    throw new CheckpointError(p, `expected {"checkpoint": "step-NNNNNN", ...} but received ${JSON.stringify(j)}`);
+  const dir = path.join(runDir, 'checkpoints', name);
+  if (!fs.existsSync(dir)) throw new CheckpointError(p, `names ${name}, but ${dir} does not exist`);
+  return dir;
 }
 
 function checkpointDir(dirOrRun: string): string {
   if (fs.existsSync(path.join(dirOrRun, 'trainer_state.json'))) return dirOrRun;
   const latest = latestCheckpoint(dirOrRun);
-  if (!latest) throw new Error(`no checkpoint in ${dirOrRun} (expected trainer_state.json or checkpoints/latest.json)`);
+  if (!latest) {
+    const why = !fs.existsSync(dirOrRun) ? 'it does not exist' : fs.existsSync(path.join(dirOrRun, 'checkpoints')) ? 'checkpoints/latest.json is missing' : 'it has no trainer_state.json and no checkpoints/latest.json';
+    throw new CheckpointError(dirOrRun, `no checkpoint here (${why})`);
+  }
   return latest;
 }
 
-/** The trainer_state.json of a checkpoint directory (or of a run directory's latest checkpoint). */
-export function loadCheckpointMeta(dirOrRun: string): CheckpointMeta {
-  const dir = checkpointDir(dirOrRun);
-  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as CheckpointMeta;
-  if (meta.version !== 1) throw new Error(`${dir}: unsupported checkpoint version ${meta.version}`);
-  return meta;
+const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+const isCount = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/** Checks a parsed trainer_state.json; returns what is wrong, or null. */
+function metaProblem(m: unknown): string | null {
+  if (!isObj(m)) return 'expected a JSON object';
+  if (m.version !== 1) return `unsupported version ${JSON.stringify(m.version)} (expected 1)`;
+  if (m.kind !== 'sft' && m.kind !== 'grpo') return `expected kind 'sft' or 'grpo' but received ${JSON.stringify(m.kind)}`;
+  if (!isCount(m.step)) return `expected step to be an integer >= 0 but received ${JSON.stringify(m.step)}`;
+  if (!isObj(m.modelConfig)) return 'modelConfig is missing';
+  // the sizes a model config has (other model families may name theirs differently)
+  for (const k of ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'dFF', 'maxSeqLen'])
+    if (k in m.modelConfig && !(isCount(m.modelConfig[k]) && (m.modelConfig[k] as number) > 0)) return `expected modelConfig.${k} to be a positive integer but received ${JSON.stringify(m.modelConfig[k])}`;
+  if (!isObj(m.config)) return 'config (the run options) is missing';
+  if (!isObj(m.optimizer) || !isCount(m.optimizer.step)) return `expected optimizer.step to be an integer >= 0 but received ${JSON.stringify(isObj(m.optimizer) ? m.optimizer.step : m.optimizer)}`;
+  if (typeof m.hasReference !== 'boolean') return `expected hasReference to be true or false but received ${JSON.stringify(m.hasReference)}`;
+  if (!isObj(m.state)) return 'state is missing';
+  return null;
 }
 
-/** Reads a checkpoint directory (or a run directory: its latest checkpoint). */
+/**
+ * Checks that a checkpoint's state is the GRPO trainer's (what a resume continues from); throws a
+ * CheckpointError naming trainer_state.json otherwise.
+ */
+export function checkTrainerState(ck: LoadedCheckpoint): void {
+  const file = path.join(ck.dir, 'trainer_state.json');
+  if (ck.meta.kind !== 'grpo') throw new CheckpointError(file, `is a ${ck.meta.kind} checkpoint; resume needs a grpo one`);
+  const st = ck.meta.state;
+  for (const k of ['step', 'updates', 'epoch', 'cursor', 'numTokens'])
+    if (!isCount(st[k])) throw new CheckpointError(file, `expected state.${k} to be an integer >= 0 but received ${JSON.stringify(st[k])}`);
+  if (st.step !== ck.meta.step) throw new CheckpointError(file, `state.step ${st.step} differs from step ${ck.meta.step}`);
+}
+
+/** The trainer_state.json of a checkpoint directory (or of a run directory's latest checkpoint), validated. */
+export function loadCheckpointMeta(dirOrRun: string): CheckpointMeta {
+  const dir = checkpointDir(dirOrRun);
+  const file = path.join(dir, 'trainer_state.json');
+  const meta = readJson(file);
+  const problem = metaProblem(meta);
+  if (problem) throw new CheckpointError(file, problem);
+  return meta as CheckpointMeta;
+}
+
+/** Reads one safetensors file of a checkpoint; every tensor must be finite. */
+function readTensors(file: string): TensorMap {
+  if (!fs.existsSync(file)) throw new CheckpointError(file, 'is missing (the checkpoint is incomplete)');
+  let t: TensorMap;
+  try {
+    t = readSafetensors(file).tensors;
+  } catch (e) {
+    throw new CheckpointError(file, `is damaged (${(e as Error).message})`);
+  }
+  for (const [name, x] of t) {
+    const d = x.data;
+    for (let i = 0; i < d.length; i++)
+      if (!Number.isFinite(d[i])) throw new CheckpointError(file, `tensor '${name}' holds ${d[i]} at index ${i} (weights must be finite)`);
+  }
+  return t;
+}
+
+/**
+ * Reads and validates a checkpoint directory (or a run directory: its latest checkpoint):
+ * trainer_state.json, model.safetensors, optimizer.safetensors and (when the run had a
+ * reference model) reference.safetensors must all be there, parse, and hold finite values.
+ */
 export function loadCheckpoint(dirOrRun: string): LoadedCheckpoint {
   const dir = checkpointDir(dirOrRun);
   const meta = loadCheckpointMeta(dir);
-  const read = (f: string) => (fs.existsSync(path.join(dir, f)) ? readSafetensors(path.join(dir, f)).tensors : null);
-  const weights = read('model.safetensors');
-  if (!weights) throw new Error(`${dir}: model.safetensors is missing`);
-  return { dir, meta, weights, optimizer: read('optimizer.safetensors'), reference: meta.hasReference ? read('reference.safetensors') : null };
+  const weights = readTensors(path.join(dir, 'model.safetensors'));
+  const optimizer = readTensors(path.join(dir, 'optimizer.safetensors'));
+  const reference = meta.hasReference ? readTensors(path.join(dir, 'reference.safetensors')) : null;
+  return { dir, meta, weights, optimizer, reference };
+}
+
+/**
+ * Loads a checkpoint's tensors into `model`; a tensor set that does not fit the model (missing,
+ * extra or misshapen tensors) is an error naming the file.
+ */
+export function restoreTensors(ck: LoadedCheckpoint, which: 'model' | 'optimizer' | 'reference', model: PolicyModel): void {
+  const file = path.join(ck.dir, `${which}.safetensors`);
+  try {
+    if (which === 'optimizer') model.loadOptimizerState(ck.optimizer!, ck.meta.optimizer.step);
+    else model.loadStateDict(which === 'model' ? ck.weights : ck.reference!);
+  } catch (e) {
+    throw new CheckpointError(file, `does not fit the model in trainer_state.json (${(e as Error).message})`);
+  }
 }

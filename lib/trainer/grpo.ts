@@ -25,7 +25,7 @@ import { ConstantRewardMonitor, ConstantRewardSnapshot, ConstantRewardState, Rew
 import { Example, Task } from '../tasks/types';
 import { mixSeed, permutation } from '../tasks/rng';
 import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceBatch, slicePerToken } from './batch';
-import { rollout, Rollout } from './rollout';
+import { checkPromptLengths, rollout, Rollout } from './rollout';
 import { learningRateAt } from './schedule';
 
 export interface GrpoConfig {
@@ -54,6 +54,10 @@ export interface GrpoConfig {
   maxCompletionLength: number;
   stop: string[];
   rewardWeights?: number[];
+  /** Seconds a reward function may take per batch; past it the step fails (RewardError). */
+  rewardTimeout: number;
+  /** A reward function that throws or returns no array of S values: stop the run ('abort') or give no reward for the batch and report it ('no_reward'). */
+  rewardErrors: 'abort' | 'no_reward';
   learningRate: number;
   warmupRatio: number;
   minLrRatio: number;
@@ -70,7 +74,7 @@ export const GRPO_DEFAULTS: GrpoConfig = {
   epsilon: 0.2, policyLoss: 'clip', lossType: 'dapo', scaleRewards: 'group', advantageEstimator: 'grpo',
   importanceSamplingLevel: 'token', topEntropyQuantile: 1, maskTruncatedCompletions: false,
   dynamicSampling: false, maxDynamicSamplingRounds: 3, temperature: 1, topK: 0, topP: 1, minP: 0,
-  maxCompletionLength: 8, stop: [], learningRate: 1e-3, warmupRatio: 0.05, minLrRatio: 0.1,
+  maxCompletionLength: 8, stop: [], rewardTimeout: 120, rewardErrors: 'abort', learningRate: 1e-3, warmupRatio: 0.05, minLrRatio: 0.1,
   weightDecay: 0, adamBeta1: 0.9, adamBeta2: 0.99, maxGradNorm: 1, gradientAccumulationSteps: 1, seed: 42,
 };
 
@@ -92,6 +96,8 @@ export function resolveGrpoConfig(o: Partial<GrpoConfig> | Record<string, unknow
   if (c.advantageEstimator === 'rloo' && c.numGenerations < 2) throw new RangeError("GRPO config: advantageEstimator 'rloo' needs numGenerations >= 2");
   if (!(c.temperature > 0)) throw new RangeError(`GRPO config: expected temperature > 0 for training but received ${c.temperature}`);
   if (!(c.beta >= 0)) throw new RangeError(`GRPO config: expected beta >= 0 but received ${c.beta}`);
+  if (!(c.rewardTimeout > 0)) throw new RangeError(`GRPO config: expected rewardTimeout > 0 (seconds) but received ${c.rewardTimeout}`);
+  if (c.rewardErrors !== 'abort' && c.rewardErrors !== 'no_reward') throw new RangeError(`GRPO config: expected rewardErrors 'abort' or 'no_reward' but received ${JSON.stringify(c.rewardErrors)}`);
   if (!(c.learningRate > 0)) throw new RangeError(`GRPO config: expected learningRate > 0 but received ${c.learningRate}`);
   return c;
 }
@@ -187,6 +193,8 @@ export class GrpoTrainer {
     this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
     this.onRewardConstant = o.onRewardConstant;
     if (!this.task.train.length) throw new RangeError(`GrpoTrainer: task '${this.task.name}' has no training examples`);
+    // every prompt must leave room for a full completion: found now, not at the step that draws it
+    checkPromptLengths(this.task.train, this.tokenizer, this.model.maxSeqLen, this.config.maxCompletionLength, this.task.name);
   }
 
   /** Total optimiser updates of the run (for the schedule). */
@@ -245,7 +253,7 @@ export class GrpoTrainer {
         truncated: ro.truncated,
         task: this.task,
         maxCompletionLength: c.maxCompletionLength,
-      });
+      }, { timeout: c.rewardTimeout, onError: c.rewardErrors });
       for (const f of failures) {
         this.rewardFailures.push({ ...f, step: this.state.step });
         this.onRewardFailure?.(f, this.state.step);
@@ -320,6 +328,8 @@ export class GrpoTrainer {
       for (let i = 0; i < S; i++) if (!Number.isNaN(fr.rewards[i * K + k])) vals.push(fr.rewards[i * K + k]);
       m[`rewards/${f.name}/mean`] = mean(vals);
       m[`rewards/${f.name}/std`] = std(vals);
+      // samples this function gave no reward (failures, NaN, out-of-range values): reported per step
+      m[`no_reward/${f.name}`] = S - vals.length;
     });
     // a function that gives every completion the same value, step after step, carries no signal
     this.constantMonitor.restore(this.state.constantRewards);

@@ -6,3 +6,4 @@ export * from './rollout';
 export * from './schedule';
 export * from './sft';
 export * from './run';
+export * from './rundir';

@@ -4,6 +4,7 @@
  */
 import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
+import type { Example } from '../tasks/types';
 
 export interface SamplingOptions {
   /** τ. Default 1. 0 = greedy. */
@@ -35,6 +36,38 @@ export interface Rollout {
 
 export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
   return [tok.bosId, ...tok.encode(prompt)];
+}
+
+/**
+ * Checks that every prompt leaves room for a completion of `maxCompletionLength` tokens in the
+ * model's context; the error names the example (file and line for a dataset), the prompt's
+ * length and the context.
+ */
+export function checkPromptLengths(
+  examples: readonly Example[], tok: Tokenizer, maxSeqLen: number, maxCompletionLength: number, where: string,
+  /** SFT: also the reference solution (+ EOS) must fit after the prompt. */
+  withSolution = false,
+): void {
+  const room = maxSeqLen - maxCompletionLength;
+  const bad: string[] = [];
+  let count = 0;
+  for (const e of examples) {
+    const n = encodePrompt(tok, e.prompt).length;
+    const sol = withSolution ? tok.encode(e.solution ?? e.answer).length + 1 : 0;
+    if (n <= room && n + sol <= maxSeqLen) continue;
+    count++;
+    if (bad.length < 5)
+      bad.push(
+        `${e.source ? `${e.source.file} line ${e.source.line}` : `example ${e.id}`}: prompt is ${n} tokens (BOS included)` +
+          (n <= room ? `, + solution and EOS ${sol} tokens > maxSeqLen ${maxSeqLen}` : ''),
+      );
+  }
+  if (count)
+    throw new RangeError(
+      `${where}: ${count} prompt${count === 1 ? '' : 's'} too long for the model's context: maxSeqLen ${maxSeqLen} − maxCompletionLength ${maxCompletionLength} leaves ${room} tokens for a prompt; ` +
+        bad.join('; ') + (count > bad.length ? `; ... and ${count - bad.length} more` : '') +
+        ` (raise --max-seq-len, lower --max-completion-length, or shorten the prompts)`,
+    );
 }
 
 /** Index of the first token after which the decoded text contains a stop string, or -1. */

@@ -8,14 +8,16 @@ import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
-import { builtinReward, checkFormatRewardFits, loadRewardModule, RewardFunction } from '../rewards';
+import { builtinReward, checkFormatRewardFits, loadRewardModuleIsolated, RewardFunction } from '../rewards';
 import { evaluate, EvalResult, formatEvalTable } from '../eval';
 import { ProgressBar, formatDuration } from '../cli/progress';
 import { writeReport, writeRunReport, readMetrics } from '../report';
 import { defaultOptions, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
 import { supervisedFineTune } from './sft';
-import { CheckpointMeta, latestCheckpoint, loadCheckpoint, loadCheckpointMeta, saveCheckpoint } from './checkpoint';
+import { CheckpointMeta, checkTrainerState, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
+import { checkPromptLengths } from './rollout';
+import { finishRunDir, isRunDir, prepareRunDir, readMetricsFile, RunDirError, writeTextAtomic } from './rundir';
 
 /** Where messages go (the CLI prints them; tests can collect them). */
 export interface Io {
@@ -29,11 +31,27 @@ export function withDefaults(o: Options): Options {
   return d;
 }
 
+/**
+ * Options that name files, resolved to absolute paths: a checkpoint stores them, and `grpo eval`
+ * from another directory must find the same dataset and reward module.
+ */
+export function resolvePaths(o: Options): Options {
+  const r = { ...o };
+  for (const k of ['outputDir', 'init', 'rewardModule', 'testFile', 'checkpoint'])
+    if (typeof r[k] === 'string' && r[k]) r[k] = path.resolve(r[k] as string);
+  if (typeof r.task === 'string' && /\.jsonl?$/.test(r.task)) r.task = path.resolve(r.task);
+  return r;
+}
+
 export function buildTask(o: Options): Task {
   return makeTask({ ...(o as TaskSpec), task: o.task as string, formatPattern: o.formatPattern as string | undefined, ops: o.ops as TaskSpec['ops'] });
 }
 
-export function buildRewards(o: Options): { fns: RewardFunction[]; weights: number[] } {
+/**
+ * The run's reward functions: built-ins in-process, a --reward-module's functions in a worker
+ * thread (each call bounded by rewardTimeout). Call disposeRewards when done.
+ */
+export async function buildRewards(o: Options): Promise<{ fns: RewardFunction[]; weights: number[] }> {
   const fns = ((o.rewards as string[]) ?? []).map((name) =>
     builtinReward(name, {
       cosine: {
@@ -45,12 +63,47 @@ export function buildRewards(o: Options): { fns: RewardFunction[]; weights: numb
       softOverlong: { cacheLength: o.softOverlongCache as number | undefined },
     }),
   );
-  if (o.rewardModule) fns.push(...loadRewardModule(o.rewardModule as string));
+  if (o.rewardModule) fns.push(...(await loadRewardModuleIsolated(o.rewardModule as string, { timeout: o.rewardTimeout as number, taskSpec: taskSpecOf(o) })));
   if (!fns.length) throw new RangeError('no reward functions: give --rewards and/or --reward-module');
   const weights = (o.rewardWeights as number[] | undefined) ?? fns.map(() => 1);
-  if (weights.length !== fns.length)
+  if (weights.length !== fns.length) {
+    await disposeRewards({ fns });
     throw new RangeError(`--reward-weights: expected ${fns.length} weights (for ${fns.map((f) => f.name).join(', ')}) but received ${weights.length}`);
+  }
   return { fns, weights };
+}
+
+export async function disposeRewards(r: { fns: RewardFunction[] } | null | undefined): Promise<void> {
+  for (const f of new Set(r?.fns ?? [])) await f.dispose?.();
+}
+
+/** The options that rebuild the task (plain data: sent to the reward worker). */
+function taskSpecOf(o: Options): TaskSpec {
+  const keys = ['task', 'testFile', 'seed', 'digits', 'ops', 'allowNegative', 'countdownNumbers', 'maxNumber', 'maxTarget', 'trainSize', 'testSize', 'formatPattern'];
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as TaskSpec;
+}
+
+/** Every prompt (train and held-out) must fit the model with a full completion: checked at load. */
+function checkTaskFits(task: Task, tok: Tokenizer, maxSeqLen: number, o: Options, sft = false) {
+  const L = o.maxCompletionLength as number;
+  checkPromptLengths(task.train, tok, maxSeqLen, L, `${task.name} (training split)`, sft);
+  checkPromptLengths(task.test, tok, maxSeqLen, L, `${task.name} (held-out split)`);
+}
+
+/** Runs `body` in a prepared run directory; its marker records whether the run completed. */
+async function inRunDir<T>(dir: string, body: () => Promise<T>): Promise<T> {
+  try {
+    const r = await body();
+    finishRunDir(dir);
+    return r;
+  } catch (e) {
+    try {
+      finishRunDir(dir, e);
+    } catch {
+      // the run's own error is the one to report
+    }
+    throw e;
+  }
 }
 
 export function modelConfig(o: Options, tok: Tokenizer): TransformerConfig {
@@ -69,7 +122,7 @@ export function loadOrCreateModel(o: Options, tok: Tokenizer): PolicyModel {
   if (o.init) {
     const ck = loadCheckpoint(o.init as string);
     const m = createTransformer(ck.meta.modelConfig);
-    m.loadStateDict(ck.weights);
+    restoreTensors(ck, 'model', m);
     return m;
   }
   return createTransformer(modelConfig(o, tok));
@@ -85,28 +138,36 @@ function checkpointToResume(p: string): string {
 
 /** The options a checkpoint was made with, less those that name what to load. */
 function savedOptions(meta: CheckpointMeta): Options {
-  const { init, resume, resumeFromCheckpoint, checkpoint, config, ...saved } = meta.config;
+  const { init, resume, resumeFromCheckpoint, checkpoint, config, overwriteOutputDir, ...saved } = meta.config;
   return saved;
 }
 
 class MetricsLog {
-  /** `fresh`: a new run in this directory starts a new file (a resumed one appends). */
-  constructor(readonly file: string, fresh: boolean) {
+  /** Appends to `file` (prepareRunDir has removed an earlier run's file unless resuming). */
+  constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    if (fresh) fs.rmSync(file, { force: true });
   }
   write(row: Record<string, unknown>) {
     fs.appendFileSync(this.file, JSON.stringify(row) + '\n');
   }
-  /** Drops rows of `phase` after `step` (a resumed run rewrites what follows its checkpoint). */
-  truncateAfter(step: number, phases: string[]) {
-    const rows = readMetrics(this.file).filter((r) => !(phases.includes(r.phase as string) && (r.step as number) > step));
-    fs.writeFileSync(this.file, rows.map((r) => JSON.stringify(r) + '\n').join(''));
+  /**
+   * Drops rows of `phase` after `step` (a resumed run rewrites what follows its checkpoint), and
+   * a torn last line (a kill mid-append); returns what was dropped, for the report.
+   */
+  truncateAfter(step: number, phases: string[]): { dropped: number; torn: boolean } {
+    const { rows, torn } = readMetricsFile(this.file);
+    const kept = rows.filter((r) => !(phases.includes(r.phase as string) && (r.step as number) > step));
+    if (kept.length === rows.length && torn === null) return { dropped: 0, torn: false };
+    const tmp = `${this.file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+    fs.renameSync(tmp, this.file);
+    return { dropped: rows.length - kept.length, torn: torn !== null };
   }
 }
 
 function evalOptions(o: Options, rewards?: { fns: RewardFunction[]; weights: number[] }) {
   return {
+    rewardTimeout: o.rewardTimeout as number, rewardErrors: o.rewardErrors as 'abort' | 'no_reward',
     k: o.evalK as number, limit: o.evalLimit as number,
     temperature: (o.evalTemperature as number | undefined) ?? (o.temperature as number),
     topK: o.topK as number, topP: o.topP as number, minP: o.minP as number,
@@ -124,38 +185,56 @@ function evalRow(step: number, r: EvalResult) {
 
 /** `grpo sft`: the supervised warm start; writes a checkpoint to <outputDir>. */
 export async function runSft(opts: Options, io: Io = consoleIo): Promise<{ checkpoint: string; loss: number; seconds: number; steps: number }> {
-  const o = withDefaults(opts);
+  const o = resolvePaths(withDefaults(opts));
   applyThreads(o);
   const t0 = Date.now();
   const dir = o.outputDir as string;
   const task = buildTask(o);
   const tok = new CharTokenizer();
   const model = loadOrCreateModel(o, tok);
+  try {
+    checkTaskFits(task, tok, model.maxSeqLen, o, true);
+    prepareRunDir(dir, { kind: 'sft', overwrite: o.overwriteOutputDir as boolean });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return inRunDir(dir, () => sftBody(o, io, t0, task, tok, model));
+}
+
+async function sftBody(o: Options, io: Io, t0: number, task: Task, tok: Tokenizer, model: PolicyModel) {
+  const dir = o.outputDir as string;
   const n = o.sftExamples as number;
   const examples = n > 0 ? task.train.slice(0, n) : task.train;
-  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), true);
+  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'));
   const steps = o.sftSteps as number;
   io.log(`sft: ${task.name}, ${examples.length} examples, ${steps} steps × ${o.sftBatchSize}, model ${model.numParameters} parameters -> ${dir}`);
   const bar = new ProgressBar('sft ', steps, 0, o.progress as boolean, 25);
   const target = o.sftStopAccuracy as number;
   let trainAccuracy = NaN;
-  const r = await supervisedFineTune(model, tok, examples, {
-    steps, batchSize: o.sftBatchSize as number, learningRate: o.sftLearningRate as number, seed: o.seed as number,
-    // "a policy that sometimes succeeds": measured on training prompts, never on the held-out split
-    shouldStop: async (step) => {
-      if (!(target > 0) || step % 25 !== 0) return false;
-      const ev = await evaluate(model, tok, task, { ...evalOptions(o), k: 4, limit: 64 }, examples);
-      trainAccuracy = ev['pass@1'];
-      log.write({ phase: 'sft_check', step, train_accuracy: trainAccuracy });
-      return trainAccuracy >= target;
-    },
-    // a short warm start: constant learning rate after the warm-up
-    warmupRatio: o.warmupRatio as number, minLrRatio: 1, maxGradNorm: o.maxGradNorm as number,
-    onStep: (m) => {
-      log.write({ phase: 'sft', ...m });
-      bar.update(m.step, { loss: m.loss });
-    },
-  });
+  let r: { loss: number; steps: number };
+  try {
+    r = await supervisedFineTune(model, tok, examples, {
+      steps, batchSize: o.sftBatchSize as number, learningRate: o.sftLearningRate as number, seed: o.seed as number,
+      // "a policy that sometimes succeeds": measured on training prompts, never on the held-out split
+      shouldStop: async (step) => {
+        if (!(target > 0) || step % 25 !== 0) return false;
+        const ev = await evaluate(model, tok, task, { ...evalOptions(o), k: 4, limit: 64 }, examples);
+        trainAccuracy = ev['pass@1'];
+        log.write({ phase: 'sft_check', step, train_accuracy: trainAccuracy });
+        return trainAccuracy >= target;
+      },
+      // a short warm start: constant learning rate after the warm-up
+      warmupRatio: o.warmupRatio as number, minLrRatio: 1, maxGradNorm: o.maxGradNorm as number,
+      onStep: (m) => {
+        log.write({ phase: 'sft', ...m });
+        bar.update(m.step, { loss: m.loss });
+      },
+    });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   bar.done();
   const ck = saveCheckpoint(dir, { model, meta: { kind: 'sft', step: r.steps, config: o, state: {} }, keep: 1 });
   const seconds = (Date.now() - t0) / 1000;
@@ -213,45 +292,108 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
 }
 
 async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
-  const runDir = (opts.outputDir as string | undefined) ?? (defaultOptions().outputDir as string);
-  const resumeFrom = opts.resumeFromCheckpoint ? checkpointToResume(opts.resumeFromCheckpoint as string) : opts.resume ? latestCheckpoint(runDir) : null;
+  const runDir = path.resolve((opts.outputDir as string | undefined) ?? (defaultOptions().outputDir as string));
+  // resume resumes or fails: the checkpoint is found and validated before anything is written.
+  // --resume takes the run's latest checkpoint; --resume-from-checkpoint PATH a given one, which
+  // continues this run when it lies inside outputDir and otherwise starts outputDir from it.
+  let ck: ReturnType<typeof loadCheckpoint> | null = null;
+  let resumeInPlace = false;
+  if (opts.resume || opts.resumeFromCheckpoint) {
+    let from: string | null;
+    if (opts.resumeFromCheckpoint) {
+      from = checkpointToResume(path.resolve(opts.resumeFromCheckpoint as string));
+    } else {
+      from = latestCheckpoint(runDir);
+      if (!from)
+        throw new RunDirError(
+          `--resume: ${runDir} has no checkpoint to resume (${fs.existsSync(runDir) ? 'no checkpoints/latest.json' : 'the directory does not exist'}); ` +
+            'start a new run without --resume',
+        );
+    }
+    const rel = path.relative(runDir, path.resolve(from));
+    resumeInPlace = !rel.startsWith('..') && !path.isAbsolute(rel);
+    if (resumeInPlace && opts.overwriteOutputDir) throw new RangeError('--resume and --overwrite-output-dir exclude each other: resume the run, or replace it');
+    ck = loadCheckpoint(from);
+    checkTrainerState(ck);
+  }
   // a resumed run keeps the options it was started with unless a flag changes them
-  const o = withDefaults(resumeFrom ? { ...savedOptions(loadCheckpointMeta(resumeFrom)), ...opts } : opts);
+  const o = resolvePaths(withDefaults(ck ? { ...savedOptions(ck.meta), ...opts } : opts));
+  o.outputDir = runDir;
   applyThreads(o);
   const t0 = Date.now();
-  const dir = o.outputDir as string;
+  const dir = runDir;
   const task = buildTask(o);
   const tok = new CharTokenizer();
-  const rewards = buildRewards(o);
-  const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
-  checkFormatRewardFits(rewards.fns, task, cfg.maxCompletionLength); // CharTokenizer: one character per token
-  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), !resumeFrom);
-
-  let model: PolicyModel;
+  const cfg0 = resolveGrpoConfig(o);
+  let model: PolicyModel | null = null;
   let refModel: PolicyModel | null = null;
-  let state: TrainerState | null = null;
-  if (o.resume && !resumeFrom) io.log(`train: --resume given but ${dir} has no checkpoint; starting fresh`);
-  if (resumeFrom) {
-    const ck = loadCheckpoint(resumeFrom);
-    if (ck.meta.kind !== 'grpo') throw new Error(`${resumeFrom} is a ${ck.meta.kind} checkpoint; resume needs a grpo one`);
-    model = createTransformer(ck.meta.modelConfig);
-    model.loadStateDict(ck.weights);
-    if (ck.optimizer) model.loadOptimizerState(ck.optimizer, ck.meta.optimizer.step);
-    if (ck.reference) {
-      refModel = createTransformer(ck.meta.modelConfig);
-      refModel.loadStateDict(ck.reference);
+  let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
+  try {
+    if (ck) {
+      model = createTransformer(ck.meta.modelConfig);
+      restoreTensors(ck, 'model', model);
+      restoreTensors(ck, 'optimizer', model);
+      if (ck.reference) {
+        refModel = createTransformer(ck.meta.modelConfig);
+        restoreTensors(ck, 'reference', refModel);
+      }
+    } else {
+      model = loadOrCreateModel(o, tok);
     }
-    state = ck.meta.state as unknown as TrainerState;
-    log.truncateAfter(state.step, ['grpo', 'eval']);
-    io.log(`train: resuming ${resumeFrom} at step ${state.step}`);
-  } else {
-    model = loadOrCreateModel(o, tok);
+    checkTaskFits(task, tok, model.maxSeqLen, { ...o, maxCompletionLength: cfg0.maxCompletionLength });
+    rewards = await buildRewards(o);
+    checkFormatRewardFits(rewards.fns, task, cfg0.maxCompletionLength); // CharTokenizer: one character per token
+    prepareRunDir(dir, { kind: 'grpo', overwrite: o.overwriteOutputDir as boolean, resume: resumeInPlace });
+  } catch (e) {
+    model?.dispose();
+    refModel?.dispose();
+    await disposeRewards(rewards);
+    throw e;
   }
-  const trainer = new GrpoTrainer({
-    model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
-    onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
-    onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
-  });
+  const rw = rewards, m = model;
+  return inRunDir(dir, () => trainBody(o, io, t0, task, tok, m, refModel, rw, ck)).finally(() => disposeRewards(rw));
+}
+
+async function trainBody(
+  o: Options, io: Io, t0: number, task: Task, tok: Tokenizer, model: PolicyModel, refModel: PolicyModel | null,
+  rewards: { fns: RewardFunction[]; weights: number[] }, ck: ReturnType<typeof loadCheckpoint> | null,
+): Promise<TrainResult> {
+  const dir = o.outputDir as string;
+  const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
+  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'));
+  let state: TrainerState | null = null;
+  if (ck) {
+    state = ck.meta.state as unknown as TrainerState;
+    const t = log.truncateAfter(state.step, ['grpo', 'eval']);
+    if (t.torn) io.log(`train: ${log.file}: dropped a torn last line (the run was stopped mid-write)`);
+    if (t.dropped) io.log(`train: ${log.file}: dropped ${t.dropped} rows after step ${state.step} (they follow the checkpoint)`);
+    io.log(`train: resuming ${ck.dir} at step ${state.step}`);
+  }
+  let trainer: GrpoTrainer;
+  try {
+    trainer = new GrpoTrainer({
+      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
+      onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
+      onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
+    });
+  } catch (e) {
+    model.dispose();
+    refModel?.dispose();
+    throw e;
+  }
+  try {
+    return await trainLoop(o, io, t0, task, tok, model, rewards, cfg, log, trainer, state);
+  } finally {
+    model.dispose();
+    trainer.refModel?.dispose();
+  }
+}
+
+async function trainLoop(
+  o: Options, io: Io, t0: number, task: Task, tok: Tokenizer, model: PolicyModel, rewards: { fns: RewardFunction[]; weights: number[] },
+  cfg: ReturnType<typeof resolveGrpoConfig>, log: MetricsLog, trainer: GrpoTrainer, state: TrainerState | null,
+): Promise<TrainResult> {
+  const dir = o.outputDir as string;
   if (state) trainer.state = { ...state };
   io.log(
     `train: ${task.name}, ${cfg.maxSteps} steps × ${cfg.batchSize} prompts × ${cfg.numGenerations} completions, μ=${cfg.numIterations}, β=${cfg.beta}` +
@@ -263,7 +405,7 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
     const r = await evaluate(model, tok, task, evalOptions(o, rewards));
     evals.push({ step, result: r });
     log.write(evalRow(step, r));
-    fs.writeFileSync(path.join(dir, `eval-step-${step}.json`), JSON.stringify(r, null, 2));
+    writeTextAtomic(path.join(dir, `eval-step-${step}.json`), JSON.stringify(r, null, 2));
     return r;
   };
   const bar = new ProgressBar('grpo', cfg.maxSteps, trainer.state.step, o.progress as boolean, 5);
@@ -295,8 +437,6 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   const first = evals[0], final = evals[evals.length - 1];
   io.log(`train: done in ${formatDuration(seconds)}; held-out pass@1 ${(100 * first.result['pass@1']).toFixed(1)}% (step ${first.step}) -> ${(100 * final.result['pass@1']).toFixed(1)}% (step ${final.step}); checkpoint ${ck}`);
   if (trainer.rewardFailures.length) io.log(`train: ${trainer.rewardFailures.length} reward-function failures (see warnings above)`);
-  model.dispose();
-  trainer.refModel?.dispose();
   return { checkpoint: ck, evals, seconds, steps: trainer.state.step, lastMetrics: last };
 }
 
@@ -305,17 +445,31 @@ export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalRe
   const src = (opts.checkpoint ?? opts.init ?? opts.outputDir ?? defaultOptions().outputDir) as string;
   const ck = loadCheckpoint(src);
   // the task, sampling and reward options the checkpoint was trained with, unless flags change them
-  const o = withDefaults({ ...savedOptions(ck.meta), ...opts });
+  const o = resolvePaths(withDefaults({ ...savedOptions(ck.meta), ...opts }));
   applyThreads(o);
+  const outDir = o.outputDir as string;
+  const out = path.join(outDir, 'eval.json');
+  // eval.json is a run's file: replaced in a run directory, never in someone else's
+  if (fs.existsSync(out) && !isRunDir(outDir) && !o.overwriteOutputDir)
+    throw new RunDirError(`${out} exists and ${outDir} is not a grpo run; choose another --output-dir, or replace it with --overwrite-output-dir`);
   const model = createTransformer(ck.meta.modelConfig);
-  model.loadStateDict(ck.weights);
-  const task = buildTask(o);
-  const tok = new CharTokenizer();
-  const rewards = buildRewards(o);
-  const r = await evaluate(model, tok, task, evalOptions(o, rewards));
-  const out = path.join(o.outputDir as string, 'eval.json');
-  fs.mkdirSync(o.outputDir as string, { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ checkpoint: ck.dir, step: ck.meta.step, ...r }, null, 2));
+  let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
+  let r: EvalResult;
+  try {
+    restoreTensors(ck, 'model', model);
+    const task = buildTask(o);
+    const tok = new CharTokenizer();
+    checkTaskFits({ ...task, train: [] }, tok, model.maxSeqLen, o);
+    rewards = await buildRewards(o);
+    r = await evaluate(model, tok, task, evalOptions(o, rewards));
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    await disposeRewards(rewards);
+  }
+  fs.mkdirSync(outDir, { recursive: true });
+  writeTextAtomic(out, JSON.stringify({ checkpoint: ck.dir, step: ck.meta.step, ...r }, null, 2));
   io.log(`eval of ${ck.dir} (step ${ck.meta.step}):`);
   process.stdout.write(formatEvalTable(r) + '\n');
   io.log(`written ${out}`);
@@ -339,10 +493,16 @@ export const DEMO_OPTIONS: Options = {
 
 /** `npm start`: warm start, GRPO, evaluation, report. */
 export async function runDemo(opts: Options, io: Io = consoleIo): Promise<{ before: number; after: number; seconds: number; report: string }> {
-  const o = withDefaults({ ...DEMO_OPTIONS, ...opts });
+  const o = resolvePaths(withDefaults({ ...DEMO_OPTIONS, ...opts }));
+  const root = o.outputDir as string;
+  // an earlier demo here is replaced (only its files); anything else is refused unless told to overwrite
+  prepareRunDir(root, { kind: 'demo', overwrite: o.overwriteOutputDir as boolean, replaceOwnKind: true });
+  return inRunDir(root, () => demoBody(o, io));
+}
+
+async function demoBody(o: Options, io: Io): Promise<{ before: number; after: number; seconds: number; report: string }> {
   const t0 = Date.now();
   const root = o.outputDir as string;
-  fs.rmSync(root, { recursive: true, force: true });
   io.log(`demo: seed ${o.seed}; output ${root}/ (sft/, grpo/, report.html)`);
   const sft = await runSft({ ...o, outputDir: path.join(root, 'sft') }, io);
   const train = await runTrain({ ...o, outputDir: path.join(root, 'grpo'), init: sft.checkpoint, resume: false }, io);
@@ -365,7 +525,7 @@ export async function runDemo(opts: Options, io: Io = consoleIo): Promise<{ befo
   };
   const metrics = [...readMetrics(path.join(root, 'sft', 'metrics.jsonl')), ...readMetrics(path.join(root, 'grpo', 'metrics.jsonl'))];
   const report = writeReport(root, { title: 'grpo-kernels demo: SFT warm start, then GRPO', summary, metrics, samples: after.samples });
-  fs.writeFileSync(path.join(root, 'summary.json'), JSON.stringify({ seed: o.seed, before, after, seconds, sftSeconds: sft.seconds, grpoSeconds: train.seconds }, null, 2));
+  writeTextAtomic(path.join(root, 'summary.json'), JSON.stringify({ seed: o.seed, before, after, seconds, sftSeconds: sft.seconds, grpoSeconds: train.seconds }, null, 2));
   io.log('');
   io.log(`held-out pass@1: ${(100 * before['pass@1']).toFixed(1)}% after the warm start -> ${(100 * after['pass@1']).toFixed(1)}% after GRPO (${(100 * (after['pass@1'] - before['pass@1'])).toFixed(1)} points), seed ${o.seed}`);
   io.log(`total ${formatDuration(seconds)}; report: ${report}`);
