@@ -10,7 +10,13 @@ import * as path from 'path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import * as v8 from 'v8';
+import * as vm from 'vm';
+
+import { grpoLossFromLogits, grpoLossFromLogitsSync } from '../lib';
 import { cuda, DeviceTensor } from '../lib/device';
+import { native } from '../lib/native';
+import { refGradLogits, refLogprobs, refWiden } from './reference/logprobs';
 
 const root = path.resolve(__dirname, '..');
 
@@ -29,11 +35,11 @@ function scenario(name: string, iterations: number, scale: number, timeoutMs: nu
 }
 
 test('transfer (structuredClone, postMessage) of any input or output during every async op rejects naming it; no crash', () => {
-  scenario('transfer', 1, 0.5, 240_000);
+  scenario('transfer', 1, 0.25, 240_000);
 });
 
 test('inputs referenced only by in-flight async ops survive gc(): every op gives the sync twin\'s exact results', () => {
-  scenario('collect', 1, 1, 240_000);
+  scenario('collect', 1, 0.25, 240_000);
 });
 
 test('resizable, SharedArrayBuffer, growable-shared and detached buffers are refused by the native layer with a TypeError naming the argument', () => {
@@ -41,7 +47,7 @@ test('resizable, SharedArrayBuffer, growable-shared and detached buffers are ref
 });
 
 test('id arrays overwritten with out-of-range values after the async call: results are those of the original ids', () => {
-  scenario('ids', 2, 1, 240_000);
+  scenario('ids', 2, 0.25, 240_000);
 });
 
 test('public API: ids mutated, inputs transferred or collected, resizable input: float64-reference results or a named rejection', () => {
@@ -82,6 +88,64 @@ test('cuda.* async forms reject (never throw synchronously) on bad input', async
     () => assert.unreachable('upload resolved'),
     (e: unknown) => assert.instance(e, Error),
   );
+});
+
+// grpoLossFromLogits' default gradient comes from a pool (native/common/buffer_pool.cc): memory of
+// an earlier default gradient is reused once no ArrayBuffer covers it any more, never while a
+// caller holds (or transferred) it.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+async function settleGc() {
+  for (let k = 0; k < 4; k++) {
+    gc();
+    await new Promise((res) => setImmediate(res));
+  }
+}
+
+test('default gradient: pooled memory is reused after the caller drops it, never while kept or transferred', async () => {
+  const S = 2, T = 8, V = 4099, N = S * T;
+  let seed = 1;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296) * 8 - 4;
+  const logits = new Float32Array(N * V).map(rnd);
+  const targets = new Int32Array(N).map((_, i) => (i * 7919) % V);
+  const advantages = new Float32Array([1, -0.5]);
+  const opts = { logits, vocabSize: V, targets, advantages };
+  // float64 reference of dL/dlogits (dapo, rho = 1: g = A/n_masked per token)
+  const z = refWiden(logits);
+  const g = Array.from({ length: N }, (_, n) => advantages[Math.floor(n / T)] * -1 / N);
+  const want = refGradLogits(z, V, targets, g);
+  const wantLogp = refLogprobs(z, V, targets).logp;
+  const close = (got: Float32Array, what: string) => {
+    for (let i = 0; i < want.length; i++)
+      if (Math.abs(got[i] - want[i]) > 1e-6 + 1e-4 * Math.abs(want[i])) assert.unreachable(`${what}[${i}] ${got[i]} vs ${want[i]}`);
+  };
+  const m0 = native().pooledMemory();
+  // kept results never share memory
+  const kept = [grpoLossFromLogitsSync(opts), await grpoLossFromLogits(opts), grpoLossFromLogitsSync(opts)];
+  const bufs = new Set(kept.map((r) => r.gradLogits!.buffer));
+  assert.is(bufs.size, 3, 'three kept results, three buffers');
+  kept.forEach((r, k) => close(r.gradLogits as Float32Array, `kept ${k}`));
+  for (let i = 0; i < N; i++) assert.ok(Math.abs(kept[0].logp[i] - wantLogp[i]) < 1e-4, 'logp');
+  // a transferred one: its memory lives on in the receiver and must not be handed out again
+  let moved: ArrayBuffer | null = structuredClone(kept[1].gradLogits!.buffer as ArrayBuffer, { transfer: [kept[1].gradLogits!.buffer as ArrayBuffer] });
+  const movedView = new Float32Array(moved, 0, N * V);
+  const movedCopy = movedView.slice();
+  kept.length = 0;
+  await settleGc();
+  // dropped ones are reused (within a few calls, once the GC has collected them)
+  let reused = false;
+  for (let k = 0; k < 6 && !reused; k++) {
+    const before = native().pooledMemory().reused;
+    const r = grpoLossFromLogitsSync(opts);
+    close(r.gradLogits as Float32Array, `call ${k}`);
+    assert.ok(r.gradLogits!.buffer !== moved, 'the receiver buffer is not handed out');
+    reused = native().pooledMemory().reused > before;
+    await settleGc();
+  }
+  assert.ok(reused, `no reuse: ${JSON.stringify(native().pooledMemory())}, before ${JSON.stringify(m0)}`);
+  for (let i = 0; i < movedCopy.length; i += 97) assert.is(movedView[i], movedCopy[i], 'transferred gradient unchanged');
+  moved = null;
 });
 
 test.run();

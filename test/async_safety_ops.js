@@ -34,7 +34,7 @@ const MODEL_CFG = { vocabSize: 96, dModel: 32, nLayers: 2, nHeads: 2, dFF: 64, m
 function cases(addon, scale = 1) {
   const V = 32768;
   const N = Math.max(8, Math.round(64 * scale));
-  const big = Math.max(1024, Math.round((1 << 21) * scale));
+  const big = Math.max(1024, Math.round(((1 << 21) * scale) / 64) * 64);
   const list = [
     {
       name: 'logprobs',

@@ -6,7 +6,7 @@ const { parentPort, workerData } = require('worker_threads');
 const addon = require(workerData.addonPath);
 const { cases } = require('./async_safety_ops.js');
 
-const list = cases(addon, 0.25);
+const list = cases(addon, 0.05);
 let seed = workerData.seed * 1000;
 function fire(c) {
   const m = c.model && c.model();

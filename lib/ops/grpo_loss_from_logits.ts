@@ -150,3 +150,12 @@ export function grpoLossFromLogitsSync<L extends LogitsArray>(o: GrpoLossFromLog
   const p = prepare(o);
   return p.result(native().grpoLossFromLogits(p.args, false));
 }
+
+/**
+ * The pool of default gradients (README "grpoLossFromLogits"): blocks and bytes it holds, how many
+ * are free, and how many default calls reused memory or made fresh buffers. `release: true` first
+ * lets go of the pool's memory (what no ArrayBuffer uses any more is freed).
+ */
+export function gradientPool(opts: { release?: boolean } = {}): { blocks: number; bytes: number; free: number; reused: number; fresh: number } {
+  return native().pooledMemory(opts.release === true);
+}
