@@ -15,16 +15,17 @@ import * as vm from 'vm';
 
 import { grpoLossFromLogits, grpoLossFromLogitsSync } from '../lib';
 import { cuda, DeviceTensor } from '../lib/device';
+import { useEmulatorAddon } from './cuda_emu_addon';
 import { native } from '../lib/native';
 import { refGradLogits, refLogprobs, refWiden } from './reference/logprobs';
 
 const root = path.resolve(__dirname, '..');
 
-function scenario(name: string, iterations: number, scale: number, timeoutMs: number) {
+function scenario(name: string, iterations: number, scale: number, timeoutMs: number, env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(__dirname, 'async_safety_child.ts'), name, String(iterations)], {
     cwd: root,
     encoding: 'utf8',
-    env: { ...process.env, GRPO_SAFETY_SCALE: String(scale) },
+    env: { ...process.env, GRPO_SAFETY_SCALE: String(scale), ...env },
     timeout: timeoutMs,
     maxBuffer: 16 << 20,
   });
@@ -146,6 +147,15 @@ test('default gradient: pooled memory is reused after the caller drops it, never
   assert.ok(reused, `no reuse: ${JSON.stringify(native().pooledMemory())}, before ${JSON.stringify(m0)}`);
   for (let i = 0; i < movedCopy.length; i += 97) assert.is(movedView[i], movedCopy[i], 'transferred gradient unchanged');
   moved = null;
+});
+
+// Last: useEmulatorAddon() points this process's lib/native at the emulator addon.
+test('device ops (CUDA emulator addon): a transferred deviceCopy host buffer rejects by name; worker.terminate() with device ops in flight is safe', () => {
+  const emu = useEmulatorAddon();
+  if (!emu) return;  // on a real GPU the default scenarios above already use the device build
+  const env = { GRPO_KERNELS_ADDON: emu, GRPO_SAFETY_DEVICE: '1' };
+  scenario('transfer', 1, 0.05, 300_000, env);
+  scenario('workers', 20, 0.05, 300_000, env);
 });
 
 test.run();

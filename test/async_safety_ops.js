@@ -178,6 +178,48 @@ function cases(addon, scale = 1) {
       call: (a, async, m) => m.decode(a, async),
     },
   );
+  // Device ops (a CUDA build with a device, or the CUDA emulator addon of the tests): the host
+  // buffer of an async deviceCopy is pinned like any op's; klPenaltyCuda works on device tensors.
+  if (process.env.GRPO_SAFETY_DEVICE === '1' && addon.deviceAlloc && addon.cudaAvailable()) {
+    const n = Math.max(4096, Math.round(big / 4));
+    const dev = (host) => {
+      const h = addon.deviceAlloc(0, host.length);
+      addon.deviceCopy(h, host, true, false);
+      return h;
+    };
+    list.push(
+      {
+        name: 'deviceCopy upload',
+        make(seed) {
+          const r = rng(seed);
+          return { tensor: addon.deviceAlloc(0, n), data: f32(r, n) };
+        },
+        outputs: [],
+        ids: {},
+        call: (a, async) => addon.deviceCopy(a.tensor, a.data, true, async),
+      },
+      {
+        name: 'deviceCopy download',
+        make(seed) {
+          const r = rng(seed);
+          return { tensor: dev(f32(r, n)), data: new Float32Array(n) };
+        },
+        outputs: ['data'],
+        ids: {},
+        call: (a, async) => addon.deviceCopy(a.tensor, a.data, false, async),
+      },
+      {
+        name: 'klPenaltyCuda',
+        make(seed) {
+          const r = rng(seed);
+          return { n, logp: dev(f32(r, n, 2, -3)), refLogp: dev(f32(r, n, 2, -3)), estimator: 3, clampLogRatio: true, kl: addon.deviceAlloc(0, n), grad: addon.deviceAlloc(0, n) };
+        },
+        outputs: [],
+        ids: {},
+        call: (a, async) => addon.klPenaltyCuda(a, async),
+      },
+    );
+  }
   return list;
 }
 
