@@ -591,20 +591,20 @@ function runSync<R, M>(name: string, p: { args: Record<string, unknown>; owned: 
 
 /**
  * The CUDA forms of the ops: device tensors in, new device tensors out (spec sections as the
- * host ops). Async forms resolve when the stream has finished; *Sync forms wait on the calling
- * thread.
+ * host ops). Async forms resolve when the stream has finished (and reject, never throw, on bad
+ * input); *Sync forms wait on the calling thread.
  */
 export const cuda = {
-  klPenalty: (o: CudaKlPenaltyOptions) => runAsync('klPenaltyCuda', klPrepare(o)),
+  klPenalty: async (o: CudaKlPenaltyOptions) => runAsync('klPenaltyCuda', klPrepare(o)),
   klPenaltySync: (o: CudaKlPenaltyOptions) => runSync('klPenaltyCuda', klPrepare(o)),
-  groupAdvantages: (o: CudaGroupAdvantagesOptions) => runAsync('groupAdvantagesCuda', advPrepare(o)),
+  groupAdvantages: async (o: CudaGroupAdvantagesOptions) => runAsync('groupAdvantagesCuda', advPrepare(o)),
   groupAdvantagesSync: (o: CudaGroupAdvantagesOptions) => runSync('groupAdvantagesCuda', advPrepare(o)),
-  logprobs: (o: CudaLogprobsOptions) => runAsync('logprobsCuda', lpPrepare(o)),
+  logprobs: async (o: CudaLogprobsOptions) => runAsync('logprobsCuda', lpPrepare(o)),
   logprobsSync: (o: CudaLogprobsOptions) => runSync('logprobsCuda', lpPrepare(o)),
-  grpoLoss: (o: CudaGrpoLossOptions) => runAsync('grpoLossCuda', grpoPrepare(o)),
+  grpoLoss: async (o: CudaGrpoLossOptions) => runAsync('grpoLossCuda', grpoPrepare(o)),
   grpoLossSync: (o: CudaGrpoLossOptions) => runSync('grpoLossCuda', grpoPrepare(o)),
-  grpoLossFromLogits: (o: CudaGrpoLossFromLogitsOptions) => runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
+  grpoLossFromLogits: async (o: CudaGrpoLossFromLogitsOptions) => runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
   grpoLossFromLogitsSync: (o: CudaGrpoLossFromLogitsOptions) => runSync('grpoLossFromLogitsCuda', lossPrepare(o)),
-  sample: (o: CudaSampleOptions) => runAsync('sampleCuda', samplePrepare(o)),
+  sample: async (o: CudaSampleOptions) => runAsync('sampleCuda', samplePrepare(o)),
   sampleSync: (o: CudaSampleOptions) => runSync('sampleCuda', samplePrepare(o)),
 };

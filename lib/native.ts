@@ -48,6 +48,9 @@ export interface NativeAddon {
   numThreads(): number;
   setNumThreads(n: number): void;
   backend(): { cpuIsa: string; threads: number; cuda: CudaInfo };
+  /** native/common/buffer_pool.cc: an ArrayBuffer of at least `bytes` (reused memory when free). */
+  pooledArrayBuffer(bytes: number): ArrayBuffer;
+  pooledMemory(free?: boolean): { blocks: number; bytes: number; free: number; reused: number; fresh: number };
   [key: string]: unknown;
 }
 

@@ -30,18 +30,14 @@ const char* cpu_isa();
 // (native/model/model_binding.cc) and device tensors + CUDA dispatch (native/device/).
 void register_model_ops(Napi::Env env, Napi::Object exports);
 void register_device_ops(Napi::Env env, Napi::Object exports);
+// native/common/buffer_pool.cc: reusable memory for large default outputs.
+void register_pool_ops(Napi::Env env, Napi::Object exports);
 
 namespace {
 
 constexpr int64_t kMaxDim = int64_t(1) << 40;
 
 bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean().Value(); }
-
-// Target ids are array offsets into each row: checked here too, not only in TS.
-void check_targets(const ArgReader& r, const int32_t* y, int64_t n, int64_t V) {
-  for (int64_t i = 0; i < n; ++i)
-    if (y[i] < 0 || y[i] >= V) r.fail("targets", "ids in [0, V)");
-}
 
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
@@ -50,10 +46,10 @@ Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   a->N = r.integer("N", 0, kMaxDim);
   a->V = r.integer("V", 1, kMaxDim);
   a->logits = r.float_tensor("logits", r.product("V", a->N, a->V));
-  a->targets = r.typed<int32_t>("targets", napi_int32_array, a->N);
+  // Target ids are array offsets into each row: copied and checked here (napi_args.h ids()).
+  a->targets = r.ids<int32_t>("targets", napi_int32_array, a->N, 0, a->V, "ids in [0, V)");
   a->temperature = static_cast<float>(r.num("temperature"));
   if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
-  check_targets(r, a->targets, a->N, a->V);
   a->logp = r.typed<float>("logp", napi_float32_array, a->N);
   a->entropy = r.typed<float>("entropy", napi_float32_array, a->N, true);
   job->execute = [a] { logprobs_cpu(*a); };
@@ -70,7 +66,8 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   a->num_groups = r.integer("numGroups", 0, kMaxDim);
   a->rewards = r.typed<float>("rewards", napi_float32_array, r.product("K", a->S, a->K));
   a->weights = r.typed<float>("weights", napi_float32_array, a->K);
-  a->group = r.typed<int32_t>("group", napi_int32_array, a->S);
+  // Group indices are array offsets for the kernel: copied and checked here, not only in TS.
+  a->group = r.ids<int32_t>("group", napi_int32_array, a->S, 0, a->num_groups, "dense group indices in [0, numGroups)");
   a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
   a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
   a->eps = r.num("eps");
@@ -79,9 +76,6 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   a->reward = r.typed<float>("reward", napi_float32_array, a->S);
   a->group_mean = r.typed<float>("groupMean", napi_float32_array, a->num_groups);
   a->group_std = r.typed<float>("groupStd", napi_float32_array, a->num_groups);
-  // Group indices are read by the kernel as array offsets: check them here, not only in TS.
-  for (int64_t i = 0; i < a->S; ++i)
-    if (a->group[i] < 0 || a->group[i] >= a->num_groups) r.fail("group", "dense group indices in [0, numGroups)");
   job->execute = [a] { group_advantages_cpu(*a); };
   job->result = [a](Napi::Env env) -> Napi::Value {
     Napi::Object o = Napi::Object::New(env);
@@ -141,10 +135,9 @@ Napi::Value GrpoLossFromLogits(const Napi::CallbackInfo& info) {
   int64_t N = r.product("T", a->S, a->T);
   int64_t NV = r.product("V", N, a->V);
   a->logits = r.float_tensor("logits", NV);
-  a->targets = r.typed<int32_t>("targets", napi_int32_array, N);
+  a->targets = r.ids<int32_t>("targets", napi_int32_array, N, 0, a->V, "ids in [0, V)");
   a->temperature = static_cast<float>(r.num("temperature"));
   if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
-  check_targets(r, a->targets, N, a->V);
   a->old_logp = r.typed<float>("oldLogp", napi_float32_array, N, true);
   a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
   a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
@@ -233,6 +226,7 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  async_init(env);
   exports.Set("logprobs", Napi::Function::New(env, Logprobs, "logprobs"));
   exports.Set("groupAdvantages", Napi::Function::New(env, GroupAdvantages, "groupAdvantages"));
   exports.Set("klPenalty", Napi::Function::New(env, KlPenalty, "klPenalty"));
@@ -245,6 +239,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
   register_model_ops(env, exports);
   register_device_ops(env, exports);
+  register_pool_ops(env, exports);
   return exports;
 }
 

@@ -47,7 +47,11 @@ export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> 
   refLogp?: Float32Array;
   /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
   temperature?: number;
-  /** Where ∂L/∂logits goes: 'separate' (default, a new or given buffer), 'inplace', 'none'. */
+  /**
+   * Where ∂L/∂logits goes: 'separate' (default: `out.gradLogits`, else a buffer of the library's
+   * pool: memory of an earlier default gradient the caller no longer holds, else fresh),
+   * 'inplace', 'none'.
+   */
   gradient?: GradientMode;
   /**
    * Optional preallocated outputs: gradLogits [N·V] of the logits' type (apart from `logits`),
@@ -100,7 +104,10 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   let gradLogits: Float32Array | Uint16Array | null = null;
   if (mode === 'separate') {
     if (out.gradLogits === undefined) {
-      gradLogits = lt.dtype === 'float32' ? new Float32Array(N * V) : new Uint16Array(N * V);
+      // Reused memory when an earlier default gradient has been collected (never one a caller
+      // still holds): a fresh N·V buffer pays its page faults on every call (buffer_pool.cc).
+      const ab = native().pooledArrayBuffer(N * V * (lt.dtype === 'float32' ? 4 : 2));
+      gradLogits = lt.dtype === 'float32' ? new Float32Array(ab, 0, N * V) : new Uint16Array(ab, 0, N * V);
     } else {
       const want = lt.dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
       const g = out.gradLogits;
@@ -142,4 +149,13 @@ export async function grpoLossFromLogits<L extends LogitsArray>(o: GrpoLossFromL
 export function grpoLossFromLogitsSync<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>): GrpoLossFromLogitsResult<L> {
   const p = prepare(o);
   return p.result(native().grpoLossFromLogits(p.args, false));
+}
+
+/**
+ * The pool of default gradients (README "grpoLossFromLogits"): blocks and bytes it holds, how many
+ * are free, and how many default calls reused memory or made fresh buffers. `release: true` first
+ * lets go of the pool's memory (what no ArrayBuffer uses any more is freed).
+ */
+export function gradientPool(opts: { release?: boolean } = {}): { blocks: number; bytes: number; free: number; reused: number; fresh: number } {
+  return native().pooledMemory(opts.release === true);
 }

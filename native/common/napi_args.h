@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -52,7 +53,8 @@ class ArgReader {
     return v.As<Napi::Boolean>().Value();
   }
 
-  // A typed array of the given kind and exact element count (-1: any). Kept alive by the job.
+  // A typed array of the given kind and exact element count (-1: any), pinned by the job for its
+  // lifetime (async.h): its memory stays put whatever JS does with the buffer meanwhile.
   template <class T>
   T* typed(const char* name, napi_typedarray_type kind, int64_t count, bool optional = false) {
     Napi::Value v = obj_.Get(name);
@@ -61,12 +63,36 @@ class ArgReader {
       fail(name, "a typed array");
     }
     if (!v.IsTypedArray()) fail(name, "a typed array");
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != kind) fail(name, "a typed array of another element type");
-    if (count >= 0 && static_cast<int64_t>(ta.ElementLength()) != count) fail(name, "a typed array of another length");
-    job_.hold(v);
-    auto* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data());
-    return reinterpret_cast<T*>(base + ta.ByteOffset());
+    napi_typedarray_type type;
+    size_t length;
+    void* data = job_.pin(name, v, &type, &length);
+    if (type != kind) fail(name, "a typed array of another element type");
+    if (count >= 0 && static_cast<int64_t>(length) != count) fail(name, "a typed array of another length");
+    return static_cast<T*>(data);
+  }
+
+  // An id array the kernel indexes memory with: copied into job-owned memory now and checked in
+  // the copy (every id in [lo, hi)), so a caller who changes the array after the call cannot
+  // change what the kernel reads. N int32 against the N*V (or N*K) elements the op reads: free.
+  template <class T>
+  const T* ids(const char* name, napi_typedarray_type kind, int64_t count, int64_t lo, int64_t hi, const char* expected,
+               bool optional = false) {
+    const T* src = typed<T>(name, kind, count, optional);
+    if (!src) return nullptr;
+    T* copy = job_.own<T>(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const T y = src[i];
+      if (static_cast<int64_t>(y) < lo || static_cast<int64_t>(y) >= hi) fail(name, expected);
+      copy[i] = y;
+    }
+    return copy;
+  }
+  // A job-owned copy of an int32 array without a range check here (the caller checks it).
+  const int32_t* copied(const char* name, int64_t count) {
+    const int32_t* src = typed<int32_t>(name, napi_int32_array, count);
+    int32_t* copy = job_.own<int32_t>(static_cast<size_t>(count));
+    std::copy(src, src + count, copy);
+    return copy;
   }
 
   // A host tensor whose dtype is given by the string field `<name>Dtype` ("float32", "bfloat16",

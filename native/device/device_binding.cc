@@ -66,15 +66,22 @@ struct DeviceHandle {
   int64_t numel;
 };
 
-// Per addon instance: the stream every op runs on.
-struct DeviceContext {
-  cudaStream_t stream = nullptr;
-  ~DeviceContext() {
-    if (stream) cudaStreamDestroy(stream);
+// The stream every op of one addon instance runs on. Owned jointly by the instance (deleted
+// with its env) and every job enqueued on it, so a worker torn down mid-op does not destroy
+// the stream under the driver thread's cudaStreamSynchronize.
+struct Stream {
+  cudaStream_t s = nullptr;
+  ~Stream() {
+    if (s) cudaStreamDestroy(s);
   }
 };
+using StreamPtr = std::shared_ptr<Stream>;
 
-cudaStream_t stream_of(Napi::Env env) {
+struct DeviceContext {
+  StreamPtr stream;
+};
+
+StreamPtr stream_ptr(Napi::Env env) {
   auto* c = env.GetInstanceData<DeviceContext>();
   if (!c) {
     cudaStream_t s = nullptr;
@@ -84,11 +91,13 @@ cudaStream_t stream_of(Napi::Env env) {
       throw Napi::Error::New(env, std::string("grpo-kernels (cuda): cudaStreamCreateWithFlags: ") + cudaGetErrorString(st));
     }
     c = new DeviceContext();
-    c->stream = s;
+    c->stream = std::make_shared<Stream>();
+    c->stream->s = s;
     env.SetInstanceData<DeviceContext>(c);  // deleted with the env
   }
   return c->stream;
 }
+cudaStream_t stream_of(Napi::Env env) { return stream_ptr(env)->s; }
 
 bool device_present() {
   static int present = -1;
@@ -157,10 +166,10 @@ bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info
 // Runs `work` (which enqueues on the stream) then waits for the stream: sync or on the driver.
 template <class W, class R>
 Napi::Value run_on_stream(const Napi::CallbackInfo& info, std::unique_ptr<Job> job, std::vector<std::shared_ptr<DeviceMem>> keep, W work, R result) {
-  cudaStream_t s = stream_of(info.Env());
-  job->execute = [s, work, keep]() {
-    work(s);
-    cuda::check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  StreamPtr sp = stream_ptr(info.Env());
+  job->execute = [sp, work, keep]() {
+    work(sp->s);
+    cuda::check(cudaStreamSynchronize(sp->s), "cudaStreamSynchronize");
   };
   job->result = result;
   return run_job(info.Env(), std::move(job), is_async(info));
@@ -210,16 +219,18 @@ Napi::Value DeviceCopy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DeviceHandle* h = handle_of(env, info[0], "tensor");
   if (!info[1].IsTypedArray()) throw Napi::TypeError::New(env, "grpo-kernels (native): expected a typed array");
-  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
   bool to_device = info[2].ToBoolean().Value();
   size_t bytes = h->mem->bytes;
-  if (ta.ByteLength() != bytes) throw Napi::RangeError::New(env, "grpo-kernels (native): typed array byte length differs from the device tensor's");
-  auto* host = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
   auto job = std::make_unique<Job>();
-  job->hold(info[1]);
+  napi_typedarray_type type;
+  size_t length;
+  auto* host = static_cast<uint8_t*>(job->pin("data", info[1], &type, &length));  // pinned until the copy settles
+  if (info[1].As<Napi::TypedArray>().ByteLength() != bytes)
+    throw Napi::RangeError::New(env, "grpo-kernels (native): typed array byte length differs from the device tensor's");
   std::shared_ptr<DeviceMem> mem = h->mem;
-  cudaStream_t s = stream_of(env);
-  job->execute = [mem, host, bytes, to_device, s]() {
+  StreamPtr sp = stream_ptr(env);
+  job->execute = [mem, host, bytes, to_device, sp]() {
+    cudaStream_t s = sp->s;
     if (bytes == 0) return;
     if (to_device)
       cuda::check(cudaMemcpyAsync(mem->ptr, host, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync (upload)");

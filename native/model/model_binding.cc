@@ -6,7 +6,10 @@
 // Heavy methods are method(args, async) like the ops. An async call keeps the JS object alive
 // until it settles and counts as pending; methods that touch the weights synchronously
 // (zeroGrad, step, get/set, dispose) refuse to run while one is pending, so the driver thread
-// and the JS thread never touch the model at once.
+// and the JS thread never touch the model at once. The job also owns a share of the model: if
+// the env is torn down mid-call (worker.terminate()), the finalizer drops only its own share and
+// the kernel finishes on memory that is still there. Token ids and decode positions are copied
+// at call time (napi_args.h ids()), so changing them after the call cannot move the kernel.
 #include <napi.h>
 
 #include <atomic>
@@ -52,7 +55,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
              (static_cast<uint64_t>(r.integer("seedHi", 0, 0xffffffffLL)) << 32);
     if (c.d % c.H != 0) r.fail("nHeads", "a divisor of dModel");
     try {
-      model_ = std::make_unique<Transformer>(c);
+      model_ = std::make_shared<Transformer>(c);
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
@@ -128,12 +131,10 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     const int64_t B = r.integer("B", 1, int64_t(1) << 31);
     const int64_t L = r.integer("L", 1, c.T);
     const int64_t N = r.product("L", B, L);
-    const int32_t* tokens = r.typed<int32_t>("tokens", napi_int32_array, N);
+    const int32_t* tokens = r.ids<int32_t>("tokens", napi_int32_array, N, 0, c.V, "ids in [0, vocabSize)");
     float* logits = r.typed<float>("logits", napi_float32_array, r.product("logits", N, c.V));
     const bool train = r.flag("train", false);
-    for (int64_t i = 0; i < N; ++i)
-      if (tokens[i] < 0 || tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
-    Transformer* mp = &m;
+    std::shared_ptr<Transformer> mp = model_;
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, tokens, B, L, logits, train] { mp->forward(tokens, B, L, logits, train); });
   }
@@ -145,7 +146,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     if (!m.has_train_forward() && pending_->load() == 0) r.fail("gradLogits", "preceded by a forward with train: true");
     const int64_t N = r.integer("N", 1, int64_t(1) << 40);
     const float* g = r.typed<float>("gradLogits", napi_float32_array, r.product("gradLogits", N, m.config().V));
-    Transformer* mp = &m;
+    std::shared_ptr<Transformer> mp = model_;
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, g, N] {
       if (mp->train_tokens() != N) throw std::invalid_argument("grpo-kernels (native): gradLogits does not match the last train forward");
@@ -164,9 +165,9 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     a->cache = r.typed<float>("cache", napi_float32_array,
                               r.product("cache", 2 * c.n_layers * a->slots, r.product("cache", a->ctx, c.d)));
     a->R = r.integer("R", 1, a->slots);
-    a->slot = r.typed<int32_t>("slot", napi_int32_array, a->R);
-    a->start = r.typed<int32_t>("start", napi_int32_array, a->R);
-    a->count = r.typed<int32_t>("count", napi_int32_array, a->R);
+    a->slot = r.copied("slot", a->R);
+    a->start = r.copied("start", a->R);
+    a->count = r.copied("count", a->R);
     int64_t M = 0;
     for (int64_t i = 0; i < a->R; ++i) {
       if (a->slot[i] < 0 || a->slot[i] >= a->slots) r.fail("slot", "cache slots in [0, slots)");
@@ -174,11 +175,9 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
         r.fail("count", "positions start .. start+count-1 inside [0, ctx)");
       M += a->count[i];
     }
-    a->tokens = r.typed<int32_t>("tokens", napi_int32_array, M);
-    for (int64_t i = 0; i < M; ++i)
-      if (a->tokens[i] < 0 || a->tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
+    a->tokens = r.ids<int32_t>("tokens", napi_int32_array, M, 0, c.V, "ids in [0, vocabSize)");
     a->logits = r.typed<float>("logits", napi_float32_array, r.product("logits", a->R, c.V));
-    Transformer* mp = &m;
+    std::shared_ptr<Transformer> mp = model_;
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, a] { mp->decode(*a); });
   }
@@ -210,10 +209,12 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsTypedArray() || !info[2].IsBoolean())
       throw Napi::TypeError::New(env, "grpo-kernels (native): copy(which, Float32Array, toModel)");
     const int which = info[0].As<Napi::Number>().Int32Value();
-    Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != napi_float32_array || static_cast<int64_t>(ta.ElementLength()) != m.num_params())
+    Job scratch;  // names a SharedArrayBuffer / resizable / detached buffer before memcpy touches it
+    napi_typedarray_type type;
+    size_t length;
+    float* buf = static_cast<float*>(scratch.pin("buffer", info[1], &type, &length));
+    if (type != napi_float32_array || static_cast<int64_t>(length) != m.num_params())
       throw Napi::TypeError::New(env, "grpo-kernels (native): copy buffer must be a Float32Array of numParameters");
-    float* buf = reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
     float* src = which == 0 ? m.params() : which == 1 ? m.grads() : which == 2 ? m.adam_m() : which == 3 ? m.adam_v() : nullptr;
     if (!src) throw Napi::RangeError::New(env, "grpo-kernels (native): copy which must be 0..3");
     const size_t bytes = sizeof(float) * static_cast<size_t>(m.num_params());
@@ -241,7 +242,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     return info.Env().Undefined();
   }
 
-  std::unique_ptr<Transformer> model_;
+  std::shared_ptr<Transformer> model_;
   std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
   int64_t external_ = 0;
 };
