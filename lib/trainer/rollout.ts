@@ -34,7 +34,7 @@ export interface Rollout {
 }
 
 export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
-  return [tok.bosId, ...tok.encode(prompt)];
+  return tok.encodePrompt ? tok.encodePrompt(prompt) : [tok.bosId, ...tok.encode(prompt)];
 }
 
 /** Index of the first token after which the decoded text contains a stop string, or -1. */
@@ -82,7 +82,7 @@ export async function rollout(
         minP: o.minP ?? 0,
         seed: o.seed,
         rowIds,
-        stopTokenIds: [tok.eosId],
+        stopTokenIds: tok.stopTokenIds ? [...tok.stopTokenIds] : [tok.eosId],
       },
     );
     for (let i = 0; i < n; i++) {
