@@ -121,3 +121,47 @@ export const ARCHS: Record<string, RefConfig> = {
   // Qwen3-style: per-head q/k norms, head_dim set explicitly (≠ hidden/heads)
   qwen3: { arch: 'Qwen3ForCausalLM', V: 44, d: 16, nL: 2, H: 4, KVH: 1, hd: 8, F: 28, eps: 1e-6, theta: 1000000, tied: true },
 };
+
+/** GPT-2 byte-to-unicode (the ByteLevel pre-tokenizer's alphabet). */
+function byteToUnicode(): Map<number, string> {
+  const bs: number[] = [];
+  for (let b = 33; b <= 126; b++) bs.push(b);
+  for (let b = 161; b <= 172; b++) bs.push(b);
+  for (let b = 174; b <= 255; b++) bs.push(b);
+  const cs = bs.slice();
+  let n = 0;
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
+  return new Map(bs.map((b, i) => [b, String.fromCharCode(cs[i])]));
+}
+
+/**
+ * Tokenizer files of a tiny byte-level BPE (one token per printable ASCII byte and newline, no
+ * merges; Qwen's three special tokens first) with a ChatML template: the same file formats and
+ * code path as a real Qwen checkpoint, with a vocabulary small enough for tests. Returns the vocab size.
+ */
+export function writeTinyTokenizer(dir: string): number {
+  const b2u = byteToUnicode();
+  const specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
+  const vocab: Record<string, number> = {};
+  specials.forEach((s, i) => (vocab[s] = i));
+  const bytes = [10, ...Array.from({ length: 95 }, (_, i) => 32 + i)];
+  bytes.forEach((b, i) => (vocab[b2u.get(b)!] = specials.length + i));
+  const tj = {
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: specials.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+    post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+  };
+  const tc = {
+    bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', add_bos_token: false,
+    chat_template: "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tj));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tc));
+  fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [2, 0] }));
+  return specials.length + bytes.length;
+}

@@ -31,6 +31,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'outputDir', type: 'string', default: 'runs/default', help: 'where metrics.jsonl, checkpoints/, eval JSON and report.html go' },
   { section: S_RUN, name: 'seed', type: 'int', default: 42, help: 'seed of everything: task generation, data order, model init, sampling' },
   { section: S_RUN, name: 'init', type: 'string', default: undefined, help: 'start from this checkpoint directory (e.g. the SFT output) instead of a fresh model' },
+  { section: S_RUN, name: 'model', type: 'string', default: undefined, help: 'a Hugging Face checkpoint folder (Llama / Qwen2 / Qwen3: config.json, safetensors, tokenizer.json) to train instead of the built-in transformer' },
   { section: S_RUN, name: 'resume', type: 'boolean', default: false, help: 'continue the run in outputDir from its latest checkpoint (bit-exact)' },
   { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
   { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
+import { HfCausalLM, loadHfCheckpoint, saveHfModel } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
 import { builtinReward, loadRewardModule, RewardFunction } from '../rewards';
@@ -175,7 +176,9 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   const t0 = Date.now();
   const dir = o.outputDir as string;
   const task = buildTask(o);
-  const tok = new CharTokenizer();
+  // --model DIR: a Hugging Face checkpoint (its tokenizer and chat template) instead of the built-in model
+  const hf = o.model ? await loadHfCheckpoint(o.model as string) : null;
+  const tok: Tokenizer = hf ? hf.tokenizer : new CharTokenizer();
   const rewards = buildRewards(o);
   const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
   const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), !resumeFrom);
@@ -187,18 +190,18 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   if (resumeFrom) {
     const ck = loadCheckpoint(resumeFrom);
     if (ck.meta.kind !== 'grpo') throw new Error(`${resumeFrom} is a ${ck.meta.kind} checkpoint; resume needs a grpo one`);
-    model = createTransformer(ck.meta.modelConfig);
+    model = hf ? hf.model : createTransformer(ck.meta.modelConfig);
     model.loadStateDict(ck.weights);
     if (ck.optimizer) model.loadOptimizerState(ck.optimizer, ck.meta.optimizer.step);
     if (ck.reference) {
-      refModel = createTransformer(ck.meta.modelConfig);
+      refModel = hf ? new HfCausalLM(hf.model.config, { maxSeqLen: hf.model.maxSeqLen }) : createTransformer(ck.meta.modelConfig);
       refModel.loadStateDict(ck.reference);
     }
     state = ck.meta.state as unknown as TrainerState;
     log.truncateAfter(state.step, ['grpo', 'eval']);
     io.log(`train: resuming ${resumeFrom} at step ${state.step}`);
   } else {
-    model = loadOrCreateModel(o, tok);
+    model = hf ? hf.model : loadOrCreateModel(o, tok);
   }
   const trainer = new GrpoTrainer({
     model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
@@ -243,6 +246,8 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   bar.done();
   if (!evals.length || evals[evals.length - 1].step !== trainer.state.step) await doEval(trainer.state.step);
   ck = save();
+  // an HF model is also saved as a folder transformers can load (bf16, tokenizer files copied)
+  if (hf) saveHfModel(model as HfCausalLM, path.join(dir, 'hf-model'), { sourceDir: o.model as string, overwrite: true });
   const seconds = (Date.now() - t0) / 1000;
   const first = evals[0], final = evals[evals.length - 1];
   io.log(`train: done in ${formatDuration(seconds)}; held-out pass@1 ${(100 * first.result['pass@1']).toFixed(1)}% (step ${first.step}) -> ${(100 * final.result['pass@1']).toFixed(1)}% (step ${final.step}); checkpoint ${ck}`);
