@@ -86,6 +86,9 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     c.qk_norm = r.flag("qkNorm", false);
     c.tied = r.flag("tied", false);
     if (c.H % c.KVH != 0 || c.hd % 2 != 0) r.fail("numKvHeads", "a divisor of numHeads, with an even headDim");
+    c.lora_r = r.has("loraR") ? r.integer("loraR", 0, 1 << 16) : 0;
+    c.lora_scale = c.lora_r > 0 ? static_cast<float>(r.num("loraScale")) : 0.f;
+    c.lora_targets = c.lora_r > 0 ? static_cast<uint32_t>(r.integer("loraTargets", 1, 127)) : 0;
     const float* f = r.typed<float>("invFreq", napi_float32_array, c.hd / 2);
     c.inv_freq.assign(f, f + c.hd / 2);
     try {
@@ -147,6 +150,7 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
       o.Set("offset", static_cast<double>(lay[i].offset));
       o.Set("size", static_cast<double>(lay[i].size));
       o.Set("decay", lay[i].decay);
+      o.Set("trainable", static_cast<bool>(m.trainable()[i]));
       out.Set(i, o);
     }
     return out;
@@ -163,11 +167,16 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     const int32_t* tokens = r.typed<int32_t>("tokens", napi_int32_array, N);
     float* logits = r.typed<float>("logits", napi_float32_array, r.product("logits", N, c.V));
     const bool train = r.flag("train", false);
+    const bool adapters = r.flag("adapters", true);
     for (int64_t i = 0; i < N; ++i)
       if (tokens[i] < 0 || tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
     HfModel* mp = &m;
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
-    return run(info, std::move(job), [mp, tokens, B, L, logits, train] { mp->forward(tokens, B, L, logits, train); });
+    return run(info, std::move(job), [mp, tokens, B, L, logits, train, adapters] {
+      mp->set_adapters(adapters);
+      mp->forward(tokens, B, L, logits, train);
+      mp->set_adapters(true);
+    });
   }
 
   Napi::Value Backward(const Napi::CallbackInfo& info) {
@@ -210,9 +219,14 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     for (int64_t i = 0; i < M; ++i)
       if (a->tokens[i] < 0 || a->tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
     a->logits = r.typed<float>("logits", napi_float32_array, r.product("logits", a->R, c.V));
+    const bool adapters = r.flag("adapters", true);
     HfModel* mp = &m;
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
-    return run(info, std::move(job), [mp, a] { mp->decode(*a); });
+    return run(info, std::move(job), [mp, a, adapters] {
+      mp->set_adapters(adapters);
+      mp->decode(*a);
+      mp->set_adapters(true);
+    });
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
@@ -244,6 +258,8 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     if (*which < 0 || *which > 3) throw Napi::RangeError::New(env, "grpo-kernels (native): which must be 0..3");
     if (idx < 0 || idx >= static_cast<int64_t>(m.layout().size())) throw Napi::RangeError::New(env, "grpo-kernels (native): tensor index out of range");
     *index = static_cast<size_t>(idx);
+    if (*which != 0 && !m.trainable()[*index])
+      throw Napi::RangeError::New(env, "grpo-kernels (native): " + m.layout()[*index].name + " is frozen (no gradient or optimizer state)");
     Napi::TypedArray ta = info[2].As<Napi::TypedArray>();
     if (ta.TypedArrayType() != napi_float32_array || static_cast<int64_t>(ta.ElementLength()) != m.layout()[*index].size)
       throw Napi::TypeError::New(env, "grpo-kernels (native): the buffer must be a Float32Array of the tensor's size");

@@ -75,6 +75,7 @@ void rmsnorm_backward(const float* dy, const float* x, const float* rs, const fl
       }
     }
   }, chunk_for(6 * d));
+  if (!dw) return;  // a frozen weight
   for (int64_t n = 0; n < rows; ++n) {  // weight gradient: serial, a fixed order
     const float* dyr = dy + n * d;
     const float* xr = x + n * d;
@@ -179,19 +180,85 @@ HfModel::HfModel(const HfConfig& c) : cfg_(c) {
   }
   norm_ = add("model.norm.weight", {d}, false, false);
   if (!c.tied) head_ = add("lm_head.weight", {c.V, d}, true, true);
+  static const char* kMod[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+  const size_t n_base = layout_.size();
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (int m = 0; m < 7; ++m) {
+      Layer& L = layers_[l];
+      L.la[m] = L.lb[m] = -1;
+      if (c.lora_r <= 0 || !(c.lora_targets & (1u << m))) continue;
+      // PEFT's names in adapter_model.safetensors; HF shapes A [r, in], B [out, r]
+      const std::string p = "base_model.model.model.layers." + std::to_string(l) + "." + kMod[m] + ".";
+      L.la[m] = add(p + "lora_A.weight", {c.lora_r, in_of(m)}, true, true);
+      L.lb[m] = add(p + "lora_B.weight", {out_of(m), c.lora_r}, true, true);
+    }
+  if (c.lora_r > 0 && layout_.size() == n_base) throw std::invalid_argument("grpo-kernels (native): LoRA with no target modules");
+  train_base_ = c.lora_r <= 0;
+  grad_base_ = train_base_ ? 0 : layout_[n_base].offset;
+  trainable_.assign(layout_.size(), false);
+  for (size_t i = 0; i < layout_.size(); ++i) trainable_[i] = train_base_ || i >= n_base;
   params_.assign(static_cast<size_t>(layout_.back().offset + layout_.back().size), 0.f);
+}
+
+int64_t HfModel::in_of(int m) const { return m == 3 ? cfg_.H * cfg_.hd : m == 6 ? cfg_.F : cfg_.d; }
+int64_t HfModel::out_of(int m) const {
+  return m == 0 ? cfg_.H * cfg_.hd : (m == 1 || m == 2) ? cfg_.KVH * cfg_.hd : (m == 3 || m == 6) ? cfg_.d : cfg_.F;
+}
+int64_t HfModel::w_of(const Layer& W, int m) const {
+  const int64_t w[7] = {W.wq, W.wk, W.wv, W.wo, W.wg, W.wu, W.wd};
+  return w[m];
+}
+int64_t HfModel::b_of(const Layer& W, int m) const { return m == 0 ? W.bq : m == 1 ? W.bk : m == 2 ? W.bv : -1; }
+
+void HfModel::proj_forward(const Layer& W, int m, const float* X, int64_t N, float* Y, float* t) {
+  const int64_t in = in_of(m), out = out_of(m), b = b_of(W, m), r = cfg_.lora_r;
+  matmul(X, P(w_of(W, m)), b >= 0 ? P(b) : nullptr, Y, N, in, out, false);
+  if (W.la[m] < 0 || !adapters_on_) return;
+  if (!t) {
+    grow(s_lt_, static_cast<size_t>(N * r));
+    t = s_lt_.data();
+  }
+  matmul(X, P(W.la[m]), nullptr, t, N, in, r, false);
+  grow(s_sdy_, static_cast<size_t>(N * r));
+  float* st = s_sdy_.data();
+  for (int64_t i = 0; i < N * r; ++i) st[i] = t[i] * cfg_.lora_scale;
+  matmul(st, P(W.lb[m]), nullptr, Y, N, r, out, true);
+}
+
+// dX (= or +=) dY·Wᵀ (+ LoRA's path); dW, db only when the base trains; dA, dB with adapters.
+void HfModel::proj_backward(const Layer& W, int m, const float* X, const float* t, const float* dY, int64_t N, float* dX, bool acc) {
+  const int64_t in = in_of(m), out = out_of(m), w = w_of(W, m), b = b_of(W, m), r = cfg_.lora_r;
+  if (train_base_) matmul_dw(X, dY, G(w), b >= 0 ? G(b) : nullptr, N, in, out);
+  float* wt = s_wt_.data();
+  transpose(P(w), wt, in, out);
+  matmul(dY, wt, nullptr, dX, N, out, in, acc);
+  if (W.la[m] < 0) return;
+  grow(s_sdy_, static_cast<size_t>(N * std::max(out, r)));
+  grow(s_lt_, static_cast<size_t>(N * r));
+  grow(s_wt2_, static_cast<size_t>(r * std::max(in, out)));
+  float* sdy = s_sdy_.data();
+  for (int64_t i = 0; i < N * out; ++i) sdy[i] = dY[i] * cfg_.lora_scale;
+  matmul_dw(t, sdy, G(W.lb[m]), nullptr, N, r, out);  // dBᵀ[r, out] += tᵀ·(s·dY)
+  transpose(P(W.lb[m]), s_wt2_.data(), r, out);
+  float* dt = s_lt_.data();
+  matmul(sdy, s_wt2_.data(), nullptr, dt, N, out, r, false);  // dt = s·dY·B
+  matmul_dw(X, dt, G(W.la[m]), nullptr, N, in, r);             // dAᵀ[in, r] += Xᵀ·dt
+  transpose(P(W.la[m]), s_wt2_.data(), in, r);
+  matmul(dt, s_wt2_.data(), nullptr, dX, N, r, in, true);     // dX += dt·A
 }
 
 float* HfModel::buffer(int which) {
   std::vector<float>* b = which == 0 ? &params_ : which == 1 ? &grads_ : which == 2 ? &m_ : which == 3 ? &v_ : nullptr;
   if (!b) throw std::invalid_argument("grpo-kernels (native): buffer which must be 0..3");
-  if (b->size() != params_.size()) b->assign(params_.size(), 0.f);
+  const size_t n = which == 0 ? params_.size() : params_.size() - static_cast<size_t>(grad_base_);
+  if (b->size() != n) b->assign(n, 0.f);
   return b->data();
 }
 
 void HfModel::set_tensor(int which, size_t t, const float* src) {
   const ParamInfo& p = layout_.at(t);
-  float* dst = buffer(which) + p.offset;
+  if (which != 0 && !trainable_[t]) throw std::invalid_argument("grpo-kernels (native): " + p.name + " is frozen (no gradient or optimizer state)");
+  float* dst = buffer(which) + p.offset - (which == 0 ? 0 : grad_base_);
   if (transposed_[t])
     transpose(src, dst, p.shape[0], p.shape[1]);  // HF [out, in] -> [in, out]
   else
@@ -201,7 +268,8 @@ void HfModel::set_tensor(int which, size_t t, const float* src) {
 
 void HfModel::get_tensor(int which, size_t t, float* dst) {
   const ParamInfo& p = layout_.at(t);
-  const float* src = buffer(which) + p.offset;
+  if (which != 0 && !trainable_[t]) throw std::invalid_argument("grpo-kernels (native): " + p.name + " is frozen (no gradient or optimizer state)");
+  const float* src = buffer(which) + p.offset - (which == 0 ? 0 : grad_base_);
   if (transposed_[t])
     transpose(src, dst, p.shape[1], p.shape[0]);
   else
@@ -219,8 +287,8 @@ const float* HfModel::head_t() {
 }
 
 void HfModel::zero_grad() {
-  float* g = buffer(1);
-  std::fill(g, g + params_.size(), 0.f);
+  buffer(1);
+  std::fill(grads_.begin(), grads_.end(), 0.f);
 }
 
 void HfModel::Acts::ensure(const HfConfig& c, int64_t B, int64_t L) {
@@ -240,6 +308,8 @@ void HfModel::Acts::ensure(const HfConfig& c, int64_t B, int64_t L) {
     for (auto* v : {&a.rs1, &a.rs2}) grow(*v, N);
     for (auto* v : {&a.g, &a.u, &a.a}) grow(*v, N * F);
     grow(a.att, static_cast<size_t>(B * c.H * L * L));
+    if (c.lora_r > 0)
+      for (auto& t : a.lt) grow(t, N * static_cast<size_t>(c.lora_r));
   }
   grow(x_out, N * d);
   grow(hf, N * d);
@@ -305,9 +375,10 @@ void HfModel::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits
     const Layer& W = layers_[l];
     LayerActs& a = A.layers[l];
     rmsnorm(a.x_in.data(), P(W.ln_in), a.h1.data(), a.rs1.data(), N, d, c.eps);
-    matmul(a.h1.data(), P(W.wq), W.bq >= 0 ? P(W.bq) : nullptr, a.q.data(), N, d, qd, false);
-    matmul(a.h1.data(), P(W.wk), W.bk >= 0 ? P(W.bk) : nullptr, a.k.data(), N, d, kvd, false);
-    matmul(a.h1.data(), P(W.wv), W.bv >= 0 ? P(W.bv) : nullptr, a.v.data(), N, d, kvd, false);
+    auto lt = [&](int m) { return c.lora_r > 0 ? a.lt[m].data() : nullptr; };
+    proj_forward(W, 0, a.h1.data(), N, a.q.data(), lt(0));
+    proj_forward(W, 1, a.h1.data(), N, a.k.data(), lt(1));
+    proj_forward(W, 2, a.h1.data(), N, a.v.data(), lt(2));
     if (c.qk_norm) {
       std::memcpy(a.q_raw.data(), a.q.data(), sizeof(float) * N * qd);
       std::memcpy(a.k_raw.data(), a.k.data(), sizeof(float) * N * kvd);
@@ -321,19 +392,19 @@ void HfModel::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits
                scale, a.att.data() + i * L, a.y.data() + row * qd + h * hd);
       }
     }, chunk_for(4 * hd * L));
-    matmul(a.y.data(), P(W.wo), nullptr, a.x_mid.data(), N, qd, d, false);
+    proj_forward(W, 3, a.y.data(), N, a.x_mid.data(), lt(3));
     add_inplace(a.x_mid.data(), a.x_in.data(), N * d);
     rmsnorm(a.x_mid.data(), P(W.ln_post), a.h2.data(), a.rs2.data(), N, d, c.eps);
-    matmul(a.h2.data(), P(W.wg), nullptr, a.g.data(), N, d, F, false);
-    matmul(a.h2.data(), P(W.wu), nullptr, a.u.data(), N, d, F, false);
+    proj_forward(W, 4, a.h2.data(), N, a.g.data(), lt(4));
+    proj_forward(W, 5, a.h2.data(), N, a.u.data(), lt(5));
     swiglu(a.g.data(), a.u.data(), a.a.data(), N * F);
     float* next = l + 1 < c.n_layers ? A.layers[l + 1].x_in.data() : A.x_out.data();
-    matmul(a.a.data(), P(W.wd), nullptr, next, N, F, d, false);
+    proj_forward(W, 6, a.a.data(), N, next, lt(6));
     add_inplace(next, a.x_mid.data(), N * d);
   }
   rmsnorm(A.x_out.data(), P(norm_), A.hf.data(), A.rsf.data(), N, d, c.eps);
   matmul(A.hf.data(), head_t(), nullptr, logits, N, d, V, false);
-  if (train) train_valid_ = true;
+  if (train) train_valid_ = adapters_on_;  // gradients are only defined for the model that trains
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,7 +435,9 @@ void HfModel::backward(const float* dlogits) {
   float* wt = s_wt_.data();
 
   // head: dHeadᵀ[d, V] += hfᵀ·dlogits; dhf = dlogits·head[V, d]
-  if (c.tied) {
+  if (!train_base_) {
+    matmul(dlogits, c.tied ? P(embed_) : (transpose(P(head_), wt, d, V), wt), nullptr, dx, N, V, d, false);
+  } else if (c.tied) {
     std::fill(wt, wt + d * V, 0.f);
     matmul_dw(A.hf.data(), dlogits, wt, nullptr, N, d, V);
     float* ge = G(embed_);
@@ -378,14 +451,8 @@ void HfModel::backward(const float* dlogits) {
     transpose(P(head_), wt, d, V);
     matmul(dlogits, wt, nullptr, dx, N, V, d, false);
   }
-  rmsnorm_backward(dx, A.x_out.data(), A.rsf.data(), P(norm_), dres, false, G(norm_), N, d);
-
-  // dX = dY·Wᵀ (W stored [in, out]) and dW += Xᵀ·dY
-  auto linear_back = [&](const float* X, const float* dY, int64_t w, int64_t b, float* dX, int64_t in, int64_t out, bool acc) {
-    matmul_dw(X, dY, G(w), b >= 0 ? G(b) : nullptr, N, in, out);
-    transpose(P(w), wt, in, out);
-    matmul(dY, wt, nullptr, dX, N, out, in, acc);
-  };
+  auto GW = [&](int64_t off) { return train_base_ ? G(off) : nullptr; };
+  rmsnorm_backward(dx, A.x_out.data(), A.rsf.data(), P(norm_), dres, false, GW(norm_), N, d);
 
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const Layer& W = layers_[l];
@@ -393,7 +460,8 @@ void HfModel::backward(const float* dlogits) {
     // MLP: x_next = x_mid + (silu(g)⊙u)·Wd
     float* da = s_big_.data();
     float* du = s_big2_.data();
-    linear_back(a.a.data(), dres, W.wd, -1, da, F, d, false);
+    auto lt = [&](int m) { return c.lora_r > 0 ? a.lt[m].data() : nullptr; };
+    proj_backward(W, 6, a.a.data(), lt(6), dres, N, da, false);
     {
       const float* g = a.g.data();
       const float* u = a.u.data();
@@ -405,13 +473,13 @@ void HfModel::backward(const float* dlogits) {
         }
       }, 1 << 13);
     }
-    linear_back(a.h2.data(), da, W.wg, -1, dx, d, F, false);
-    linear_back(a.h2.data(), du, W.wu, -1, dx, d, F, true);
-    rmsnorm_backward(dx, a.x_mid.data(), a.rs2.data(), P(W.ln_post), dres, true, G(W.ln_post), N, d);
+    proj_backward(W, 4, a.h2.data(), lt(4), da, N, dx, false);
+    proj_backward(W, 5, a.h2.data(), lt(5), du, N, dx, true);
+    rmsnorm_backward(dx, a.x_mid.data(), a.rs2.data(), P(W.ln_post), dres, true, GW(W.ln_post), N, d);
 
     // attention output: x_mid = x_in + y·Wo
     float* dy = dx;
-    linear_back(a.y.data(), dres, W.wo, -1, dy, qd, d, false);
+    proj_backward(W, 3, a.y.data(), lt(3), dres, N, dy, false);
     float* dq = s_dq_.data();
     float* dk = s_dk_.data();
     float* dv = s_dv_.data();
@@ -450,16 +518,17 @@ void HfModel::backward(const float* dlogits) {
     rope(dk, N, KVH, hd, cos_.data(), sin_.data(), true);
     if (c.qk_norm) {  // through the per-head norms: d(raw) overwrites d(normed) in place
       float* t = s_big2_.data();
-      rmsnorm_backward(dq, a.q_raw.data(), a.qrs.data(), P(W.qn), t, false, G(W.qn), N * H, hd);
+      rmsnorm_backward(dq, a.q_raw.data(), a.qrs.data(), P(W.qn), t, false, GW(W.qn), N * H, hd);
       std::memcpy(dq, t, sizeof(float) * N * qd);
-      rmsnorm_backward(dk, a.k_raw.data(), a.krs.data(), P(W.kn), t, false, G(W.kn), N * KVH, hd);
+      rmsnorm_backward(dk, a.k_raw.data(), a.krs.data(), P(W.kn), t, false, GW(W.kn), N * KVH, hd);
       std::memcpy(dk, t, sizeof(float) * N * kvd);
     }
-    linear_back(a.h1.data(), dq, W.wq, W.bq, dx, d, qd, false);
-    linear_back(a.h1.data(), dk, W.wk, W.bk, dx, d, kvd, true);
-    linear_back(a.h1.data(), dv, W.wv, W.bv, dx, d, kvd, true);
-    rmsnorm_backward(dx, a.x_in.data(), a.rs1.data(), P(W.ln_in), dres, true, G(W.ln_in), N, d);
+    proj_backward(W, 0, a.h1.data(), lt(0), dq, N, dx, false);
+    proj_backward(W, 1, a.h1.data(), lt(1), dk, N, dx, true);
+    proj_backward(W, 2, a.h1.data(), lt(2), dv, N, dx, true);
+    rmsnorm_backward(dx, a.x_in.data(), a.rs1.data(), P(W.ln_in), dres, true, GW(W.ln_in), N, d);
   }
+  if (!train_base_) return;
   // embedding rows, tokens in order (repeated ids add in a fixed order)
   float* ge = G(embed_);
   for (int64_t n = 0; n < N; ++n) axpy(ge + static_cast<int64_t>(A.tokens[n]) * d, 1.f, dres + n * d, d);
@@ -469,8 +538,8 @@ void HfModel::backward(const float* dlogits) {
 // AdamW (as Transformer::step; moments allocated on the first step)
 
 double HfModel::step(const AdamWOptions& o) {
-  const int64_t n = num_params();
   const float* g = buffer(1);
+  const int64_t n = static_cast<int64_t>(grads_.size());
   buffer(2);
   buffer(3);
   constexpr int64_t kPart = 1 << 16;
@@ -496,11 +565,13 @@ double HfModel::step(const AdamWOptions& o) {
   const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
   const float eps = static_cast<float>(o.eps);
   const float decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
-  for (const ParamInfo& p : layout_) {
+  for (size_t t = 0; t < layout_.size(); ++t) {
+    if (!trainable_[t]) continue;
+    const ParamInfo& p = layout_[t];
     float* w = params_.data() + p.offset;
-    const float* gg = g + p.offset;
-    float* m = m_.data() + p.offset;
-    float* v = v_.data() + p.offset;
+    const float* gg = g + (p.offset - grad_base_);
+    float* m = m_.data() + (p.offset - grad_base_);
+    float* v = v_.data() + (p.offset - grad_base_);
     const bool dec = p.decay && o.weight_decay != 0;
     parallel_for(p.size, [=](int64_t b, int64_t e, int) {
       for (int64_t i = b; i < e; ++i) {
@@ -558,9 +629,9 @@ void HfModel::decode(const DecodeArgs& a) {
   for (int64_t l = 0; l < nL; ++l) {
     const Layer& W = layers_[l];
     rmsnorm(x, P(W.ln_in), h, nullptr, M, d, c.eps);
-    matmul(h, P(W.wq), W.bq >= 0 ? P(W.bq) : nullptr, q, M, d, qd, false);
-    matmul(h, P(W.wk), W.bk >= 0 ? P(W.bk) : nullptr, k, M, d, kvd, false);
-    matmul(h, P(W.wv), W.bv >= 0 ? P(W.bv) : nullptr, v, M, d, kvd, false);
+    proj_forward(W, 0, h, M, q, nullptr);
+    proj_forward(W, 1, h, M, k, nullptr);
+    proj_forward(W, 2, h, M, v, nullptr);
     qk_prepare(q, k, c.qk_norm ? qrs.data() : nullptr, c.qk_norm ? krs.data() : nullptr, mpos.data(), M, W);
     for (int64_t m = 0; m < M; ++m) {
       const int64_t slot = a.slot[mrow[m]], pos = mpos[m];
@@ -575,13 +646,13 @@ void HfModel::decode(const DecodeArgs& a) {
         attend(q + m * qd + hh * hd, kc(l, slot) + gg * hd, vc(l, slot) + gg * hd, kvd, pos + 1, hd, scale, p, y + m * qd + hh * hd);
       }
     }, chunk_for(4 * hd * T));
-    matmul(y, P(W.wo), nullptr, t2, M, qd, d, false);
+    proj_forward(W, 3, y, M, t2, nullptr);
     add_inplace(t2, x, M * d);  // t2 = x_mid
     rmsnorm(t2, P(W.ln_post), h, nullptr, M, d, c.eps);
-    matmul(h, P(W.wg), nullptr, g, M, d, F, false);
-    matmul(h, P(W.wu), nullptr, u, M, d, F, false);
+    proj_forward(W, 4, h, M, g, nullptr);
+    proj_forward(W, 5, h, M, u, nullptr);
     swiglu(g, u, g, M * F);
-    matmul(g, P(W.wd), nullptr, x, M, F, d, false);
+    proj_forward(W, 6, g, M, x, nullptr);
     add_inplace(x, t2, M * d);
   }
   for (int64_t r = 0; r < R; ++r) std::memcpy(t2 + r * d, x + (first[r + 1] - 1) * d, sizeof(float) * d);

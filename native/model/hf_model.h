@@ -36,7 +36,15 @@ struct HfConfig {
   bool qk_norm = false;   // Qwen3
   bool tied = false;      // lm_head = embed_tokens
   std::vector<float> inv_freq;  // [hd/2], RoPE frequencies after any scaling (computed in lib/)
+  // LoRA (PEFT): y = x·W + scale·(x·Aᵀ)·Bᵀ on the projections whose bit is set in lora_targets
+  // (bit i: q, k, v, o, gate, up, down). With r > 0 only the adapters train: the base weights
+  // get no gradients or Adam moments, and forward with adapters off is the base model (the
+  // reference for the KL term, without a second copy of the weights).
+  int64_t lora_r = 0;
+  float lora_scale = 0.f;  // alpha / r
+  uint32_t lora_targets = 0;
 };
+
 
 class HfModel {
  public:
@@ -48,8 +56,13 @@ class HfModel {
   const std::vector<bool>& transposed() const { return transposed_; }
   int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
 
-  // which: 0 params, 1 grads, 2 Adam m, 3 Adam v (allocated on demand).
+  // which: 0 params, 1 grads, 2 Adam m, 3 Adam v (allocated on demand). Buffers 1..3 hold the
+  // trainable tensors only, from offset grad_base() of the parameter buffer on.
   float* buffer(int which);
+  int64_t grad_base() const { return grad_base_; }
+  const std::vector<bool>& trainable() const { return trainable_; }
+  // Forward / decode with the LoRA adapters applied (default) or not (the base model).
+  void set_adapters(bool on) { adapters_on_ = on; }
   int64_t adam_step() const { return step_; }
   void set_adam_step(int64_t s) { step_ = s; }
 
@@ -69,10 +82,19 @@ class HfModel {
  private:
   struct Layer {
     int64_t ln_in, wq, bq, wk, bk, wv, bv, wo, qn, kn, ln_post, wg, wu, wd;
+    int64_t la[7], lb[7];  // LoRA A [in, r] and B [r, out] (stored transposed), -1 without
   };
   struct LayerActs {
     std::vector<float> x_in, rs1, h1, q_raw, k_raw, qrs, krs, q, k, v, att, y, x_mid, rs2, h2, g, u, a;
+    std::vector<float> lt[7];  // x·A of each adapted projection [N, r]
   };
+  // One projection of a layer: Y = X·W (+b) (+ LoRA); `t` receives X·A [N, r] when adapted.
+  void proj_forward(const Layer& W, int m, const float* X, int64_t N, float* Y, float* t);
+  void proj_backward(const Layer& W, int m, const float* X, const float* t, const float* dY, int64_t N, float* dX, bool acc);
+  int64_t w_of(const Layer& W, int m) const;
+  int64_t b_of(const Layer& W, int m) const;
+  int64_t in_of(int m) const;
+  int64_t out_of(int m) const;
   struct Acts {
     int64_t B = 0, L = 0;
     std::vector<int32_t> tokens;
@@ -83,7 +105,7 @@ class HfModel {
 
   int64_t add(const std::string& name, std::vector<int64_t> shape, bool decay, bool transposed);
   const float* P(int64_t off) const { return params_.data() + off; }
-  float* G(int64_t off) { return grads_.data() + off; }
+  float* G(int64_t off) { return grads_.data() + (off - grad_base_); }
   // q/k of N tokens at positions pos[n]: per-head RMS norm (Qwen3) then RoPE, in place.
   void qk_prepare(float* q, float* k, float* qrs, float* krs, const int32_t* pos, int64_t N, const Layer& W);
   const float* head_t();  // the head as [d, V] (the tied embedding transposed into scratch)
@@ -94,7 +116,11 @@ class HfModel {
   std::vector<Layer> layers_;
   int64_t embed_ = 0, norm_ = 0, head_ = -1;
   std::vector<float> params_, grads_, m_, v_;
+  std::vector<bool> trainable_;
+  int64_t grad_base_ = 0;
+  bool train_base_ = true, adapters_on_ = true;
   int64_t step_ = 0;
+  std::vector<float> s_lt_, s_sdy_, s_wt2_;
 
   Acts train_, eval_;
   bool train_valid_ = false;

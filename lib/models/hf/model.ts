@@ -17,6 +17,7 @@ import { writeFileAtomic } from '../safetensors';
 import { HfModelConfig, parseHfConfig } from './config';
 import { readCheckpointIndex, StEntry, writeSafetensorsStreaming } from './safetensors';
 import { HfTokenizer } from './tokenizer';
+import { mulberry32 } from '../../tasks/rng';
 
 type Args = Record<string, unknown>;
 interface ParamEntry {
@@ -25,6 +26,8 @@ interface ParamEntry {
   offset: number;
   size: number;
   decay: boolean;
+  /** Has gradients and optimizer state (every tensor in full fine-tuning; the adapters with LoRA). */
+  trainable: boolean;
 }
 interface NativeHandle {
   layout(): ParamEntry[];
@@ -44,9 +47,42 @@ const PARAMS = 0, GRADS = 1, ADAM_M = 2, ADAM_V = 3;
 const OP = 'HfCausalLM';
 const DTYPE_CODE: Record<string, number> = { F32: 0, BF16: 1, F16: 2 };
 
+/** PEFT's module names, in the native order (bit i of the target mask). */
+export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
+export interface LoraOptions {
+  /** Rank r. */
+  r: number;
+  /** α: the adapters' output is scaled by α / r. */
+  alpha: number;
+  /** PEFT module names (default q_proj, v_proj, PEFT's default for Llama and Qwen). */
+  targetModules?: string[];
+  /** Seed of A's init (kaiming-uniform as PEFT; B starts at zero so the model starts as the base). */
+  seed?: number;
+}
+
 export interface HfModelOptions {
   /** Longest prompt + completion the model will see (default: min(max_position_embeddings, 4096)). */
   maxSeqLen?: number;
+  /** Train LoRA adapters (dropout 0) instead of every weight; the base weights stay frozen. */
+  lora?: LoraOptions;
+}
+
+function checkLora(lo: LoraOptions | undefined): { r: number; alpha: number; targets: string[]; mask: number; seed: number } | null {
+  if (lo === undefined) return null;
+  const op = `${'HfCausalLM'}: lora`;
+  const o = v.options(op, lo);
+  const r = v.integer(op, 'r', o.r, 1, 1 << 16);
+  const alpha = v.numberIn(op, 'alpha', o.alpha, 0, Infinity, undefined, { loOpen: true });
+  const targets = (o.targetModules as string[] | undefined) ?? ['q_proj', 'v_proj'];
+  if (!Array.isArray(targets) || targets.length === 0) throw v.typeError(op, 'targetModules', `a non-empty array of ${LORA_MODULES.join(', ')}`, targets);
+  let mask = 0;
+  for (const t of targets) {
+    const i = LORA_MODULES.indexOf(t as (typeof LORA_MODULES)[number]);
+    if (i < 0) throw v.rangeError(op, 'targetModules', `names from ${LORA_MODULES.join(', ')}`, t);
+    mask |= 1 << i;
+  }
+  return { r, alpha, targets: [...targets], mask, seed: v.integer(op, 'seed', o.seed, 0, 2 ** 32 - 1, 0) };
 }
 
 /** A Llama / Qwen2 / Qwen3 causal LM; see the file comment. Load one with {@link loadHfModel}. */
@@ -58,19 +94,37 @@ export class HfCausalLM implements PolicyModel {
   readonly parameters: readonly ParamEntry[];
   private h: NativeHandle | null;
   private lastTrainTokens = 0;
+  /** The LoRA settings, or null in full fine-tuning. */
+  readonly lora: { r: number; alpha: number; targets: string[]; mask: number; seed: number } | null;
   private readonly index = new Map<string, number>();
 
-  /** A model with zero weights (load them with loadStateDict or {@link loadHfModel}). */
+  /** A model with zero weights (load them with loadStateDict or {@link loadHfModel}); LoRA adapters initialised as PEFT does. */
   constructor(config: HfModelConfig, opts: HfModelOptions = {}) {
     this.config = config;
+    this.lora = checkLora(opts.lora);
     const Ctor = native().NativeHfModel as new (a: Args) => NativeHandle;
-    this.h = new Ctor({ ...config, raw: undefined });
+    const l = this.lora;
+    this.h = new Ctor({ ...config, raw: undefined, ...(l ? { loraR: l.r, loraScale: l.alpha / l.r, loraTargets: l.mask } : {}) });
     this.parameters = Object.freeze(this.h.layout().map((p) => Object.freeze(p)));
     this.parameters.forEach((p, i) => this.index.set(p.name, i));
     const last = this.parameters[this.parameters.length - 1];
     this.numParameters = last.offset + last.size;
     this.vocabSize = config.vocabSize;
     this.maxSeqLen = v.integer(OP, 'maxSeqLen', opts.maxSeqLen, 1, config.maxPositions, Math.min(config.maxPositions, 4096));
+    if (l) {
+      // PEFT: A ~ kaiming_uniform(a=√5) = U(±1/√fan_in), B = 0
+      const rand = mulberry32(l.seed);
+      this.parameters.forEach((p, i) => {
+        if (!p.name.endsWith('lora_A.weight')) return;
+        const bound = 1 / Math.sqrt(p.shape[1]);
+        this.native.setTensor(PARAMS, i, Float32Array.from({ length: p.size }, () => (2 * rand() - 1) * bound));
+      });
+    }
+  }
+
+  /** True for the PEFT adapter tensors (base_model.model.….lora_A/B.weight). */
+  static isAdapter(name: string): boolean {
+    return name.startsWith('base_model.model.');
   }
 
   private get native(): NativeHandle {
@@ -81,6 +135,7 @@ export class HfCausalLM implements PolicyModel {
   private planLoad(entries: Map<string, StEntry>, where: string) {
     const byFile = new Map<string, { index: number[]; offset: number[]; dtype: number[] }>();
     for (const [i, p] of this.parameters.entries()) {
+      if (HfCausalLM.isAdapter(p.name) && !entries.has(p.name)) continue;  // adapters keep their init
       const e = entries.get(p.name);
       if (!e) throw new RangeError(`${where}: tensor '${p.name}' is missing (expected shape [${p.shape}])`);
       if (e.shape.length !== p.shape.length || e.shape.some((s, j) => s !== p.shape[j]))
@@ -104,19 +159,21 @@ export class HfCausalLM implements PolicyModel {
     for (const a of this.planLoad(entries, where)) this.native.loadFile(a, false);
   }
 
-  private forwardArgs(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }) {
+  private forwardArgs(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array; adapters?: boolean }) {
     const op = `${OP}.forward`;
     const B = v.integer(op, 'batch', batch, 1, 2 ** 31);
     const L = v.integer(op, 'length', length, 1, this.maxSeqLen);
     v.ids(op, 'tokens', tokens, B * L, this.vocabSize);
     const o = opts === undefined ? {} : v.options(op, opts);
     const train = v.boolean(op, 'opts.train', o.train, false);
+    const adapters = v.boolean(op, 'opts.adapters', o.adapters, true);
+    if (train && !adapters) throw v.rangeError(op, 'opts.adapters', 'true when train is true (the adapters are what trains)', adapters);
     const logits = v.outFloat32(op, 'opts.out', o.out, B * L * this.vocabSize);
-    return { tokens, B, L, logits, train };
+    return { tokens, B, L, logits, train, adapters };
   }
 
-  /** Logits [B*L*V] (row b*L + p predicts token p+1; positions 0..L-1 in every row). train: keep activations for backward(). */
-  async forward(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }): Promise<Float32Array> {
+  /** Logits [B*L*V] (row b*L + p predicts token p+1; positions 0..L-1 in every row). train: keep activations for backward(); adapters: false runs the base model (LoRA). */
+  async forward(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array; adapters?: boolean }): Promise<Float32Array> {
     const a = this.forwardArgs(tokens, batch, length, opts);
     const p = this.native.forward(a, true);
     if (a.train) this.lastTrainTokens = a.B * a.L;
@@ -125,7 +182,7 @@ export class HfCausalLM implements PolicyModel {
   }
 
   /** Synchronous twin of {@link forward} (blocks the event loop). */
-  forwardSync(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }): Float32Array {
+  forwardSync(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array; adapters?: boolean }): Float32Array {
     const a = this.forwardArgs(tokens, batch, length, opts);
     this.native.forward(a, false);
     if (a.train) this.lastTrainTokens = a.B * a.L;
@@ -255,6 +312,7 @@ export class HfCausalLM implements PolicyModel {
   private toMap(which: number, prefix = ''): TensorMap {
     const m: TensorMap = new Map();
     this.parameters.forEach((p, i) => {
+      if (which !== PARAMS && !p.trainable) return;
       const data = new Float32Array(p.size);
       this.native.getTensor(which, i, data);
       m.set(prefix + p.name, { shape: p.shape.slice(), data });
@@ -264,14 +322,15 @@ export class HfCausalLM implements PolicyModel {
 
   private fromMap(op: string, which: number, sd: TensorMap, prefix = '', what = 'state dict'): void {
     if (!(sd instanceof Map)) throw v.typeError(op, what, 'a Map of name -> { shape, data }', sd);
-    this.parameters.forEach((p) => {
+    const list = this.parameters.filter((p) => which === PARAMS || p.trainable);
+    list.forEach((p) => {
       const t = sd.get(prefix + p.name);
       const name = `${what}['${prefix + p.name}']`;
       if (!t) throw v.rangeError(op, name, `a tensor of shape [${p.shape}]`, undefined);
       if (!Array.isArray(t.shape) || t.shape.length !== p.shape.length || t.shape.some((s, i) => s !== p.shape[i])) throw v.rangeError(op, `${name}.shape`, `[${p.shape}]`, `[${t.shape}]`);
       v.float32Array(op, `${name}.data`, t.data, p.size);
     });
-    this.parameters.forEach((p, i) => this.native.setTensor(which, i, sd.get(prefix + p.name)!.data));
+    this.parameters.forEach((p, i) => (which === PARAMS || p.trainable) && this.native.setTensor(which, i, sd.get(prefix + p.name)!.data));
   }
 
   /** Weights as named float32 tensors in HF names and shapes (fresh copies). */
@@ -298,9 +357,33 @@ export class HfCausalLM implements PolicyModel {
     this.native.setAdamStep(st);
   }
 
+  /**
+   * The base model as a read-only PolicyModel sharing these weights: forward with the adapters
+   * switched off. With LoRA this is the GRPO reference model, without a second copy in memory.
+   */
+  referenceModel(): PolicyModel {
+    if (!this.lora) throw new Error(`${OP}.referenceModel: only a LoRA model has a base to fall back to; use clone()`);
+    const self = this;
+    const ro = (what: string) => () => {
+      throw new Error(`${OP} reference view: ${what} is not available (the reference is read-only)`);
+    };
+    const base = () => new Map([...self.stateDict()].filter(([k]) => !HfCausalLM.isAdapter(k)));
+    return {
+      get vocabSize() { return self.vocabSize; },
+      get maxSeqLen() { return self.maxSeqLen; },
+      get numParameters() { return self.parameters.filter((p) => !p.trainable).reduce((a, p) => a + p.size, 0); },
+      get config() { return self.config; },
+      forward: (t, b, l, o) => self.forward(t, b, l, { ...o, train: false, adapters: false }),
+      backward: ro('backward'), zeroGrad: ro('zeroGrad'), step: ro('step'), generate: ro('generate'),
+      clone: () => self.referenceModel(), stateDict: base, loadStateDict: ro('loadStateDict'),
+      optimizerState: () => new Map(), loadOptimizerState: ro('loadOptimizerState'), dispose: () => {},
+    } as PolicyModel;
+  }
+
   /** Deep copy: weights, Adam moments and step (gradients start at zero). */
   clone(): HfCausalLM {
-    const c = new HfCausalLM(this.config, { maxSeqLen: this.maxSeqLen });
+    const l = this.lora;
+    const c = new HfCausalLM(this.config, { maxSeqLen: this.maxSeqLen, lora: l ? { r: l.r, alpha: l.alpha, targetModules: l.targets, seed: l.seed } : undefined });
     c.loadStateDict(this.stateDict());
     if (this.native.adamStep() > 0) c.loadOptimizerState(this.optimizerState(), this.native.adamStep());
     return c;
@@ -327,6 +410,7 @@ function readConfig(dir: string): HfModelConfig {
 
 /** Loads a checkpoint folder's model (config.json + safetensors); the files are mapped by the addon off the event loop. */
 export async function loadHfModel(dir: string, opts: HfModelOptions = {}): Promise<HfCausalLM> {
+  // (with opts.lora the adapters start fresh: A random, B zero)
   const cfg = readConfig(dir);
   const entries = readCheckpointIndex(dir);
   const m = new HfCausalLM(cfg, opts);
@@ -372,7 +456,8 @@ export function saveHfModel(model: HfCausalLM, dir: string, opts: { dtype?: 'bfl
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0 && !opts.overwrite)
     throw new Error(`saveHfModel: ${dir} is not empty; pass overwrite: true to replace its files`);
   fs.mkdirSync(dir, { recursive: true });
-  const sd = model.stateDict();
+  // with LoRA: the base with the adapters merged in (W + α/r·B·A), as PEFT's merge_and_unload
+  const sd = mergedStateDict(model);
   writeSafetensorsStreaming(path.join(dir, 'model.safetensors'), sd, dtype === 'bfloat16' ? 'BF16' : 'F32');
   const raw = { ...model.config.raw, torch_dtype: dtype };
   writeFileAtomic(path.join(dir, 'config.json'), Buffer.from(JSON.stringify(raw, null, 2) + '\n'));
@@ -381,4 +466,69 @@ export function saveHfModel(model: HfCausalLM, dir: string, opts: { dtype?: 'bfl
       const src = path.join(opts.sourceDir, f);
       if (fs.existsSync(src) && path.resolve(src) !== path.resolve(path.join(dir, f))) fs.copyFileSync(src, path.join(dir, f));
     }
+}
+
+/** Base weights with any LoRA adapters merged in: W[out, in] += (α/r)·B[out, r]·A[r, in] (float64 sums, rounded once). */
+export function mergedStateDict(model: HfCausalLM): TensorMap {
+  const all = model.stateDict();
+  const out: TensorMap = new Map([...all].filter(([k]) => !HfCausalLM.isAdapter(k)));
+  const l = model.lora;
+  if (!l) return out;
+  const s = l.alpha / l.r;
+  for (const [k, A] of all) {
+    if (!k.endsWith('.lora_A.weight')) continue;
+    const stem = k.slice('base_model.model.'.length, -'.lora_A.weight'.length);
+    const B = all.get(`base_model.model.${stem}.lora_B.weight`)!;
+    const W = out.get(`${stem}.weight`)!;
+    const [o, r] = B.shape, inF = A.shape[1];
+    const merged = Float32Array.from(W.data);
+    for (let i = 0; i < o; i++)
+      for (let j = 0; j < inF; j++) {
+        let acc = 0;
+        for (let q = 0; q < r; q++) acc += B.data[i * r + q] * A.data[q * inF + j];
+        merged[i * inF + j] = W.data[i * inF + j] + s * acc;
+      }
+    out.set(`${stem}.weight`, { shape: W.shape.slice(), data: merged });
+  }
+  return out;
+}
+
+/**
+ * Saves the LoRA adapters as a PEFT folder (adapter_config.json + adapter_model.safetensors,
+ * float32) that peft.PeftModel.from_pretrained(base, dir) loads. `baseModel` is recorded as
+ * base_model_name_or_path.
+ */
+export function saveLoraAdapter(model: HfCausalLM, dir: string, opts: { baseModel?: string; overwrite?: boolean } = {}): void {
+  const l = model.lora;
+  if (!l) throw new Error('saveLoraAdapter: this model has no LoRA adapters');
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0 && !opts.overwrite)
+    throw new Error(`saveLoraAdapter: ${dir} is not empty; pass overwrite: true to replace its files`);
+  fs.mkdirSync(dir, { recursive: true });
+  const ad = new Map([...model.stateDict()].filter(([k]) => HfCausalLM.isAdapter(k)));
+  writeSafetensorsStreaming(path.join(dir, 'adapter_model.safetensors'), ad, 'F32');
+  const cfg = {
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: opts.baseModel ?? null, r: l.r, lora_alpha: l.alpha,
+    lora_dropout: 0, target_modules: l.targets, bias: 'none', fan_in_fan_out: false, inference_mode: true, init_lora_weights: true,
+    modules_to_save: null, use_rslora: false, use_dora: false,
+  };
+  writeFileAtomic(path.join(dir, 'adapter_config.json'), Buffer.from(JSON.stringify(cfg, null, 2) + '\n'));
+}
+
+/** Loads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) onto a base checkpoint folder. */
+export async function loadHfModelWithAdapter(baseDir: string, adapterDir: string, opts: { maxSeqLen?: number } = {}): Promise<HfCausalLM> {
+  const cfgFile = path.join(adapterDir, 'adapter_config.json');
+  if (!fs.existsSync(cfgFile)) throw new RangeError(`${adapterDir}: no adapter_config.json`);
+  const ac = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+  if (ac.peft_type !== 'LORA') throw new RangeError(`${cfgFile}: expected peft_type "LORA" but received ${JSON.stringify(ac.peft_type)}`);
+  const m = new HfCausalLM(readConfig(baseDir), { maxSeqLen: opts.maxSeqLen, lora: { r: ac.r, alpha: ac.lora_alpha, targetModules: ac.target_modules } });
+  try {
+    const entries = readCheckpointIndex(baseDir);
+    for (const [k, e] of (await import('./safetensors')).readSafetensorsHeader(path.join(adapterDir, 'adapter_model.safetensors'))) entries.set(k, e);
+    for (const p of m.parameters) if (HfCausalLM.isAdapter(p.name) && !entries.has(p.name)) throw new RangeError(`${adapterDir}: adapter tensor '${p.name}' is missing`);
+    await m.loadEntries(entries, baseDir);
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
+  return m;
 }
