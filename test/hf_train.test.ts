@@ -61,4 +61,24 @@ test('train --model DIR: resume is bit-exact (2 steps straight == 1 step, resume
   for (const [k, t] of wa) assert.ok(bitsEqual(t.data, wc.get(k)!.data), `${k} differs after resume`);
 });
 
+test('train --model DIR --use-peft: adapters train, base frozen, PEFT folder reloads, resume is bit-exact', async () => {
+  const peft = { ...opts, usePeft: true, loraR: 4, loraAlpha: 8, loraTargetModules: ['q_proj', 'v_proj', 'down_proj'], learningRate: 5e-2 };
+  const a = await runTrain({ ...peft, outputDir: path.join(root, 'p1'), maxSteps: 2 }, quiet);
+  const wa = loadCheckpoint(a.checkpoint).weights;
+  const base = await loadHfModel(modelDir);
+  for (const [k, t] of base.stateDict()) assert.ok(bitsEqual(t.data, wa.get(k)!.data), `base tensor ${k} changed`);
+  const adapterB = [...wa].filter(([k]) => k.endsWith('lora_B.weight'));
+  assert.is(adapterB.length, 3 * cfg.nL);
+  assert.ok(adapterB.some(([, t]) => t.data.some((x) => x !== 0)), 'no adapter moved');
+  const { loadHfModelWithAdapter } = await import('../lib/models/hf');
+  const re = await loadHfModelWithAdapter(modelDir, path.join(root, 'p1', 'adapter'));
+  for (const [k, t] of re.stateDict()) assert.ok(bitsEqual(t.data, wa.get(k)!.data), `${k} differs in the saved adapter`);
+  await runTrain({ ...peft, outputDir: path.join(root, 'p2'), maxSteps: 1 }, quiet);
+  const c = await runTrain({ ...peft, outputDir: path.join(root, 'p2'), maxSteps: 2, resume: true }, quiet);
+  const wc = loadCheckpoint(c.checkpoint).weights;
+  for (const [k, t] of wa) assert.ok(bitsEqual(t.data, wc.get(k)!.data), `${k} differs after resume`);
+  base.dispose();
+  re.dispose();
+});
+
 test.run();

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
-import { HfCausalLM, loadHfCheckpoint, saveHfModel } from '../models/hf';
+import { HfCausalLM, loadHfCheckpoint, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
 import { builtinReward, loadRewardModule, RewardFunction } from '../rewards';
@@ -177,7 +177,8 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   const dir = o.outputDir as string;
   const task = buildTask(o);
   // --model DIR: a Hugging Face checkpoint (its tokenizer and chat template) instead of the built-in model
-  const hf = o.model ? await loadHfCheckpoint(o.model as string) : null;
+  const lora = o.usePeft ? { r: o.loraR as number, alpha: o.loraAlpha as number, targetModules: o.loraTargetModules as string[], seed: o.seed as number } : undefined;
+  const hf = o.model ? await loadHfCheckpoint(o.model as string, { lora }) : null;
   const tok: Tokenizer = hf ? hf.tokenizer : new CharTokenizer();
   const rewards = buildRewards(o);
   const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
@@ -193,7 +194,9 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
     model = hf ? hf.model : createTransformer(ck.meta.modelConfig);
     model.loadStateDict(ck.weights);
     if (ck.optimizer) model.loadOptimizerState(ck.optimizer, ck.meta.optimizer.step);
-    if (ck.reference) {
+    if (hf && lora) {
+      refModel = cfg.beta > 0 ? hf.model.referenceModel() : null;
+    } else if (ck.reference) {
       refModel = hf ? new HfCausalLM(hf.model.config, { maxSeqLen: hf.model.maxSeqLen }) : createTransformer(ck.meta.modelConfig);
       refModel.loadStateDict(ck.reference);
     }
@@ -202,6 +205,8 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
     io.log(`train: resuming ${resumeFrom} at step ${state.step}`);
   } else {
     model = hf ? hf.model : loadOrCreateModel(o, tok);
+    // LoRA: the reference is the base model, the same weights with the adapters off
+    if (hf && lora && cfg.beta > 0) refModel = hf.model.referenceModel();
   }
   const trainer = new GrpoTrainer({
     model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
@@ -247,7 +252,8 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
   if (!evals.length || evals[evals.length - 1].step !== trainer.state.step) await doEval(trainer.state.step);
   ck = save();
   // an HF model is also saved as a folder transformers can load (bf16, tokenizer files copied)
-  if (hf) saveHfModel(model as HfCausalLM, path.join(dir, 'hf-model'), { sourceDir: o.model as string, overwrite: true });
+  if (hf && lora) saveLoraAdapter(model as HfCausalLM, path.join(dir, 'adapter'), { baseModel: path.resolve(o.model as string), overwrite: true });
+  if (hf && (!lora || o.saveMerged)) saveHfModel(model as HfCausalLM, path.join(dir, 'hf-model'), { sourceDir: o.model as string, overwrite: true });
   const seconds = (Date.now() - t0) / 1000;
   const first = evals[0], final = evals[evals.length - 1];
   io.log(`train: done in ${formatDuration(seconds)}; held-out pass@1 ${(100 * first.result['pass@1']).toFixed(1)}% (step ${first.step}) -> ${(100 * final.result['pass@1']).toFixed(1)}% (step ${final.step}); checkpoint ${ck}`);

@@ -367,7 +367,6 @@ export class HfCausalLM implements PolicyModel {
     const ro = (what: string) => () => {
       throw new Error(`${OP} reference view: ${what} is not available (the reference is read-only)`);
     };
-    const base = () => new Map([...self.stateDict()].filter(([k]) => !HfCausalLM.isAdapter(k)));
     return {
       get vocabSize() { return self.vocabSize; },
       get maxSeqLen() { return self.maxSeqLen; },
@@ -375,7 +374,8 @@ export class HfCausalLM implements PolicyModel {
       get config() { return self.config; },
       forward: (t, b, l, o) => self.forward(t, b, l, { ...o, train: false, adapters: false }),
       backward: ro('backward'), zeroGrad: ro('zeroGrad'), step: ro('step'), generate: ro('generate'),
-      clone: () => self.referenceModel(), stateDict: base, loadStateDict: ro('loadStateDict'),
+      // nothing of its own to checkpoint: the base weights are in the policy's state dict
+      clone: () => self.referenceModel(), stateDict: () => new Map(), loadStateDict: () => {},
       optimizerState: () => new Map(), loadOptimizerState: ro('loadOptimizerState'), dispose: () => {},
     } as PolicyModel;
   }
