@@ -3,3 +3,4 @@ export * from './tokenizer';
 export * from './policy';
 export * from './transformer';
 export * from './safetensors';
+export * from './hf';

@@ -1,6 +1,9 @@
 /**
- * The policy-model interface the trainer drives (contract: .notes/model_interface.md). The
- * built-in native transformer (createTransformer) implements it; any other model can too.
+ * The policy-model interface the trainer drives, model-neutral: token ids in, logits out,
+ * gradients of the logits back, an optimiser step, KV-cache generation, and named float32
+ * tensors for checkpoints. The built-in transformer (createTransformer) and the Hugging Face
+ * models (lib/models/hf, loadHfModel) implement it; any other model can too (README,
+ * "Hugging Face models").
  */
 import type { TensorMap } from './safetensors';
 
@@ -74,8 +77,9 @@ export interface PolicyModel {
   loadStateDict(sd: TensorMap): void;
   optimizerState(): TensorMap & { step?: number };
   loadOptimizerState(s: TensorMap, step: number): void;
-  /** JSON-serialisable. */
-  readonly config: TransformerConfig;
+  /** The model's own description (the built-in TransformerConfig, an HF config, ...): the
+   *  trainer never reads it; checkpoints record it. */
+  readonly config: object;
   dispose(): void;
 }
 

@@ -12,6 +12,10 @@ export interface Tokenizer {
   encode(text: string): number[];
   /** Text of the ids; special ids (pad, bos, eos) are dropped, <unk> decodes as U+FFFD. */
   decode(ids: ArrayLike<number>): string;
+  /** Prompt ids for generation (e.g. through a chat template); default: [bosId, ...encode(prompt)]. */
+  encodePrompt?(prompt: string): number[];
+  /** Ids that end a completion; default: [eosId]. */
+  readonly stopTokenIds?: readonly number[];
 }
 
 /**

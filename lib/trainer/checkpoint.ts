@@ -108,7 +108,7 @@ export function saveCheckpoint(runDir: string, o: SaveOptions): string {
   const meta: CheckpointMeta = {
     version: 1,
     ...o.meta,
-    modelConfig: o.model.config,
+    modelConfig: o.model.config as TransformerConfig,
     optimizer: { step: opt.step ?? 0 },
     hasReference: !!o.refModel,
     savedAt: new Date().toISOString(),

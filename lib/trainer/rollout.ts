@@ -35,7 +35,7 @@ export interface Rollout {
 }
 
 export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
-  return [tok.bosId, ...tok.encode(prompt)];
+  return tok.encodePrompt ? tok.encodePrompt(prompt) : [tok.bosId, ...tok.encode(prompt)];
 }
 
 /**
@@ -115,7 +115,7 @@ export async function rollout(
         minP: o.minP ?? 0,
         seed: o.seed,
         rowIds,
-        stopTokenIds: [tok.eosId],
+        stopTokenIds: tok.stopTokenIds ? [...tok.stopTokenIds] : [tok.eosId],
       },
     );
     for (let i = 0; i < n; i++) {

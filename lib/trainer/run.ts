@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
+import { HfCausalLM, loadHfCheckpoint, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
 import { builtinReward, checkFormatRewardFits, loadRewardModuleIsolated, RewardFunction } from '../rewards';
@@ -323,26 +324,36 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   const t0 = Date.now();
   const dir = runDir;
   const task = buildTask(o);
-  const tok = new CharTokenizer();
+  // --model DIR: a Hugging Face checkpoint (its tokenizer and chat template) instead of the built-in model
+  const lora = o.usePeft ? { r: o.loraR as number, alpha: o.loraAlpha as number, targetModules: o.loraTargetModules as string[], seed: o.seed as number } : undefined;
+  let tok: Tokenizer = new CharTokenizer();
   const cfg0 = resolveGrpoConfig(o);
   let model: PolicyModel | null = null;
   let refModel: PolicyModel | null = null;
   let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
   try {
+    const hf = o.model ? await loadHfCheckpoint(o.model as string, { lora }) : null;
+    if (hf) tok = hf.tokenizer;
     if (ck) {
-      model = createTransformer(ck.meta.modelConfig);
+      model = hf ? hf.model : createTransformer(ck.meta.modelConfig);
       restoreTensors(ck, 'model', model);
       restoreTensors(ck, 'optimizer', model);
-      if (ck.reference) {
-        refModel = createTransformer(ck.meta.modelConfig);
+      if (hf && lora) {
+        // LoRA: the reference is the base model, the same weights with the adapters off
+        refModel = cfg0.beta > 0 ? hf.model.referenceModel() : null;
+      } else if (ck.reference) {
+        refModel = hf ? new HfCausalLM(hf.model.config, { maxSeqLen: hf.model.maxSeqLen }) : createTransformer(ck.meta.modelConfig);
         restoreTensors(ck, 'reference', refModel);
       }
     } else {
-      model = loadOrCreateModel(o, tok);
+      model = hf ? hf.model : loadOrCreateModel(o, tok);
+      if (hf && lora && cfg0.beta > 0) refModel = hf.model.referenceModel();
     }
     checkTaskFits(task, tok, model.maxSeqLen, { ...o, maxCompletionLength: cfg0.maxCompletionLength });
     rewards = await buildRewards(o);
-    checkFormatRewardFits(rewards.fns, task, cfg0.maxCompletionLength); // CharTokenizer: one character per token
+    // a lower bound in characters: the built-in CharTokenizer makes one character per token; an HF
+    // tokenizer's tokens are longer, so no bound is checked there
+    if (!hf) checkFormatRewardFits(rewards.fns, task, cfg0.maxCompletionLength);
     prepareRunDir(dir, { kind: 'grpo', overwrite: o.overwriteOutputDir as boolean, resume: resumeInPlace });
   } catch (e) {
     model?.dispose();
@@ -433,6 +444,9 @@ async function trainLoop(
   bar.done();
   if (!evals.length || evals[evals.length - 1].step !== trainer.state.step) await doEval(trainer.state.step);
   ck = save();
+  // an HF model is also saved as a folder transformers can load (bf16, tokenizer files copied)
+  if (o.model && o.usePeft) saveLoraAdapter(model as HfCausalLM, path.join(dir, 'adapter'), { baseModel: path.resolve(o.model as string), overwrite: true });
+  if (o.model && (!o.usePeft || o.saveMerged)) saveHfModel(model as HfCausalLM, path.join(dir, 'hf-model'), { sourceDir: o.model as string, overwrite: true });
   const seconds = (Date.now() - t0) / 1000;
   const first = evals[0], final = evals[evals.length - 1];
   io.log(`train: done in ${formatDuration(seconds)}; held-out pass@1 ${(100 * first.result['pass@1']).toFixed(1)}% (step ${first.step}) -> ${(100 * final.result['pass@1']).toFixed(1)}% (step ${final.step}); checkpoint ${ck}`);

@@ -17,6 +17,9 @@ const OWNED_FILES = [/^metrics\.jsonl(\.tmp-\d+)?$/, /^eval(-step-\d+)?\.json(\.
 /** Files inside checkpoints/. */
 const CHECKPOINT_ENTRY = /^(step-\d+(\.tmp-\d+)?|latest\.json(\.tmp-\d+)?)$/;
 const CHECKPOINT_FILE = /^(model|optimizer|reference)\.safetensors(\.tmp-\d+)?$|^trainer_state\.json$/;
+/** Folders a run with --model writes at its end (HF layout, PEFT adapter) and the files in them. */
+const EXPORT_DIRS = ['hf-model', 'adapter'];
+const EXPORT_FILE = /^(config\.json|generation_config\.json|model\.safetensors|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|added_tokens\.json|chat_template\.jinja|adapter_config\.json|adapter_model\.safetensors)(\.tmp-\d+)?$/;
 /** The sub-runs of `grpo demo`. */
 const DEMO_SUBRUNS = ['sft', 'grpo'];
 
@@ -75,7 +78,7 @@ export function isRunDir(dir: string): boolean {
 
 /** Entries of `dir` that the run format does not own (a user's files), for messages. */
 function foreignEntries(dir: string, demo: boolean): string[] {
-  return entries(dir).filter((e) => !isOwnedFile(e) && e !== 'checkpoints' && !(demo && DEMO_SUBRUNS.includes(e)));
+  return entries(dir).filter((e) => !isOwnedFile(e) && e !== 'checkpoints' && !EXPORT_DIRS.includes(e) && !(demo && DEMO_SUBRUNS.includes(e)));
 }
 
 function rmdirIfEmpty(dir: string) {
@@ -107,6 +110,11 @@ export function removeRunFiles(dir: string, demo = false): string[] {
     } else rm(p);
   }
   rmdirIfEmpty(ck);
+  for (const d of EXPORT_DIRS) {
+    const p = path.join(dir, d);
+    for (const f of entries(p)) if (EXPORT_FILE.test(f)) rm(path.join(p, f));
+    rmdirIfEmpty(p);
+  }
   if (demo)
     for (const s of DEMO_SUBRUNS) {
       const sub = path.join(dir, s);

@@ -249,8 +249,11 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
 
 }  // namespace
 
+Napi::Function define_hf_model(Napi::Env env);  // hf_binding.cc
+
 void register_model_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTransformer", NativeTransformer::Define(env));
+  exports.Set("NativeHfModel", define_hf_model(env));
 }
 
 }  // namespace grpo
