@@ -15,6 +15,7 @@
  */
 import { native } from '../native';
 import * as v from '../validate';
+import { logitsTensor, rowsOf } from './logprobs';
 
 export interface SampleOptions {
   /** Logits [R, V] row-major: Float32Array, or Uint16Array of bfloat16/float16 bits. */
@@ -153,15 +154,9 @@ export function sampleParams(OP: string, opts: Record<string, unknown>, R: numbe
 
 function prepare(o: SampleOptions) {
   const opts = v.snapshot(OP, o, SAMPLE_HOST_KEYS, { out: SAMPLE_OUT_KEYS });
-  const V = v.integer(OP, 'vocabSize', opts.vocabSize, 1, MAX_V);
-  const logitsRaw = opts.logits;
-  const kind = v.typedArrayKind(logitsRaw);
-  if (kind !== 'Float32Array' && kind !== 'Uint16Array')
-    throw v.typeError(OP, 'logits', 'Float32Array or Uint16Array (bfloat16/float16 bits)', logitsRaw);
-  const n = v.realLength(logitsRaw as Float32Array);
-  if (n % V !== 0) throw v.rangeError(OP, 'logits', `a length that is a multiple of vocabSize ${V}`, logitsRaw);
-  const R = n / V;
-  const { data: logits, dtype } = v.floatTensor(OP, 'logits', logitsRaw, opts.dtype, R * V);
+  // the same row logic (and messages) as logprobs and the CUDA form
+  const { V, N: R } = rowsOf(OP, opts.logits, opts.vocabSize);
+  const { data: logits, dtype } = logitsTensor(OP, opts.logits, opts.dtype, R * V);
   const { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc } = sampleParams(OP, opts, R);
   const out = (opts.out ?? {}) as Record<string, unknown>;
   const tokens = out.tokens === undefined ? new Int32Array(R) : v.int32Array(OP, 'out.tokens', out.tokens, R);
