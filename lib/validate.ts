@@ -49,6 +49,8 @@ const TA_BYTE_OFFSET = intrinsicGetter('byteOffset');
 const TA_BYTE_LENGTH = intrinsicGetter('byteLength');
 const TA_TAG = intrinsicGetter(Symbol.toStringTag);
 const AB_RESIZABLE = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+const INTRINSIC_PROTOS = new Set<object>([Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array].map((c) => c.prototype));
+const hasOwn = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
 
 /** The typed-array kinds the ops take. */
 export type TypedArrayKind = 'Float32Array' | 'Float64Array' | 'Int32Array' | 'Uint32Array' | 'Uint16Array' | 'Uint8Array';
@@ -80,6 +82,10 @@ export function realBytes(a: ArrayBufferView): { buffer: ArrayBufferLike; start:
  * prototype chain with descriptor reads only (no getter runs; a Proxy in the chain fails).
  */
 function honestLength(a: object): boolean {
+  // the common case, with no descriptor objects allocated: an instance of an intrinsic
+  // constructor, with no own `length`, and the intrinsic prototypes untouched
+  const proto = Object.getPrototypeOf(a) as object;
+  if (INTRINSIC_PROTOS.has(proto) && !hasOwn(a, 'length') && !hasOwn(proto, 'length') && Object.getOwnPropertyDescriptor(TA_PROTO, 'length')?.get === TA_LENGTH) return true;
   let p: object | null = a;
   for (let depth = 0; p !== null && depth < 32; depth++) {
     if (util.types.isProxy(p)) return false;
@@ -97,17 +103,26 @@ function honestLength(a: object): boolean {
  * one could change under the kernel), of `length` elements when given.
  */
 export function typedArray<K extends TypedArrayKind>(op: string, name: string, v: unknown, kinds: K | readonly K[], length?: number, expected?: string): TypedArrayOf<K> {
-  const list = (typeof kinds === 'string' ? [kinds] : kinds) as readonly string[];
-  const want = expected ?? lengthText(list.join(' or '), length);
   const kind = typedArrayKind(v);
-  if (kind === undefined || !list.includes(kind)) throw typeError(op, name, want, v);
+  if (kind === undefined || (typeof kinds === 'string' ? kind !== kinds : !(kinds as readonly string[]).includes(kind)))
+    throw typeError(op, name, wantText(kinds, length, expected), v);
   const a = v as ArrayBufferView;
-  if (!honestLength(a)) throw typeError(op, name, `${want} (a typed array whose length property is not overridden)`, v);
-  const { buffer } = realBytes(a);
-  if (util.types.isSharedArrayBuffer(buffer)) throw typeError(op, name, `${want} backed by an ArrayBuffer, not a SharedArrayBuffer`, v);
-  if (AB_RESIZABLE !== undefined && Reflect.apply(AB_RESIZABLE, buffer, [])) throw typeError(op, name, `${want} backed by a fixed-length ArrayBuffer, not a resizable one`, v);
-  if (length !== undefined && realLength(a) !== length) throw rangeError(op, name, want, v);
+  if (!honestLength(a)) throw typeError(op, name, `${wantText(kinds, length, expected)} (a typed array whose length property is not overridden)`, v);
+  const plain = plainBuffer(Reflect.apply(TA_BUFFER, a, []) as ArrayBufferLike);
+  if (plain !== true) throw typeError(op, name, `${wantText(kinds, length, expected)} backed by ${plain === 'shared' ? 'an ArrayBuffer, not a SharedArrayBuffer' : 'a fixed-length ArrayBuffer, not a resizable one'}`, v);
+  if (length !== undefined && realLength(a) !== length) throw rangeError(op, name, wantText(kinds, length, expected), v);
   return v as TypedArrayOf<K>;
+}
+
+/** The expected-text of {@link typedArray}, built only on failure (it runs for every array of every call). */
+function wantText(kinds: string | readonly string[], length: number | undefined, expected: string | undefined): string {
+  return expected ?? lengthText(typeof kinds === 'string' ? kinds : kinds.join(' or '), length);
+}
+
+/** true for a plain fixed-length ArrayBuffer, else 'shared' or 'resizable'. */
+function plainBuffer(b: ArrayBufferLike): true | 'shared' | 'resizable' {
+  if (util.types.isSharedArrayBuffer(b)) return 'shared';
+  return AB_RESIZABLE !== undefined && Reflect.apply(AB_RESIZABLE, b, []) ? 'resizable' : true;
 }
 
 /** Short description of a received value for error messages; runs no caller code. */
@@ -215,17 +230,18 @@ export function snapshot(op: string, v: unknown, keys: readonly string[], nested
     const near = didYouMean(k, keys);
     throw new TypeError(`${op}: unknown option ${prefix}${k}${near !== undefined ? ` (did you mean ${prefix}${near}?)` : `; expected one of ${keys.map((x) => prefix + x).join(', ')}`}`);
   }
+  // null prototype: a key absent here must read as undefined, never as Object.prototype[key]
   const snap: Record<string, unknown> = Object.create(null);
-  for (const k of keys) {
-    let x: unknown;
-    try {
-      x = o[k];
-    } catch (e) {
-      throw new TypeError(`${op}: reading option ${prefix}${k} threw: ${e instanceof Error ? e.message : describe(e)}`, { cause: e });
+  let k = '';
+  try {
+    for (k of keys) {
+      const x = o[k];
+      if (x !== undefined) snap[k] = x;
     }
-    if (x === undefined) continue;
-    snap[k] = nested[k] !== undefined ? snapshot(op, x, nested[k], {}, prefix + k) : x;
+  } catch (e) {
+    throw new TypeError(`${op}: reading option ${prefix}${k} threw: ${e instanceof Error ? e.message : describe(e)}`, { cause: e });
   }
+  for (const n in nested) if (snap[n] !== undefined) snap[n] = snapshot(op, snap[n], nested[n], {}, prefix + n);
   return snap;
 }
 
@@ -262,21 +278,33 @@ export function plainArray(op: string, name: string, v: unknown, expected: strin
  * Rejects outputs that share memory with each other or with an input (the same array, or
  * overlapping views of one ArrayBuffer): the kernels read inputs while writing outputs and
  * write outputs in any order, so an alias would corrupt the result. Absent (null/undefined)
- * entries are skipped. O(outputs × (outputs + inputs)).
+ * entries are skipped. O(outputs × (outputs + inputs)). The ops call it only when the caller
+ * passed `out`: outputs they allocate alias nothing.
  */
 export function noAliases(op: string, outputs: Record<string, ArrayBufferView | null | undefined>, inputs: Record<string, ArrayBufferView | null | undefined> = {}): void {
-  const outs = Object.entries(outputs).filter((e): e is [string, ArrayBufferView] => e[1] != null).map(([n, a]) => [n, realBytes(a)] as const);
-  const ins = Object.entries(inputs).filter((e): e is [string, ArrayBufferView] => e[1] != null).map(([n, a]) => [n, realBytes(a)] as const);
-  const overlap = (x: ReturnType<typeof realBytes>, y: ReturnType<typeof realBytes>) => x.buffer === y.buffer && x.start < y.end && y.start < x.end;
-  for (let i = 0; i < outs.length; i++) {
-    const [n, b] = outs[i];
-    for (let j = 0; j < i; j++) {
-      if (overlap(b, outs[j][1])) throw new RangeError(`${op}: expected ${n} and ${outs[j][0]} to be separate memory but they overlap (the same buffer bytes ${Math.max(b.start, outs[j][1].start)}..${Math.min(b.end, outs[j][1].end)})`);
+  const outs: [string, Bytes][] = [];
+  for (const n in outputs) {
+    const a = outputs[n];
+    if (a == null) continue;
+    const b = realBytes(a);
+    for (const [m, c] of outs) {
+      if (overlaps(b, c)) throw new RangeError(`${op}: expected ${n} and ${m} to be separate memory but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})`);
     }
-    for (const [m, c] of ins) {
-      if (overlap(b, c)) throw new RangeError(`${op}: expected ${n} to be memory apart from the input ${m} but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})`);
+    outs.push([n, b]);
+  }
+  for (const m in inputs) {
+    const a = inputs[m];
+    if (a == null) continue;
+    const c = realBytes(a);
+    for (const [n, b] of outs) {
+      if (overlaps(b, c)) throw new RangeError(`${op}: expected ${n} to be memory apart from the input ${m} but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})`);
     }
   }
+}
+
+type Bytes = ReturnType<typeof realBytes>;
+function overlaps(x: Bytes, y: Bytes): boolean {
+  return x.buffer === y.buffer && x.start < y.end && y.start < x.end;
 }
 
 /**

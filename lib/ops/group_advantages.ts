@@ -152,7 +152,7 @@ function prepare(o: GroupAdvantagesOptions) {
   const out = (opts.out ?? {}) as Record<string, unknown>;
   const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
   const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
-  v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
   // contents last: no caller code runs from here to the native call
   for (let i = 0; i < rewards.length; i++) {
     const x = rewards[i];

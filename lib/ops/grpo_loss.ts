@@ -272,7 +272,7 @@ function prepare(o: GrpoLossOptions) {
   const out = (opts.out ?? {}) as Record<string, unknown>;
   const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
   const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
-  v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss }, { logp, oldLogp, refLogp, advantages, mask, entropy });
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss }, { logp, oldLogp, refLogp, advantages, mask, entropy });
   v.allFinite(OP, 'advantages', advantages);
   v.allFiniteWhere(OP, 'logp', logp, mask);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);

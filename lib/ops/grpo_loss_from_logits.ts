@@ -134,7 +134,7 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   const entropy = v.outFloat32(OP, 'out.entropy', out.entropy, N);
   const gradLogp = v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N);
   // 'inplace' writes the gradient over the logits by design; every other overlap is an alias
-  v.noAliases(
+  if (opts.out !== undefined) v.noAliases(
     OP,
     { 'out.gradLogits': mode === 'separate' ? gradLogits : null, 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp },
     { logits: lt.data, targets: opts.targets as Int32Array, advantages, mask, oldLogp, refLogp },

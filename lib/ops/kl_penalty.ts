@@ -62,7 +62,7 @@ function prepare(o: KlPenaltyOptions) {
   const out = (opts.out ?? {}) as Record<string, unknown>;
   const kl = v.outFloat32(OP, 'out.kl', out.kl, n);
   const grad = wantGrad ? v.outFloat32(OP, 'out.grad', out.grad, n) : null;
-  v.noAliases(OP, { 'out.kl': kl, 'out.grad': grad }, { logp, refLogp });
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.kl': kl, 'out.grad': grad }, { logp, refLogp });
   v.allFinite(OP, 'logp', logp);
   v.allFinite(OP, 'refLogp', refLogp);
   const args = { n, logp, refLogp, estimator: KL_ESTIMATORS.indexOf(estimator), clampLogRatio, kl, grad };

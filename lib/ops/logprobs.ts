@@ -98,7 +98,7 @@ function prepare(o: LogprobsOptions) {
   const out = (opts.out ?? {}) as Record<string, unknown>;
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = wantEntropy ? v.outFloat32(OP, 'out.entropy', out.entropy, N) : null;
-  v.noAliases(OP, { 'out.logp': logp, 'out.entropy': entropy }, { logits: lt.data, targets: opts.targets as Int32Array });
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.logp': logp, 'out.entropy': entropy }, { logits: lt.data, targets: opts.targets as Int32Array });
   const targets = v.ids(OP, 'targets', opts.targets, N, V);
   const args = { N, V, logits: lt.data, logitsDtype: lt.dtype, targets, temperature, logp, entropy };
   return { args, result: (): LogprobsResult => ({ logp, entropy }) };

@@ -162,7 +162,7 @@ function prepare(o: SampleOptions) {
   const tokens = out.tokens === undefined ? new Int32Array(R) : v.int32Array(OP, 'out.tokens', out.tokens, R);
   const logp = v.outFloat32(OP, 'out.logp', out.logp, R);
   const truncLogp = wantTrunc ? v.outFloat32(OP, 'out.truncLogp', out.truncLogp, R) : null;
-  v.noAliases(OP, { 'out.tokens': tokens, 'out.logp': logp, 'out.truncLogp': truncLogp }, { logits, temperature, topK, topP, minP, rowIds });
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.tokens': tokens, 'out.logp': logp, 'out.truncLogp': truncLogp }, { logits, temperature, topK, topP, minP, rowIds });
   const args = {
     R, V, logits, logitsDtype: dtype, temperature, topK, topP, minP,
     seedLo, seedHi, step, rowIds, tokens, logp, truncLogp,

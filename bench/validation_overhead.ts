@@ -1,0 +1,73 @@
+// Cost of the argument validation layer (lib/validate.ts: options snapshot, typed-array
+// identity checks, alias checks, float32 ranges) on small calls, where it is most of the call,
+// and on large ones, where it must not show. Compares this checkout's lib/ with another copy
+// of lib/ (e.g. an older commit: `git archive <commit> lib | tar -x -C /tmp/old`) in one
+// process, the two alternating per round, on the same native addon.
+//   node --import tsx bench/validation_overhead.ts [/tmp/old/lib]
+// Prints a markdown table of medians (µs per sync call) and new/old ratios.
+import * as os from 'os';
+import * as path from 'path';
+
+const otherDir = process.argv[2];
+process.env.GRPO_KERNELS_ADDON ??= path.resolve(__dirname, '..', 'build', 'Release', 'grpo_kernels.node');
+type Lib = typeof import('../lib');
+const libs: [string, Lib][] = [['new', require('../lib') as Lib]];
+if (otherDir) libs.push(['old', require(path.resolve(otherDir)) as Lib]);
+
+function randn(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 2 ** 32 - 0.5) * 4;
+  }
+  return a;
+}
+
+interface Case { name: string; call: (l: Lib) => unknown; reps: number }
+function cases(): Case[] {
+  const out: Case[] = [];
+  for (const [label, n, reps] of [['small', 64, 2000], ['large', 1 << 20, 20]] as const) {
+    const S = 16, T = n / S, V = label === 'small' ? 16 : 4096, Nl = label === 'small' ? 64 : 256;
+    const logp = randn(n, 1).map((x) => x - 3), ref = randn(n, 2).map((x) => x - 3), old = randn(n, 3).map((x) => x - 3);
+    const adv = randn(S, 4), mask = new Uint8Array(n).fill(1);
+    const gradOut = new Float32Array(n), klOut = new Float32Array(n), klGrad = new Float32Array(n);
+    const z = randn(Nl * V, 5), targets = Int32Array.from({ length: Nl }, (_, i) => (i * 7) % V);
+    const gl = new Float32Array(Nl * V);
+    const rewards = randn(label === 'small' ? 64 : 65536, 6);
+    out.push({ name: `klPenalty n=${n}`, reps, call: (l) => l.klPenaltySync({ logp, refLogp: ref, out: { kl: klOut, grad: klGrad } }) });
+    out.push({ name: `grpoLoss N=${n}`, reps, call: (l) => l.grpoLossSync({ logp, oldLogp: old, refLogp: ref, advantages: adv, mask, beta: 0.04, epsilonHigh: 0.28, out: { gradLogp: gradOut } }) });
+    out.push({ name: `groupAdvantages S=${rewards.length}`, reps, call: (l) => l.groupAdvantagesSync({ rewards, groupSize: 8 }) });
+    out.push({ name: `logprobs ${Nl}x${V}`, reps: Math.max(5, reps >> 2), call: (l) => l.logprobsSync({ logits: z, vocabSize: V, targets }) });
+    out.push({ name: `grpoLossFromLogits ${Nl}x${V}`, reps: Math.max(5, reps >> 2), call: (l) => l.grpoLossFromLogitsSync({ logits: z, vocabSize: V, targets, advantages: adv.subarray(0, Nl / 16), out: { gradLogits: gl } }) });
+    out.push({ name: `sample ${Nl}x${V}`, reps: Math.max(5, reps >> 2), call: (l) => l.sampleSync({ logits: z, vocabSize: V, seed: 1, temperature: 0.8, topP: 0.95 }) });
+  }
+  return out;
+}
+
+function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s[s.length >> 1];
+}
+
+const rounds = 7;
+const rows: string[] = [];
+for (const c of cases()) {
+  const times: Record<string, number[]> = {};
+  for (const [name, l] of libs) for (let i = 0; i < 3; i++) c.call(l);  // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, l] of r % 2 ? [...libs].reverse() : libs) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < c.reps; i++) c.call(l);
+      (times[name] ??= []).push(Number(process.hrtime.bigint() - t0) / 1e3 / c.reps);
+    }
+  }
+  const nw = median(times.new), od = times.old ? median(times.old) : NaN;
+  rows.push(`| ${c.name} | ${nw.toFixed(2)} | ${Number.isNaN(od) ? '-' : od.toFixed(2)} | ${Number.isNaN(od) ? '-' : (nw / od).toFixed(3)} |`);
+  console.error(rows[rows.length - 1]);
+}
+console.log(`Machine: ${os.cpus()[0].model}, ${os.cpus().length} CPUs; node ${process.version}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end; ${new Date().toISOString()}`);
+console.log(`Command: node --import tsx bench/validation_overhead.ts ${otherDir ?? ''}; medians of ${rounds} rounds, the two libs alternating each round.\n`);
+console.log('| case (sync call) | new µs/call | old µs/call | new/old |');
+console.log('|---|---|---|---|');
+for (const r of rows) console.log(r);
