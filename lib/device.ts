@@ -289,6 +289,7 @@ export interface CudaGroupAdvantagesOptions {
   groupSize?: number;
   /** Dense group index per sequence in [0, numGroups), int32 on the device (out of range: NaN advantage). */
   groupIds?: DeviceTensor;
+  /** The number of groups, with `groupIds` (not with `groupSize`). */
   numGroups?: number;
   estimator?: AdvantageEstimator;
   scale?: AdvantageScale;

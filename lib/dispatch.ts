@@ -37,9 +37,8 @@ import * as v from './validate';
  * and says whether its tensors are device tensors (all of them: mixing throws). The chosen form
  * gets the snapshot, so no option getter runs twice and the form rejects keys it does not take.
  */
-function route(op: string, o: unknown, tensors: readonly string[], keys: { host: readonly string[]; device: readonly string[]; out: readonly string[] }): { snap: never; device: boolean } {
-  const all = [...new Set([...keys.host, ...keys.device])];
-  const snap = v.snapshot(op, o, all, { out: keys.out });
+function route(op: string, o: unknown, tensors: readonly string[], keys: { all: readonly string[]; nested: { out: readonly string[] } }): { snap: never; device: boolean } {
+  const snap = v.snapshot(op, o, keys.all, keys.nested);
   const picked: Record<string, unknown> = {};
   for (const t of tensors) picked[t] = snap[t];
   const where = placement(op, picked);
@@ -47,8 +46,13 @@ function route(op: string, o: unknown, tensors: readonly string[], keys: { host:
   return { snap: snap as never, device: where === 'cuda' };
 }
 
+/** The keys of both forms of an op (computed once, not per call). */
+function keySets(host: readonly string[], device: readonly string[], out: readonly string[]) {
+  return { all: [...new Set([...host, ...device])], nested: { out } };
+}
+
 const KL = ['logp', 'refLogp'];
-const KL_KEYS = { host: kl.KL_PENALTY_HOST_KEYS, device: kl.KL_PENALTY_KEYS, out: kl.KL_PENALTY_OUT_KEYS };
+const KL_KEYS = keySets(kl.KL_PENALTY_HOST_KEYS, kl.KL_PENALTY_KEYS, kl.KL_PENALTY_OUT_KEYS);
 /** KL penalty per token (spec §3): host or device tensors. */
 export function klPenalty(o: kl.KlPenaltyOptions): Promise<kl.KlPenaltyResult>;
 export function klPenalty(o: CudaKlPenaltyOptions): Promise<CudaKlPenaltyResult>;
@@ -65,7 +69,7 @@ export function klPenaltySync(o: kl.KlPenaltyOptions | CudaKlPenaltyOptions): kl
 }
 
 const LP = ['logits', 'targets'];
-const LP_KEYS = { host: lp.LOGPROBS_HOST_KEYS, device: lp.LOGPROBS_KEYS, out: lp.LOGPROBS_OUT_KEYS };
+const LP_KEYS = keySets(lp.LOGPROBS_HOST_KEYS, lp.LOGPROBS_KEYS, lp.LOGPROBS_OUT_KEYS);
 /** Token log-probs and entropy (spec §1): host or device tensors. */
 export function logprobs(o: lp.LogprobsOptions): Promise<lp.LogprobsResult>;
 export function logprobs(o: CudaLogprobsOptions): Promise<CudaLogprobsResult>;
@@ -82,7 +86,7 @@ export function logprobsSync(o: lp.LogprobsOptions | CudaLogprobsOptions): lp.Lo
 }
 
 const ADV = ['rewards', 'groupIds'];
-const ADV_KEYS = { host: adv.GROUP_ADVANTAGES_HOST_KEYS, device: adv.GROUP_ADVANTAGES_DEVICE_KEYS, out: adv.GROUP_ADVANTAGES_OUT_KEYS };
+const ADV_KEYS = keySets(adv.GROUP_ADVANTAGES_HOST_KEYS, adv.GROUP_ADVANTAGES_DEVICE_KEYS, adv.GROUP_ADVANTAGES_OUT_KEYS);
 /**
  * Group advantages (spec §2): host or device tensors. On the device, `groupIds` is an int32
  * DeviceTensor of dense indices in [0, numGroups) (or use `groupSize`).
@@ -102,7 +106,7 @@ export function groupAdvantagesSync(o: adv.GroupAdvantagesOptions | CudaGroupAdv
 }
 
 const GL = ['logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy'];
-const GL_KEYS = { host: gl.GRPO_LOSS_HOST_KEYS, device: gl.GRPO_LOSS_KEYS, out: gl.GRPO_LOSS_OUT_KEYS };
+const GL_KEYS = keySets(gl.GRPO_LOSS_HOST_KEYS, gl.GRPO_LOSS_KEYS, gl.GRPO_LOSS_OUT_KEYS);
 /** The GRPO loss from per-token log-probs (spec §4-§6): host or device tensors. */
 export function grpoLoss(o: gl.GrpoLossOptions): Promise<gl.GrpoLossResult>;
 export function grpoLoss(o: CudaGrpoLossOptions): Promise<CudaGrpoLossResult>;
@@ -119,7 +123,7 @@ export function grpoLossSync(o: gl.GrpoLossOptions | CudaGrpoLossOptions): gl.Gr
 }
 
 const GLF = ['logits', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp'];
-const GLF_KEYS = { host: glf.GRPO_LOSS_FROM_LOGITS_HOST_KEYS, device: glf.GRPO_LOSS_FROM_LOGITS_KEYS, out: glf.GRPO_LOSS_FROM_LOGITS_OUT_KEYS };
+const GLF_KEYS = keySets(glf.GRPO_LOSS_FROM_LOGITS_HOST_KEYS, glf.GRPO_LOSS_FROM_LOGITS_KEYS, glf.GRPO_LOSS_FROM_LOGITS_OUT_KEYS);
 /** The fused GRPO loss from logits (spec §7): host or device tensors. */
 export function grpoLossFromLogits<L extends glf.LogitsArray>(o: glf.GrpoLossFromLogitsOptions<L>): Promise<glf.GrpoLossFromLogitsResult<L>>;
 export function grpoLossFromLogits(o: CudaGrpoLossFromLogitsOptions): Promise<CudaGrpoLossFromLogitsResult>;
@@ -136,7 +140,7 @@ export function grpoLossFromLogitsSync(o: glf.GrpoLossFromLogitsOptions | CudaGr
 }
 
 const SMP = ['logits'];
-const SMP_KEYS = { host: smp.SAMPLE_HOST_KEYS, device: smp.SAMPLE_KEYS, out: smp.SAMPLE_OUT_KEYS };
+const SMP_KEYS = keySets(smp.SAMPLE_HOST_KEYS, smp.SAMPLE_KEYS, smp.SAMPLE_OUT_KEYS);
 /** Batched sampling (spec §9): host or device logits; the same tokens on both for one seed. */
 export function sample(o: smp.SampleOptions): Promise<smp.SampleResult>;
 export function sample(o: CudaSampleOptions): Promise<CudaSampleResult>;

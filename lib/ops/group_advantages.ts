@@ -33,7 +33,7 @@ export interface GroupAdvantagesOptions {
   rewards: Float32Array;
   /** K, the number of reward functions (columns of `rewards`). Default 1. */
   numRewardFunctions?: number;
-  /** Weight of each reward function [K], finite. Default all 1. */
+  /** Weight of each reward function [K], finite in float32 (|w| ≤ 3.4e38; 0 or ≥ 1.18e-38). Default all 1. */
   weights?: number[] | Float32Array;
   /** G: contiguous groups of G sequences (G must divide S). */
   groupSize?: number;
@@ -43,7 +43,7 @@ export interface GroupAdvantagesOptions {
   estimator?: AdvantageEstimator;
   /** 'group' (default for grpo), 'batch' or 'none' (default for rloo). */
   scale?: AdvantageScale;
-  /** Added to σ before dividing; default 1e-4 (TRL; verl uses 1e-6). */
+  /** Added to σ before dividing; default 1e-4 (TRL; verl uses 1e-6). 0 or in [1.18e-38, 3.4e38]. */
   eps?: number;
   /** 'unbiased' (default, torch.std: divide by n − 1) or 'population' (divide by n). */
   std?: 'unbiased' | 'population';

@@ -45,7 +45,7 @@ export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> 
   oldLogp?: Float32Array;
   /** Reference-model log-probs [N]; required when beta > 0. */
   refLogp?: Float32Array;
-  /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
+  /** Softmax temperature τ > 0 (the logits are divided by it), a normal float32 (≥ 1.18e-38, ≤ 3.4e38). Default 1. */
   temperature?: number;
   /** Where ∂L/∂logits goes: 'separate' (default, a new or given buffer), 'inplace', 'none'. */
   gradient?: GradientMode;

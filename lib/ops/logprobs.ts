@@ -19,7 +19,7 @@ export interface LogprobsOptions {
   vocabSize: number;
   /** Target (sampled) token id per row, in [0, V): Int32Array of length N. */
   targets: Int32Array;
-  /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
+  /** Softmax temperature τ > 0 (the logits are divided by it), a normal float32 (≥ 1.18e-38, ≤ 3.4e38). Default 1. */
   temperature?: number;
   /** Also compute the entropy per row (default true). */
   entropy?: boolean;

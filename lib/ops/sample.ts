@@ -24,13 +24,13 @@ export interface SampleOptions {
   dtype?: v.FloatDType;
   /** V, the vocabulary size (row length). R = logits.length / V. */
   vocabSize: number;
-  /** τ ≥ 0 per row or for all rows (default 1). 0 = greedy. */
+  /** τ ≥ 0 per row or for all rows (default 1). 0 = greedy; otherwise a normal float32 (≥ 1.18e-38, ≤ 3.4e38). */
   temperature?: number | Float32Array;
   /** Keep the k largest (0 = off, default; k ≥ V is off too). Integer ≥ 0. */
   topK?: number | Int32Array;
-  /** Nucleus mass in (0, 1] (1 = off, default). */
+  /** Nucleus mass in (0, 1] (1 = off, default); ≥ 1.18e-38 (0 in float32 below that). */
   topP?: number | Float32Array;
-  /** Drop p_v < minP·p_max; in [0, 1] (0 = off, default). */
+  /** Drop p_v < minP·p_max; in [0, 1] (0 = off, default), 0 or ≥ 1.18e-38. */
   minP?: number | Float32Array;
   /** The Philox key: a non-negative safe integer or a bigint < 2^64. */
   seed: number | bigint;

@@ -1,20 +1,24 @@
 // Cost of the argument validation layer (lib/validate.ts: options snapshot, typed-array
 // identity checks, alias checks, float32 ranges) on small calls, where it is most of the call,
 // and on large ones, where it must not show. Compares this checkout's lib/ with another copy
-// of lib/ (e.g. an older commit: `git archive <commit> lib | tar -x -C /tmp/old`) in one
-// process, the two alternating per round, on the same native addon.
-//   node --import tsx bench/validation_overhead.ts [/tmp/old/lib]
-// Prints a markdown table of medians (µs per sync call) and new/old ratios.
-import * as os from 'os';
-import * as path from 'path';
+// of the package built from another commit, in one process, the two alternating per round, on
+// the same native addon. Both are the tsc output (dist/), as users run it:
+//   npm run build:ts
+//   git archive <commit> lib tsconfig.json | tar -x -C /tmp/old && (cd /tmp/old && npx tsc -p .)
+//   node bench/validation_overhead.js dist /tmp/old/dist
+// Prints a markdown table of the minimum and the median over rounds (µs per sync call, each
+// round the mean of `reps` calls) and new/old ratios of both: on a loaded machine the minimum
+// is the better estimate of the cost itself, the median shows the spread.
+'use strict';
+const os = require('os');
+const path = require('path');
 
-const otherDir = process.argv[2];
+const [newDir = 'dist', otherDir] = process.argv.slice(2);
 process.env.GRPO_KERNELS_ADDON ??= path.resolve(__dirname, '..', 'build', 'Release', 'grpo_kernels.node');
-type Lib = typeof import('../lib');
-const libs: [string, Lib][] = [['new', require('../lib') as Lib]];
-if (otherDir) libs.push(['old', require(path.resolve(otherDir)) as Lib]);
+const libs = [['new', require(path.resolve(newDir))]];
+if (otherDir) libs.push(['old', require(path.resolve(otherDir))]);
 
-function randn(n: number, seed: number): Float32Array {
+function randn(n, seed) {
   const a = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
@@ -24,10 +28,9 @@ function randn(n: number, seed: number): Float32Array {
   return a;
 }
 
-interface Case { name: string; call: (l: Lib) => unknown; reps: number }
-function cases(): Case[] {
-  const out: Case[] = [];
-  for (const [label, n, reps] of [['small', 64, 2000], ['large', 1 << 20, 20]] as const) {
+function cases() {
+  const out = [];
+  for (const [label, n, reps] of [['small', 64, 2000], ['large', 1 << 20, 20]]) {
     const S = 16, T = n / S, V = label === 'small' ? 16 : 4096, Nl = label === 'small' ? 64 : 256;
     const logp = randn(n, 1).map((x) => x - 3), ref = randn(n, 2).map((x) => x - 3), old = randn(n, 3).map((x) => x - 3);
     const adv = randn(S, 4), mask = new Uint8Array(n).fill(1);
@@ -45,15 +48,15 @@ function cases(): Case[] {
   return out;
 }
 
-function median(a: number[]): number {
+function median(a) {
   const s = [...a].sort((x, y) => x - y);
   return s[s.length >> 1];
 }
 
-const rounds = 7;
-const rows: string[] = [];
+const rounds = 15;
+const rows = [];
 for (const c of cases()) {
-  const times: Record<string, number[]> = {};
+  const times = {};
   for (const [name, l] of libs) for (let i = 0; i < 3; i++) c.call(l);  // warm-up
   for (let r = 0; r < rounds; r++) {
     for (const [name, l] of r % 2 ? [...libs].reverse() : libs) {
@@ -62,12 +65,14 @@ for (const c of cases()) {
       (times[name] ??= []).push(Number(process.hrtime.bigint() - t0) / 1e3 / c.reps);
     }
   }
+  const f = (x) => (Number.isNaN(x) ? '-' : x.toFixed(2));
+  const mn = Math.min(...times.new), mo = times.old ? Math.min(...times.old) : NaN;
   const nw = median(times.new), od = times.old ? median(times.old) : NaN;
-  rows.push(`| ${c.name} | ${nw.toFixed(2)} | ${Number.isNaN(od) ? '-' : od.toFixed(2)} | ${Number.isNaN(od) ? '-' : (nw / od).toFixed(3)} |`);
+  rows.push(`| ${c.name} | ${f(mn)} | ${f(mo)} | ${Number.isNaN(mo) ? '-' : (mn / mo).toFixed(3)} | ${f(nw)} | ${f(od)} | ${Number.isNaN(od) ? '-' : (nw / od).toFixed(3)} |`);
   console.error(rows[rows.length - 1]);
 }
 console.log(`Machine: ${os.cpus()[0].model}, ${os.cpus().length} CPUs; node ${process.version}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end; ${new Date().toISOString()}`);
-console.log(`Command: node --import tsx bench/validation_overhead.ts ${otherDir ?? ''}; medians of ${rounds} rounds, the two libs alternating each round.\n`);
-console.log('| case (sync call) | new µs/call | old µs/call | new/old |');
-console.log('|---|---|---|---|');
+console.log(`Command: node bench/validation_overhead.js ${newDir} ${otherDir ?? ''}; ${rounds} rounds, the two libs alternating each round.\n`);
+console.log('| case (sync call) | new min µs | old min µs | new/old (min) | new median µs | old median µs | new/old (median) |');
+console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
