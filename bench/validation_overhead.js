@@ -13,10 +13,22 @@
 const os = require('os');
 const path = require('path');
 
-const [newDir = 'dist', otherDir] = process.argv.slice(2);
+// --stub-native: the addon's op functions are replaced by no-ops (both builds load the same
+// addon object), so a call costs only the JS layer: validation, dispatch, output allocation.
+// That isolates the validation cost from the kernels and from most of the machine's noise.
+const args = process.argv.slice(2);
+const stub = args.includes('--stub-native');
+const [newDir = 'dist', otherDir] = args.filter((a) => !a.startsWith('--'));
 process.env.GRPO_KERNELS_ADDON ??= path.resolve(__dirname, '..', 'build', 'Release', 'grpo_kernels.node');
 const libs = [['new', require(path.resolve(newDir))]];
 if (otherDir) libs.push(['old', require(path.resolve(otherDir))]);
+if (stub) {
+  const addon = require(path.resolve(newDir, 'native')).native();
+  const metrics = { loss: 0, kl: 0, entropy: 0, clipLow: 0, clipHigh: 0, clipRegion: 0, ratio: 1, maskedTokens: 1 };
+  addon.klPenalty = addon.logprobs = addon.sample = () => undefined;
+  addon.groupAdvantages = () => ({ zeroStdFraction: 0, numNoReward: 0 });
+  addon.grpoLoss = addon.grpoLossFromLogits = () => metrics;
+}
 
 function randn(n, seed) {
   const a = new Float32Array(n);
@@ -72,7 +84,7 @@ for (const c of cases()) {
   console.error(rows[rows.length - 1]);
 }
 console.log(`Machine: ${os.cpus()[0].model}, ${os.cpus().length} CPUs; node ${process.version}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end; ${new Date().toISOString()}`);
-console.log(`Command: node bench/validation_overhead.js ${newDir} ${otherDir ?? ''}; ${rounds} rounds, the two libs alternating each round.\n`);
+console.log(`Command: node bench/validation_overhead.js ${args.join(' ')}; ${rounds} rounds, the two libs alternating each round${stub ? '; native ops stubbed (JS layer only)' : ''}.\n`);
 console.log('| case (sync call) | new min µs | old min µs | new/old (min) | new median µs | old median µs | new/old (median) |');
 console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);

@@ -230,8 +230,14 @@ export function snapshot(op: string, v: unknown, keys: readonly string[], nested
     const near = didYouMean(k, keys);
     throw new TypeError(`${op}: unknown option ${prefix}${k}${near !== undefined ? ` (did you mean ${prefix}${near}?)` : `; expected one of ${keys.map((x) => prefix + x).join(', ')}`}`);
   }
-  // null prototype: a key absent here must read as undefined, never as Object.prototype[key]
-  const snap: Record<string, unknown> = Object.create(null);
+  // a snapshot passed on (dispatch -> op) is plain data already: checking its keys is enough
+  if ((o as Record<symbol, unknown>)[SNAPSHOT] === true) {
+    for (const n in nested) if (o[n] !== undefined) snapshot(op, o[n], nested[n], {}, prefix + n);
+    return o;
+  }
+  // null prototype: a key absent here reads as undefined, never as Object.prototype[key]
+  // (and measured faster than a plain object holding every key)
+  const snap: Record<string | symbol, unknown> = Object.create(null);
   let k = '';
   try {
     for (k of keys) {
@@ -242,8 +248,15 @@ export function snapshot(op: string, v: unknown, keys: readonly string[], nested
     throw new TypeError(`${op}: reading option ${prefix}${k} threw: ${e instanceof Error ? e.message : describe(e)}`, { cause: e });
   }
   for (const n in nested) if (snap[n] !== undefined) snap[n] = snapshot(op, snap[n], nested[n], {}, prefix + n);
-  return snap;
+  snap[SNAPSHOT] = true;
+  return snap as Record<string, unknown>;
 }
+
+/** Brands the objects {@link snapshot} made (module-private: a caller cannot forge it). */
+const SNAPSHOT = Symbol('grpo-kernels options snapshot');
+
+/** An empty `out` for ops called without one (no prototype: `NO_OUT.kl` is undefined whatever Object.prototype holds). */
+export const NO_OUT: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null));
 
 // ---- typed-array arguments -----------------------------------------------------------------
 

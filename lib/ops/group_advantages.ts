@@ -149,7 +149,7 @@ function prepare(o: GroupAdvantagesOptions) {
   const { K, S } = rewardShape(OP, opts, rewards.length, rewards);
   const { weights, estimator, groupSize, scale, eps, std } = groupAdvantagesConfig(OP, opts, K, S);
   const idsIn = groupSize === undefined ? groupIdArray(opts.groupIds, S) : undefined;
-  const out = (opts.out ?? {}) as Record<string, unknown>;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
   const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
   if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });

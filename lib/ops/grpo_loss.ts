@@ -269,7 +269,7 @@ function prepare(o: GrpoLossOptions) {
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
   const entropy = v.optionalFloat32Array(OP, 'entropy', opts.entropy, N);
   const { cfg, wantGrad, wantPtl } = grpoLossConfig(OP, opts, N, { refLogp: !!refLogp, entropy: !!entropy });
-  const out = (opts.out ?? {}) as Record<string, unknown>;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
   const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
   if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss }, { logp, oldLogp, refLogp, advantages, mask, entropy });

@@ -113,7 +113,7 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
   const { temperature, cfg, mode } = grpoLossFromLogitsConfig(OP, opts, N, !!refLogp);
-  const out = (opts.out ?? {}) as Record<string, unknown>;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   let gradLogits: Float32Array | Uint16Array | null = null;
   if (mode === 'separate') {
     if (out.gradLogits === undefined) {

@@ -59,7 +59,7 @@ function prepare(o: KlPenaltyOptions) {
   const n = logp.length;
   const refLogp = v.float32Array(OP, 'refLogp', opts.refLogp, n);
   const { estimator, clampLogRatio, wantGrad } = klPenaltyConfig(OP, opts);
-  const out = (opts.out ?? {}) as Record<string, unknown>;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const kl = v.outFloat32(OP, 'out.kl', out.kl, n);
   const grad = wantGrad ? v.outFloat32(OP, 'out.grad', out.grad, n) : null;
   if (opts.out !== undefined) v.noAliases(OP, { 'out.kl': kl, 'out.grad': grad }, { logp, refLogp });

@@ -95,7 +95,7 @@ function prepare(o: LogprobsOptions) {
   const lt = logitsTensor(OP, opts.logits, opts.dtype, N * V);
   v.int32Array(OP, 'targets', opts.targets, N);
   const { temperature, wantEntropy } = logprobsConfig(OP, opts);
-  const out = (opts.out ?? {}) as Record<string, unknown>;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = wantEntropy ? v.outFloat32(OP, 'out.entropy', out.entropy, N) : null;
   if (opts.out !== undefined) v.noAliases(OP, { 'out.logp': logp, 'out.entropy': entropy }, { logits: lt.data, targets: opts.targets as Int32Array });

@@ -158,7 +158,7 @@ function prepare(o: SampleOptions) {
   const { V, N: R } = rowsOf(OP, opts.logits, opts.vocabSize);
   const { data: logits, dtype } = logitsTensor(OP, opts.logits, opts.dtype, R * V);
   const { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc } = sampleParams(OP, opts, R);
-  const out = (opts.out ?? {}) as Record<string, unknown>;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const tokens = out.tokens === undefined ? new Int32Array(R) : v.int32Array(OP, 'out.tokens', out.tokens, R);
   const logp = v.outFloat32(OP, 'out.logp', out.logp, R);
   const truncLogp = wantTrunc ? v.outFloat32(OP, 'out.truncLogp', out.truncLogp, R) : null;
