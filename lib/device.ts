@@ -16,10 +16,13 @@
  */
 import { native } from './native';
 import type { NativeMetrics } from './native';
-import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES } from './ops/group_advantages';
+import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, rewardShape } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
-import { grpoConfigToNative } from './ops/grpo_loss';
-import { sampleParams } from './ops/sample';
+import { GRPO_LOSS_KEYS, grpoLossConfig, lossShape } from './ops/grpo_loss';
+import { GRADIENT_MODES, GRPO_LOSS_FROM_LOGITS_KEYS, grpoLossFromLogitsConfig, logitsLossShape } from './ops/grpo_loss_from_logits';
+import { KL_ESTIMATORS, KL_PENALTY_KEYS, klPenaltyConfig } from './ops/kl_penalty';
+import { LOGPROBS_KEYS, logprobsConfig, rowsOfNumel } from './ops/logprobs';
+import { SAMPLE_KEYS, sampleParams } from './ops/sample';
 import type { GrpoLossConfig, GrpoMetrics } from './ops/grpo_loss';
 import type { KlEstimator } from './ops/kl_penalty';
 import * as v from './validate';
@@ -65,14 +68,13 @@ function hostTypeFor(dtype: DeviceDType): string {
     case 'float64': return 'Float64Array';
   }
 }
-function hostMatches(dtype: DeviceDType, a: unknown): boolean {
-  switch (dtype) {
-    case 'float32': return a instanceof Float32Array;
-    case 'bfloat16': case 'float16': return a instanceof Uint16Array;
-    case 'int32': return a instanceof Int32Array || a instanceof Uint32Array;
-    case 'uint8': return a instanceof Uint8Array;
-    case 'float64': return a instanceof Float64Array;
-  }
+const HOST_KINDS: Record<DeviceDType, readonly v.TypedArrayKind[]> = {
+  float32: ['Float32Array'], bfloat16: ['Uint16Array'], float16: ['Uint16Array'],
+  int32: ['Int32Array', 'Uint32Array'], uint8: ['Uint8Array'], float64: ['Float64Array'],
+};
+/** `a` checked as the host array for `dtype` (a real typed array, see validate.typedArray). */
+function hostArray(op: string, name: string, dtype: DeviceDType, a: unknown, length?: number): HostArray {
+  return v.typedArray(op, name, a, HOST_KINDS[dtype], length, length === undefined ? `${hostTypeFor(dtype)} for dtype ${dtype}` : `${hostTypeFor(dtype)} of length ${length}`) as HostArray;
 }
 function newHost(dtype: DeviceDType, n: number): HostArray {
   switch (dtype) {
@@ -84,11 +86,13 @@ function newHost(dtype: DeviceDType, n: number): HostArray {
   }
 }
 function dtypeOfHost(a: unknown): DeviceDType | undefined {
-  if (a instanceof Float32Array) return 'float32';
-  if (a instanceof Int32Array || a instanceof Uint32Array) return 'int32';
-  if (a instanceof Uint8Array) return 'uint8';
-  if (a instanceof Float64Array) return 'float64';
-  return undefined;  // Uint16Array: bfloat16 or float16, the caller must say
+  switch (v.typedArrayKind(a)) {
+    case 'Float32Array': return 'float32';
+    case 'Int32Array': case 'Uint32Array': return 'int32';
+    case 'Uint8Array': return 'uint8';
+    case 'Float64Array': return 'float64';
+    default: return undefined;  // Uint16Array: bfloat16 or float16, the caller must say
+  }
 }
 
 function checkShape(op: string, shape: unknown): number[] {
@@ -96,6 +100,8 @@ function checkShape(op: string, shape: unknown): number[] {
   for (const d of shape) if (!Number.isInteger(d) || d < 0) throw v.rangeError(op, 'shape', 'an array of non-negative integers', shape);
   return shape.slice();
 }
+
+const GENUINE = new WeakSet<object>();
 
 /** Memory on the CUDA device with a dtype and a shape. */
 export class DeviceTensor {
@@ -113,6 +119,10 @@ export class DeviceTensor {
     if (!cudaAvailable())
       throw new Error('DeviceTensor: no CUDA device is available (cudaAvailable() is false; the host ops work on typed arrays)');
     this.h = dn().deviceAlloc(DTYPE_CODE[dtype], this.numel);
+    // dtype/shape/numel are what the ops validate against: not writable, and only objects made
+    // here count as device tensors (not a Proxy or an object inheriting this prototype)
+    for (const k of ['dtype', 'shape', 'numel']) Object.defineProperty(this, k, { writable: false, configurable: false });
+    GENUINE.add(this);
   }
 
   /** An uninitialised tensor of the given dtype and shape. */
@@ -123,11 +133,10 @@ export class DeviceTensor {
   }
 
   private static prepare(op: string, data: unknown, opts: { dtype?: DeviceDType; shape?: number[] }): DeviceTensor {
-    const o = v.options(op, opts);
+    const o = v.snapshot(op, opts, ['dtype', 'shape']);
     const dt = o.dtype === undefined ? dtypeOfHost(data) : v.oneOf(op, 'dtype', o.dtype, DEVICE_DTYPES);
     if (dt === undefined) throw v.typeError(op, 'dtype', "'bfloat16' or 'float16' for a Uint16Array", o.dtype);
-    if (!hostMatches(dt, data)) throw v.typeError(op, 'data', `${hostTypeFor(dt)} for dtype ${dt}`, data);
-    const n = (data as HostArray).length;
+    const n = v.realLength(hostArray(op, 'data', dt, data));
     const shape = o.shape === undefined ? [n] : checkShape(op, o.shape);
     if (shape.reduce((a, b) => a * b, 1) !== n) throw v.rangeError(op, 'shape', `a shape with ${n} elements (data.length)`, `[${shape.join(', ')}]`);
     return new DeviceTensor(dt, shape);
@@ -164,9 +173,7 @@ export class DeviceTensor {
 
   private outFor(op: string, out: unknown): HostArray {
     if (out === undefined) return newHost(this.dtype, this.numel);
-    if (!hostMatches(this.dtype, out) || (out as HostArray).length !== this.numel)
-      throw v.typeError(op, 'out', `${hostTypeFor(this.dtype)} of length ${this.numel}`, out);
-    return out as HostArray;
+    return hostArray(op, 'out', this.dtype, out, this.numel);
   }
 
   /** Downloads into a new (or the given) typed array, synchronously. */
@@ -192,8 +199,9 @@ export class DeviceTensor {
   }
 }
 
+/** True for a DeviceTensor this module made (a Proxy or a prototype-only object is not one). */
 export function isDeviceTensor(x: unknown): x is DeviceTensor {
-  return x instanceof DeviceTensor;
+  return typeof x === 'object' && x !== null && GENUINE.has(x);
 }
 
 /**
@@ -204,7 +212,7 @@ export function placement(op: string, inputs: Record<string, unknown>): 'cpu' | 
   let dev: string | undefined, host: string | undefined;
   for (const [name, x] of Object.entries(inputs)) {
     if (x === undefined || x === null) continue;
-    if (x instanceof DeviceTensor) dev ??= name;
+    if (isDeviceTensor(x)) dev ??= name;
     else host ??= name;
   }
   if (dev !== undefined && host !== undefined)
@@ -225,7 +233,7 @@ export function opBackends(): Readonly<Record<string, 'cpu' | 'cuda'>> {
 // ---- the CUDA forms of the ops (device tensors in, device tensors out) -----------------------
 
 function dev(op: string, name: string, x: unknown, dtype: DeviceDType | DeviceDType[], numel?: number): DeviceTensor {
-  if (!(x instanceof DeviceTensor)) throw v.typeError(op, name, 'a DeviceTensor', x);
+  if (!isDeviceTensor(x)) throw v.typeError(op, name, 'a DeviceTensor', x);
   const ok = Array.isArray(dtype) ? dtype.includes(x.dtype) : x.dtype === dtype;
   if (!ok) throw v.typeError(op, name, `a DeviceTensor of dtype ${Array.isArray(dtype) ? dtype.join(' | ') : dtype}`, `DeviceTensor(${x.dtype})`);
   if (numel !== undefined && x.numel !== numel) throw v.rangeError(op, name, `a DeviceTensor of ${numel} elements`, `DeviceTensor(${x.numel} elements)`);
@@ -240,7 +248,7 @@ function nativeOp(name: string): (args: Record<string, unknown>, async: boolean)
 function h(t: DeviceTensor | null | undefined): unknown {
   return t ? t.handle() : undefined;
 }
-const KL_EST: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl'];
+const KL_EST: readonly KlEstimator[] = KL_ESTIMATORS;
 
 export interface CudaKlPenaltyOptions {
   logp: DeviceTensor;
@@ -256,13 +264,11 @@ export interface CudaKlPenaltyResult {
 
 function klPrepare(o: CudaKlPenaltyOptions) {
   const op = 'cuda.klPenalty';
-  const opts = v.options(op, o);
+  const opts = v.snapshot(op, o, KL_PENALTY_KEYS);
   const logp = dev(op, 'logp', opts.logp, 'float32');
   const n = logp.numel;
   const refLogp = dev(op, 'refLogp', opts.refLogp, 'float32', n);
-  const estimator = v.oneOf(op, 'estimator', opts.estimator, KL_EST, 'k3');
-  const clampLogRatio = v.boolean(op, 'clampLogRatio', opts.clampLogRatio, true);
-  const wantGrad = v.boolean(op, 'grad', opts.grad, true);
+  const { estimator, clampLogRatio, wantGrad } = klPenaltyConfig(op, opts);
   const kl = DeviceTensor.empty('float32', [...logp.shape]);
   const grad = wantGrad ? DeviceTensor.empty('float32', [...logp.shape]) : null;
   const args = { n, logp: h(logp), refLogp: h(refLogp), estimator: KL_EST.indexOf(estimator), clampLogRatio, kl: h(kl), grad: h(grad) };
@@ -278,11 +284,12 @@ export interface CudaGroupAdvantagesOptions {
   /** K (default 1). */
   numRewardFunctions?: number;
   /** Weight per reward function (host numbers, uploaded; default all 1). */
-  weights?: number[];
+  weights?: number[] | Float32Array;
   /** Contiguous groups of this size; or `groupIds` + `numGroups`. */
   groupSize?: number;
   /** Dense group index per sequence in [0, numGroups), int32 on the device (out of range: NaN advantage). */
   groupIds?: DeviceTensor;
+  /** The number of groups, with `groupIds` (not with `groupSize`). */
   numGroups?: number;
   estimator?: AdvantageEstimator;
   scale?: AdvantageScale;
@@ -300,36 +307,33 @@ export interface CudaGroupAdvantagesResult {
 
 function advPrepare(o: CudaGroupAdvantagesOptions) {
   const op = 'cuda.groupAdvantages';
-  const opts = v.options(op, o);
-  const K = v.integer(op, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
+  const opts = v.snapshot(op, o, GROUP_ADVANTAGES_DEVICE_KEYS);
+  v.integer(op, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
   const rewards = dev(op, 'rewards', opts.rewards, 'float32');
-  if (rewards.numel % K !== 0) throw v.rangeError(op, 'rewards', `a multiple of numRewardFunctions = ${K} elements`, `DeviceTensor(${rewards.numel} elements)`);
-  const S = rewards.numel / K;
-  const w = opts.weights === undefined ? new Array(K).fill(1) : opts.weights;
-  if (!Array.isArray(w) || w.length !== K || !w.every((x) => typeof x === 'number' && Number.isFinite(x)))
-    throw v.typeError(op, 'weights', `number[] of ${K} finite numbers`, w);
-  const estimator = v.oneOf(op, 'estimator', opts.estimator, ADVANTAGE_ESTIMATORS, 'grpo');
-  const scale = v.oneOf(op, 'scale', opts.scale, ADVANTAGE_SCALES, estimator === 'rloo' ? 'none' : 'group');
-  const eps = v.number(op, 'eps', opts.eps, 1e-4);
-  const std = v.oneOf(op, 'std', opts.std, ['unbiased', 'population'] as const, 'unbiased');
-  if ((opts.groupSize === undefined) === (opts.groupIds === undefined))
-    throw v.typeError(op, 'groupSize/groupIds', 'exactly one of groupSize and groupIds', opts.groupSize === undefined ? 'neither' : 'both');
+  const { K, S } = rewardShape(op, opts, rewards.numel, rewards);
+  // the same checks as the host op (eps >= 0, rloo groups of >= 2, weights float32-finite, ...)
+  const { weights: w, estimator, groupSize, scale, eps, std } = groupAdvantagesConfig(op, opts, K, S);
+  let G: number;
+  let groupIds: DeviceTensor | undefined;
+  if (groupSize !== undefined) {
+    if (opts.numGroups !== undefined) throw v.typeError(op, 'numGroups', 'undefined with groupSize (it is S / groupSize)', opts.numGroups);
+    G = S / groupSize;
+  } else {
+    groupIds = dev(op, 'groupIds', opts.groupIds, 'int32', S);
+    G = v.integer(op, 'numGroups', opts.numGroups, 0, 2 ** 31 - 1);
+  }
+  // every check is done: only now allocate (a later throw would leave these to the GC)
   const owned: DeviceTensor[] = [];
   let group: DeviceTensor;
-  let G: number;
-  if (opts.groupSize !== undefined) {
-    const size = v.integer(op, 'groupSize', opts.groupSize, 1, 2 ** 31 - 1);
-    if (S % size !== 0) throw v.rangeError(op, 'groupSize', `a divisor of the number of sequences S = ${S}`, size);
-    G = S / size;
+  if (groupIds === undefined) {
     const ids = new Int32Array(S);
-    for (let i = 0; i < S; i++) ids[i] = Math.floor(i / size);
+    for (let i = 0; i < S; i++) ids[i] = Math.floor(i / groupSize!);
     group = DeviceTensor.fromHost(ids);
     owned.push(group);
   } else {
-    group = dev(op, 'groupIds', opts.groupIds, 'int32', S);
-    G = v.integer(op, 'numGroups', opts.numGroups, 0, 2 ** 31 - 1);
+    group = groupIds;
   }
-  const weights = DeviceTensor.fromHost(Float32Array.from(w));
+  const weights = DeviceTensor.fromHost(w);
   owned.push(weights);
   const advantages = DeviceTensor.empty('float32', [S]);
   const reward = DeviceTensor.empty('float32', [S]);
@@ -356,6 +360,8 @@ function advPrepare(o: CudaGroupAdvantagesOptions) {
 export interface CudaLogprobsOptions {
   /** Logits [N, V] on the device: float32, bfloat16 or float16. */
   logits: DeviceTensor;
+  /** Optional: if given, it must be the logits tensor's dtype (so host options carry over). */
+  dtype?: v.FloatDType;
   vocabSize: number;
   /** Target ids [N], int32 on the device (an id outside [0, V) gives NaN). */
   targets: DeviceTensor;
@@ -367,22 +373,23 @@ export interface CudaLogprobsResult {
   entropy: DeviceTensor | null;
 }
 
-function rows(op: string, logits: unknown, vocabSize: unknown) {
+/** The logits tensor and its rows; a `dtype` option, if given, must be the tensor's dtype. */
+function rows(op: string, logits: unknown, vocabSize: unknown, dtype?: unknown) {
   const z = dev(op, 'logits', logits, ['float32', 'bfloat16', 'float16']);
-  const V = v.integer(op, 'vocabSize', vocabSize, 1, 2 ** 31 - 1);
-  if (z.numel % V !== 0) throw v.rangeError(op, 'logits', `a multiple of vocabSize = ${V} elements`, `DeviceTensor(${z.numel} elements)`);
-  return { z, V, N: z.numel / V };
+  if (dtype !== undefined && v.oneOf(op, 'dtype', dtype, v.FLOAT_DTYPES) !== z.dtype)
+    throw v.typeError(op, 'dtype', `the logits tensor's dtype '${z.dtype}' (or no dtype)`, dtype);
+  const { V, N } = rowsOfNumel(op, z.numel, vocabSize, `DeviceTensor(${z.numel} elements)`);
+  return { z, V, N };
 }
 
 function lpPrepare(o: CudaLogprobsOptions) {
   const op = 'cuda.logprobs';
-  const opts = v.options(op, o);
-  const { z, V, N } = rows(op, opts.logits, opts.vocabSize);
+  const opts = v.snapshot(op, o, LOGPROBS_KEYS);
+  const { z, V, N } = rows(op, opts.logits, opts.vocabSize, opts.dtype);
   const targets = dev(op, 'targets', opts.targets, 'int32', N);
-  const temperature = v.numberIn(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
-  const wantEnt = v.boolean(op, 'entropy', opts.entropy, true);
+  const { temperature, wantEntropy } = logprobsConfig(op, opts);
   const logp = DeviceTensor.empty('float32', [N]);
-  const entropy = wantEnt ? DeviceTensor.empty('float32', [N]) : null;
+  const entropy = wantEntropy ? DeviceTensor.empty('float32', [N]) : null;
   const args = { N, V, logits: h(z), targets: h(targets), temperature, logp: h(logp), entropy: h(entropy) };
   recordBackend('logprobs', 'cuda');
   return { args, owned: [] as DeviceTensor[], outs: [logp, entropy], result: (): CudaLogprobsResult => ({ logp, entropy }) };
@@ -414,29 +421,25 @@ export interface CudaGrpoLossResult {
 
 function grpoPrepare(o: CudaGrpoLossOptions) {
   const op = 'cuda.grpoLoss';
-  const opts = v.options(op, o);
+  const opts = v.snapshot(op, o, GRPO_LOSS_KEYS);
   const advantages = dev(op, 'advantages', opts.advantages, 'float32');
-  const S = advantages.numel;
   const logp = dev(op, 'logp', opts.logp, 'float32');
-  const N = logp.numel;
-  if (S === 0 || N === 0 || N % S !== 0) throw v.rangeError(op, 'logp', `a positive multiple of S = advantages.numel = ${S} elements`, `DeviceTensor(${N} elements)`);
-  const T = N / S;
-  const oldLogp = opts.oldLogp === undefined ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
-  const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
-  const entropy = opts.entropy === undefined ? undefined : dev(op, 'entropy', opts.entropy, 'float32', N);
-  const cfg = grpoConfigToNative(op, opts);
-  if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
-  if (cfg.topEntropyQuantile < 1 && !entropy) throw v.typeError(op, 'entropy', 'a DeviceTensor when topEntropyQuantile < 1', entropy);
+  const { S, T, N } = lossShape(op, advantages.numel, logp.numel, advantages, logp);
+  const oldLogp = opts.oldLogp == null ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
+  const refLogp = opts.refLogp == null ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const entropy = opts.entropy == null ? undefined : dev(op, 'entropy', opts.entropy, 'float32', N);
+  const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
+  const { cfg, wantGrad, wantPtl } = grpoLossConfig(op, opts, N, { refLogp: !!refLogp, entropy: !!entropy });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
-  if (opts.mask === undefined) {
+  if (maskIn === undefined) {
     mask = DeviceTensor.fromHost(new Uint8Array(N).fill(1));
     owned.push(mask);
   } else {
-    mask = dev(op, 'mask', opts.mask, 'uint8', N);
+    mask = maskIn;
   }
-  const gradLogp = v.boolean(op, 'grad', opts.grad, true) ? DeviceTensor.empty('float32', [N]) : null;
-  const perTokenLoss = v.boolean(op, 'perTokenLoss', opts.perTokenLoss, false) ? DeviceTensor.empty('float32', [N]) : null;
+  const gradLogp = wantGrad ? DeviceTensor.empty('float32', [N]) : null;
+  const perTokenLoss = wantPtl ? DeviceTensor.empty('float32', [N]) : null;
   const args = {
     S, T, logp: h(logp), oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages), mask: h(mask), entropy: h(entropy),
     ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss),
@@ -455,6 +458,8 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
 export interface CudaGrpoLossFromLogitsOptions extends GrpoLossConfig {
   /** Logits [S·T, V] on the device: float32, bfloat16 or float16. */
   logits: DeviceTensor;
+  /** Optional: if given, it must be the logits tensor's dtype. */
+  dtype?: v.FloatDType;
   vocabSize: number;
   /** Target ids [N], int32. */
   targets: DeviceTensor;
@@ -480,26 +485,22 @@ export interface CudaGrpoLossFromLogitsResult {
 
 function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const op = 'cuda.grpoLossFromLogits';
-  const opts = v.options(op, o);
-  const { z, V, N } = rows(op, opts.logits, opts.vocabSize);
+  const opts = v.snapshot(op, o, GRPO_LOSS_FROM_LOGITS_KEYS);
+  const { z, V, N } = rows(op, opts.logits, opts.vocabSize, opts.dtype);
   const advantages = dev(op, 'advantages', opts.advantages, 'float32');
-  const S = advantages.numel;
-  if (S === 0 || N % S !== 0) throw v.rangeError(op, 'logits', `a positive multiple of S = advantages.numel = ${S} rows`, `${N} rows`);
-  const T = N / S;
+  const { S, T } = logitsLossShape(op, advantages.numel, N, advantages, `DeviceTensor(${z.numel} elements)`);
   const targets = dev(op, 'targets', opts.targets, 'int32', N);
-  const oldLogp = opts.oldLogp === undefined ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
-  const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
-  const temperature = v.numberIn(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
-  const gradient = v.oneOf(op, 'gradient', opts.gradient, ['none', 'separate', 'inplace'] as const, 'separate');
-  const cfg = grpoConfigToNative(op, opts);
-  if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
+  const oldLogp = opts.oldLogp == null ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
+  const refLogp = opts.refLogp == null ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
+  const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp);
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
-  if (opts.mask === undefined) {
+  if (maskIn === undefined) {
     mask = DeviceTensor.fromHost(new Uint8Array(N).fill(1));
     owned.push(mask);
   } else {
-    mask = dev(op, 'mask', opts.mask, 'uint8', N);
+    mask = maskIn;
   }
   const logp = DeviceTensor.empty('float32', [N]);
   const entropy = DeviceTensor.empty('float32', [N]);
@@ -507,7 +508,7 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const gradLogits = gradient === 'separate' ? DeviceTensor.empty(z.dtype, [...z.shape]) : gradient === 'inplace' ? z : null;
   const args = {
     S, T, V, logits: h(z), targets: h(targets), temperature, oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages),
-    mask: h(mask), ...cfg, gradMode: ['none', 'separate', 'inplace'].indexOf(gradient),
+    mask: h(mask), ...cfg, gradMode: GRADIENT_MODES.indexOf(gradient),
     gradLogits: gradient === 'separate' ? h(gradLogits) : undefined, logp: h(logp), entropy: h(entropy), gradLogp: h(gradLogp),
   };
   recordBackend('grpoLossFromLogits', 'cuda');
@@ -528,6 +529,8 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
 export interface CudaSampleOptions {
   /** Logits [R, V] on the device: float32, bfloat16 or float16. */
   logits: DeviceTensor;
+  /** Optional: if given, it must be the logits tensor's dtype. */
+  dtype?: v.FloatDType;
   vocabSize: number;
   /** Per-row sampling parameters, as for {@link sample} (options, uploaded with the call). */
   temperature?: number | Float32Array;
@@ -548,8 +551,8 @@ export interface CudaSampleResult {
 
 function samplePrepare(o: CudaSampleOptions) {
   const op = 'cuda.sample';
-  const opts = v.options(op, o);
-  const { z, V, N: R } = rows(op, opts.logits, opts.vocabSize);
+  const opts = v.snapshot(op, o, SAMPLE_KEYS);
+  const { z, V, N: R } = rows(op, opts.logits, opts.vocabSize, opts.dtype);
   const hp = sampleParams(op, opts, R);
   const up = (a: Float32Array | Int32Array | Uint32Array | undefined) => (a === undefined ? undefined : DeviceTensor.fromHost(a));
   const owned = [up(hp.temperature)!, up(hp.topK)!, up(hp.topP)!, up(hp.minP)!];
@@ -595,6 +598,7 @@ function runSync<R, M>(name: string, p: { args: Record<string, unknown>; owned: 
  * input); *Sync forms wait on the calling thread.
  */
 export const cuda = {
+  // async forms are async functions: a bad argument rejects the promise, it never throws
   klPenalty: async (o: CudaKlPenaltyOptions) => runAsync('klPenaltyCuda', klPrepare(o)),
   klPenaltySync: (o: CudaKlPenaltyOptions) => runSync('klPenaltyCuda', klPrepare(o)),
   groupAdvantages: async (o: CudaGroupAdvantagesOptions) => runAsync('groupAdvantagesCuda', advPrepare(o)),

@@ -30,47 +30,63 @@ import * as glf from './ops/grpo_loss_from_logits';
 import * as kl from './ops/kl_penalty';
 import * as lp from './ops/logprobs';
 import * as smp from './ops/sample';
+import * as v from './validate';
 
-/** True when the call's tensors are device tensors (all of them: mixing throws). */
-function onDevice(op: string, o: unknown, tensors: string[]): boolean {
-  if (o === null || typeof o !== 'object') return false;  // the host op reports the bad argument
-  const rec = o as Record<string, unknown>;
+/**
+ * Reads the call's options once ({@link v.snapshot} over the keys of both forms, `out` included)
+ * and says whether its tensors are device tensors (all of them: mixing throws). The chosen form
+ * gets the snapshot, so no option getter runs twice and the form rejects keys it does not take.
+ */
+function route(op: string, o: unknown, tensors: readonly string[], keys: { all: readonly string[]; nested: { out: readonly string[] } }): { snap: never; device: boolean } {
+  const snap = v.snapshot(op, o, keys.all, keys.nested);
   const picked: Record<string, unknown> = {};
-  for (const t of tensors) picked[t] = rec[t];
+  for (const t of tensors) picked[t] = snap[t];
   const where = placement(op, picked);
   if (where === 'cpu') recordBackend(op, 'cpu');
-  return where === 'cuda';
+  return { snap: snap as never, device: where === 'cuda' };
+}
+
+/** The keys of both forms of an op (computed once, not per call). */
+function keySets(host: readonly string[], device: readonly string[], out: readonly string[]) {
+  return { all: [...new Set([...host, ...device])], nested: { out } };
 }
 
 const KL = ['logp', 'refLogp'];
+const KL_KEYS = keySets(kl.KL_PENALTY_HOST_KEYS, kl.KL_PENALTY_KEYS, kl.KL_PENALTY_OUT_KEYS);
 /** KL penalty per token (spec §3): host or device tensors. */
 export function klPenalty(o: kl.KlPenaltyOptions): Promise<kl.KlPenaltyResult>;
 export function klPenalty(o: CudaKlPenaltyOptions): Promise<CudaKlPenaltyResult>;
 export async function klPenalty(o: kl.KlPenaltyOptions | CudaKlPenaltyOptions): Promise<kl.KlPenaltyResult | CudaKlPenaltyResult> {
-  return onDevice('klPenalty', o, KL) ? cuda.klPenalty(o as CudaKlPenaltyOptions) : kl.klPenalty(o as kl.KlPenaltyOptions);
+  const r = route('klPenalty', o, KL, KL_KEYS);
+  return r.device ? cuda.klPenalty(r.snap) : kl.klPenalty(r.snap);
 }
 /** Synchronous twin of {@link klPenalty}. */
 export function klPenaltySync(o: kl.KlPenaltyOptions): kl.KlPenaltyResult;
 export function klPenaltySync(o: CudaKlPenaltyOptions): CudaKlPenaltyResult;
 export function klPenaltySync(o: kl.KlPenaltyOptions | CudaKlPenaltyOptions): kl.KlPenaltyResult | CudaKlPenaltyResult {
-  return onDevice('klPenalty', o, KL) ? cuda.klPenaltySync(o as CudaKlPenaltyOptions) : kl.klPenaltySync(o as kl.KlPenaltyOptions);
+  const r = route('klPenalty', o, KL, KL_KEYS);
+  return r.device ? cuda.klPenaltySync(r.snap) : kl.klPenaltySync(r.snap);
 }
 
 const LP = ['logits', 'targets'];
+const LP_KEYS = keySets(lp.LOGPROBS_HOST_KEYS, lp.LOGPROBS_KEYS, lp.LOGPROBS_OUT_KEYS);
 /** Token log-probs and entropy (spec §1): host or device tensors. */
 export function logprobs(o: lp.LogprobsOptions): Promise<lp.LogprobsResult>;
 export function logprobs(o: CudaLogprobsOptions): Promise<CudaLogprobsResult>;
 export async function logprobs(o: lp.LogprobsOptions | CudaLogprobsOptions): Promise<lp.LogprobsResult | CudaLogprobsResult> {
-  return onDevice('logprobs', o, LP) ? cuda.logprobs(o as CudaLogprobsOptions) : lp.logprobs(o as lp.LogprobsOptions);
+  const r = route('logprobs', o, LP, LP_KEYS);
+  return r.device ? cuda.logprobs(r.snap) : lp.logprobs(r.snap);
 }
 /** Synchronous twin of {@link logprobs}. */
 export function logprobsSync(o: lp.LogprobsOptions): lp.LogprobsResult;
 export function logprobsSync(o: CudaLogprobsOptions): CudaLogprobsResult;
 export function logprobsSync(o: lp.LogprobsOptions | CudaLogprobsOptions): lp.LogprobsResult | CudaLogprobsResult {
-  return onDevice('logprobs', o, LP) ? cuda.logprobsSync(o as CudaLogprobsOptions) : lp.logprobsSync(o as lp.LogprobsOptions);
+  const r = route('logprobs', o, LP, LP_KEYS);
+  return r.device ? cuda.logprobsSync(r.snap) : lp.logprobsSync(r.snap);
 }
 
 const ADV = ['rewards', 'groupIds'];
+const ADV_KEYS = keySets(adv.GROUP_ADVANTAGES_HOST_KEYS, adv.GROUP_ADVANTAGES_DEVICE_KEYS, adv.GROUP_ADVANTAGES_OUT_KEYS);
 /**
  * Group advantages (spec §2): host or device tensors. On the device, `groupIds` is an int32
  * DeviceTensor of dense indices in [0, numGroups) (or use `groupSize`).
@@ -78,53 +94,64 @@ const ADV = ['rewards', 'groupIds'];
 export function groupAdvantages(o: adv.GroupAdvantagesOptions): Promise<adv.GroupAdvantagesResult>;
 export function groupAdvantages(o: CudaGroupAdvantagesOptions): Promise<CudaGroupAdvantagesResult>;
 export async function groupAdvantages(o: adv.GroupAdvantagesOptions | CudaGroupAdvantagesOptions): Promise<adv.GroupAdvantagesResult | CudaGroupAdvantagesResult> {
-  return onDevice('groupAdvantages', o, ADV) ? cuda.groupAdvantages(o as CudaGroupAdvantagesOptions) : adv.groupAdvantages(o as adv.GroupAdvantagesOptions);
+  const r = route('groupAdvantages', o, ADV, ADV_KEYS);
+  return r.device ? cuda.groupAdvantages(r.snap) : adv.groupAdvantages(r.snap);
 }
 /** Synchronous twin of {@link groupAdvantages}. */
 export function groupAdvantagesSync(o: adv.GroupAdvantagesOptions): adv.GroupAdvantagesResult;
 export function groupAdvantagesSync(o: CudaGroupAdvantagesOptions): CudaGroupAdvantagesResult;
 export function groupAdvantagesSync(o: adv.GroupAdvantagesOptions | CudaGroupAdvantagesOptions): adv.GroupAdvantagesResult | CudaGroupAdvantagesResult {
-  return onDevice('groupAdvantages', o, ADV) ? cuda.groupAdvantagesSync(o as CudaGroupAdvantagesOptions) : adv.groupAdvantagesSync(o as adv.GroupAdvantagesOptions);
+  const r = route('groupAdvantages', o, ADV, ADV_KEYS);
+  return r.device ? cuda.groupAdvantagesSync(r.snap) : adv.groupAdvantagesSync(r.snap);
 }
 
 const GL = ['logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy'];
+const GL_KEYS = keySets(gl.GRPO_LOSS_HOST_KEYS, gl.GRPO_LOSS_KEYS, gl.GRPO_LOSS_OUT_KEYS);
 /** The GRPO loss from per-token log-probs (spec §4-§6): host or device tensors. */
 export function grpoLoss(o: gl.GrpoLossOptions): Promise<gl.GrpoLossResult>;
 export function grpoLoss(o: CudaGrpoLossOptions): Promise<CudaGrpoLossResult>;
 export async function grpoLoss(o: gl.GrpoLossOptions | CudaGrpoLossOptions): Promise<gl.GrpoLossResult | CudaGrpoLossResult> {
-  return onDevice('grpoLoss', o, GL) ? cuda.grpoLoss(o as CudaGrpoLossOptions) : gl.grpoLoss(o as gl.GrpoLossOptions);
+  const r = route('grpoLoss', o, GL, GL_KEYS);
+  return r.device ? cuda.grpoLoss(r.snap) : gl.grpoLoss(r.snap);
 }
 /** Synchronous twin of {@link grpoLoss}. */
 export function grpoLossSync(o: gl.GrpoLossOptions): gl.GrpoLossResult;
 export function grpoLossSync(o: CudaGrpoLossOptions): CudaGrpoLossResult;
 export function grpoLossSync(o: gl.GrpoLossOptions | CudaGrpoLossOptions): gl.GrpoLossResult | CudaGrpoLossResult {
-  return onDevice('grpoLoss', o, GL) ? cuda.grpoLossSync(o as CudaGrpoLossOptions) : gl.grpoLossSync(o as gl.GrpoLossOptions);
+  const r = route('grpoLoss', o, GL, GL_KEYS);
+  return r.device ? cuda.grpoLossSync(r.snap) : gl.grpoLossSync(r.snap);
 }
 
 const GLF = ['logits', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp'];
+const GLF_KEYS = keySets(glf.GRPO_LOSS_FROM_LOGITS_HOST_KEYS, glf.GRPO_LOSS_FROM_LOGITS_KEYS, glf.GRPO_LOSS_FROM_LOGITS_OUT_KEYS);
 /** The fused GRPO loss from logits (spec §7): host or device tensors. */
 export function grpoLossFromLogits<L extends glf.LogitsArray>(o: glf.GrpoLossFromLogitsOptions<L>): Promise<glf.GrpoLossFromLogitsResult<L>>;
 export function grpoLossFromLogits(o: CudaGrpoLossFromLogitsOptions): Promise<CudaGrpoLossFromLogitsResult>;
 export async function grpoLossFromLogits(o: glf.GrpoLossFromLogitsOptions | CudaGrpoLossFromLogitsOptions): Promise<glf.GrpoLossFromLogitsResult | CudaGrpoLossFromLogitsResult> {
-  return onDevice('grpoLossFromLogits', o, GLF) ? cuda.grpoLossFromLogits(o as CudaGrpoLossFromLogitsOptions) : glf.grpoLossFromLogits(o as glf.GrpoLossFromLogitsOptions);
+  const r = route('grpoLossFromLogits', o, GLF, GLF_KEYS);
+  return r.device ? cuda.grpoLossFromLogits(r.snap) : glf.grpoLossFromLogits(r.snap);
 }
 /** Synchronous twin of {@link grpoLossFromLogits}. */
 export function grpoLossFromLogitsSync<L extends glf.LogitsArray>(o: glf.GrpoLossFromLogitsOptions<L>): glf.GrpoLossFromLogitsResult<L>;
 export function grpoLossFromLogitsSync(o: CudaGrpoLossFromLogitsOptions): CudaGrpoLossFromLogitsResult;
 export function grpoLossFromLogitsSync(o: glf.GrpoLossFromLogitsOptions | CudaGrpoLossFromLogitsOptions): glf.GrpoLossFromLogitsResult | CudaGrpoLossFromLogitsResult {
-  return onDevice('grpoLossFromLogits', o, GLF) ? cuda.grpoLossFromLogitsSync(o as CudaGrpoLossFromLogitsOptions) : glf.grpoLossFromLogitsSync(o as glf.GrpoLossFromLogitsOptions);
+  const r = route('grpoLossFromLogits', o, GLF, GLF_KEYS);
+  return r.device ? cuda.grpoLossFromLogitsSync(r.snap) : glf.grpoLossFromLogitsSync(r.snap);
 }
 
 const SMP = ['logits'];
+const SMP_KEYS = keySets(smp.SAMPLE_HOST_KEYS, smp.SAMPLE_KEYS, smp.SAMPLE_OUT_KEYS);
 /** Batched sampling (spec §9): host or device logits; the same tokens on both for one seed. */
 export function sample(o: smp.SampleOptions): Promise<smp.SampleResult>;
 export function sample(o: CudaSampleOptions): Promise<CudaSampleResult>;
 export async function sample(o: smp.SampleOptions | CudaSampleOptions): Promise<smp.SampleResult | CudaSampleResult> {
-  return onDevice('sample', o, SMP) ? cuda.sample(o as CudaSampleOptions) : smp.sample(o as smp.SampleOptions);
+  const r = route('sample', o, SMP, SMP_KEYS);
+  return r.device ? cuda.sample(r.snap) : smp.sample(r.snap);
 }
 /** Synchronous twin of {@link sample}. */
 export function sampleSync(o: smp.SampleOptions): smp.SampleResult;
 export function sampleSync(o: CudaSampleOptions): CudaSampleResult;
 export function sampleSync(o: smp.SampleOptions | CudaSampleOptions): smp.SampleResult | CudaSampleResult {
-  return onDevice('sample', o, SMP) ? cuda.sampleSync(o as CudaSampleOptions) : smp.sampleSync(o as smp.SampleOptions);
+  const r = route('sample', o, SMP, SMP_KEYS);
+  return r.device ? cuda.sampleSync(r.snap) : smp.sampleSync(r.snap);
 }

@@ -316,9 +316,10 @@ test('sample rejects bad input with named arguments', async () => {
     [{ vocabSize: 0 }, /vocabSize/],
     [{ vocabSize: 2.5 }, /vocabSize/],
     [{ logits: [1, 2] }, /logits/],
-    [{ logits: new Uint16Array(20) }, /logitsDtype/],
+    // the option is `dtype` (messages used to name an internal 'logitsDtype')
+    [{ logits: new Uint16Array(20) }, /for dtype but/],
     [{ logits: new Uint16Array(20), dtype: 'float32' }, /logits/],
-    [{ dtype: 'int8' }, /logitsDtype/],
+    [{ dtype: 'int8' }, /for dtype but/],
     [{ temperature: -1 }, /temperature/],
     [{ temperature: NaN }, /temperature/],
     [{ temperature: new Float32Array(3) }, /temperature/],

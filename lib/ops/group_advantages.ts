@@ -33,7 +33,7 @@ export interface GroupAdvantagesOptions {
   rewards: Float32Array;
   /** K, the number of reward functions (columns of `rewards`). Default 1. */
   numRewardFunctions?: number;
-  /** Weight of each reward function [K], finite. Default all 1. */
+  /** Weight of each reward function [K], finite in float32 (|w| ≤ 3.4e38; 0 or ≥ 1.18e-38). Default all 1. */
   weights?: number[] | Float32Array;
   /** G: contiguous groups of G sequences (G must divide S). */
   groupSize?: number;
@@ -43,7 +43,7 @@ export interface GroupAdvantagesOptions {
   estimator?: AdvantageEstimator;
   /** 'group' (default for grpo), 'batch' or 'none' (default for rloo). */
   scale?: AdvantageScale;
-  /** Added to σ before dividing; default 1e-4 (TRL; verl uses 1e-6). */
+  /** Added to σ before dividing; default 1e-4 (TRL; verl uses 1e-6). 0 or in [1.18e-38, 3.4e38]. */
   eps?: number;
   /** 'unbiased' (default, torch.std: divide by n − 1) or 'population' (divide by n). */
   std?: 'unbiased' | 'population';
@@ -74,11 +74,64 @@ export interface GroupAdvantagesResult {
 
 const OP = 'groupAdvantages';
 
-/** groupIds as Int32Array, or number[] of int32 integers (copied). */
+/** Option keys every form of groupAdvantages takes. */
+export const GROUP_ADVANTAGES_KEYS = ['rewards', 'numRewardFunctions', 'weights', 'groupSize', 'groupIds', 'estimator', 'scale', 'eps', 'std'] as const;
+/** The host form's keys (plus `out`), its `out` keys, and the CUDA form's (plus `numGroups`). */
+export const GROUP_ADVANTAGES_HOST_KEYS = [...GROUP_ADVANTAGES_KEYS, 'out'] as const;
+export const GROUP_ADVANTAGES_OUT_KEYS = ['advantages', 'rewards'] as const;
+export const GROUP_ADVANTAGES_DEVICE_KEYS = [...GROUP_ADVANTAGES_KEYS, 'numGroups'] as const;
+
+/** K = numRewardFunctions and S = numel / K, shared by the host op and its CUDA form. */
+export function rewardShape(op: string, s: Record<string, unknown>, numel: number, rewards: unknown): { K: number; S: number } {
+  const K = v.integer(op, 'numRewardFunctions', s.numRewardFunctions, 1, 1 << 20, 1);
+  if (numel % K !== 0) throw v.rangeError(op, 'rewards', `a length that is a multiple of numRewardFunctions = ${K}`, rewards);
+  return { K, S: numel / K };
+}
+
+/**
+ * The non-tensor options of groupAdvantages, validated the same way for the host op and its
+ * CUDA form: weights (copied to a Float32Array, each element read once), estimator, scale, eps,
+ * std, and groupSize (checked against S) when given instead of groupIds.
+ */
+export function groupAdvantagesConfig(op: string, s: Record<string, unknown>, K: number, S: number) {
+  let weights: Float32Array;
+  if (s.weights === undefined) {
+    weights = new Float32Array(K).fill(1);
+  } else {
+    const expected = `number[] or Float32Array of length ${K} (numRewardFunctions)`;
+    const w = Array.isArray(s.weights) ? v.plainArray(op, 'weights', s.weights, expected, K) : v.typedArray(op, 'weights', s.weights, 'Float32Array', K, expected);
+    weights = new Float32Array(K);
+    for (let k = 0; k < K; k++) {
+      const x = (w as ArrayLike<unknown>)[k];
+      if (typeof x !== 'number') throw v.typeError(op, 'weights', 'numbers', `${String(x)} at index ${k}`);
+      // stored as float32: 1e39 would be Infinity there
+      if (!v.floatOk(x, -Infinity, Infinity)) throw v.rangeError(op, 'weights', 'finite numbers float32 represents (0 or |x| in [1.18e-38, 3.4e38])', `${x} at index ${k}`);
+      weights[k] = x;
+    }
+  }
+  const hasSize = s.groupSize !== undefined;
+  const hasIds = s.groupIds !== undefined;
+  if (hasSize === hasIds)
+    throw v.typeError(op, 'groupSize/groupIds', 'exactly one of groupSize and groupIds', hasSize ? 'both' : 'neither');
+  const estimator = v.oneOf(op, 'estimator', s.estimator, ADVANTAGE_ESTIMATORS, 'grpo');
+  let groupSize: number | undefined;
+  if (hasSize) {
+    groupSize = v.integer(op, 'groupSize', s.groupSize, 1, 2 ** 31 - 1);
+    if (estimator === 'rloo' && groupSize < 2) throw v.rangeError(op, 'groupSize', "a group size of at least 2 for estimator 'rloo' (a leave-one-out baseline needs another member)", groupSize);
+    if (S % groupSize !== 0) throw v.rangeError(op, 'groupSize', `a divisor of the number of sequences S = ${S}`, groupSize);
+  }
+  const scale = v.oneOf(op, 'scale', s.scale, ADVANTAGE_SCALES, estimator === 'rloo' ? 'none' : 'group');
+  // eps is added to σ (a divisor): >= 0, and a float32-representable magnitude like every float option
+  const eps = v.float(op, 'eps', s.eps, 0, Infinity, 1e-4);
+  const std = v.oneOf(op, 'std', s.std, ['unbiased', 'population'] as const, 'unbiased');
+  return { weights, estimator, groupSize, scale, eps, std };
+}
+
+/** groupIds as Int32Array (used as is), or number[] of int32 integers (copied, each read once). */
 function groupIdArray(ids: unknown, S: number): Int32Array {
-  if (ids instanceof Int32Array) return v.int32Array(OP, 'groupIds', ids, S);
-  if (!Array.isArray(ids)) throw v.typeError(OP, 'groupIds', `Int32Array or number[] of length ${S}`, ids);
-  if (ids.length !== S) throw v.rangeError(OP, 'groupIds', `Int32Array or number[] of length ${S} (one id per sequence)`, ids);
+  const expected = `Int32Array or number[] of length ${S} (one id per sequence)`;
+  if (!Array.isArray(ids)) return v.typedArray(OP, 'groupIds', ids, 'Int32Array', S, expected);
+  v.plainArray(OP, 'groupIds', ids, expected, S);
   const out = new Int32Array(S);
   for (let i = 0; i < S; i++) {
     const x = ids[i];
@@ -90,51 +143,30 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
 }
 
 function prepare(o: GroupAdvantagesOptions) {
-  const opts = v.options(OP, o);
-  const K = v.integer(OP, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
+  const opts = v.snapshot(OP, o, GROUP_ADVANTAGES_HOST_KEYS, { out: GROUP_ADVANTAGES_OUT_KEYS });
+  v.integer(OP, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
   const rewards = v.float32Array(OP, 'rewards', opts.rewards);
-  if (rewards.length % K !== 0)
-    throw v.rangeError(OP, 'rewards', `a Float32Array whose length is a multiple of numRewardFunctions = ${K}`, rewards);
-  const S = rewards.length / K;
+  const { K, S } = rewardShape(OP, opts, rewards.length, rewards);
+  const { weights, estimator, groupSize, scale, eps, std } = groupAdvantagesConfig(OP, opts, K, S);
+  const idsIn = groupSize === undefined ? groupIdArray(opts.groupIds, S) : undefined;
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
+  const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
+  const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
+  // contents last: no caller code runs from here to the native call
   for (let i = 0; i < rewards.length; i++) {
     const x = rewards[i];
     if (x === Infinity || x === -Infinity) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${x} at index ${i}`);
   }
-  let weights: Float32Array;
-  if (opts.weights === undefined) {
-    weights = new Float32Array(K).fill(1);
-  } else {
-    const w = opts.weights;
-    if (!(w instanceof Float32Array) && !Array.isArray(w))
-      throw v.typeError(OP, 'weights', `number[] or Float32Array of length ${K}`, w);
-    if (w.length !== K) throw v.rangeError(OP, 'weights', `number[] or Float32Array of length ${K} (numRewardFunctions)`, w);
-    weights = new Float32Array(K);
-    for (let k = 0; k < K; k++) {
-      const x = (w as ArrayLike<unknown>)[k];
-      if (typeof x !== 'number') throw v.typeError(OP, 'weights', 'numbers', `${String(x)} at index ${k}`);
-      if (!Number.isFinite(x)) throw v.rangeError(OP, 'weights', 'finite numbers', `${x} at index ${k}`);
-      weights[k] = x;
-    }
-  }
-
-  const hasSize = opts.groupSize !== undefined;
-  const hasIds = opts.groupIds !== undefined;
-  if (hasSize === hasIds)
-    throw v.typeError(OP, 'groupSize/groupIds', 'exactly one of groupSize and groupIds', hasSize ? 'both' : 'neither');
-  const estimator = v.oneOf(OP, 'estimator', opts.estimator, ADVANTAGE_ESTIMATORS, 'grpo');
-  const minSize = estimator === 'rloo' ? 2 : 1;
   let group: Int32Array;
   let groupIds: Int32Array;
-  if (hasSize) {
-    const G = v.integer(OP, 'groupSize', opts.groupSize, 1, 2 ** 31 - 1);
-    if (G < minSize) throw v.rangeError(OP, 'groupSize', "a group size of at least 2 for estimator 'rloo' (a leave-one-out baseline needs another member)", G);
-    if (S % G !== 0) throw v.rangeError(OP, 'groupSize', `a divisor of the number of sequences S = ${S}`, G);
+  if (idsIn === undefined) {
+    const G = groupSize!;
     group = new Int32Array(S);
     for (let i = 0; i < S; i++) group[i] = Math.floor(i / G);
     groupIds = new Int32Array(S / G);
     for (let j = 0; j < groupIds.length; j++) groupIds[j] = j;
   } else {
-    const idsIn = groupIdArray(opts.groupIds, S);
     const dense = new Map<number, number>();
     group = new Int32Array(S);
     const sizes: number[] = [];
@@ -149,18 +181,12 @@ function prepare(o: GroupAdvantagesOptions) {
       sizes[j]++;
     }
     groupIds = Int32Array.from(dense.keys());
-    if (minSize > 1) {
+    if (estimator === 'rloo') {
       for (let j = 0; j < sizes.length; j++)
-        if (sizes[j] < minSize) throw v.rangeError(OP, 'groupIds', "groups of at least 2 sequences for estimator 'rloo'", `a group of 1 (id ${groupIds[j]})`);
+        if (sizes[j] < 2) throw v.rangeError(OP, 'groupIds', "groups of at least 2 sequences for estimator 'rloo'", `a group of 1 (id ${groupIds[j]})`);
     }
   }
   const numGroups = groupIds.length;
-  const scale = v.oneOf(OP, 'scale', opts.scale, ADVANTAGE_SCALES, estimator === 'rloo' ? 'none' : 'group');
-  const eps = v.numberIn(OP, 'eps', opts.eps, 0, Infinity, 1e-4, { hiOpen: true });
-  const std = v.oneOf(OP, 'std', opts.std, ['unbiased', 'population'] as const, 'unbiased');
-  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
-  const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
-  const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
   const groupMean = new Float32Array(numGroups);
   const groupStd = new Float32Array(numGroups);
   const args = {

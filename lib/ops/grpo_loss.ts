@@ -127,9 +127,15 @@ export interface GrpoNativeOptions {
   topEntropyQuantile: number;
 }
 
+/** The option keys of {@link GrpoLossConfig}, in every op that takes the loss options. */
+export const GRPO_CONFIG_KEYS = [
+  'importanceSamplingLevel', 'policyLoss', 'epsilon', 'epsilonHigh', 'delta', 'clipRatioC', 'beta', 'klEstimator',
+  'clampLogRatio', 'lossType', 'numItemsInBatch', 'maxCompletionLength', 'topEntropyQuantile',
+] as const;
+
 /**
  * Validates the {@link GrpoLossConfig} fields of `cfg` (other fields are ignored, so the whole
- * call options object can be passed) and returns the native option fields with defaults
+ * call options object can be passed; the ops pass their {@link v.snapshot}) and returns the native option fields with defaults
  * applied and enums as their native integer codes. Errors name `op` and the option.
  * `numItemsInBatch` / `maxCompletionLength` are undefined when not given (the kernel then
  * uses this batch's masked-token count / T); `delta` is undefined when off.
@@ -138,35 +144,35 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   const c = v.options(op, cfg);
   const level = v.oneOf(op, 'importanceSamplingLevel', c.importanceSamplingLevel, IMPORTANCE_SAMPLING_LEVELS, 'token');
   const policyLoss = v.oneOf(op, 'policyLoss', c.policyLoss, POLICY_LOSSES, 'clip');
-  const epsilonLow = v.numberIn(op, 'epsilon', c.epsilon, 0, 1, 0.2);
+  const epsilonLow = v.float(op, 'epsilon', c.epsilon, 0, 1, 0.2);
   let epsilonHigh: number;
   if (policyLoss === 'cispo') {
-    epsilonHigh = v.numberIn(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, CISPO_DEFAULT_EPSILON_HIGH, { loOpen: true, hiOpen: true });
+    epsilonHigh = v.float(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, CISPO_DEFAULT_EPSILON_HIGH, { loOpen: true });
   } else {
-    epsilonHigh = v.numberIn(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, epsilonLow, { hiOpen: true });
+    epsilonHigh = v.float(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, epsilonLow);
   }
   let delta: number | undefined;
   if (c.delta !== undefined && c.delta !== null) {
     if (policyLoss === 'cispo') throw v.rangeError(op, 'delta', "no delta with policyLoss 'cispo' (delta bounds the clipped surrogate only)", c.delta);
-    delta = v.number(op, 'delta', c.delta);
+    delta = v.float(op, 'delta', c.delta, -Infinity, Infinity);
     if (!(delta > 1 + epsilonHigh)) throw v.rangeError(op, 'delta', `a number > 1 + epsilonHigh = ${1 + epsilonHigh}`, delta);
   }
-  const clipRatioC = v.number(op, 'clipRatioC', c.clipRatioC, 3);
+  const clipRatioC = v.float(op, 'clipRatioC', c.clipRatioC, -Infinity, Infinity, 3);
   if (!(clipRatioC > 1)) throw v.rangeError(op, 'clipRatioC', 'a number > 1', clipRatioC);
-  const beta = v.numberIn(op, 'beta', c.beta, 0, Infinity, 0, { hiOpen: true });
+  const beta = v.float(op, 'beta', c.beta, 0, Infinity, 0);
   const klEstimator = v.oneOf(op, 'klEstimator', c.klEstimator, KL_ESTIMATORS, 'k3');
   const clampLogRatio = v.boolean(op, 'clampLogRatio', c.clampLogRatio, true);
   const lossType = v.oneOf(op, 'lossType', c.lossType, LOSS_TYPES, 'dapo');
   let numItemsInBatch: number | undefined;
   if (c.numItemsInBatch !== undefined) {
-    numItemsInBatch = v.number(op, 'numItemsInBatch', c.numItemsInBatch);
+    numItemsInBatch = v.float(op, 'numItemsInBatch', c.numItemsInBatch, -Infinity, Infinity);
     if (!(numItemsInBatch > 0)) throw v.rangeError(op, 'numItemsInBatch', 'a number > 0', numItemsInBatch);
   }
   let maxCompletionLength: number | undefined;
   if (c.maxCompletionLength !== undefined) {
     maxCompletionLength = v.integer(op, 'maxCompletionLength', c.maxCompletionLength, 1, 2 ** 40);
   }
-  const topEntropyQuantile = v.numberIn(op, 'topEntropyQuantile', c.topEntropyQuantile, 0, 1, 1);
+  const topEntropyQuantile = v.float(op, 'topEntropyQuantile', c.topEntropyQuantile, 0, 1, 1);
   return {
     level: IMPORTANCE_SAMPLING_LEVELS.indexOf(level),
     policyLoss: POLICY_LOSSES.indexOf(policyLoss),
@@ -220,34 +226,58 @@ export interface GrpoLossResult {
 
 const OP = 'grpoLoss';
 
-function prepare(o: GrpoLossOptions) {
-  const opts = v.options(OP, o);
-  const advantages = v.float32Array(OP, 'advantages', opts.advantages);
-  const S = advantages.length;
-  if (S === 0) throw v.rangeError(OP, 'advantages', 'a non-empty Float32Array (one advantage per sequence)', advantages);
-  const logp = v.float32Array(OP, 'logp', opts.logp);
-  const N = logp.length;
+/** Option keys every form of grpoLoss takes (the CUDA form: these and no others). */
+export const GRPO_LOSS_KEYS = [
+  'logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy', 'grad', 'perTokenLoss', ...GRPO_CONFIG_KEYS,
+] as const;
+/** The host form's keys, and its `out` keys. */
+export const GRPO_LOSS_HOST_KEYS = [...GRPO_LOSS_KEYS, 'out'] as const;
+export const GRPO_LOSS_OUT_KEYS = ['gradLogp', 'perTokenLoss'] as const;
+
+/** S, T from the element counts of advantages and logp: shared by the host op and its CUDA form. */
+export function lossShape(op: string, S: number, N: number, advantages: unknown, logp: unknown): { S: number; T: number; N: number } {
+  if (S === 0) throw v.rangeError(op, 'advantages', 'a non-empty array (one advantage per sequence)', advantages);
   if (N === 0 || N % S !== 0)
-    throw v.rangeError(OP, 'logp', `a Float32Array whose length is a positive multiple of S = advantages.length = ${S}`, logp);
-  const T = N / S;
+    throw v.rangeError(op, 'logp', `a length that is a positive multiple of S = advantages.length = ${S}`, logp);
+  return { S, T: N / S, N };
+}
+
+/**
+ * The non-tensor options of grpoLoss (the loss config, grad, perTokenLoss) and the checks that
+ * tie them to optional tensors, validated the same way for the host op and its CUDA form.
+ * `has` says which optional tensors were given.
+ */
+export function grpoLossConfig(op: string, s: Record<string, unknown>, N: number, has: { refLogp: boolean; entropy: boolean }) {
+  const cfg = grpoConfigToNative(op, s);
+  if (cfg.beta > 0 && !has.refLogp) throw v.typeError(op, 'refLogp', `a tensor of length ${N} when beta > 0`, s.refLogp);
+  if (cfg.topEntropyQuantile < 1 && !has.entropy)
+    throw v.typeError(op, 'entropy', `a tensor of length ${N} when topEntropyQuantile < 1`, s.entropy);
+  return {
+    cfg,
+    wantGrad: v.boolean(op, 'grad', s.grad, true),
+    wantPtl: v.boolean(op, 'perTokenLoss', s.perTokenLoss, false),
+  };
+}
+
+function prepare(o: GrpoLossOptions) {
+  const opts = v.snapshot(OP, o, GRPO_LOSS_HOST_KEYS, { out: GRPO_LOSS_OUT_KEYS });
+  const advantages = v.float32Array(OP, 'advantages', opts.advantages);
+  const logp = v.float32Array(OP, 'logp', opts.logp);
+  const { S, T, N } = lossShape(OP, advantages.length, logp.length, advantages, logp);
   const mask = v.mask(OP, 'mask', opts.mask, N);
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
   const entropy = v.optionalFloat32Array(OP, 'entropy', opts.entropy, N);
-  const cfg = grpoConfigToNative(OP, opts);
+  const { cfg, wantGrad, wantPtl } = grpoLossConfig(OP, opts, N, { refLogp: !!refLogp, entropy: !!entropy });
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
+  const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
+  const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss }, { logp, oldLogp, refLogp, advantages, mask, entropy });
   v.allFinite(OP, 'advantages', advantages);
   v.allFiniteWhere(OP, 'logp', logp, mask);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
   if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
   if (entropy) v.allFiniteWhere(OP, 'entropy', entropy, mask);
-  if (cfg.beta > 0 && !refLogp) throw v.typeError(OP, 'refLogp', `a Float32Array of length ${N} when beta > 0`, opts.refLogp);
-  if (cfg.topEntropyQuantile < 1 && !entropy)
-    throw v.typeError(OP, 'entropy', `a Float32Array of length ${N} when topEntropyQuantile < 1`, opts.entropy);
-  const wantGrad = v.boolean(OP, 'grad', opts.grad, true);
-  const wantPtl = v.boolean(OP, 'perTokenLoss', opts.perTokenLoss, false);
-  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
-  const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
-  const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
   const args = { S, T, logp, oldLogp, refLogp, advantages, mask, entropy, ...cfg, gradLogp, perTokenLoss };
   const result = (m: GrpoMetrics): GrpoLossResult => ({ loss: m.loss, gradLogp, perTokenLoss, metrics: { ...m } });
   return { args, result };

@@ -18,8 +18,8 @@
 import { native } from '../native';
 import * as v from '../validate';
 import type { FloatDType } from '../validate';
-import { grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
-import { logitsTensor, rowsOf } from './logprobs';
+import { GRPO_CONFIG_KEYS, grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
+import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
 
 export type GradientMode = 'none' | 'separate' | 'inplace';
 /** Native order (grpo_loss_from_logits.h GradMode). */
@@ -45,7 +45,7 @@ export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> 
   oldLogp?: Float32Array;
   /** Reference-model log-probs [N]; required when beta > 0. */
   refLogp?: Float32Array;
-  /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
+  /** Softmax temperature τ > 0 (the logits are divided by it), a normal float32 (≥ 1.18e-38, ≤ 3.4e38). Default 1. */
   temperature?: number;
   /**
    * Where ∂L/∂logits goes: 'separate' (default: `out.gradLogits`, else a buffer of the library's
@@ -78,29 +78,46 @@ export interface GrpoLossFromLogitsResult<L extends LogitsArray = LogitsArray> {
 
 const OP = 'grpoLossFromLogits';
 
+/** Option keys every form of grpoLossFromLogits takes (the CUDA form: these and no others). */
+export const GRPO_LOSS_FROM_LOGITS_KEYS = [
+  'logits', 'dtype', 'vocabSize', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'temperature', 'gradient', ...GRPO_CONFIG_KEYS,
+] as const;
+/** The host form's keys, and its `out` keys. */
+export const GRPO_LOSS_FROM_LOGITS_HOST_KEYS = [...GRPO_LOSS_FROM_LOGITS_KEYS, 'out'] as const;
+export const GRPO_LOSS_FROM_LOGITS_OUT_KEYS = ['gradLogits', 'logp', 'entropy', 'gradLogp'] as const;
+
+/** S, T from N rows and S advantages: shared by the host op and its CUDA form. */
+export function logitsLossShape(op: string, S: number, N: number, advantages: unknown, logits: unknown): { S: number; T: number } {
+  if (S === 0) throw v.rangeError(op, 'advantages', 'a non-empty array (one advantage per sequence)', advantages);
+  if (N === 0 || N % S !== 0)
+    throw v.rangeError(op, 'logits', `${N} rows (logits.length / vocabSize), a positive multiple of S = advantages.length = ${S}`, logits);
+  return { S, T: N / S };
+}
+
+/**
+ * The non-tensor options of grpoLossFromLogits (loss config, temperature, gradient mode),
+ * validated the same way for the host op and its CUDA form.
+ */
+export function grpoLossFromLogitsConfig(op: string, s: Record<string, unknown>, N: number, hasRefLogp: boolean) {
+  const temperature = temperatureOption(op, s.temperature);
+  const cfg = grpoConfigToNative(op, s);
+  if (cfg.beta > 0 && !hasRefLogp) throw v.typeError(op, 'refLogp', `a tensor of length ${N} when beta > 0`, s.refLogp);
+  const mode = v.oneOf(op, 'gradient', s.gradient, GRADIENT_MODES, 'separate');
+  return { temperature, cfg, mode };
+}
+
 function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
-  const opts = v.options(OP, o);
+  const opts = v.snapshot(OP, o, GRPO_LOSS_FROM_LOGITS_HOST_KEYS, { out: GRPO_LOSS_FROM_LOGITS_OUT_KEYS });
   const { V, N } = rowsOf(OP, opts.logits, opts.vocabSize);
   const lt = logitsTensor(OP, opts.logits, opts.dtype, N * V);
   const advantages = v.float32Array(OP, 'advantages', opts.advantages);
-  const S = advantages.length;
-  if (S === 0) throw v.rangeError(OP, 'advantages', 'a non-empty Float32Array (one advantage per sequence)', advantages);
-  if (N === 0 || N % S !== 0)
-    throw v.rangeError(OP, 'logits', `${N} rows (logits.length / vocabSize), a positive multiple of S = advantages.length = ${S}`, opts.logits);
-  const T = N / S;
-  const targets = v.ids(OP, 'targets', opts.targets, N, V);
+  const { S, T } = logitsLossShape(OP, advantages.length, N, advantages, opts.logits);
+  v.int32Array(OP, 'targets', opts.targets, N);
   const mask = v.mask(OP, 'mask', opts.mask, N);
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
-  const temperature = v.number(OP, 'temperature', opts.temperature, 1);
-  if (!(temperature > 0)) throw v.rangeError(OP, 'temperature', 'a number > 0', temperature);
-  const cfg = grpoConfigToNative(OP, opts);
-  v.allFinite(OP, 'advantages', advantages);
-  if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
-  if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
-  if (cfg.beta > 0 && !refLogp) throw v.typeError(OP, 'refLogp', `a Float32Array of length ${N} when beta > 0`, opts.refLogp);
-  const mode = v.oneOf(OP, 'gradient', opts.gradient, GRADIENT_MODES, 'separate');
-  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  const { temperature, cfg, mode } = grpoLossFromLogitsConfig(OP, opts, N, !!refLogp);
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   let gradLogits: Float32Array | Uint16Array | null = null;
   if (mode === 'separate') {
     if (out.gradLogits === undefined) {
@@ -110,14 +127,9 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
       gradLogits = lt.dtype === 'float32' ? new Float32Array(ab, 0, N * V) : new Uint16Array(ab, 0, N * V);
     } else {
       const want = lt.dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
-      const g = out.gradLogits;
-      if (!(lt.dtype === 'float32' ? g instanceof Float32Array : g instanceof Uint16Array))
-        throw v.typeError(OP, 'out.gradLogits', `${want} of length ${N * V} (the logits' dtype ${lt.dtype})`, g);
-      if ((g as Float32Array | Uint16Array).length !== N * V)
-        throw v.rangeError(OP, 'out.gradLogits', `${want} of length ${N * V}`, g);
-      if ((g as Float32Array | Uint16Array).buffer === lt.data.buffer)
-        throw v.rangeError(OP, 'out.gradLogits', "a buffer apart from logits (use gradient: 'inplace')", g);
-      gradLogits = g as Float32Array | Uint16Array;
+      gradLogits = v.typedArray(OP, 'out.gradLogits', out.gradLogits, want, N * V, `${want} of length ${N * V} (the logits' dtype ${lt.dtype})`);
+      if (v.realBytes(gradLogits).buffer === v.realBytes(lt.data).buffer)
+        throw v.rangeError(OP, 'out.gradLogits', "a buffer apart from logits (use gradient: 'inplace')", gradLogits);
     }
   } else if (mode === 'inplace') {
     if (out.gradLogits !== undefined) throw v.typeError(OP, 'out.gradLogits', "undefined with gradient: 'inplace'", out.gradLogits);
@@ -128,6 +140,16 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = v.outFloat32(OP, 'out.entropy', out.entropy, N);
   const gradLogp = v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N);
+  // 'inplace' writes the gradient over the logits by design; every other overlap is an alias
+  if (opts.out !== undefined) v.noAliases(
+    OP,
+    { 'out.gradLogits': mode === 'separate' ? gradLogits : null, 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp },
+    { logits: lt.data, targets: opts.targets as Int32Array, advantages, mask, oldLogp, refLogp },
+  );
+  const targets = v.ids(OP, 'targets', opts.targets, N, V);
+  v.allFinite(OP, 'advantages', advantages);
+  if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
+  if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
   const args = {
     S, T, V, logits: lt.data, logitsDtype: lt.dtype, targets, temperature, oldLogp, refLogp, advantages, mask, ...cfg,
     gradMode: GRADIENT_MODES.indexOf(mode),

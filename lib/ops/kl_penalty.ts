@@ -38,19 +38,33 @@ export interface KlPenaltyResult {
 
 const OP = 'klPenalty';
 
+/** Option keys every form of klPenalty takes (the CUDA form: these and no others). */
+export const KL_PENALTY_KEYS = ['logp', 'refLogp', 'estimator', 'clampLogRatio', 'grad'] as const;
+/** The host form's keys, and its `out` keys. */
+export const KL_PENALTY_HOST_KEYS = [...KL_PENALTY_KEYS, 'out'] as const;
+export const KL_PENALTY_OUT_KEYS = ['kl', 'grad'] as const;
+
+/** The non-tensor options, validated the same way for the host op and its CUDA form. */
+export function klPenaltyConfig(op: string, s: Record<string, unknown>) {
+  return {
+    estimator: v.oneOf(op, 'estimator', s.estimator, KL_ESTIMATORS, 'k3'),
+    clampLogRatio: v.boolean(op, 'clampLogRatio', s.clampLogRatio, true),
+    wantGrad: v.boolean(op, 'grad', s.grad, true),
+  };
+}
+
 function prepare(o: KlPenaltyOptions) {
-  const opts = v.options(OP, o);
+  const opts = v.snapshot(OP, o, KL_PENALTY_HOST_KEYS, { out: KL_PENALTY_OUT_KEYS });
   const logp = v.float32Array(OP, 'logp', opts.logp);
   const n = logp.length;
   const refLogp = v.float32Array(OP, 'refLogp', opts.refLogp, n);
-  v.allFinite(OP, 'logp', logp);
-  v.allFinite(OP, 'refLogp', refLogp);
-  const estimator = v.oneOf(OP, 'estimator', opts.estimator, KL_ESTIMATORS, 'k3');
-  const clampLogRatio = v.boolean(OP, 'clampLogRatio', opts.clampLogRatio, true);
-  const wantGrad = v.boolean(OP, 'grad', opts.grad, true);
-  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  const { estimator, clampLogRatio, wantGrad } = klPenaltyConfig(OP, opts);
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const kl = v.outFloat32(OP, 'out.kl', out.kl, n);
   const grad = wantGrad ? v.outFloat32(OP, 'out.grad', out.grad, n) : null;
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.kl': kl, 'out.grad': grad }, { logp, refLogp });
+  v.allFinite(OP, 'logp', logp);
+  v.allFinite(OP, 'refLogp', refLogp);
   const args = { n, logp, refLogp, estimator: KL_ESTIMATORS.indexOf(estimator), clampLogRatio, kl, grad };
   return { args, result: (): KlPenaltyResult => ({ kl, grad }) };
 }

@@ -19,7 +19,7 @@ export interface LogprobsOptions {
   vocabSize: number;
   /** Target (sampled) token id per row, in [0, V): Int32Array of length N. */
   targets: Int32Array;
-  /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
+  /** Softmax temperature τ > 0 (the logits are divided by it), a normal float32 (≥ 1.18e-38, ≤ 3.4e38). Default 1. */
   temperature?: number;
   /** Also compute the entropy per row (default true). */
   entropy?: boolean;
@@ -36,14 +36,38 @@ export interface LogprobsResult {
 
 const OP = 'logprobs';
 
+/** Option keys every form of logprobs takes (the CUDA form: these and no others). */
+export const LOGPROBS_KEYS = ['logits', 'dtype', 'vocabSize', 'targets', 'temperature', 'entropy'] as const;
+/** The host form's keys, and its `out` keys. */
+export const LOGPROBS_HOST_KEYS = [...LOGPROBS_KEYS, 'out'] as const;
+export const LOGPROBS_OUT_KEYS = ['logp', 'entropy'] as const;
+
+/**
+ * The row count N of `numel` logits for `vocabSize`, with errors naming the argument; shared by
+ * the host ops (numel = logits.length) and their CUDA forms (numel = DeviceTensor.numel).
+ */
+export function rowsOfNumel(op: string, numel: number, vocabSize: unknown, logits: unknown): { V: number; N: number } {
+  const V = v.integer(op, 'vocabSize', vocabSize, 1, 2 ** 31 - 1);
+  if (numel % V !== 0) throw v.rangeError(op, 'logits', `a length that is a multiple of vocabSize = ${V}`, logits);
+  return { V, N: numel / V };
+}
+
 /** The row count N of `logits` for `vocabSize`, with errors naming the argument. */
 export function rowsOf(op: string, logits: unknown, vocabSize: unknown): { V: number; N: number } {
-  const V = v.integer(op, 'vocabSize', vocabSize, 1, 2 ** 31 - 1);
-  if (!(logits instanceof Float32Array) && !(logits instanceof Uint16Array))
+  v.integer(op, 'vocabSize', vocabSize, 1, 2 ** 31 - 1);
+  const kind = v.typedArrayKind(logits);
+  if (kind !== 'Float32Array' && kind !== 'Uint16Array')
     throw v.typeError(op, 'logits', 'Float32Array or Uint16Array (bfloat16 / float16 bits)', logits);
-  if (logits.length % V !== 0)
-    throw v.rangeError(op, 'logits', `a length that is a multiple of vocabSize = ${V}`, logits);
-  return { V, N: logits.length / V };
+  return rowsOfNumel(op, v.realLength(logits as Float32Array), vocabSize, logits);
+}
+
+/**
+ * The softmax temperature τ of logprobs and grpoLossFromLogits (host and CUDA): > 0, and a
+ * normal float32 (1.18e-38 ... 3.4e38), since the kernels compute z·(1/τ) in float32 (1e39 is
+ * Infinity there, 1e-45 a denormal whose reciprocal is Infinity).
+ */
+export function temperatureOption(op: string, x: unknown): number {
+  return v.float(op, 'temperature', x, 0, Infinity, 1, { loOpen: true });
 }
 
 /**
@@ -52,22 +76,30 @@ export function rowsOf(op: string, logits: unknown, vocabSize: unknown): { V: nu
  */
 export function logitsTensor(op: string, logits: unknown, dtype: unknown, length: number) {
   if (dtype !== undefined) v.oneOf(op, 'dtype', dtype, v.FLOAT_DTYPES);
-  else if (logits instanceof Uint16Array)
+  else if (v.typedArrayKind(logits) === 'Uint16Array')
     throw v.typeError(op, 'dtype', "'bfloat16' or 'float16' for Uint16Array logits", dtype);
   return v.floatTensor(op, 'logits', logits, dtype, length);
 }
 
+/** The non-tensor options, validated the same way for the host op and its CUDA form. */
+export function logprobsConfig(op: string, s: Record<string, unknown>) {
+  return {
+    temperature: temperatureOption(op, s.temperature),
+    wantEntropy: v.boolean(op, 'entropy', s.entropy, true),
+  };
+}
+
 function prepare(o: LogprobsOptions) {
-  const opts = v.options(OP, o);
+  const opts = v.snapshot(OP, o, LOGPROBS_HOST_KEYS, { out: LOGPROBS_OUT_KEYS });
   const { V, N } = rowsOf(OP, opts.logits, opts.vocabSize);
   const lt = logitsTensor(OP, opts.logits, opts.dtype, N * V);
-  const targets = v.ids(OP, 'targets', opts.targets, N, V);
-  const temperature = v.number(OP, 'temperature', opts.temperature, 1);
-  if (!(temperature > 0)) throw v.rangeError(OP, 'temperature', 'a number > 0', temperature);
-  const wantEntropy = v.boolean(OP, 'entropy', opts.entropy, true);
-  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  v.int32Array(OP, 'targets', opts.targets, N);
+  const { temperature, wantEntropy } = logprobsConfig(OP, opts);
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = wantEntropy ? v.outFloat32(OP, 'out.entropy', out.entropy, N) : null;
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.logp': logp, 'out.entropy': entropy }, { logits: lt.data, targets: opts.targets as Int32Array });
+  const targets = v.ids(OP, 'targets', opts.targets, N, V);
   const args = { N, V, logits: lt.data, logitsDtype: lt.dtype, targets, temperature, logp, entropy };
   return { args, result: (): LogprobsResult => ({ logp, entropy }) };
 }

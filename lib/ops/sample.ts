@@ -15,6 +15,7 @@
  */
 import { native } from '../native';
 import * as v from '../validate';
+import { logitsTensor, rowsOf } from './logprobs';
 
 export interface SampleOptions {
   /** Logits [R, V] row-major: Float32Array, or Uint16Array of bfloat16/float16 bits. */
@@ -23,13 +24,13 @@ export interface SampleOptions {
   dtype?: v.FloatDType;
   /** V, the vocabulary size (row length). R = logits.length / V. */
   vocabSize: number;
-  /** τ ≥ 0 per row or for all rows (default 1). 0 = greedy. */
+  /** τ ≥ 0 per row or for all rows (default 1). 0 = greedy; otherwise a normal float32 (≥ 1.18e-38, ≤ 3.4e38). */
   temperature?: number | Float32Array;
   /** Keep the k largest (0 = off, default; k ≥ V is off too). Integer ≥ 0. */
   topK?: number | Int32Array;
-  /** Nucleus mass in (0, 1] (1 = off, default). */
+  /** Nucleus mass in (0, 1] (1 = off, default); ≥ 1.18e-38 (0 in float32 below that). */
   topP?: number | Float32Array;
-  /** Drop p_v < minP·p_max; in [0, 1] (0 = off, default). */
+  /** Drop p_v < minP·p_max; in [0, 1] (0 = off, default), 0 or ≥ 1.18e-38. */
   minP?: number | Float32Array;
   /** The Philox key: a non-negative safe integer or a bigint < 2^64. */
   seed: number | bigint;
@@ -57,13 +58,21 @@ export interface SampleResult {
 const OP = 'sample';
 const MAX_V = 0x7fffffff;
 
+/** Option keys every form of sample takes (the CUDA form: these and no others). */
+export const SAMPLE_KEYS = [
+  'logits', 'dtype', 'vocabSize', 'temperature', 'topK', 'topP', 'minP', 'seed', 'step', 'rowIds', 'truncatedLogprobs',
+] as const;
+/** The host form's keys, and its `out` keys. */
+export const SAMPLE_HOST_KEYS = [...SAMPLE_KEYS, 'out'] as const;
+export const SAMPLE_OUT_KEYS = ['tokens', 'logp', 'truncLogp'] as const;
+
 function perRow<T extends Float32Array | Int32Array>(
   OP: string,
   name: string,
   x: unknown,
   dflt: number,
   R: number,
-  Ctor: { new (n: number): T },
+  Ctor: { new (n: number): T; name: string },
   check: (a: number) => boolean,
   expected: string,
 ): T {
@@ -72,12 +81,14 @@ function perRow<T extends Float32Array | Int32Array>(
     if (!check(x)) throw v.rangeError(OP, name, expected, x);
     return new Ctor(R).fill(x) as T;
   }
-  if (!(x instanceof Ctor)) throw v.typeError(OP, name, `${expected} or a ${Ctor.name} of length ${R}`, x);
-  if (x.length !== R) throw v.rangeError(OP, name, `a ${Ctor.name} of length ${R}`, x);
-  for (let i = 0; i < R; i++) {
-    if (!check(x[i])) throw v.rangeError(OP, name, expected, `${x[i]} at index ${i}`);
+  return v.typedArray(OP, name, x, Ctor.name as 'Float32Array' | 'Int32Array', R, `${expected} or a ${Ctor.name} of length ${R}`) as T;
+}
+
+/** The content check of a per-row array (run after every caller-code step of prepare). */
+function perRowValues(OP: string, name: string, a: Float32Array | Int32Array, check: (a: number) => boolean, expected: string): void {
+  for (let i = 0; i < a.length; i++) {
+    if (!check(a[i])) throw v.rangeError(OP, name, expected, `${a[i]} at index ${i}`);
   }
-  return x;
 }
 
 function splitSeed(OP: string, seed: unknown): { seedLo: number; seedHi: number } {
@@ -90,26 +101,38 @@ function splitSeed(OP: string, seed: unknown): { seedLo: number; seedHi: number 
   return { seedLo: seed % 4294967296, seedHi: Math.floor(seed / 4294967296) };
 }
 
+// Accepted per-row values. The float ones are also normal float32 magnitudes (or 0): the
+// kernels take them as float32, where 1e39 is Infinity (a uniform draw at τ = 1e39) and 1e-46
+// is 0 (greedy at τ = 1e-46, an empty nucleus at topP = 1e-46).
+const TEMPERATURE_OK = (x: number) => v.floatOk(x, 0, v.FLOAT32_MAX);
+const TEMPERATURE_TEXT = 'a number >= 0 (0 = greedy) that float32 represents (0 or 1.18e-38 <= x <= 3.4e38)';
+const TOPK_OK = (x: number) => Number.isInteger(x) && x >= 0 && x <= MAX_V;
+const TOPK_TEXT = 'an integer >= 0';
+const TOPP_OK = (x: number) => v.floatOk(x, 0, 1, true);
+const TOPP_TEXT = 'a number in (0, 1] that float32 represents (>= 1.18e-38)';
+const MINP_OK = (x: number) => v.floatOk(x, 0, 1);
+const MINP_TEXT = 'a number in [0, 1] that float32 represents (0 or >= 1.18e-38)';
+
 /**
  * The per-row sampling parameters (scalars broadcast to R rows), seed, step and row ids,
  * validated; shared by the host op and the CUDA form (lib/device.ts) so both accept the same
- * options with the same messages. `OP` names the calling op in errors.
+ * options with the same messages. `OP` names the calling op in errors. Caller-supplied per-row
+ * arrays are used as they are, so their values are checked after every step that can run
+ * caller code (the rowIds copy reads a plain array's elements).
  */
 export function sampleParams(OP: string, opts: Record<string, unknown>, R: number) {
-  const temperature = perRow(OP, 'temperature', opts.temperature, 1, R, Float32Array, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0');
-  const topK = perRow(OP, 'topK', opts.topK, 0, R, Int32Array, (x) => Number.isInteger(x) && x >= 0 && x <= MAX_V, 'an integer >= 0');
-  const topP = perRow(OP, 'topP', opts.topP, 1, R, Float32Array, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
-  const minP = perRow(OP, 'minP', opts.minP, 0, R, Float32Array, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  const temperature = perRow(OP, 'temperature', opts.temperature, 1, R, Float32Array, TEMPERATURE_OK, TEMPERATURE_TEXT);
+  const topK = perRow(OP, 'topK', opts.topK, 0, R, Int32Array, TOPK_OK, TOPK_TEXT);
+  const topP = perRow(OP, 'topP', opts.topP, 1, R, Float32Array, TOPP_OK, TOPP_TEXT);
+  const minP = perRow(OP, 'minP', opts.minP, 0, R, Float32Array, MINP_OK, MINP_TEXT);
   const { seedLo, seedHi } = splitSeed(OP, opts.seed);
   const step = v.integer(OP, 'step', opts.step, 0, 0xffffffff, 0);
   let rowIds: Uint32Array | undefined;
   if (opts.rowIds !== undefined) {
     const r = opts.rowIds;
-    if (r instanceof Uint32Array) {
-      if (r.length !== R) throw v.rangeError(OP, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
-      rowIds = r;
-    } else if (Array.isArray(r)) {
-      if (r.length !== R) throw v.rangeError(OP, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
+    const expected = `a Uint32Array or number[] of length ${R}`;
+    if (Array.isArray(r)) {
+      v.plainArray(OP, 'rowIds', r, expected, R);
       rowIds = new Uint32Array(R);
       for (let i = 0; i < R; i++) {
         const x = r[i];
@@ -118,28 +141,28 @@ export function sampleParams(OP: string, opts: Record<string, unknown>, R: numbe
         rowIds[i] = x;
       }
     } else {
-      throw v.typeError(OP, 'rowIds', `a Uint32Array or number[] of length ${R}`, r);
+      rowIds = v.typedArray(OP, 'rowIds', r, 'Uint32Array', R, expected);
     }
   }
   const wantTrunc = v.boolean(OP, 'truncatedLogprobs', opts.truncatedLogprobs, false);
+  perRowValues(OP, 'temperature', temperature, TEMPERATURE_OK, TEMPERATURE_TEXT);
+  perRowValues(OP, 'topK', topK, TOPK_OK, TOPK_TEXT);
+  perRowValues(OP, 'topP', topP, TOPP_OK, TOPP_TEXT);
+  perRowValues(OP, 'minP', minP, MINP_OK, MINP_TEXT);
   return { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc };
 }
 
 function prepare(o: SampleOptions) {
-  const opts = v.options(OP, o);
-  const V = v.integer(OP, 'vocabSize', opts.vocabSize, 1, MAX_V);
-  const logitsRaw = opts.logits;
-  if (!(logitsRaw instanceof Float32Array || logitsRaw instanceof Uint16Array))
-    throw v.typeError(OP, 'logits', 'Float32Array or Uint16Array (bfloat16/float16 bits)', logitsRaw);
-  if (logitsRaw.length % V !== 0)
-    throw v.rangeError(OP, 'logits', `a length that is a multiple of vocabSize ${V}`, logitsRaw);
-  const R = logitsRaw.length / V;
-  const { data: logits, dtype } = v.floatTensor(OP, 'logits', logitsRaw, opts.dtype, R * V);
+  const opts = v.snapshot(OP, o, SAMPLE_HOST_KEYS, { out: SAMPLE_OUT_KEYS });
+  // the same row logic (and messages) as logprobs and the CUDA form
+  const { V, N: R } = rowsOf(OP, opts.logits, opts.vocabSize);
+  const { data: logits, dtype } = logitsTensor(OP, opts.logits, opts.dtype, R * V);
   const { temperature, topK, topP, minP, seedLo, seedHi, step, rowIds, wantTrunc } = sampleParams(OP, opts, R);
-  const out = opts.out === undefined ? {} : v.options(OP, opts.out);
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const tokens = out.tokens === undefined ? new Int32Array(R) : v.int32Array(OP, 'out.tokens', out.tokens, R);
   const logp = v.outFloat32(OP, 'out.logp', out.logp, R);
   const truncLogp = wantTrunc ? v.outFloat32(OP, 'out.truncLogp', out.truncLogp, R) : null;
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.tokens': tokens, 'out.logp': logp, 'out.truncLogp': truncLogp }, { logits, temperature, topK, topP, minP, rowIds });
   const args = {
     R, V, logits, logitsDtype: dtype, temperature, topK, topP, minP,
     seedLo, seedHi, step, rowIds, tokens, logp, truncLogp,
