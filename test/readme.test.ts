@@ -22,6 +22,10 @@ const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 const NORUN: Record<string, string> = {
   'npm install && npm start': 'builds the addon (~3 min) and trains for minutes; `npm start` is measured in bench/results/demo.md',
   'npx grpo sft   --output-dir runs/sft --ops + --sft-stop-accuracy 0.2': 'trains for minutes; run and measured in bench/results/readme_trainer.md',
+  'npm install grpo-kernels': "a consumer's install from the registry; scripts/check-pack.js installs the packed tarball the same way in CI",
+  'npm install --save-dev cmake-js node-addon-api': "a consumer's source-build setup (network, minutes of compiling); the source build is what npm install runs in this repository",
+  'GRPO_CUDA=0 npm rebuild grpo-kernels': "rebuilds in a consumer project (minutes); bench/install.js measures GRPO_CUDA=0 from the tarball",
+  'npx grpo train --model ./Qwen2.5-0.5B-Instruct --task arithmetic --output-dir runs/qwen --beta 0.04': 'needs a downloaded Hugging Face checkpoint (no model hub here); test/hf_train.test.ts runs the same command path on a tiny checkpoint it writes',
 };
 
 interface Block {
@@ -77,8 +81,18 @@ test('```ts blocks: tsc --strict against lib/ (as the package types), then run w
   const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(tmp, 'tsconfig.json')], { encoding: 'utf8' });
   const errors = (tsc.stdout + tsc.stderr).replace(/\S*block-(\d+)\.mts\((\d+),(\d+)\)/g, (_, l, r, c) => `README.md:${+l + +r}:${c}`);
   assert.is(tsc.status, 0, `tsc --strict:\n${errors}`);
+  // Run against the package's real ESM entry (dist/index.mjs, what `import ... from 'grpo-kernels'`
+  // loads): tsx's ESM view of the CommonJS lib/ sources misses names re-exported through nested
+  // `export *`. dist/ is rebuilt first when a lib/ file is newer than it.
+  const entry = path.join(ROOT, 'dist', 'index.mjs');
+  const newest = (d: string): number => Math.max(0, ...fs.readdirSync(d, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(d, e.name)) : fs.statSync(path.join(d, e.name)).mtimeMs)));
+  if (!fs.existsSync(entry) || fs.statSync(entry).mtimeMs < newest(path.join(ROOT, 'lib'))) {
+    const b = spawnSync('npm', ['run', 'build:ts'], { cwd: ROOT, encoding: 'utf8' });
+    assert.is(b.status, 0, `npm run build:ts:\n${b.stdout}${b.stderr}`);
+  }
+  fs.writeFileSync(path.join(tmp, 'tsconfig.run.json'), JSON.stringify({ compilerOptions: { paths: { 'grpo-kernels': [entry] } } }));
   for (const b of ts) {
-    const r = spawnSync(tsx, ['--tsconfig', path.join(tmp, 'tsconfig.json'), path.join(tmp, `block-${b.line}.mts`)], { cwd: tmp, encoding: 'utf8', env: { ...process.env, GRPO_NUM_THREADS: '2' } });
+    const r = spawnSync(tsx, ['--tsconfig', path.join(tmp, 'tsconfig.run.json'), path.join(tmp, `block-${b.line}.mts`)], { cwd: tmp, encoding: 'utf8', env: { ...process.env, GRPO_NUM_THREADS: '2' } });
     assert.is(r.status, 0, `README.md:${b.line} exited ${r.status}:\n${r.stderr}`);
     assert.ok(r.stdout.length > 0, `README.md:${b.line} prints what it computed`);
     assert.not.ok(/NaN/.test(r.stdout) && !b.code.includes('NaN'), `README.md:${b.line} printed NaN:\n${r.stdout}`);

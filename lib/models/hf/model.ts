@@ -15,7 +15,7 @@ import type { GenerateOptions, Generation, PolicyModel, StepOptions } from '../p
 import type { TensorMap } from '../safetensors';
 import { writeFileAtomic } from '../safetensors';
 import { HfModelConfig, parseHfConfig } from './config';
-import { readCheckpointIndex, StEntry, writeSafetensorsStreaming } from './safetensors';
+import { readCheckpointIndex, readSafetensorsHeader, StEntry, writeSafetensorsStreaming } from './safetensors';
 import { HfTokenizer } from './tokenizer';
 import { mulberry32 } from '../../tasks/rng';
 
@@ -523,7 +523,7 @@ export async function loadHfModelWithAdapter(baseDir: string, adapterDir: string
   const m = new HfCausalLM(readConfig(baseDir), { maxSeqLen: opts.maxSeqLen, lora: { r: ac.r, alpha: ac.lora_alpha, targetModules: ac.target_modules } });
   try {
     const entries = readCheckpointIndex(baseDir);
-    for (const [k, e] of (await import('./safetensors')).readSafetensorsHeader(path.join(adapterDir, 'adapter_model.safetensors'))) entries.set(k, e);
+    for (const [k, e] of readSafetensorsHeader(path.join(adapterDir, 'adapter_model.safetensors'))) entries.set(k, e);
     for (const p of m.parameters) if (HfCausalLM.isAdapter(p.name) && !entries.has(p.name)) throw new RangeError(`${adapterDir}: adapter tensor '${p.name}' is missing`);
     await m.loadEntries(entries, baseDir);
   } catch (e) {
