@@ -21,6 +21,7 @@ import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages'
 import { grpoConfigToNative } from './ops/grpo_loss';
 import { sampleParams } from './ops/sample';
 import type { GrpoLossConfig, GrpoMetrics } from './ops/grpo_loss';
+import { KL_ESTIMATORS } from './ops/kl_penalty';
 import type { KlEstimator } from './ops/kl_penalty';
 import * as v from './validate';
 
@@ -240,7 +241,7 @@ function nativeOp(name: string): (args: Record<string, unknown>, async: boolean)
 function h(t: DeviceTensor | null | undefined): unknown {
   return t ? t.handle() : undefined;
 }
-const KL_EST: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl'];
+const KL_EST: readonly KlEstimator[] = KL_ESTIMATORS;
 
 export interface CudaKlPenaltyOptions {
   logp: DeviceTensor;

@@ -70,7 +70,11 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   a->num_groups = r.integer("numGroups", 0, kMaxDim);
   a->rewards = r.typed<float>("rewards", napi_float32_array, r.product("K", a->S, a->K));
   a->weights = r.typed<float>("weights", napi_float32_array, a->K);
-  a->group = r.typed<int32_t>("group", napi_int32_array, a->S);
+  // Contiguous groups of a fixed size need no index array (groupSize); otherwise dense indices.
+  a->group_size = r.has("groupSize") ? r.integer("groupSize", 1, kMaxDim) : 0;
+  if (a->group_size > 0 && (a->S % a->group_size != 0 || a->num_groups != a->S / a->group_size))
+    r.fail("groupSize", "a divisor of S with numGroups = S / groupSize");
+  a->group = a->group_size > 0 ? nullptr : r.typed<int32_t>("group", napi_int32_array, a->S);
   a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
   a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
   a->eps = r.num("eps");
@@ -80,7 +84,7 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   a->group_mean = r.typed<float>("groupMean", napi_float32_array, a->num_groups);
   a->group_std = r.typed<float>("groupStd", napi_float32_array, a->num_groups);
   // Group indices are read by the kernel as array offsets: check them here, not only in TS.
-  for (int64_t i = 0; i < a->S; ++i)
+  for (int64_t i = 0; a->group && i < a->S; ++i)
     if (a->group[i] < 0 || a->group[i] >= a->num_groups) r.fail("group", "dense group indices in [0, numGroups)");
   job->execute = [a] { group_advantages_cpu(*a); };
   job->result = [a](Napi::Env env) -> Napi::Value {
@@ -99,7 +103,7 @@ Napi::Value KlPenalty(const Napi::CallbackInfo& info) {
   a->n = r.integer("n", 0, kMaxDim);
   a->logp = r.typed<float>("logp", napi_float32_array, a->n);
   a->ref_logp = r.typed<float>("refLogp", napi_float32_array, a->n);
-  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, 3));
+  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, kNumKlEstimators - 1));
   a->clamp_log_ratio = r.flag("clampLogRatio", true);
   a->kl = r.typed<float>("kl", napi_float32_array, a->n);
   a->grad = r.typed<float>("grad", napi_float32_array, a->n, true);

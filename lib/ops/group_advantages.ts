@@ -96,9 +96,15 @@ function prepare(o: GroupAdvantagesOptions) {
   if (rewards.length % K !== 0)
     throw v.rangeError(OP, 'rewards', `a Float32Array whose length is a multiple of numRewardFunctions = ${K}`, rewards);
   const S = rewards.length / K;
-  for (let i = 0; i < rewards.length; i++) {
-    const x = rewards[i];
-    if (x === Infinity || x === -Infinity) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${x} at index ${i}`);
+  // Σ x·0 is NaN iff some x is NaN or ±Inf: one branch-free pass; only a NaN sum (NaN = "no
+  // reward" is allowed) needs the exact scan for ±Inf.
+  let probe = 0;
+  for (let i = 0; i < rewards.length; i++) probe += rewards[i] * 0;
+  if (probe !== 0) {
+    for (let i = 0; i < rewards.length; i++) {
+      const x = rewards[i];
+      if (x === Infinity || x === -Infinity) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${x} at index ${i}`);
+    }
   }
   let weights: Float32Array;
   if (opts.weights === undefined) {
@@ -123,14 +129,14 @@ function prepare(o: GroupAdvantagesOptions) {
     throw v.typeError(OP, 'groupSize/groupIds', 'exactly one of groupSize and groupIds', hasSize ? 'both' : 'neither');
   const estimator = v.oneOf(OP, 'estimator', opts.estimator, ADVANTAGE_ESTIMATORS, 'grpo');
   const minSize = estimator === 'rloo' ? 2 : 1;
-  let group: Int32Array;
+  let group: Int32Array | undefined;  // dense group index per sequence; none for a fixed groupSize
+  let groupSize: number | undefined;
   let groupIds: Int32Array;
   if (hasSize) {
     const G = v.integer(OP, 'groupSize', opts.groupSize, 1, 2 ** 31 - 1);
     if (G < minSize) throw v.rangeError(OP, 'groupSize', "a group size of at least 2 for estimator 'rloo' (a leave-one-out baseline needs another member)", G);
     if (S % G !== 0) throw v.rangeError(OP, 'groupSize', `a divisor of the number of sequences S = ${S}`, G);
-    group = new Int32Array(S);
-    for (let i = 0; i < S; i++) group[i] = Math.floor(i / G);
+    groupSize = G;
     groupIds = new Int32Array(S / G);
     for (let j = 0; j < groupIds.length; j++) groupIds[j] = j;
   } else {
@@ -164,7 +170,7 @@ function prepare(o: GroupAdvantagesOptions) {
   const groupMean = new Float32Array(numGroups);
   const groupStd = new Float32Array(numGroups);
   const args = {
-    S, K, numGroups, rewards, weights, group,
+    S, K, numGroups, rewards, weights, group, groupSize,
     estimator: ADVANTAGE_ESTIMATORS.indexOf(estimator),
     scale: ADVANTAGE_SCALES.indexOf(scale),
     eps, unbiased: std === 'unbiased',
