@@ -265,11 +265,14 @@ template <int DT, bool STORE, bool PF, bool COUNT>
 GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float zmax, float inv, float* dst, vf& s, vf& w,
                        vf& k) {
   using T = typename Elem<DT>::T;
-  const vf vinv = splat(inv), vzm = splat(zmax);
+  const vf vinv = splat(inv), vzm = splat(zmax), vzi = splat(-zmax * inv);
   vf s1 = vf{}, w1 = vf{}, k1 = vf{};
   int64_t i = b;
   auto one = [&](vf z, int64_t at, vf& sa, vf& wa, vf& ka) __attribute__((always_inline)) {
-    vf d = clamp_lo((z - vzm) * vinv);
+    // The block with the max: d = (z − zmax)·inv, exactly 0 at the max. Other blocks: one FMA,
+    // z·inv − round(zmax·inv); there z < zmax, and d is negative up to rounding of a near-tie
+    // (then e ≈ 1 and H is far from 0: no digits lost).
+    vf d = COUNT ? clamp_lo((z - vzm) * vinv) : clamp_lo(z * vinv + vzi);
     vf ev = vexp_clamped(d);
     if (STORE) {
       if (at + W <= V) *reinterpret_cast<vf_u*>(dst + at) = ev;
@@ -384,9 +387,8 @@ template <class F, class FP> GRPO_AI void over_row(int64_t V, int64_t h, F&& f, 
 
 template <int DT, bool NT>
 void exp_scale_store_t(const void* row, int64_t V, float zmax, float inv, float c, int64_t y, float ty, void* out) {
-  const vf vinv = splat(inv), vzm = splat(zmax), vc = splat(c);
-  // d as the sums took it (exp_block), so the gradient is Σ-consistent with s
-  auto g = [&](vf z) __attribute__((always_inline)) { return vexp((z - vzm) * vinv) * vc; };
+  const vf vinv = splat(inv), vzi = splat(-zmax * inv), vc = splat(c);
+  auto g = [&](vf z) __attribute__((always_inline)) { return vexp(z * vinv + vzi) * vc; };
   int64_t h = stream_head<DT>(out, V, NT);
   over_row(
       V, h, [&](int64_t i) __attribute__((always_inline)) { store<DT, NT>(out, i, fix_target(g(load<DT>(row, i)), i, y, ty)); },
