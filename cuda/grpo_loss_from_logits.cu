@@ -91,10 +91,8 @@ __global__ void __launch_bounds__(kThreads) rows_one_pass(const void* logits, co
         // g_n = a_n·(∂P/∂ρ·ρ + ∂P/∂ℓ + β·∂D/∂ℓ), from the float32 ℓ the loss core will see
         const int64_t i = n / p.T;
         const double l = lp, A = p.advantages[i];
-        const double rho = exp(p.old_logp ? l - static_cast<double>(p.old_logp[n]) : 0.0);
-        PolicyValue pv = policy_term(rho, A, l, p.o);
-        double g = pv.dP_drho * rho + pv.dP_dlogp;
-        if (p.o.beta != 0) g += p.o.beta * kl_estimate(l, p.ref_logp[n], p.o.kl_estimator, p.o.clamp_log_ratio).grad;
+        double g = token_loss_grad(l, p.old_logp ? static_cast<double>(p.old_logp[n]) : 0.0, p.old_logp != nullptr,
+                                   p.ref_logp ? p.ref_logp + n : nullptr, A, p.o);
         g *= aggregation_weight(p.o, p.n_seq[i], *p.n_batch, p.S, p.T);
         coef[0] = static_cast<float>(-g * inv_d / r.s);
         coef[1] = static_cast<float>(g * inv_d * r.one_minus_py);
@@ -163,7 +161,7 @@ void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream) 
   const bool grad = a.grad_mode != GradMode::None && a.grad_logits.data != nullptr;
   const float inv = 1.0f / a.temperature;
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
-  const bool one_pass = grad && a.opt.level == Level::Token && !(a.opt.top_entropy_quantile < 1);
+  const bool one_pass = grad && a.opt.level == Level::Token && !(a.opt.top_entropy_quantile < 1) && a.opt.policy_loss != PolicyLoss::GeoMean;
   const size_t o_info = 0, o_g = o_info + align_up(N * sizeof(RowInfo)), o_nseq = o_g + align_up(N * 4), o_nb = o_nseq + align_up(S * 8),
                total = o_nb + 16;
   auto* base = static_cast<unsigned char*>(cuda::workspace(total, stream));

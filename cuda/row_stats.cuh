@@ -1,35 +1,43 @@
 // Per-row softmax statistics of one row of logits, one block per row, one read of the row with
 // 16-byte vector loads and an online max (spec §1). The same quantities as the CPU row kernels
 // (native/kernels/row_kernels.h): with d_v = max((z_v − zmax)·inv_tau, −88),
-//   s_o = Σ_{v≠y} exp(d_v),  w_o = Σ_{v≠y} exp(d_v)·d_v,
-// the target excluded so that 1 − p_y = s_o / s keeps its digits when p_y ≈ 1; and finish_row()
-// turns them into ℓ and H in double exactly as the CPU's finish_row does.
+//   s_r = Σ_{d_v<0} exp(d_v),  w = Σ_v exp(d_v)·d_v,  k = #{v : d_v = 0},
+// over the whole row (the target included: H does not depend on it), the max's exact 1 counted in
+// k so that s − 1 keeps its digits; finish_row() turns them into ℓ and H in double with the CPU's
+// formula (native/common/row_finish.h).
 #pragma once
+#include "../native/common/row_finish.h"
 #include "common.cuh"
 
 namespace grpo {
 namespace cuda {
 
-// Online state: m the running max of the raw logits, s and w relative to m (float per thread,
+// Online state: m the running max of the raw logits, s, w, k relative to m (float per thread,
 // double once merged across threads).
 struct RowAcc {
   float m;
-  double s, w;
+  double s, w, k;
 };
+
+// One side of a merge rebased to the merged max m: unchanged if it had m, else every term gets
+// d' = d + δ < 0 (its k ones join s).
+__device__ __forceinline__ void row_merge_into(RowAcc& r, const RowAcc& a, float m, float inv) {
+  if (a.m == m) {
+    r.s += a.s;
+    r.w += a.w;
+    r.k += a.k;
+  } else if (a.s > 0 || a.k > 0) {
+    double d = static_cast<double>((a.m - m) * inv), e = exp(d), t = a.s + a.k;
+    r.s += t * e;
+    r.w += e * (a.w + t * d);
+  }
+}
 
 __device__ __forceinline__ RowAcc row_merge(RowAcc a, RowAcc b, float inv) {
   float m = fmaxf(a.m, b.m);
-  RowAcc r{m, 0.0, 0.0};
-  if (a.s > 0) {
-    double d = static_cast<double>((a.m - m) * inv), e = exp(d);
-    r.s += a.s * e;
-    r.w += e * (a.w + a.s * d);
-  }
-  if (b.s > 0) {
-    double d = static_cast<double>((b.m - m) * inv), e = exp(d);
-    r.s += b.s * e;
-    r.w += e * (b.w + b.s * d);
-  }
+  RowAcc r{m, 0.0, 0.0, 0.0};
+  row_merge_into(r, a, m, inv);
+  row_merge_into(r, b, m, inv);
   return r;
 }
 
@@ -39,37 +47,44 @@ __device__ __forceinline__ RowAcc warp_row(RowAcc v, float inv) {
     x.m = __shfl_xor_sync(0xffffffffu, v.m, o);
     x.s = __shfl_xor_sync(0xffffffffu, v.s, o);
     x.w = __shfl_xor_sync(0xffffffffu, v.w, o);
+    x.k = __shfl_xor_sync(0xffffffffu, v.k, o);
     v = row_merge(v, x, inv);
   }
   return v;
 }
 
-// The row's (zmax, s_o, w_o), every thread of the block gets it. `red` is __shared__ RowAcc[32].
+// The row's (zmax, s_r, w, k), every thread of the block gets it. `red` is __shared__ RowAcc[32].
+// y is not used (the sums cover the whole row).
 template <int DT> __device__ __forceinline__ RowAcc row_stats(const void* row, int64_t V, int64_t y, float inv, RowAcc* red) {
-  float m = -INFINITY, s = 0.f, w = 0.f;
-  for_row<DT>(row, V, [&](int64_t v, float z) {
-    if (v == y) return;
-    if (z > m) {  // new running max: rescale what this thread has so far
-      if (s > 0.f) {
-        float d = (m - z) * inv, e = expf(d);
-        w = e * (w + s * d);
-        s *= e;
+  (void)y;
+  float m = -INFINITY, s = 0.f, w = 0.f, k = 0.f;
+  for_row<DT>(row, V, [&](int64_t, float z) {
+    if (z > m) {  // new running max: rescale what this thread has so far (d' = d + δ < 0)
+      if (s > 0.f || k > 0.f) {
+        float d = (m - z) * inv, e = expf(d), t = s + k;
+        w = e * (w + t * d);
+        s = t * e;
+        k = 0.f;
       }
       m = z;
     }
     if (m == -INFINITY) return;  // only −inf so far: exp(−inf) adds nothing
     float d = fmaxf((z - m) * inv, -88.f);
-    float e = expf(d);
-    s += e;
-    w += e * d;
+    if (d == 0.f) {
+      k += 1.f;
+    } else {
+      float e = expf(d);
+      s += e;
+      w += e * d;
+    }
   });
-  RowAcc a{m, s, w};
+  RowAcc a{m, s, w, k};
   a = warp_row(a, inv);
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31u) >> 5;
   __syncthreads();
   if (lane == 0) red[warp] = a;
   __syncthreads();
-  RowAcc r = lane < nwarps ? red[lane] : RowAcc{-INFINITY, 0.0, 0.0};
+  RowAcc r = lane < nwarps ? red[lane] : RowAcc{-INFINITY, 0.0, 0.0, 0.0};
   return warp_row(r, inv);
 }
 
@@ -78,28 +93,17 @@ struct RowOut {
   float zmax;
 };
 
-// ℓ and H from the sums, the CPU's finish_row (native/kernels/row_kernels.h) in double. The
-// sums are relative to a max over v ≠ y; the target joins here: zmax = max(m, z_y), sums
-// rescaled to it.
+// ℓ, H, s and 1 − p_y from the sums (row_finish.h, the CPU's formula).
 __device__ __forceinline__ RowOut finish_row(float z_y, RowAcc a, float inv, double inv_d) {
+  (void)inv;
+  double dy = (static_cast<double>(z_y) - static_cast<double>(a.m)) * inv_d;
+  RowResult f = finish_row_sums(dy, a.s, a.w, a.k);
   RowOut o;
-  float zmax = fmaxf(a.m, z_y);
-  double s_o = 0, w_o = 0;
-  if (a.s > 0) {
-    double d = static_cast<double>((a.m - zmax) * inv), e = exp(d);
-    s_o = a.s * e;
-    w_o = e * (a.w + a.s * d);
-  }
-  double dy = (static_cast<double>(z_y) - static_cast<double>(zmax)) * inv_d;
-  double ey_m1 = expm1(dy);
-  double ey = ey_m1 + 1.0;
-  double lse = log1p(ey_m1 + s_o);
-  o.s = ey + s_o;
-  o.logp = dy - lse;
-  double wy = ey > 0 ? ey * dy : 0.0;
-  o.entropy = lse - (w_o + wy) / o.s;
-  o.one_minus_py = s_o / o.s;
-  o.zmax = zmax;
+  o.logp = f.logp;
+  o.entropy = f.entropy;
+  o.s = f.s;
+  o.one_minus_py = f.one_minus_py;
+  o.zmax = a.m;
   return o;
 }
 

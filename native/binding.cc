@@ -66,8 +66,12 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   a->num_groups = r.integer("numGroups", 0, kMaxDim);
   a->rewards = r.typed<float>("rewards", napi_float32_array, r.product("K", a->S, a->K));
   a->weights = r.typed<float>("weights", napi_float32_array, a->K);
-  // Group indices are array offsets for the kernel: copied and checked here, not only in TS.
-  a->group = r.ids<int32_t>("group", napi_int32_array, a->S, 0, a->num_groups, "dense group indices in [0, numGroups)");
+  // Contiguous groups of a fixed size need no index array (groupSize); otherwise dense indices,
+  // which the kernel reads as array offsets: copied and checked here, not only in TS.
+  a->group_size = r.has("groupSize") ? r.integer("groupSize", 1, kMaxDim) : 0;
+  if (a->group_size > 0 && (a->S % a->group_size != 0 || a->num_groups != a->S / a->group_size))
+    r.fail("groupSize", "a divisor of S with numGroups = S / groupSize");
+  a->group = a->group_size > 0 ? nullptr : r.ids<int32_t>("group", napi_int32_array, a->S, 0, a->num_groups, "dense group indices in [0, numGroups)");
   a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
   a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
   a->eps = r.num("eps");
@@ -93,7 +97,7 @@ Napi::Value KlPenalty(const Napi::CallbackInfo& info) {
   a->n = r.integer("n", 0, kMaxDim);
   a->logp = r.typed<float>("logp", napi_float32_array, a->n);
   a->ref_logp = r.typed<float>("refLogp", napi_float32_array, a->n);
-  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, 3));
+  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, kNumKlEstimators - 1));
   a->clamp_log_ratio = r.flag("clampLogRatio", true);
   a->kl = r.typed<float>("kl", napi_float32_array, a->n);
   a->grad = r.typed<float>("grad", napi_float32_array, a->n, true);

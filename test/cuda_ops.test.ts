@@ -148,6 +148,40 @@ for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
   }
 }
 
+// Near-deterministic rows (issue 8): H >= 0, independent of the target, relative-accurate.
+test('cuda logprobs: entropy of peaked rows is >= 0, target-independent and matches float64 and the CPU', () => {
+  const r = rng(808);
+  const rows: number[][] = [[20, 0], [21.5117, -0.42284]];
+  for (let k = 0; k < 40; k++) {
+    const V = 2 + Math.floor(r() * 300);
+    const row = Array.from(randn(r, V, 1));
+    row[Math.floor(r() * V)] += 8 + 32 * r();
+    rows.push(row);
+  }
+  for (const row of rows) {
+    const V = row.length, N = Math.min(V, 6);
+    const z = new Float32Array(N * V);
+    for (let n = 0; n < N; n++) z.set(row, n * V);
+    const targets = new Int32Array(N).map((_, n) => (n === 0 ? row.indexOf(Math.max(...row)) : Math.floor(r() * V)));
+    const tau = 0.6;
+    const want = refLogprobs(refWiden(z), V, targets, Math.fround(tau));
+    const cpu = logprobsSync({ logits: z, vocabSize: V, targets, temperature: tau });
+    const dz = DeviceTensor.fromHost(z, { shape: [N, V] }), dt = up(targets);
+    const g = withOrder(2, () => cuda.logprobsSync({ logits: dz, vocabSize: V, targets: dt, temperature: tau }));
+    const ent = down(g.entropy), lp = down(g.logp);
+    disposeAll(g.logp, g.entropy, dz, dt);
+    // (rows at different offsets split into 16-byte vectors differently: the same sums in another
+    // order, so equal to float rounding, not bitwise; what matters is that nothing cancels)
+    for (let n = 0; n < N; n++) {
+      if (!(ent[n] >= 0)) assert.unreachable(`entropy ${ent[n]} < 0 (V=${V}, target ${targets[n]})`);
+      if (!(Math.abs(ent[n] - ent[0]) <= 1e-5 * ent[0])) assert.unreachable(`entropy ${ent[n]} for target ${targets[n]} vs ${ent[0]} (V=${V})`);
+    }
+    close(ent, want.entropy, 2e-5, 0, `entropy V=${V}`);
+    close(ent, cpu.entropy!, 2e-5, 0, `entropy vs CPU V=${V}`);
+    close(lp, want.logp, 1e-5, 1e-6, `logp V=${V}`);
+  }
+});
+
 test('cuda logprobs: a target out of range gives NaN, never a read out of bounds', () => {
   const dz = up(new Float32Array(8)), dt = up(new Int32Array([0, 4]));
   const g = cuda.logprobsSync({ logits: dz, vocabSize: 4, targets: dt });
@@ -176,6 +210,14 @@ const LOSS_CONFIGS: [string, GrpoLossConfig][] = [
   ['dual_clip + bnpo', { policyLoss: 'dual_clip', lossType: 'bnpo', epsilonHigh: 0.28 }],
   ['cispo + dr_grpo', { policyLoss: 'cispo', lossType: 'dr_grpo' }],
   ['top entropy 0.5 + seq_sum', { topEntropyQuantile: 0.5, lossType: 'seq_sum', beta: 0.1, klEstimator: 'low_var_kl' }],
+  ['sapo + grpo (TRL loss_type sapo)', { policyLoss: 'sapo', lossType: 'grpo', sapoTemperaturePos: 1.5, sapoTemperatureNeg: 0.7 }],
+  ['sapo, sequence level', { policyLoss: 'sapo', importanceSamplingLevel: 'sequence', lossType: 'grpo' }],
+  ['cispo range (verl)', { policyLoss: 'cispo', cispoClip: 'range', epsilonHigh: 0.28 }],
+  ['bias-corrected k3 + abs metric', { beta: 0.1, useBiasCorrectionKl: true }],
+  ['bias-corrected KL, sequence level', { beta: 0.1, useBiasCorrectionKl: true, importanceSamplingLevel: 'sequence' }],
+  ['k3+ (straight through)', { beta: 0.2, klEstimator: 'k3+' }],
+  ['abs KL', { beta: 0.2, klEstimator: 'abs', lossType: 'bnpo' }],
+  ['geo_mean (GMPO)', { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4, beta: 0.04 }],
 ];
 
 function lossInputs(S: number, T: number, V: number, seed: number) {

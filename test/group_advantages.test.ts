@@ -62,6 +62,13 @@ for (const estimator of ADVANTAGE_ESTIMATORS) {
               const rewards = makeRewards(S * 7 + K, S, K, (i) => Math.floor(i / G), nan);
               const o: GroupAdvantagesOptions = { rewards, numRewardFunctions: K, weights, groupSize: G, estimator, scale, std };
               const got = check(`${what} G=${G}`, o, Array.from({ length: S }, (_, i) => Math.floor(i / G)));
+              // the fixed-size path (no index array) gives the bits of the general one
+              const { groupSize: _g, ...rest } = o;
+              const viaIds = groupAdvantagesSync({ ...rest, groupIds: Int32Array.from({ length: S }, (_, i) => Math.floor(i / G)) });
+              for (const key of ['advantages', 'rewards', 'groupMean', 'groupStd'] as const)
+                assert.equal(Array.from(got[key]), Array.from(viaIds[key]), `${what} G=${G}: ${key} groupSize vs groupIds`);
+              assert.is(got.zeroStdFraction, viaIds.zeroStdFraction);
+              assert.is(got.numNoReward, viaIds.numNoReward);
               if (G === 1) {
                 assert.ok(got.groupStd.every((s) => s === 0 || Number.isNaN(s)), 'G = 1: std 0');
                 if (scale !== 'batch') assert.ok(got.advantages.every((a) => a === 0), 'G = 1: advantage 0');

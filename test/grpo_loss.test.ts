@@ -10,7 +10,7 @@ import { close, closeScalar, normal, rng } from './helpers';
 import { refGrpoLoss, RefGrpoInputs } from './reference/grpo_loss';
 
 const LEVELS: ImportanceSamplingLevel[] = ['token', 'sequence'];
-const POLICIES: PolicyLoss[] = ['clip', 'dual_clip', 'cispo'];
+const POLICIES: PolicyLoss[] = ['clip', 'dual_clip', 'cispo', 'sapo'];
 const LOSS_TYPES: LossType[] = ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum'];
 // Clip bounds used throughout: 1 - 0.2 = 0.8, 1 + 0.28 = 1.28, delta 2, dual-clip c 3, cispo cap 5.
 const EPS = 0.2, EPS_HIGH = 0.28, DELTA = 2.0;
@@ -82,7 +82,7 @@ function combos(level: ImportanceSamplingLevel, policyLoss: PolicyLoss, lossType
   const out: Combo[] = [];
   let k = 0;
   for (const beta of [0, 0.04]) {
-    for (const delta of policyLoss === 'cispo' ? [undefined] : [undefined, DELTA]) {
+    for (const delta of policyLoss === 'cispo' || policyLoss === 'sapo' ? [undefined] : [undefined, DELTA]) {
       for (const q of [1, 0.3]) {
         const klEstimator = KL_ESTIMATORS[(k + LOSS_TYPES.indexOf(lossType)) % 4];
         const cfg: Combo = {
@@ -97,6 +97,7 @@ function combos(level: ImportanceSamplingLevel, policyLoss: PolicyLoss, lossType
           topEntropyQuantile: q,
         };
         if (policyLoss !== 'cispo') cfg.epsilonHigh = EPS_HIGH;
+        if (policyLoss === 'sapo' && k % 2 === 1) Object.assign(cfg, { sapoTemperaturePos: 2.5, sapoTemperatureNeg: 0.4 });
         if (delta !== undefined) cfg.delta = delta;
         if (lossType === 'dapo' && k % 2 === 1) cfg.numItemsInBatch = 1000;
         if (lossType === 'dr_grpo' && k % 2 === 1) cfg.maxCompletionLength = 77;
@@ -196,6 +197,99 @@ for (const level of LEVELS) {
     });
   }
 }
+
+// Options added for issue 8 beyond the grid above: verl's cispo range, TRL's
+// use_bias_correction_kl, verl's abs KL, each against the reference and finite differences;
+// the straight-through KL forms against the reference (their gradient is k2's by definition).
+const EXTRA: Combo[] = [
+  { name: 'cispo range (verl)', policyLoss: 'cispo', cispoClip: 'range', epsilon: 0.2, epsilonHigh: 0.28 },
+  { name: 'cispo range, beta', policyLoss: 'cispo', cispoClip: 'range', beta: 0.04, lossType: 'bnpo', epsilonHigh: 0.28 },
+  { name: 'bias-corrected KL, k3', beta: 0.1, useBiasCorrectionKl: true, epsilonHigh: 0.28 },
+  { name: 'bias-corrected KL, low_var_kl, grpo', beta: 0.1, klEstimator: 'low_var_kl', useBiasCorrectionKl: true, lossType: 'grpo', epsilonHigh: 0.28 },
+  { name: 'bias-corrected KL, sapo', policyLoss: 'sapo', beta: 0.1, useBiasCorrectionKl: true, lossType: 'grpo' },
+  { name: 'abs KL', beta: 0.1, klEstimator: 'abs', epsilonHigh: 0.28 },
+];
+// (epsilonHigh 0.28 everywhere: SAFE_RATIOS keep clear of the kinks 0.8 and 1.28, not of 1.2)
+for (const level of LEVELS) {
+  test(`grpoLoss ${level}: cispo range, bias-corrected KL, abs KL match the float64 reference and finite differences`, () => {
+    for (const cfg of EXTRA) {
+      for (const [S, T, empty] of [[3, 5, []], [8, 64, [2, 5]]] as [number, number, number[]][]) {
+        const c = makeCase(91 + S + T, S, T, { emptySeqs: empty });
+        const want = refGrpoLoss(c.inputs, cfg);
+        const got = run(c, cfg);
+        const what = `${level} ${cfg.name} S=${S} T=${T}`;
+        const lcfg = { ...cfg, importanceSamplingLevel: level };
+        const w2 = refGrpoLoss(c.inputs, lcfg), g2 = run(c, lcfg as Combo);
+        closeScalar(got.loss, want.loss, 1e-5, 1e-12, `${what} loss (token)`);
+        closeScalar(g2.loss, w2.loss, 1e-5, 1e-12, `${what} loss`);
+        let gmax = 0;
+        for (const g of w2.gradLogp) gmax = Math.max(gmax, Math.abs(g));
+        close(g2.gradLogp!, w2.gradLogp, 1e-5, 1e-6 * gmax + 1e-30, `${what} gradLogp`);
+        for (const key of ['kl', 'clipLow', 'clipHigh', 'clipRegion', 'ratio'] as const)
+          closeScalar(g2.metrics[key], w2.metrics[key], 1e-9, 1e-12, `${what} metrics.${key}`);
+        // finite differences on safe ratios
+        const cs = makeCase(177 + S + T, S, T, { level, safe: true, emptySeqs: empty });
+        const gs = run(cs, lcfg as Combo);
+        const rows = S * T <= 64 ? [...Array(S * T).keys()] : Array.from({ length: 40 }, (_, k) => (k * 2654435761) % (S * T));
+        const fds = rows.map((n) => fdGrad(cs, lcfg, n));
+        const scale = Math.max(...fds.map(Math.abs));
+        rows.forEach((n, k) => {
+          assert.ok(Math.abs(gs.gradLogp![n] - fds[k]) <= 1e-4 * Math.abs(fds[k]) + 1e-5 * scale + 1e-12,
+            `${what} row ${n}: grad ${gs.gradLogp![n]} vs finite difference ${fds[k]}`);
+        });
+      }
+    }
+  });
+}
+
+test('grpoLoss geo_mean (verl GMPO): loss, gradient, per-token loss, metrics vs float64 and finite differences', () => {
+  for (const cfg of [
+    { name: 'geo_mean', policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4 },
+    { name: 'geo_mean asymmetric, beta, grpo', policyLoss: 'geo_mean', epsilon: 0.3, epsilonHigh: 0.5, beta: 0.05, lossType: 'grpo' },
+  ] as Combo[]) {
+    for (const [S, T, empty] of [[1, 1, []], [3, 5, []], [8, 64, [2, 5]]] as [number, number, number[]][]) {
+      const what = `${cfg.name} S=${S} T=${T}`;
+      for (const withOld of [true, false]) {
+        const c = makeCase(300 + S + T, S, T, { emptySeqs: empty });
+        if (!withOld) delete c.inputs.oldLogp;
+        const want = refGrpoLoss(c.inputs, cfg);
+        const got = run(c, cfg);
+        closeScalar(got.loss, want.loss, 1e-5, 1e-12, `${what} loss`);
+        close(got.gradLogp!, want.gradLogp, 1e-5, 1e-9, `${what} gradLogp`);
+        close(got.perTokenLoss!, want.perTokenLoss, 1e-5, 1e-9, `${what} perTokenLoss`);
+        for (const key of ['kl', 'clipLow', 'clipHigh', 'clipRegion', 'ratio'] as const)
+          closeScalar(got.metrics[key], want.metrics[key], 1e-9, 1e-12, `${what} metrics.${key}`);
+      }
+      const cs = makeCase(400 + S + T, S, T, { safe: true, emptySeqs: empty });
+      const gs = run(cs, cfg);
+      const rows = S * T <= 64 ? [...Array(S * T).keys()] : Array.from({ length: 40 }, (_, k) => (k * 2654435761) % (S * T));
+      const fds = rows.map((n) => fdGrad(cs, cfg, n));
+      const scale = Math.max(...fds.map(Math.abs));
+      rows.forEach((n, k) => {
+        assert.ok(Math.abs(gs.gradLogp![n] - fds[k]) <= 1e-4 * Math.abs(fds[k]) + 1e-5 * scale + 1e-12, `${what} row ${n}: grad ${gs.gradLogp![n]} vs finite difference ${fds[k]}`);
+      });
+    }
+  }
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'geo_mean', importanceSamplingLevel: 'sequence' }), /importanceSamplingLevel/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'geo_mean', topEntropyQuantile: 0.5 }), /topEntropyQuantile/);
+});
+
+test('grpoLoss straight-through KL (verl k1+ / k3+ / low_var_kl+ / abs+): value of the estimator, gradient of k2', () => {
+  const c = makeCase(4242, 6, 16);
+  for (const [plus, base] of [['k1+', 'k1'], ['k3+', 'k3'], ['low_var_kl+', 'low_var_kl'], ['abs+', 'abs']] as const) {
+    const cfg = { name: plus, beta: 0.3, klEstimator: plus, lossType: 'bnpo' } as Combo;
+    const want = refGrpoLoss(c.inputs, cfg);
+    const got = run(c, cfg);
+    closeScalar(got.loss, want.loss, 1e-5, 1e-12, `${plus} loss`);
+    close(got.gradLogp!, want.gradLogp, 1e-5, 1e-7, `${plus} gradLogp`);
+    // loss and kl metric of the base estimator; gradient of k2
+    const vb = run(c, { ...cfg, klEstimator: base });
+    const gk2 = run(c, { ...cfg, klEstimator: 'k2' });
+    closeScalar(got.loss, vb.loss, 1e-6, 1e-12, `${plus} loss = ${base} loss`);
+    closeScalar(got.metrics.kl, vb.metrics.kl, 1e-9, 1e-12, `${plus} kl metric`);
+    close(got.gradLogp!, gk2.gradLogp!, 1e-6, 1e-9, `${plus} gradient = k2 gradient`);
+  }
+});
 
 test('grpoLoss without oldLogp: rho = 1 with gradient rho (logp detached), both levels', () => {
   for (const level of LEVELS) {
@@ -310,7 +404,15 @@ test('grpoConfigToNative: defaults and native codes', () => {
   assert.equal(d, {
     level: 0, policyLoss: 0, epsilonLow: 0.2, epsilonHigh: 0.2, delta: undefined, clipRatioC: 3, beta: 0, klEstimator: 2,
     clampLogRatio: true, lossType: 2, numItemsInBatch: undefined, maxCompletionLength: undefined, topEntropyQuantile: 1,
+    cispoRange: false, sapoTemperaturePos: 1, sapoTemperatureNeg: 1.05, useBiasCorrectionKl: false,
   });
+  const sp = grpoConfigToNative('x', { policyLoss: 'sapo', sapoTemperaturePos: 2, sapoTemperatureNeg: 0.5, klEstimator: 'k3+' });
+  assert.equal([sp.policyLoss, sp.sapoTemperaturePos, sp.sapoTemperatureNeg, sp.klEstimator], [3, 2, 0.5, 6]);
+  const cr = grpoConfigToNative('x', { policyLoss: 'cispo', cispoClip: 'range', epsilon: 0.1 });
+  assert.equal([cr.cispoRange, cr.epsilonLow, cr.epsilonHigh], [true, 0.1, 0.1]);  // verl: ε_high defaults to ε
+  assert.throws(() => grpoConfigToNative('x', { cispoClip: 'range' }), /cispoClip/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'sapo', sapoTemperatureNeg: 0 }), /sapoTemperatureNeg/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'sapo', delta: 3 }), /delta/);
   const c = grpoConfigToNative('x', { policyLoss: 'cispo', lossType: 'seq_sum', importanceSamplingLevel: 'sequence', klEstimator: 'low_var_kl' });
   assert.is(c.epsilonHigh, 5);
   assert.is(c.policyLoss, 2);

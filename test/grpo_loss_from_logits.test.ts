@@ -64,6 +64,14 @@ const FAMILIES: [string, GrpoLossConfig & { temperature?: number }][] = [
   ['top entropy 0.2 + beta', { topEntropyQuantile: 0.2, beta: 0.04 }],
   ['temperature 0.7', { temperature: 0.7 }],
   ['temperature 1.5, sequence, cispo', { temperature: 1.5, importanceSamplingLevel: 'sequence', policyLoss: 'cispo' }],
+  ['sapo, grpo', { policyLoss: 'sapo', lossType: 'grpo', sapoTemperaturePos: 1.5, sapoTemperatureNeg: 0.7 }],
+  ['sapo, sequence level', { policyLoss: 'sapo', importanceSamplingLevel: 'sequence' }],
+  ['cispo range (verl)', { policyLoss: 'cispo', cispoClip: 'range', epsilonHigh: 0.28 }],
+  ['bias-corrected KL', { beta: 0.1, useBiasCorrectionKl: true }],
+  ['bias-corrected KL, sequence level', { beta: 0.1, useBiasCorrectionKl: true, importanceSamplingLevel: 'sequence' }],
+  ['low_var_kl+ (straight through)', { beta: 0.2, klEstimator: 'low_var_kl+' }],
+  ['abs KL', { beta: 0.2, klEstimator: 'abs' }],
+  ['geo_mean (GMPO)', { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4, beta: 0.04 }],
 ];
 
 for (const [name, cfg] of FAMILIES) {
@@ -106,9 +114,41 @@ for (const [name, cfg] of FAMILIES) {
   }
 }
 
+// Top-entropy selection on a peaked batch (issue 8): every row near-deterministic, half of the
+// targets not the argmax. The entropies must order the tokens as the float64 ones do (as TRL's
+// do), so the same tokens keep their policy term and the loss and ∂L/∂ℓ match the reference.
+test(`grpoLossFromLogits: top-entropy selection on peaked rows keeps the reference's tokens (${ISA})`, () => {
+  const r = rng(88);
+  const S = 4, T = 8, V = 7, N = S * T, tau = 0.6;
+  const logits = randn(r, N * V, 1);
+  const targets = new Int32Array(N);
+  for (let n = 0; n < N; n++) {
+    const peak = Math.floor(r() * V);
+    // distinct gaps (entropies spread over decades), all with exp(−gap/τ) above float32's exp floor
+    logits[n * V + peak] += 10 + 1.2 * n;
+    targets[n] = n % 2 ? peak : (peak + 1 + Math.floor(r() * (V - 1))) % V;
+  }
+  const advantages = new Float32Array(S).map(() => normal(r));
+  const mask = new Uint8Array(N).fill(1);
+  const { logp } = refLogprobs(refWiden(logits), V, targets, Math.fround(tau));
+  const oldLogp = new Float32Array(N).map((_, n) => logp[n] + 0.1 * normal(r));
+  for (const q of [0.5, 0.2]) {
+    const cfg: GrpoLossConfig = { topEntropyQuantile: q };
+    const want = refGrpoLossFromLogits({ z: refWiden(logits), V, targets, advantages, mask, oldLogp, temperature: Math.fround(tau) }, cfg);
+    const got = grpoLossFromLogitsSync({ ...cfg, logits, vocabSize: V, targets, advantages, mask, oldLogp, temperature: tau });
+    close(got.entropy, want.entropy, 2e-5, 0, 'entropy');
+    for (let n = 0; n < N; n++) if (!(got.entropy[n] >= 0)) assert.unreachable(`entropy[${n}] = ${got.entropy[n]}`);
+    // deselected tokens have ∂L/∂ℓ = 0: the same set as the reference's
+    for (let n = 0; n < N; n++) assert.is(got.gradLogp[n] === 0, want.gradLogp[n] === 0, `token ${n} selection (q=${q})`);
+    closeScalar(got.loss, want.loss, 1e-5, 1e-7, `loss (q=${q})`);
+    close(got.gradLogp, want.gradLogp, 1e-4, 1e-7, `gradLogp (q=${q})`);
+  }
+});
+
 test(`grpoLossFromLogits: dL/dz matches finite differences of the float64 loss (${ISA})`, () => {
   // (not cispo: its stop-gradient on min(ρ, cap) makes the gradient differ from d(loss value))
-  for (const [k, cfg] of [{}, { importanceSamplingLevel: 'sequence', beta: 0.04 }, { policyLoss: 'dual_clip', lossType: 'grpo' }, { topEntropyQuantile: 0.5, temperature: 0.8 }].entries()) {
+  for (const [k, cfg] of [{}, { importanceSamplingLevel: 'sequence', beta: 0.04 }, { policyLoss: 'dual_clip', lossType: 'grpo' }, { topEntropyQuantile: 0.5, temperature: 0.8 },
+    { policyLoss: 'sapo', lossType: 'grpo' }, { beta: 0.1, useBiasCorrectionKl: true, temperature: 0.9 }, { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4 }].entries()) {
     const c = cfg as GrpoLossConfig & { temperature?: number };
     const tau = c.temperature ?? 1;
     const b = batch(1000 + k, 3, 4, 53, tau);

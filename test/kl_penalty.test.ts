@@ -47,11 +47,34 @@ test('klPenalty gradient matches finite differences of the float64 reference', (
       const logp = -5 * r();
       const refLogp = -5 * r();
       const h = 1e-6;
-      const fd = (refKl(logp + h, refLogp, est).d - refKl(logp - h, refLogp, est).d) / (2 * h);
+      // straight-through forms ('k3+' …): the gradient is k2's (verl), not the value's derivative
+      const gEst = est.endsWith('+') ? 'k2' : est;
+      const fd = (refKl(logp + h, refLogp, gEst).d - refKl(logp - h, refLogp, gEst).d) / (2 * h);
       const got = klPenaltySync({ logp: new Float32Array([logp]), refLogp: new Float32Array([refLogp]), estimator: est });
       const g = got.grad![0];
       assert.ok(Math.abs(g - fd) <= 1e-4 * Math.max(1, Math.abs(fd)), `${est}: grad ${g} vs finite difference ${fd}`);
     }
+  }
+});
+
+// k3 near d = 0 keeps its digits (D = q(d), the series, not expm1(d) − d), and the vectorised
+// loop gives the bits of the scalar tail (n = 8k + 3 puts 3 tokens in the tail).
+test('klPenalty k3: relative-exact for tiny log-ratios; vector lanes and tail agree', () => {
+  const ds = [1e-7, -3e-6, 2.5e-5, -1e-4, 0.01, -0.3, 0.34, 0.35, -0.36, 0.7, 5, -19.9, 19.9];
+  const n = 8 * ds.length + 3;
+  const logp = new Float32Array(n).fill(-2);
+  const refLogp = new Float32Array(n);
+  for (let i = 0; i < n; i++) refLogp[i] = -2 + ds[i % ds.length];
+  const got = klPenaltySync({ logp, refLogp, estimator: 'k3' });
+  for (let i = 0; i < n; i++) {
+    const d = refLogp[i] - logp[i];  // the float32 inputs' exact difference
+    // float64 series Σ_{j>=2} d^j/j! to convergence (exact for these |d|)
+    let term = d, sum = 0;
+    for (let j = 2; j < 60; j++) { term *= d / j; sum += term; }
+    const want = Math.abs(d) < 1 ? sum : Math.expm1(d) - d;
+    assert.ok(Math.abs(got.kl[i] - want) <= 1e-7 * Math.abs(want), `d=${d}: D ${got.kl[i]} vs ${want}`);
+    const j = i % ds.length;
+    assert.is(got.kl[i], got.kl[j], `token ${i} (lane/tail) vs token ${j}`);
   }
 });
 

@@ -44,6 +44,53 @@ test(`logprobs: very peaked rows (+80 / −80) (${ISA})`, () => {
   assert.ok(got.logp[2] < -159 && got.entropy![0] >= 0 && got.entropy![0] < 1e-6);
 });
 
+// Near-deterministic rows (issue 8): H must be >= 0, the same whichever token was sampled, and
+// relative-accurate against the float64 reference even at 1e-13 (the kernels once formed H from
+// sums that left the target out and cancelled: [20, 0] at τ = 0.6 gave 6.7e-16 for target 1 and
+// 1.146e-13 for target 0; [21.5117, −0.42284] gave −5.9e-8).
+function peakedCheck(rows: number[][], tau: number, label: string) {
+  for (const row of rows) {
+    const V = row.length;
+    // every target of the row, one row each
+    const z = new Float32Array(V * V);
+    for (let n = 0; n < V; n++) z.set(row, n * V);
+    const targets = new Int32Array(V).map((_, n) => n);
+    const got = logprobsSync({ logits: z, vocabSize: V, targets, temperature: tau });
+    const want = refLogprobs(refWiden(z), V, targets, Math.fround(tau));
+    for (let n = 0; n < V; n++) {
+      const h = got.entropy![n];
+      if (!(h >= 0)) assert.unreachable(`${label}: entropy ${h} < 0 for row [${row}] target ${n}`);
+      if (h !== got.entropy![0]) assert.unreachable(`${label}: entropy ${h} for target ${n} != ${got.entropy![0]} for target 0, row [${row}]`);
+    }
+    close(got.entropy!, want.entropy, 2e-5, 0, `${label}: entropy of [${row.slice(0, 4)}…] τ=${tau}`);
+    close(got.logp, want.logp, 1e-5, 1e-6, `${label}: logp of [${row.slice(0, 4)}…]`);
+  }
+}
+
+test(`logprobs: entropy of near-deterministic rows is >= 0, target-independent, exact to 2e-5 relative (${ISA})`, () => {
+  peakedCheck([[20, 0], [21.5117, -0.42284], [0, 20], [-0.42284, 21.5117]], 0.6, 'issue cases');
+  // the issue's reference values (float64 on the float32 inputs, τ = float32(0.6))
+  const g = logprobsSync({ logits: new Float32Array([20, 0, 20, 0]), vocabSize: 2, targets: new Int32Array([0, 1]), temperature: 0.6 });
+  close(g.entropy!, [1.146e-13, 1.146e-13], 1e-3, 0, '[20, 0] τ=0.6');
+  const r = rng(8);
+  const rows: number[][] = [];
+  for (let k = 0; k < 200; k++) {  // peaked short rows: one logit 8..40 above a few normal ones
+    const V = 2 + Math.floor(r() * 6);
+    const row = Array.from({ length: V }, () => randn(r, 1, 1)[0]);
+    row[Math.floor(r() * V)] += 8 + 32 * r();
+    rows.push(row);
+  }
+  for (const tau of [0.6, 1]) peakedCheck(rows, tau, 'random peaked rows');
+  // a long row: the max shares its vector lane with thousands of tiny terms
+  const V = 4099, z = randn(r, 2 * V, 1);
+  z[1234] += 30;
+  z.copyWithin(V, 0, V);
+  const t = new Int32Array([1234, 7]);
+  const got = logprobsSync({ logits: z, vocabSize: V, targets: t, temperature: 0.6 });
+  assert.is(got.entropy![0], got.entropy![1]);
+  close(got.entropy!, refLogprobs(refWiden(z), V, t, Math.fround(0.6)).entropy, 2e-5, 0, 'long peaked row');
+});
+
 test(`logprobs: flat rows give −log V and log V (${ISA})`, () => {
   const V = 5003, N = 3;
   const z = new Float32Array(N * V).fill(2.5);

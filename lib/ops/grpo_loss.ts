@@ -25,10 +25,14 @@ export type ImportanceSamplingLevel = 'token' | 'sequence';
 /** The order here is the native enum order (native/common/formulas.h `Level`). */
 export const IMPORTANCE_SAMPLING_LEVELS: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
-/** Policy-term variant: PPO clip (TRL/GRPO), verl/OpenRLHF dual clip, or TRL's CISPO. */
-export type PolicyLoss = 'clip' | 'dual_clip' | 'cispo';
+/** Policy-term variant: PPO clip (TRL/GRPO), verl/OpenRLHF dual clip, CISPO, or SAPO's soft gate. */
+export type PolicyLoss = 'clip' | 'dual_clip' | 'cispo' | 'sapo' | 'geo_mean';
 /** Native enum order (formulas.h `PolicyLoss`). */
-export const POLICY_LOSSES: readonly PolicyLoss[] = ['clip', 'dual_clip', 'cispo'];
+export const POLICY_LOSSES: readonly PolicyLoss[] = ['clip', 'dual_clip', 'cispo', 'sapo', 'geo_mean'];
+
+/** CISPO's weight: TRL's cap min(ρ, epsilonHigh) or verl's range clip(ρ, 1 − epsilon, 1 + epsilonHigh). */
+export type CispoClip = 'cap' | 'range';
+export const CISPO_CLIPS: readonly CispoClip[] = ['cap', 'range'];
 
 /** Aggregation of per-token losses into one scalar (spec §6). */
 export type LossType = 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum';
@@ -45,8 +49,31 @@ export const CISPO_DEFAULT_EPSILON_HIGH = 5.0;
 export interface GrpoLossConfig {
   /** 'token' (GRPO, default) or 'sequence' (GSPO: one geometric-mean ratio per sequence). */
   importanceSamplingLevel?: ImportanceSamplingLevel;
-  /** 'clip' (default), 'dual_clip' (bound −clipRatioC·A for A < 0) or 'cispo'. */
+  /**
+   * 'clip' (default), 'dual_clip' (bound −clipRatioC·A for A < 0), 'cispo', or 'sapo' (TRL /
+   * verl SAPO: P = −σ(τ(ρ − 1))·(4/τ)·A, τ = sapoTemperaturePos if A > 0 else
+   * sapoTemperatureNeg; TRL's `loss_type="sapo"` is this with `lossType: 'grpo'`), or
+   * 'geo_mean' (verl GMPO: per sequence −A·exp(mean_t of the log-ratio clamped to
+   * [−epsilon, epsilonHigh] on the side A's sign selects), averaged over the S sequences whatever
+   * `lossType` (which then weights only the KL term); token level only, no delta, no top-entropy
+   * selection, no bias-corrected KL).
+   */
   policyLoss?: PolicyLoss;
+  /**
+   * cispo only: 'cap' (default, TRL: weight sg(min(ρ, epsilonHigh)), epsilonHigh absolute, default
+   * 5) or 'range' (verl: sg(clip(ρ, 1 − epsilon, 1 + epsilonHigh)), a lower clip too; epsilonHigh
+   * relative, default `epsilon`; clip metrics count ρ outside the range whatever A's sign).
+   */
+  cispoClip?: CispoClip;
+  /** sapo: gate temperature for A > 0 (TRL `sapo_temperature_pos`, verl `tau_pos`). Default 1, > 0. */
+  sapoTemperaturePos?: number;
+  /** sapo: gate temperature for A ≤ 0 (TRL `sapo_temperature_neg`, verl `tau_neg`). Default 1.05, > 0. */
+  sapoTemperatureNeg?: number;
+  /**
+   * TRL `use_bias_correction_kl`: the KL term is D·ρ (importance-weighted, ρ not detached: its
+   * gradient flows through ρ too), and the kl metric is its masked mean. Default false.
+   */
+  useBiasCorrectionKl?: boolean;
   /** ε_low: the ratio is clipped below at 1 − epsilon. Default 0.2, in [0, 1]. */
   epsilon?: number;
   /**
@@ -125,12 +152,17 @@ export interface GrpoNativeOptions {
   numItemsInBatch: number | undefined;
   maxCompletionLength: number | undefined;
   topEntropyQuantile: number;
+  cispoRange: boolean;
+  sapoTemperaturePos: number;
+  sapoTemperatureNeg: number;
+  useBiasCorrectionKl: boolean;
 }
 
 /** The option keys of {@link GrpoLossConfig}, in every op that takes the loss options. */
 export const GRPO_CONFIG_KEYS = [
   'importanceSamplingLevel', 'policyLoss', 'epsilon', 'epsilonHigh', 'delta', 'clipRatioC', 'beta', 'klEstimator',
   'clampLogRatio', 'lossType', 'numItemsInBatch', 'maxCompletionLength', 'topEntropyQuantile',
+  'cispoClip', 'sapoTemperaturePos', 'sapoTemperatureNeg', 'useBiasCorrectionKl',
 ] as const;
 
 /**
@@ -145,15 +177,17 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   const level = v.oneOf(op, 'importanceSamplingLevel', c.importanceSamplingLevel, IMPORTANCE_SAMPLING_LEVELS, 'token');
   const policyLoss = v.oneOf(op, 'policyLoss', c.policyLoss, POLICY_LOSSES, 'clip');
   const epsilonLow = v.float(op, 'epsilon', c.epsilon, 0, 1, 0.2);
+  const cispoClip = v.oneOf(op, 'cispoClip', c.cispoClip, CISPO_CLIPS, 'cap');
+  if (cispoClip === 'range' && policyLoss !== 'cispo') throw v.rangeError(op, 'cispoClip', "'cap' (the default) unless policyLoss is 'cispo'", c.cispoClip);
   let epsilonHigh: number;
-  if (policyLoss === 'cispo') {
+  if (policyLoss === 'cispo' && cispoClip === 'cap') {
     epsilonHigh = v.float(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, CISPO_DEFAULT_EPSILON_HIGH, { loOpen: true });
   } else {
     epsilonHigh = v.float(op, 'epsilonHigh', c.epsilonHigh, 0, Infinity, epsilonLow);
   }
   let delta: number | undefined;
   if (c.delta !== undefined && c.delta !== null) {
-    if (policyLoss === 'cispo') throw v.rangeError(op, 'delta', "no delta with policyLoss 'cispo' (delta bounds the clipped surrogate only)", c.delta);
+    if (policyLoss === 'cispo' || policyLoss === 'sapo' || policyLoss === 'geo_mean') throw v.rangeError(op, 'delta', `no delta with policyLoss '${policyLoss}' (delta bounds the clipped surrogate only)`, c.delta);
     delta = v.float(op, 'delta', c.delta, -Infinity, Infinity);
     if (!(delta > 1 + epsilonHigh)) throw v.rangeError(op, 'delta', `a number > 1 + epsilonHigh = ${1 + epsilonHigh}`, delta);
   }
@@ -173,6 +207,15 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     maxCompletionLength = v.integer(op, 'maxCompletionLength', c.maxCompletionLength, 1, 2 ** 40);
   }
   const topEntropyQuantile = v.float(op, 'topEntropyQuantile', c.topEntropyQuantile, 0, 1, 1);
+  if (policyLoss === 'geo_mean') {
+    const bad = level !== 'token' ? ['importanceSamplingLevel', c.importanceSamplingLevel]
+      : topEntropyQuantile < 1 ? ['topEntropyQuantile', c.topEntropyQuantile]
+      : c.useBiasCorrectionKl === true ? ['useBiasCorrectionKl', c.useBiasCorrectionKl] : null;
+    if (bad) throw v.rangeError(op, bad[0] as string, "its default with policyLoss 'geo_mean' (a per-sequence objective of its own)", bad[1]);
+  }
+  const sapoTemperaturePos = v.float(op, 'sapoTemperaturePos', c.sapoTemperaturePos, 0, Infinity, 1, { loOpen: true });
+  const sapoTemperatureNeg = v.float(op, 'sapoTemperatureNeg', c.sapoTemperatureNeg, 0, Infinity, 1.05, { loOpen: true });
+  const useBiasCorrectionKl = v.boolean(op, 'useBiasCorrectionKl', c.useBiasCorrectionKl, false);
   return {
     level: IMPORTANCE_SAMPLING_LEVELS.indexOf(level),
     policyLoss: POLICY_LOSSES.indexOf(policyLoss),
@@ -187,6 +230,10 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     numItemsInBatch,
     maxCompletionLength,
     topEntropyQuantile,
+    cispoRange: policyLoss === 'cispo' && cispoClip === 'range',
+    sapoTemperaturePos,
+    sapoTemperatureNeg,
+    useBiasCorrectionKl,
   };
 }
 

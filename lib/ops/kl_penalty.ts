@@ -1,21 +1,28 @@
 /**
  * klPenalty — spec §3 (KL penalty estimators). Per token, with d = refLogp − logp:
  *   k1: D = −d; k2: D = ½d²; k3 (default): D = exp(d) − d − 1; low_var_kl: k3 with d clamped to
- *   [−20, 20] and D clamped to [−10, 10].
+ *   [−20, 20] and D clamped to [−10, 10] (this is what verl calls both "k3" and "low_var_kl");
+ *   abs (verl): D = |d|. The straight-through forms `k1+`, `k3+`, `low_var_kl+`, `abs+` (verl)
+ *   take the value of the named estimator and the gradient of k2 (ℓ − ℓ_ref).
  * Returns D and dD/dlogp per token.
  */
 import { native } from '../native';
 import * as v from '../validate';
 
-export type KlEstimator = 'k1' | 'k2' | 'k3' | 'low_var_kl';
-export const KL_ESTIMATORS: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl'];
+export type KlEstimator = 'k1' | 'k2' | 'k3' | 'low_var_kl' | 'abs' | 'k1+' | 'k3+' | 'low_var_kl+' | 'abs+';
+/** Native enum order (native/common/formulas.h `KlEstimator`). */
+export const KL_ESTIMATORS: readonly KlEstimator[] = ['k1', 'k2', 'k3', 'low_var_kl', 'abs', 'k1+', 'k3+', 'low_var_kl+', 'abs+'];
 
 export interface KlPenaltyOptions {
   /** Policy log-probs ℓ, one per token. */
   logp: Float32Array;
   /** Reference-model log-probs ℓ_ref, same length. */
   refLogp: Float32Array;
-  /** Estimator; default 'k3' (TRL, ms-swift; verl's low_var_kl without the clamp of D). */
+  /**
+   * Estimator; default 'k3' (TRL, ms-swift: exp(d) − d − 1; verl's "k3" is our 'low_var_kl').
+   * 'abs', and the straight-through 'k1+' | 'k3+' | 'low_var_kl+' | 'abs+' (value of the
+   * estimator, gradient of k2) as verl names them; verl's "k3+" is our 'low_var_kl+'.
+   */
   estimator?: KlEstimator;
   /**
    * Clamp d to [−20, 20] before exp (default true) so exp never overflows in float32; the

@@ -34,11 +34,15 @@ export interface GrpoConfig {
   numGenerations: number;
   numIterations: number;
   beta: number;
-  klEstimator: 'k1' | 'k2' | 'k3' | 'low_var_kl';
+  klEstimator: 'k1' | 'k2' | 'k3' | 'low_var_kl' | 'abs' | 'k1+' | 'k3+' | 'low_var_kl+' | 'abs+';
+  useBiasCorrectionKl?: boolean;
   epsilon: number;
   epsilonHigh?: number;
   delta?: number;
-  policyLoss: 'clip' | 'dual_clip' | 'cispo';
+  policyLoss: 'clip' | 'dual_clip' | 'cispo' | 'sapo' | 'geo_mean';
+  cispoClip?: 'cap' | 'range';
+  sapoTemperaturePos?: number;
+  sapoTemperatureNeg?: number;
   lossType: 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum';
   scaleRewards: 'group' | 'batch' | 'none';
   advantageEstimator: 'grpo' | 'rloo';
@@ -400,6 +404,8 @@ export class GrpoTrainer {
           epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
           lossType: c.lossType, numItemsInBatch: c.lossType === 'dapo' ? Math.max(1, numItems) : undefined,
           maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
+          cispoClip: c.cispoClip, sapoTemperaturePos: c.sapoTemperaturePos, sapoTemperatureNeg: c.sapoTemperatureNeg,
+          useBiasCorrectionKl: c.useBiasCorrectionKl,
           gradient: 'inplace',
         } as Parameters<LossFn>[0]);
         time.loss += performance.now() - t;

@@ -5,20 +5,37 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "half.h"  // GRPO_HD
 
 namespace grpo {
 
-enum class KlEstimator : int { K1 = 0, K2 = 1, K3 = 2, LowVarKl = 3 };
+// Abs: verl `abs`, |ℓ − ℓ_ref|. The `Plus` forms are verl's straight-through estimators (`k1+`,
+// `k3+`, `low_var_kl+`, `abs+`): the value of the named estimator, the gradient of k2.
+enum class KlEstimator : int { K1 = 0, K2 = 1, K3 = 2, LowVarKl = 3, Abs = 4, K1Plus = 5, K3Plus = 6, LowVarKlPlus = 7, AbsPlus = 8 };
+constexpr int kNumKlEstimators = 9;
+// The estimator whose value a straight-through form takes.
+GRPO_HD KlEstimator kl_value_estimator(KlEstimator e) {
+  switch (e) {
+    case KlEstimator::K1Plus: return KlEstimator::K1;
+    case KlEstimator::K3Plus: return KlEstimator::K3;
+    case KlEstimator::LowVarKlPlus: return KlEstimator::LowVarKl;
+    case KlEstimator::AbsPlus: return KlEstimator::Abs;
+    default: return e;
+  }
+}
+GRPO_HD bool kl_straight_through(KlEstimator e) { return kl_value_estimator(e) != e; }
 enum class Level : int { Token = 0, Sequence = 1 };
-enum class PolicyLoss : int { Clip = 0, DualClip = 1, Cispo = 2 };
+// GeoMean: verl `geo_mean` (GMPO), a per-sequence objective handled by grpo_sequence_pass
+// (native/ops/grpo_loss_core.h); policy_term() gives it nothing.
+enum class PolicyLoss : int { Clip = 0, DualClip = 1, Cispo = 2, Sapo = 3, GeoMean = 4 };
 enum class LossType : int { Grpo = 0, Bnpo = 1, Dapo = 2, DrGrpo = 3, SeqSum = 4 };
 
 struct GrpoOptions {
   Level level = Level::Token;
   PolicyLoss policy_loss = PolicyLoss::Clip;
-  double eps_low = 0.2, eps_high = 0.2;  // cispo: eps_high is the absolute cap on rho
+  double eps_low = 0.2, eps_high = 0.2;  // cispo: eps_high is the absolute cap on rho (unless cispo_range)
   bool use_delta = false;                // TRL `delta`: rho -> min(rho, delta) in the unclipped term
   double delta = 0;
   double clip_ratio_c = 3.0;  // dual_clip bound for A < 0
@@ -29,6 +46,11 @@ struct GrpoOptions {
   double n_global = 0;               // dapo: masked tokens over the global batch; <= 0: this batch
   double max_completion_length = 0;  // dr_grpo: T_max; <= 0: T
   double top_entropy_quantile = 1;   // < 1: keep the policy term of the top-q entropy tokens
+  // Added options (issue 8); defaults keep the behaviour above.
+  bool cispo_range = false;      // cispo weight sg(clip(rho, 1 - eps_low, 1 + eps_high)) (verl), not min(rho, eps_high) (TRL)
+  double sapo_tau_pos = 1.0;     // SAPO gate temperature for A > 0 (TRL sapo_temperature_pos, verl tau_pos)
+  double sapo_tau_neg = 1.05;    // ... for A <= 0
+  bool bias_correction_kl = false;  // TRL use_bias_correction_kl: the KL term is D·rho (rho not detached)
 };
 
 constexpr double kLogRatioClamp = 20.0;  // |d| bound before exp: exp(20) is finite in float32
@@ -39,30 +61,109 @@ struct KlValue {
   double grad;  // dD/dlogp
 };
 
+// k3's pieces for d (ref_logp − logp), branch-free so that the CPU's vectorised loop
+// (native/kernels/elementwise_impl.h, V = a vector of doubles) and the scalar code here and on the
+// GPU (V = double) run the same operations in the same order: identical bits on both backends.
+// Contraction into FMA would change the rounding: the CPU files are compiled with
+// -ffp-contract=off and the GPU's mul/add are __dmul_rn/__dadd_rn.
+//   d = k·ln2 + r (|r| <= ln2/2), t = 2^k, q = expm1(r) − r (a degree-10 Taylor polynomial:
+//   relative error < 4e-12 on |r| <= ln2/2), so
+//   D = exp(d) − d − 1 = t·q + (t·r − d) + (t − 1)   and   expm1(d) = t·(r + q) + (t − 1).
+// For |d| < ln2/2, k = 0 and D = q exactly: the digits of D near d = 0 are kept without expm1.
+// The exponent is taken of d limited to [−60, 100] (exp(−60) is below double rounding of 1;
+// exp(100) overflows float32 as D itself then does), so t = 2^k never leaves the normal range.
+#ifdef __CUDA_ARCH__
+#define GRPO_DMUL(a, b) __dmul_rn((a), (b))
+#define GRPO_DADD(a, b) __dadd_rn((a), (b))
+#else
+#define GRPO_DMUL(a, b) ((a) * (b))
+#define GRPO_DADD(a, b) ((a) + (b))
+#endif
+struct KlDoubleToBits {
+  GRPO_HD uint64_t operator()(double x) const {
+#ifdef __CUDA_ARCH__
+    return static_cast<uint64_t>(__double_as_longlong(x));
+#else
+    uint64_t u;
+    std::memcpy(&u, &x, 8);
+    return u;
+#endif
+  }
+};
+struct KlBitsToDouble {
+  GRPO_HD double operator()(uint64_t u) const {
+#ifdef __CUDA_ARCH__
+    return __longlong_as_double(static_cast<long long>(u));
+#else
+    double x;
+    std::memcpy(&x, &u, 8);
+    return x;
+#endif
+  }
+};
+// V: double or a GCC vector of doubles; U: uint64_t or the matching vector; the bit casts are
+// passed in (memcpy / vector casts). Returns D and expm1(d) through the out-parameters.
+template <class V, class U, class ToBits, class FromBits>
+GRPO_HD void k3_parts(V d, V& D, V& em1, ToBits to_bits, FromBits from_bits) {
+  const double kMagic = 6755399441055744.0;  // 1.5·2^52: adding it rounds to an integer (nearest even)
+  V de = d < -60.0 ? V{} - 60.0 : d;
+  de = de > 100.0 ? V{} + 100.0 : de;
+  V kb = GRPO_DADD(GRPO_DMUL(de, 1.4426950408889634), kMagic);  // low mantissa bits hold k
+  V kd = GRPO_DADD(kb, -kMagic);
+  V r = GRPO_DADD(de, GRPO_DMUL(kd, -6.93147180369123816490e-01));  // ln2_hi: k·ln2_hi exact
+  r = GRPO_DADD(r, GRPO_DMUL(kd, -1.90821492927058770002e-10));      // ln2_lo
+  // t = 2^k from the bits of kb: (k + 1023) << 52
+  U kbits = to_bits(kb) - static_cast<uint64_t>(0x4338000000000000ull);
+  V t = from_bits((kbits + static_cast<uint64_t>(1023)) << 52);
+  V p = GRPO_DADD(GRPO_DMUL(r, 1.0 / 3628800.0), 1.0 / 362880.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 40320.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 5040.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 720.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 120.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 24.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 6.0);
+  p = GRPO_DADD(GRPO_DMUL(p, r), 0.5);
+  V q = GRPO_DMUL(GRPO_DMUL(p, r), r);
+  V tm1 = GRPO_DADD(t, -1.0);
+  D = GRPO_DADD(GRPO_DADD(GRPO_DMUL(t, q), GRPO_DADD(GRPO_DMUL(t, r), -d)), tm1);
+  em1 = GRPO_DADD(GRPO_DMUL(t, GRPO_DADD(r, q)), tm1);
+}
+
+GRPO_HD void k3_parts_scalar(double d, double& D, double& em1) {
+  k3_parts<double, uint64_t>(d, D, em1, KlDoubleToBits(), KlBitsToDouble());
+}
+
 // spec §3, d = ref_logp - logp. k1 and k2 never exponentiate, so the log-ratio clamp (which only
 // exists to keep exp finite) does not touch them. Where a clamp is active the gradient is zero,
-// as autograd gives through torch.clamp.
-GRPO_HD KlValue kl_estimate(double logp, double ref_logp, KlEstimator est, bool clamp_log_ratio) {
+// as autograd gives through torch.clamp. The vectorised CPU loop (elementwise_impl.h) computes
+// the same operations on vectors: keep the two in step.
+GRPO_HD KlValue kl_estimate(double logp, double ref_logp, KlEstimator est_in, bool clamp_log_ratio) {
   double d = ref_logp - logp;
+  const KlEstimator est = kl_value_estimator(est_in);
+  KlValue r{0.0, 0.0};
   switch (est) {
-    case KlEstimator::K1: return {-d, 1.0};
-    case KlEstimator::K2: return {0.5 * d * d, -d};
+    case KlEstimator::K1: r = {-d, 1.0}; break;
+    case KlEstimator::K2: r = {0.5 * d * d, -d}; break;
+    case KlEstimator::Abs: r = {d < 0 ? -d : d, d < 0 ? 1.0 : (d > 0 ? -1.0 : 0.0)}; break;  // torch.abs: 0 at 0
     case KlEstimator::K3:
     case KlEstimator::LowVarKl: {
       bool clamp = clamp_log_ratio || est == KlEstimator::LowVarKl;
       bool active = false;
       if (clamp && d > kLogRatioClamp) { d = kLogRatioClamp; active = true; }
       if (clamp && d < -kLogRatioClamp) { d = -kLogRatioClamp; active = true; }
-      double em1 = expm1(d);  // exp(d) - 1 without cancellation near d = 0
-      double D = em1 - d;
+      double D, em1;
+      k3_parts_scalar(d, D, em1);
       if (est == KlEstimator::LowVarKl) {
         if (D > kLowVarKlClamp) { D = kLowVarKlClamp; active = true; }
         if (D < -kLowVarKlClamp) { D = -kLowVarKlClamp; active = true; }
       }
-      return {D, active ? 0.0 : -em1};
+      r = {D, active ? 0.0 : -em1};
+      break;
     }
+    default: break;
   }
-  return {0.0, 0.0};
+  if (est != est_in) r.grad = logp - ref_logp;  // straight through: k2's gradient, ℓ − ℓ_ref
+  return r;
 }
 
 struct PolicyValue {
@@ -78,13 +179,42 @@ struct PolicyValue {
 // torch.clamp passes it where its input is within the bounds (inclusive).
 GRPO_HD PolicyValue policy_term(double rho, double A, double logp, const GrpoOptions& o) {
   PolicyValue r;
+  if (o.policy_loss == PolicyLoss::GeoMean) {  // per sequence: grpo_sequence_pass
+    r.P = r.dP_drho = r.dP_dlogp = 0.0;
+    r.low_clipped = r.high_clipped = false;
+    return r;
+  }
   if (o.policy_loss == PolicyLoss::Cispo) {
-    double capped = rho < o.eps_high ? rho : o.eps_high;
+    double capped;
+    if (o.cispo_range) {  // verl: clip(rho, 1 - eps_low, 1 + eps_high); clipped counted whatever A's sign
+      double lo = 1.0 - o.eps_low, hi = 1.0 + o.eps_high;
+      capped = rho < lo ? lo : (rho > hi ? hi : rho);
+      r.low_clipped = rho < lo;
+      r.high_clipped = rho > hi;
+    } else {
+      capped = rho < o.eps_high ? rho : o.eps_high;
+      r.low_clipped = false;
+      r.high_clipped = rho > o.eps_high && A > 0;
+    }
     r.P = -capped * A * logp;
     r.dP_drho = 0.0;
     r.dP_dlogp = -capped * A;
+    return r;
+  }
+  if (o.policy_loss == PolicyLoss::Sapo) {
+    // SAPO soft gate (TRL / verl sapo): f = sigmoid(tau·(rho − 1))·4/tau, tau = tau_pos if A > 0
+    // else tau_neg; P = −f·A, dP/drho = −A·4·sigmoid·(1 − sigmoid). The sigmoid is formed from
+    // exp(−|x|) so a huge rho gives 1, not inf/inf.
+    const double tau = A > 0 ? o.sapo_tau_pos : o.sapo_tau_neg;
+    const double x = tau * (rho - 1.0);
+    const double e = exp(x < 0 ? x : -x);
+    const double sig = x < 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+    const double one_m = x < 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    r.P = -sig * (4.0 / tau) * A;
+    r.dP_drho = -A * 4.0 * sig * one_m;
+    r.dP_dlogp = 0.0;
     r.low_clipped = false;
-    r.high_clipped = rho > o.eps_high && A > 0;
+    r.high_clipped = false;
     return r;
   }
   double lo = 1.0 - o.eps_low, hi = 1.0 + o.eps_high;
@@ -114,6 +244,21 @@ GRPO_HD PolicyValue policy_term(double rho, double A, double logp, const GrpoOpt
   r.low_clipped = rho < lo && A < 0;
   r.high_clipped = rho > hi && A > 0;
   return r;
+}
+
+// dL[n]/dℓ of one token at token level without top-entropy selection (the fused one-pass paths,
+// CPU and CUDA; the loss core computes the same in grpo_loss_core.h): the policy term through ρ
+// and directly, plus β times the KL term's (D·ρ with use_bias_correction_kl: ρ not detached).
+GRPO_HD double token_loss_grad(double logp, double old_logp, bool has_old, const float* ref_logp_row, double A,
+                               const GrpoOptions& o) {
+  const double rho = exp(has_old ? logp - old_logp : 0.0);
+  PolicyValue pv = policy_term(rho, A, logp, o);
+  double g = pv.dP_drho * rho + pv.dP_dlogp;
+  if (o.beta != 0) {
+    KlValue kv = kl_estimate(logp, *ref_logp_row, o.kl_estimator, o.clamp_log_ratio);
+    g += o.bias_correction_kl ? o.beta * (kv.grad * rho + kv.d * rho) : o.beta * kv.grad;
+  }
+  return g;
 }
 
 // spec §6: the aggregation weight a of one token of sequence i, given n_i (its masked-token

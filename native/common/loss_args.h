@@ -24,19 +24,23 @@ inline Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
 
 inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.level = static_cast<Level>(r.integer("level", 0, 1));
-  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 2));
+  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 4));
   o.eps_low = r.num("epsilonLow");
   o.eps_high = r.num("epsilonHigh");
   o.use_delta = r.has("delta");
   o.delta = r.num_or("delta", 0);
   o.clip_ratio_c = r.num("clipRatioC");
   o.beta = r.num("beta");
-  o.kl_estimator = static_cast<KlEstimator>(r.integer("klEstimator", 0, 3));
+  o.kl_estimator = static_cast<KlEstimator>(r.integer("klEstimator", 0, kNumKlEstimators - 1));
   o.clamp_log_ratio = r.flag("clampLogRatio", true);
   o.loss_type = static_cast<LossType>(r.integer("lossType", 0, 4));
   o.n_global = r.num_or("numItemsInBatch", 0);
   o.max_completion_length = r.num_or("maxCompletionLength", 0);
   o.top_entropy_quantile = r.num_or("topEntropyQuantile", 1);
+  o.cispo_range = r.flag("cispoRange", false);
+  o.sapo_tau_pos = r.num_or("sapoTemperaturePos", 1.0);
+  o.sapo_tau_neg = r.num_or("sapoTemperatureNeg", 1.05);
+  o.bias_correction_kl = r.flag("useBiasCorrectionKl", false);
 }
 
 }  // namespace grpo

@@ -255,7 +255,7 @@ Napi::Value KlPenaltyCuda(const Napi::CallbackInfo& info) {
   a->n = r.integer("n", 0, kMaxDim);
   a->logp = d.f32<const float>("logp", a->n);
   a->ref_logp = d.f32<const float>("refLogp", a->n);
-  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, 3));
+  a->estimator = static_cast<KlEstimator>(r.integer("estimator", 0, kNumKlEstimators - 1));
   a->clamp_log_ratio = r.flag("clampLogRatio", true);
   a->kl = d.f32<float>("kl", a->n);
   a->grad = d.f32<float>("grad", a->n, true);

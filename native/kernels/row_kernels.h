@@ -7,17 +7,21 @@
 //
 // Shapes: V = vocabulary size (row length), y = the row's target id (0 <= y < V), dt = the
 // element type of a row (0 float32, 1 bfloat16, 2 float16: DType's codes). inv_tau = 1/τ.
-// Sums exclude the target element y, so that 1 − p_y = s_o / s keeps its digits when p_y ≈ 1.
+// The sums cover the whole row (the target included, so entropy does not depend on it); the max
+// and its ties are counted apart (native/common/row_finish.h says why).
 #pragma once
 #include <cmath>
 #include <cstdint>
 
+#include "../common/row_finish.h"
+
 namespace grpo {
 
 // Softmax sums of one row relative to its max: with d_v = (z_v − zmax)·inv_tau (clamped below
-// where exp is 0 in float32: −88 or −110 by ISA, so −inf logits give exactly 0), s_o = Σ_{v≠y} exp(d_v), w_o = Σ_{v≠y} exp(d_v)·d_v.
+// where exp is 0 in float32: −88 or −110 by ISA, so −inf logits give exactly 0),
+// s_r = Σ_{d_v<0} exp(d_v), w = Σ_v exp(d_v)·d_v, k = #{v : d_v = 0}.
 struct RowSums {
-  double s_o = 0, w_o = 0;
+  double s_r = 0, w = 0, k = 0;
 };
 struct RowStats {
   float zmax = 0;
@@ -31,7 +35,8 @@ constexpr int64_t kRowBlock = 2048;
 struct RowKernels {
   const char* isa;
   // zmax and the sums in one read of the row (blocked online max: each block of the row is
-  // read from memory once, then again from L1).
+  // read from memory once, then again from L1). y is not used by the sums (kept so callers'
+  // code does not change).
   RowStats (*stats)(int dt, const void* row, int64_t V, float inv_tau, int64_t y);
   // out_v = exp(d_v)·c (v ≠ y), out_y = ty from the row (may alias out); nt: streaming stores.
   void (*exp_scale_store)(int dt, const void* row, int64_t V, float zmax, float inv_tau, float c, int64_t y,
@@ -55,23 +60,10 @@ const RowKernels& row_kernels();
 // benchmarks use GRPO_CPU_ISA instead.
 const RowKernels* row_kernels_for(int level);
 
-// ℓ and H of a row from its sums, in double: with d_y = (z_y − zmax)/τ and
-// e_y = exp(d_y), lse − zmax/τ = log(e_y + s_o) and H = log(e_y + s_o) − (w_o + e_y·d_y)/(e_y + s_o).
-struct RowResult {
-  double logp, entropy, s, one_minus_py;  // s = e_y + s_o, one_minus_py = s_o / s
-};
+// ℓ, H, s and 1 − p_y of a row from its sums, in double (row_finish.h).
 inline RowResult finish_row(float z_y, float zmax, double inv_tau, const RowSums& r) {
-  RowResult o;
   double dy = (static_cast<double>(z_y) - static_cast<double>(zmax)) * inv_tau;
-  double ey_m1 = std::expm1(dy);
-  double ey = ey_m1 + 1.0;
-  double lse = std::log1p(ey_m1 + r.s_o);  // log(e_y + s_o) with its digits when it is near 0
-  o.s = ey + r.s_o;
-  o.logp = dy - lse;
-  double wy = ey > 0 ? ey * dy : 0.0;  // a −inf target contributes 0·(−inf) := 0
-  o.entropy = lse - (r.w_o + wy) / o.s;
-  o.one_minus_py = r.s_o / o.s;
-  return o;
+  return finish_row_sums(dy, r.s_r, r.w, r.k);
 }
 
 }  // namespace grpo

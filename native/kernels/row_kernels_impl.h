@@ -254,29 +254,37 @@ GRPO_AI vf fix_target(vf v, int64_t at, int64_t y, float ty) {
   return v;
 }
 
-// Sums of exp(d) and exp(d)·d over [b, e) of the row, the target y left out (float lanes: a
-// block is short enough that float partial sums keep ~1e-7 relative), optionally storing e_v
-// into dst. PF: prefetch the next block while exponentiating this one, so the next block max reads
-// cache, not memory (the exp work hides the memory latency).
-template <int DT, bool STORE, bool PF>
-GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float zmax, float inv, int64_t y, float* dst,
-                       vf& s, vf& w) {
+// Sums over [b, e) of the row relative to zmax, d = (z − zmax)·inv (the max gives d = 0 exactly):
+// s += exp(d) where d < 0, w += exp(d)·d, k += 1 where d = 0 (row_finish.h: the max's exact 1
+// stays out of the float lanes so s − 1 keeps its digits). Float lanes: a block is short enough
+// that float partial sums keep ~1e-7 relative. Optionally stores e_v into dst. PF: prefetch the
+// next block while exponentiating this one, so the next block max reads cache, not memory (the
+// exp work hides the memory latency). COUNT: the block holds the running max (only then can d be
+// 0; other blocks skip the compare: a row has ~ln(V/kBlock) such blocks).
+template <int DT, bool STORE, bool PF, bool COUNT>
+GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float zmax, float inv, float* dst, vf& s, vf& w,
+                       vf& k) {
   using T = typename Elem<DT>::T;
-  const vf vinv = splat(inv), vzi = splat(-zmax * inv);  // d = z·inv − zmax·inv, one FMA
-  vf s1 = vf{}, w1 = vf{};
+  const vf vinv = splat(inv), vzm = splat(zmax), vzi = splat(-zmax * inv);
+  vf s1 = vf{}, w1 = vf{}, k1 = vf{};
   int64_t i = b;
-  auto one = [&](vf z, int64_t at, vf& sa, vf& wa) __attribute__((always_inline)) {
-    vf d = clamp_lo(z * vinv + vzi);
+  auto one = [&](vf z, int64_t at, vf& sa, vf& wa, vf& ka) __attribute__((always_inline)) {
+    // The block with the max: d = (z − zmax)·inv, exactly 0 at the max. Other blocks: one FMA,
+    // z·inv − round(zmax·inv); there z < zmax, and d is negative up to rounding of a near-tie
+    // (then e ≈ 1 and H is far from 0: no digits lost).
+    vf d = COUNT ? clamp_lo((z - vzm) * vinv) : clamp_lo(z * vinv + vzi);
     vf ev = vexp_clamped(d);
     if (STORE) {
       if (at + W <= V) *reinterpret_cast<vf_u*>(dst + at) = ev;
       else store_part<0>(dst, at, V - at, ev);
     }
-    if (static_cast<uint64_t>(y - at) < static_cast<uint64_t>(W)) {  // the target's vector: leave y out
-      vi hit = lane_ids() == static_cast<int32_t>(y - at);
-      ev = hit ? vf{} : ev;
+    if (COUNT) {
+      auto top = d == 0.0f;
+      sa += top ? vf{} : ev;
+      ka += top ? splat(1.0f) : vf{};
+    } else {
+      sa += ev;  // d < 0 here (or an underflowed d = 0 of z within a subnormal of M: exact anyway)
     }
-    sa += ev;
     wa += ev * d;
   };
   for (; i + 2 * W <= e; i += 2 * W) {
@@ -285,13 +293,14 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
       __builtin_prefetch(p);
       if (sizeof(T) == 4) __builtin_prefetch(p + 64);
     }
-    one(load<DT>(row, i), i, s, w);
-    one(load<DT>(row, i + W), i + W, s1, w1);
+    one(load<DT>(row, i), i, s, w, k);
+    one(load<DT>(row, i + W), i + W, s1, w1, k1);
   }
-  for (; i + W <= e; i += W) one(load<DT>(row, i), i, s, w);
-  if (i < e) one(load_part<DT>(row, i, e - i), i, s, w);
+  for (; i + W <= e; i += W) one(load<DT>(row, i), i, s, w, k);
+  if (i < e) one(load_part<DT>(row, i, e - i), i, s, w, k);
   s += s1;
   w += w1;
+  k += k1;
 }
 
 // The online pass over row `cur` (null: none), block by block: block max (from memory), running
@@ -305,7 +314,7 @@ RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, 
                 const float* fac, int64_t y_prev, float ty_prev, void* out_prev, bool zero_prev) {
   RowStats st;
   float M = -__builtin_inff();
-  double S = 0, Wd = 0;
+  double S = 0, Wd = 0, K = 0;  // row_finish.h's s_r, w, k relative to the running max M
   for (int64_t b = 0, blk = 0; b < V; b += kBlock, ++blk) {
     int64_t e = b + kBlock < V ? b + kBlock : V;
     if (cur) {
@@ -320,19 +329,26 @@ RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, 
       if (i < e) m1 = vmax(m1, load_part<DT>(cur, i, e - i));
       float bm = hmax(vmax(m0, m1));
       if (bm > M) {
-        if (S != 0 || Wd != 0) {  // rescale the sums so far to the new max: d' = d + δ
+        if (S != 0 || Wd != 0 || K != 0) {  // rescale the sums so far to the new max: d' = d + δ < 0
           double delta = (static_cast<double>(M) - bm) * inv;
           double sc = std::exp(delta);
-          Wd = sc * (Wd + delta * S);
-          S *= sc;
+          Wd = sc * (Wd + delta * (S + K));
+          S = sc * (S + K);
+          K = 0;
         }
         M = bm;
       }
       if (STORE) bmax[blk] = M;
-      vf s = vf{}, w = vf{};
-      exp_block<DT, STORE, true>(cur, b, e, V, M, inv, y, e_cur, s, w);
-      S += hsum(s);
-      Wd += hsum(w);
+      if (M == -__builtin_inff()) {  // only −inf so far: adds nothing (and z − M would be NaN)
+        if (STORE) for (int64_t i = b; i < e; ++i) e_cur[i] = 0.0f;
+      } else {
+        vf s = vf{}, w = vf{}, kk = vf{};
+        if (bm == M) exp_block<DT, STORE, true, true>(cur, b, e, V, M, inv, e_cur, s, w, kk);
+        else exp_block<DT, STORE, true, false>(cur, b, e, V, M, inv, e_cur, s, w, kk);
+        S += hsum(s);
+        Wd += hsum(w);
+        K += hsum(kk);
+      }
     }
     if (e_prev) {
       const vf vc = splat(zero_prev ? 0.0f : fac[blk]);
@@ -345,9 +361,11 @@ RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, 
       if (i < e) store_part<DT>(out_prev, i, e - i, val(load_part<0>(e_prev, i, e - i), i));
     }
   }
+  (void)y;  // the sums cover the whole row
   st.zmax = M;
-  st.sums.s_o = S;
-  st.sums.w_o = Wd;
+  st.sums.s_r = S;
+  st.sums.w = Wd;
+  st.sums.k = K;
   return st;
 }
 

@@ -33,7 +33,97 @@ double std_from(double sq, int64_t c, bool unbiased) {
 }
 }  // namespace
 
+namespace {
+// Weighted NaN-sum of sequence i's K rewards (NaN when every function gave "no reward").
+inline double weighted_reward(const GroupAdvantagesArgs& a, int64_t i, const double nan) {
+  if (a.K == 1) {
+    double x = a.rewards[i];
+    return std::isnan(x) ? nan : 0.0 + static_cast<double>(a.weights[0]) * x;  // as the K-loop: 0 + w·x
+  }
+  double acc = 0;
+  bool any = false;
+  for (int64_t k = 0; k < a.K; ++k) {
+    double x = a.rewards[i * a.K + k];
+    if (std::isnan(x)) continue;
+    acc += static_cast<double>(a.weights[k]) * x;
+    any = true;
+  }
+  return any ? acc : nan;
+}
+
+// Contiguous groups of a fixed size (groupSize): one pass per group over its members, which stay
+// in L1 between the mean, the squared deviations and the advantages; no per-sequence scratch of
+// S entries. The same statements, in the same order per group, as the general path below, so
+// the two give the same bits.
+void group_advantages_fixed(GroupAdvantagesArgs& a) {
+  const int64_t S = a.S, Gs = a.group_size, NG = a.num_groups;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  double batch_sd = 0;
+  if (a.scale == AdvScale::Batch) {  // the batch std needs every reward first
+    double bs = 0;
+    int64_t bc = 0;
+    for (int64_t i = 0; i < S; ++i) {
+      double x = weighted_reward(a, i, nan);
+      if (!std::isnan(x)) { bs += x; ++bc; }
+    }
+    if (bc > 1) {
+      const double bm = bs / static_cast<double>(bc);
+      double sq = 0;
+      for (int64_t i = 0; i < S; ++i) {
+        double x = weighted_reward(a, i, nan);
+        if (!std::isnan(x)) sq += (x - bm) * (x - bm);
+      }
+      batch_sd = std_from(sq, bc, a.unbiased);
+    }
+  }
+  thread_local std::vector<double> buf;
+  if (static_cast<int64_t>(buf.size()) < Gs) buf.resize(static_cast<size_t>(Gs));
+  double* r = buf.data();
+  int64_t zero_std = 0, no_reward = 0;
+  for (int64_t j = 0; j < NG; ++j) {
+    const int64_t i0 = j * Gs;
+    GroupStat g;
+    for (int64_t u = 0; u < Gs; ++u) {
+      const double x = weighted_reward(a, i0 + u, nan);
+      r[u] = x;
+      a.reward[i0 + u] = static_cast<float>(x);
+      if (std::isnan(x)) { ++no_reward; continue; }
+      if (g.count == 0) g.lo = g.hi = x;
+      g.lo = std::fmin(g.lo, x);
+      g.hi = std::fmax(g.hi, x);
+      g.sum += x;
+      ++g.count;
+    }
+    const double mean = g.count == 0 ? nan : (g.lo == g.hi ? g.lo : g.sum / static_cast<double>(g.count));
+    for (int64_t u = 0; u < Gs; ++u) {
+      if (std::isnan(r[u])) continue;
+      double d = r[u] - mean;
+      g.sq += d * d;
+    }
+    const double sd = g.count == 0 ? nan : (g.lo == g.hi ? 0.0 : std_from(g.sq, g.count, a.unbiased));
+    if (sd == 0.0) ++zero_std;
+    a.group_mean[j] = static_cast<float>(mean);
+    a.group_std[j] = static_cast<float>(sd);
+    const double rloo = g.count < 2 ? 0.0 : static_cast<double>(g.count) / static_cast<double>(g.count - 1);
+    for (int64_t u = 0; u < Gs; ++u) {
+      if (std::isnan(r[u])) {
+        a.advantages[i0 + u] = 0.0f;
+        continue;
+      }
+      double adv = r[u] - mean;
+      if (a.estimator == AdvEstimator::Rloo) adv = g.count < 2 ? 0.0 : rloo * adv;
+      if (a.scale == AdvScale::Group) adv /= sd + a.eps;
+      else if (a.scale == AdvScale::Batch) adv /= batch_sd + a.eps;
+      a.advantages[i0 + u] = static_cast<float>(adv);
+    }
+  }
+  a.num_no_reward = no_reward;
+  a.zero_std_fraction = NG > 0 ? static_cast<double>(zero_std) / static_cast<double>(NG) : 0.0;
+}
+}  // namespace
+
 void group_advantages_cpu(GroupAdvantagesArgs& a) {
+  if (a.group_size > 0) return group_advantages_fixed(a);
   const int64_t S = a.S, K = a.K, G = a.num_groups;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   a.zero_std_fraction = 0;

@@ -12,7 +12,8 @@ enum class AdvScale : int { Group = 0, Batch = 1, None = 2 };
 struct GroupAdvantagesArgs {
   const float* rewards = nullptr;   // [S, K]
   const float* weights = nullptr;   // [K]
-  const int32_t* group = nullptr;   // [S], 0 <= group < num_groups
+  const int32_t* group = nullptr;   // [S], 0 <= group < num_groups; null when group_size > 0
+  int64_t group_size = 0;           // > 0: contiguous groups of this size (num_groups = S / group_size)
   int64_t S = 0, K = 1, num_groups = 0;
   AdvEstimator estimator = AdvEstimator::Grpo;
   AdvScale scale = AdvScale::Group;

@@ -67,6 +67,31 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   // Sequence level: sum over tokens of w*emask*dP/drho, pushed back through s_i below.
   double seq_coupling = 0;
 
+  // verl geo_mean (GMPO): per token m_t = sgn(A)·min(sgn(A)·lr_t, sgn(A)·clamp(lr_t, −ε_low,
+  // ε_high)), lr_t = ℓ − ℓ_old; r_i = exp(Σ_t m_t / (n_i + 1e-8)); the sequence's policy loss is
+  // −A·n_i/(n_i + 1e-8)·r_i, averaged over the S sequences (verl's torch.mean; lossType weights
+  // only the KL term). dm_t/dlr_t = 1 where the unclamped operand is selected (ties included),
+  // else 0 (the clamp is active there). Each masked token's per-token loss carries pg_i / n_i.
+  const bool geo = o.policy_loss == PolicyLoss::GeoMean;
+  double geo_ratio = 1.0, geo_pg = 0.0, geo_g = 0.0;
+  if (geo) {
+    const double sg = A > 0 ? 1.0 : (A < 0 ? -1.0 : 0.0);
+    double msum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (!m[t]) continue;
+      const double lr = old ? static_cast<double>(lp[t]) - static_cast<double>(old[t]) : 0.0;
+      const double c = lr < -o.eps_low ? -o.eps_low : (lr > o.eps_high ? o.eps_high : lr);
+      msum += sg * lr <= sg * c ? lr : c;
+    }
+    if (sg == 0.0) msum = 0.0;
+    const double denom = q.n_i + 1e-8;
+    geo_ratio = exp(msum / denom);
+    const double a_eff = A * q.n_i / denom;
+    geo_pg = -a_eff * geo_ratio / static_cast<double>(q.S);
+    geo_g = -a_eff * geo_ratio / denom / static_cast<double>(q.S);  // dloss/dm_t
+    s.loss += geo_pg;
+  }
+
   for (int64_t t = 0; t < T; ++t) {
     if (!m[t]) {
       if (g) g[t] = 0.0f;
@@ -77,25 +102,41 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     double rho = seq_ratio;
     if (o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
     const double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
+    if (geo) rho = geo_ratio;
     PolicyValue pv = policy_term(rho, A, l, o);
     KlValue kv{0.0, 0.0};
     if (ref) kv = kl_estimate(l, ref[t], o.kl_estimator, o.clamp_log_ratio);
-    const double L = emask * pv.P + o.beta * kv.d;
-    if (ptl) ptl[t] = static_cast<float>(L);
+    // TRL use_bias_correction_kl: the KL term (and its metric) is D·ρ, ρ not detached.
+    const double kl_w = o.bias_correction_kl ? rho : 1.0;
+    const double L = emask * pv.P + o.beta * kv.d * kl_w;
+    if (ptl) ptl[t] = static_cast<float>(geo ? L + geo_pg * static_cast<double>(q.S) * inv_n : L);
     s.loss += w * L;
-    s.kl += kv.d;
+    s.kl += kv.d * kl_w;
     if (ent) s.entropy += ent[t];
     s.ratio += rho;
-    s.clip_low += pv.low_clipped;
-    s.clip_high += pv.high_clipped;
-    s.clip_region += pv.low_clipped || pv.high_clipped;
+    bool low_c = pv.low_clipped, high_c = pv.high_clipped;
+    double geo_dm = 0.0;
+    if (geo) {  // verl: clipped = (lr != clamp(lr)), high where A > 0, low where A < 0
+      const double lr = old ? l - static_cast<double>(old[t]) : 0.0;
+      const double c = lr < -o.eps_low ? -o.eps_low : (lr > o.eps_high ? o.eps_high : lr);
+      const double sg = A > 0 ? 1.0 : (A < 0 ? -1.0 : 0.0);
+      geo_dm = sg != 0.0 && sg * lr <= sg * c ? 1.0 : 0.0;
+      high_c = lr != c && A > 0;
+      low_c = lr != c && A < 0;
+    }
+    s.clip_low += low_c;
+    s.clip_high += high_c;
+    s.clip_region += low_c || high_c;
     if (g) {
-      double direct = w * (emask * pv.dP_dlogp + o.beta * kv.grad);
+      double direct = w * (emask * pv.dP_dlogp + o.beta * kv.grad * kl_w);
+      // dL/drho: the policy term's, plus beta·D with the bias-corrected KL term
+      const double dL_drho = emask * pv.dP_drho + (o.bias_correction_kl ? o.beta * kv.d : 0.0);
       if (o.level == Level::Token) {
-        direct += w * emask * pv.dP_drho * rho;  // d rho / d l = rho
+        direct += w * dL_drho * rho;  // d rho / d l = rho
       } else {
-        seq_coupling += w * emask * pv.dP_drho;
+        seq_coupling += w * dL_drho;
       }
+      if (geo) direct += geo_g * geo_dm;  // d lr / d l = 1 (ℓ_old fixed or ℓ detached)
       g[t] = static_cast<float>(direct);
     }
   }

@@ -132,7 +132,7 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
   // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
   static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
-  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) &&
+  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && o.policy_loss != PolicyLoss::GeoMean &&
                         (force_one_pass || inplace || dtype != DType::F32);
 
   std::vector<float> grad_logp_local;
@@ -188,10 +188,8 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
           // g_n = a_n·(∂P/∂ρ·ρ + ∂P/∂ℓ + β·∂D/∂ℓ), from the float32 ℓ grpo_loss_cpu will see.
           const int64_t i = n / T;
           const double l = lp, A = a.advantages[i];
-          const double rho = std::exp(a.old_logp ? l - static_cast<double>(a.old_logp[n]) : 0.0);
-          PolicyValue pv = policy_term(rho, A, l, o);
-          double g = pv.dP_drho * rho + pv.dP_dlogp;
-          if (o.beta != 0) g += o.beta * kl_estimate(l, a.ref_logp[n], o.kl_estimator, o.clamp_log_ratio).grad;
+          double g = token_loss_grad(l, a.old_logp ? static_cast<double>(a.old_logp[n]) : 0.0, a.old_logp != nullptr,
+                                     a.ref_logp ? a.ref_logp + n : nullptr, A, o);
           g *= aggregation_weight(o, n_seq[i], n_batch, S, T);
           c = -g * inv_d / r.s;
           ty = g * inv_d * r.one_minus_py;

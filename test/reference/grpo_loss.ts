@@ -49,7 +49,11 @@ export function refResolveConfig(c: GrpoLossConfig, T: number) {
     level: c.importanceSamplingLevel ?? 'token',
     policyLoss,
     epsLow,
-    epsHigh: c.epsilonHigh ?? (policyLoss === 'cispo' ? 5.0 : epsLow),
+    epsHigh: c.epsilonHigh ?? (policyLoss === 'cispo' && c.cispoClip !== 'range' ? 5.0 : epsLow),
+    cispoRange: c.cispoClip === 'range',
+    tauPos: c.sapoTemperaturePos ?? 1.0,
+    tauNeg: c.sapoTemperatureNeg ?? 1.05,
+    biasCorrectionKl: c.useBiasCorrectionKl ?? false,
     delta: c.delta,
     clipC: c.clipRatioC ?? 3,
     beta: c.beta ?? 0,
@@ -122,6 +126,32 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     }
   };
 
+  // verl geo_mean (GMPO), per sequence: m_t = sgn(A)·min(sgn(A)·lr_t, sgn(A)·clamp(lr_t, −ε_low,
+  // ε_high)), ratio_i = exp(Σ m_t / (n_i + 1e-8)), pg_i = −A·n_i/(n_i + 1e-8)·ratio_i, loss term
+  // mean_i pg_i (verl's torch.mean); backward through torch.min (ties split, clamp passes inside).
+  const geo = c.policyLoss === 'geo_mean';
+  const geoRatio = new Float64Array(S), geoPg = new Float64Array(S), geoDm = new Float64Array(N);
+  if (geo) {
+    for (let i = 0; i < S; i++) {
+      const A = inp.advantages[i], sg = Math.sign(A);
+      let msum = 0;
+      for (let t = 0; t < T; t++) {
+        const n = i * T + t;
+        if (!m[n]) continue;
+        const lr = l[n] - old[n];
+        const cl = Math.min(Math.max(lr, -c.epsLow), c.epsHigh);
+        const [ga, gb] = minGrad(sg * lr, sg * cl);
+        msum += sg * Math.min(sg * lr, sg * cl);
+        geoDm[n] = sg * (ga * sg + gb * sg * clampPass(lr, -c.epsLow, c.epsHigh));
+      }
+      const denom = nSeq[i] + 1e-8;
+      geoRatio[i] = Math.exp(msum / denom);
+      const aEff = (A * nSeq[i]) / denom;
+      geoPg[i] = -aEff * geoRatio[i];
+      for (let t = 0; t < T; t++) geoDm[i * T + t] *= -aEff * geoRatio[i] / denom / S;  // now ∂loss/∂ℓ
+    }
+  }
+
   const perTokenLoss = new Float64Array(N);
   const dLogW = new Float64Array(N);  // ∂loss/∂logW
   const grad = new Float64Array(N);   // direct terms of ∂loss/∂ℓ
@@ -134,10 +164,19 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     const coef1 = Math.exp(logW[n]);
     // forward of the policy term P and its local gradients
     let P: number, dP_dcoef1 = 0, dP_dl = 0;
-    if (c.policyLoss === 'cispo') {
-      const capped = Math.min(coef1, c.epsHigh);  // detached
+    if (geo) {
+      P = 0;  // per sequence, added below
+    } else if (c.policyLoss === 'cispo') {
+      // TRL: clamp(coef_1, max=ε_high).detach(); verl: clamp(ratio, 1 − ε_low, 1 + ε_high).detach()
+      const capped = c.cispoRange ? Math.min(Math.max(coef1, lo), hi) : Math.min(coef1, c.epsHigh);
       P = -capped * A * l[n];
       dP_dl = -capped * A;
+    } else if (c.policyLoss === 'sapo') {
+      // TRL / verl: sigmoid(τ(coef_1 − 1))·4/τ, τ = τ_pos where A > 0; P = −gate·A
+      const tau = A > 0 ? c.tauPos : c.tauNeg;
+      const sig = 1 / (1 + Math.exp(-tau * (coef1 - 1)));
+      P = -sig * (4 / tau) * A;
+      dP_dcoef1 = -A * 4 * sig * (1 - sig);  // d/dx sigmoid = σ(1 − σ), times τ, times 4/τ
     } else {
       const coef2 = Math.min(Math.max(coef1, lo), hi);
       const coef1d = c.delta !== undefined ? Math.min(coef1, c.delta) : coef1;
@@ -161,23 +200,33 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
       D = k.d;
       dD = k.grad;
     }
-    const L = emask[n] * P + c.beta * D;
+    // TRL use_bias_correction_kl: per_token_kl = D·coef_1 (coef_1 not detached)
+    const klW = c.biasCorrectionKl ? coef1 : 1;
+    const L = emask[n] * P + c.beta * D * klW;
     perTokenLoss[n] = L;
     const a = weight(i);
     loss += a * L;
     // backward: ∂loss/∂L = a (m = 1 here)
-    dLogW[n] = a * emask[n] * dP_dcoef1 * coef1;  // ∂coef1/∂logW = coef1
-    grad[n] = a * (emask[n] * dP_dl + c.beta * dD);
+    dLogW[n] = a * (emask[n] * dP_dcoef1 + (c.biasCorrectionKl ? c.beta * D : 0)) * coef1;  // ∂coef1/∂logW = coef1
+    grad[n] = a * (emask[n] * dP_dl + c.beta * dD * klW);
     // metrics (TRL's logged clip ratios)
-    klSum += D;
+    klSum += D * klW;
     entSum += inp.entropy ? inp.entropy[n] : 0;
-    ratioSum += coef1;
-    const isLow = c.policyLoss === 'cispo' ? false : coef1 < lo && A < 0;
-    const isHigh = c.policyLoss === 'cispo' ? coef1 > c.epsHigh && A > 0 : coef1 > hi && A > 0;
-    low += +isLow;
-    high += +isHigh;
-    region += +(isLow || isHigh);
+    ratioSum += geo ? geoRatio[i] : coef1;
+    // cispo 'range' (verl): clipped = outside the range, whatever A's sign; sapo clips nothing
+    const isLow = c.policyLoss === 'sapo' ? false : c.policyLoss === 'cispo' ? c.cispoRange && coef1 < lo : coef1 < lo && A < 0;
+    const isHigh = c.policyLoss === 'sapo' ? false : c.policyLoss === 'cispo' ? (c.cispoRange ? coef1 > hi : coef1 > c.epsHigh && A > 0) : coef1 > hi && A > 0;
+    const geoClipped = geo && Math.min(Math.max(l[n] - old[n], -c.epsLow), c.epsHigh) !== l[n] - old[n];
+    const low1 = geo ? geoClipped && A < 0 : isLow, high1 = geo ? geoClipped && A > 0 : isHigh;
+    low += +low1;
+    high += +high1;
+    region += +(low1 || high1);
+    if (geo) {
+      perTokenLoss[n] += geoPg[i] / Math.max(nSeq[i], 1);
+      grad[n] += geoDm[n];
+    }
   }
+  if (geo) for (let i = 0; i < S; i++) loss += geoPg[i] / S;
   // ∂logW/∂ℓ: token level 1 on the same token; sequence level m[i,t]/max(n_i, 1) for every token.
   for (let i = 0; i < S; i++) {
     let seqSum = 0;

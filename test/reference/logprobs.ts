@@ -1,7 +1,8 @@
 // float64 reference of spec §1 (logprobs): per row, with u = z/τ, lse = log Σ exp(u) (max
 // subtracted first), ℓ = u_y − lse, p = exp(u − lse), H = lse − Σ p·u (a −∞ logit has p = 0 and
-// contributes 0 to Σ p·u). Also the chain rule of §1 for the fused tests:
-// ∂L/∂z_v = g·(1[v = y] − p_v)/τ. Shapes: N rows of V logits, row n at [n·V, (n+1)·V).
+// contributes 0 to Σ p·u; H is formed relative to the max so that it keeps its digits when tiny).
+// Also the chain rule of §1 for the fused tests: ∂L/∂z_v = g·(1[v = y] − p_v)/τ. Shapes: N rows
+// of V logits, row n at [n·V, (n+1)·V).
 // Written from the spec, independently of the kernels.
 
 /** Logits as float64, widening bfloat16 / float16 bits exactly. */
@@ -72,16 +73,25 @@ export function refLogprobRow(z: ArrayLike<number>, y: number, tau = 1): RefRow 
   const V = z.length;
   let m = -Infinity;
   for (let v = 0; v < V; v++) m = Math.max(m, z[v] / tau);
-  let s = 0;
-  for (let v = 0; v < V; v++) s += Math.exp(z[v] / tau - m);
-  const lse = m + Math.log(s);
-  const p = new Float64Array(V);
-  let pu = 0;
+  // Relative to the max, d_v = u_v − m <= 0: L = log Σ exp(d) = log1p(Σ exp(d) − 1) with the max
+  // terms' exact 1s left out of the float64 sum, so a peaked row keeps the digits of L; then
+  // ℓ = d_y − L and H = L − Σ p·d, both terms >= 0 (no cancellation: H is exact to float64
+  // rounding also when it is 1e-13).
+  let small = 0, ties = 0;
   for (let v = 0; v < V; v++) {
-    p[v] = Math.exp(z[v] / tau - lse);
-    if (p[v] > 0) pu += p[v] * (z[v] / tau);
+    const d = z[v] / tau - m;
+    if (d === 0) ties++;
+    else small += Math.exp(d);
   }
-  return { logp: z[y] / tau - lse, entropy: lse - pu, p };
+  const L = Math.log1p(small + (ties - 1));
+  const p = new Float64Array(V);
+  let pd = 0;
+  for (let v = 0; v < V; v++) {
+    const d = z[v] / tau - m;
+    p[v] = Math.exp(d - L);
+    if (p[v] > 0) pd += p[v] * d;
+  }
+  return { logp: z[y] / tau - m - L, entropy: L - pd, p };
 }
 
 /** All rows: ℓ and H as Float64Array [N]. */
