@@ -13,6 +13,8 @@ import {
   CudaGroupAdvantagesResult,
   CudaGrpoLossFromLogitsOptions,
   CudaGrpoLossFromLogitsResult,
+  CudaGrpoLossFromHiddenOptions,
+  CudaGrpoLossFromHiddenResult,
   CudaGrpoLossOptions,
   CudaGrpoLossResult,
   CudaKlPenaltyOptions,
@@ -27,6 +29,7 @@ import {
 import * as adv from './ops/group_advantages';
 import * as gl from './ops/grpo_loss';
 import * as glf from './ops/grpo_loss_from_logits';
+import * as glh from './ops/grpo_loss_from_hidden';
 import * as kl from './ops/kl_penalty';
 import * as lp from './ops/logprobs';
 import * as smp from './ops/sample';
@@ -113,6 +116,25 @@ export function grpoLossFromLogitsSync<L extends glf.LogitsArray>(o: glf.GrpoLos
 export function grpoLossFromLogitsSync(o: CudaGrpoLossFromLogitsOptions): CudaGrpoLossFromLogitsResult;
 export function grpoLossFromLogitsSync(o: glf.GrpoLossFromLogitsOptions | CudaGrpoLossFromLogitsOptions): glf.GrpoLossFromLogitsResult | CudaGrpoLossFromLogitsResult {
   return onDevice('grpoLossFromLogits', o, GLF) ? cuda.grpoLossFromLogitsSync(o as CudaGrpoLossFromLogitsOptions) : glf.grpoLossFromLogitsSync(o as glf.GrpoLossFromLogitsOptions);
+}
+
+const GLH = ['hidden', 'weight', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp'];
+/** Its tensors: gradWeight too when it is a buffer to accumulate into (not a boolean). */
+function glhTensors(o: unknown): string[] {
+  const gw = o !== null && typeof o === 'object' ? (o as Record<string, unknown>).gradWeight : undefined;
+  return gw !== null && typeof gw === 'object' ? [...GLH, 'gradWeight'] : GLH;
+}
+/** The fused linear GRPO loss from hidden states and the output weight (spec §8): host or device tensors. */
+export function grpoLossFromHidden(o: glh.GrpoLossFromHiddenOptions): Promise<glh.GrpoLossFromHiddenResult>;
+export function grpoLossFromHidden(o: CudaGrpoLossFromHiddenOptions): Promise<CudaGrpoLossFromHiddenResult>;
+export async function grpoLossFromHidden(o: glh.GrpoLossFromHiddenOptions | CudaGrpoLossFromHiddenOptions): Promise<glh.GrpoLossFromHiddenResult | CudaGrpoLossFromHiddenResult> {
+  return onDevice('grpoLossFromHidden', o, glhTensors(o)) ? cuda.grpoLossFromHidden(o as CudaGrpoLossFromHiddenOptions) : glh.grpoLossFromHidden(o as glh.GrpoLossFromHiddenOptions);
+}
+/** Synchronous twin of {@link grpoLossFromHidden}. */
+export function grpoLossFromHiddenSync(o: glh.GrpoLossFromHiddenOptions): glh.GrpoLossFromHiddenResult;
+export function grpoLossFromHiddenSync(o: CudaGrpoLossFromHiddenOptions): CudaGrpoLossFromHiddenResult;
+export function grpoLossFromHiddenSync(o: glh.GrpoLossFromHiddenOptions | CudaGrpoLossFromHiddenOptions): glh.GrpoLossFromHiddenResult | CudaGrpoLossFromHiddenResult {
+  return onDevice('grpoLossFromHidden', o, glhTensors(o)) ? cuda.grpoLossFromHiddenSync(o as CudaGrpoLossFromHiddenOptions) : glh.grpoLossFromHiddenSync(o as glh.GrpoLossFromHiddenOptions);
 }
 
 const SMP = ['logits'];
