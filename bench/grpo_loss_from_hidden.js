@@ -11,7 +11,7 @@
 //   torch     (when Debian's python3-torch is installed) F.linear + log_softmax/gather + the
 //             same clipped loss + autograd backward, 2 threads; prints the BLAS it runs with
 // Peak memory: VmHWM of the trial process minus its resident size once the inputs, the weight
-// and the gradient buffers exist, i.e. what the loss itself adds.
+// and the (touched) gradient buffers exist, i.e. what the loss itself adds on top of them.
 // Loss configuration: token level, clip 0.2, beta 0, dapo, old logp = logp + noise, all-ones mask.
 // Usage (repo root): node --import tsx bench/grpo_loss_from_hidden.js [N] [V] [D] [reps] [rounds]
 //   defaults 2048 151936 896 2 2; results appended as a section to bench/results/grpo_loss_from_hidden.md.
@@ -50,7 +50,8 @@ function trial(spec) {
   const targets = new Int32Array(N).map((_, i) => (i * 7919) % V);
   const advantages = new Float32Array(S).map((_, i) => (i % 3) - 1);
   const oldLogp = new Float32Array(N).fill(-11.9);
-  const gradWeight = new Float32Array(V * D), gradHidden = new Float32Array(N * D);
+  // The caller's gradient buffers, resident before the measurement starts (both variants need them).
+  const gradWeight = new Float32Array(V * D).fill(0), gradHidden = new Float32Array(N * D).fill(0);
   let run;
   if (variant === 'ours') {
     run = () => lib.grpoLossFromHiddenSync({

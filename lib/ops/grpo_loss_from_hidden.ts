@@ -77,7 +77,11 @@ export interface GrpoLossFromHiddenResult {
 
 const OP = 'grpoLossFromHidden';
 
-/** Default rows per chunk for a vocabulary of V: two chunk buffers of ~48 MiB (native grpo_hidden_default_chunk). */
+/**
+ * Default rows per chunk for a vocabulary of V: the two chunk buffers (logits and their
+ * transpose, 2·chunk·V floats) near 48 MiB, 16 to 256 rows, a multiple of 16 (the matmul's column
+ * tile). Chunks of 16 to 64 rows measured alike at V = 151936 (bench/results/grpo_loss_from_hidden.md).
+ */
 export function defaultHiddenChunk(V: number): number {
   const c = Math.floor(Math.floor((48 * 2 ** 20) / (8 * Math.max(V, 1))) / 16) * 16;
   return Math.min(256, Math.max(16, c));

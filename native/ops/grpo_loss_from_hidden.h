@@ -14,7 +14,7 @@ struct GrpoLossFromHiddenArgs {
   TensorView weight;  // [V, D]: f32, bf16 or f16
   const int32_t* targets = nullptr;  // [N]
   int64_t S = 0, T = 0, V = 0, D = 0;
-  int64_t chunk = 0;  // rows of logits per chunk (> 0)
+  int64_t chunk = 0;  // rows of logits per chunk (> 0; the default is lib/ops/grpo_loss_from_hidden.ts defaultHiddenChunk)
   float temperature = 1.f;
   const float* old_logp = nullptr;    // [N] or null
   const float* ref_logp = nullptr;    // [N] or null
@@ -43,15 +43,6 @@ inline GrpoLossArgs per_token_loss_args(const GrpoLossFromHiddenArgs& a) {
   la.T = a.T;
   la.opt = a.opt;
   return la;
-}
-
-// Chunk rows when the caller gives none: the two chunk buffers (logits and their transpose,
-// 2·chunk·V floats) stay near 48 MiB, within [16, 256] rows and a multiple of 16 (the matmul's
-// column tile). Measured in bench/results/grpo_loss_from_hidden.md.
-inline int64_t grpo_hidden_default_chunk(int64_t V) {
-  int64_t c = (int64_t(48) << 20) / (8 * (V > 0 ? V : 1));
-  c = c / 16 * 16;
-  return c < 16 ? 16 : c > 256 ? 256 : c;
 }
 
 void grpo_loss_from_hidden_cpu(GrpoLossFromHiddenArgs& a);
