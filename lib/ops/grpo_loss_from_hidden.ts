@@ -13,7 +13,7 @@
  * bfloat16/float16 weight, one float32 slab of it; never N·V. Cost: three matmuls of N·V·D
  * multiply-adds; `importanceSamplingLevel: 'sequence'` and `topEntropyQuantile` < 1 need every
  * row's ℓ/H before any gradient, so the logits are computed twice (four matmuls).
- * Every output is bit-identical for any chunkSize and thread count.
+ * On the CPU every output is bit-identical for any chunkSize and thread count.
  */
 import { native } from '../native';
 import * as v from '../validate';
