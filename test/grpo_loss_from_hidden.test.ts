@@ -3,11 +3,12 @@
 // logits are exact in float32), gradients against finite differences of the float64 loss,
 // bit-identical results for every chunk size and thread count, accumulation into gradWeight,
 // bfloat16 / float16 weights and hidden states, async = sync, and bad input named.
+import { spawnSync } from 'child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
-  grpoLossFromHidden, grpoLossFromHiddenSync, grpoLossFromLogitsSync, GrpoLossConfig, GrpoLossFromHiddenOptions,
+  backend, grpoLossFromHidden, grpoLossFromHiddenSync, grpoLossFromLogitsSync, GrpoLossConfig, GrpoLossFromHiddenOptions,
   numThreads, setNumThreads,
 } from '../lib';
 import { close, closeScalar, normal, randn, rng } from './helpers';
@@ -226,5 +227,16 @@ test('grpoLossFromHidden: bad input is an error naming the argument', () => {
   bad({ lossType: 'mean' }, /for lossType but received/);
   bad({ mask: new Uint8Array(15).fill(2) }, /expected mask values 0 or 1 for mask/);
 });
+
+if (!process.env.GRPO_CPU_ISA) {
+  test('grpoLossFromHidden: the AVX2 and generic matmul and row kernels pass this file too (child processes)', () => {
+    const isas = backend().cpuIsa === 'avx512' ? ['avx2', 'generic'] : ['generic'];
+    for (const isa of isas) {
+      const child = spawnSync(process.execPath, ['--import', 'tsx', __filename], { env: { ...process.env, GRPO_CPU_ISA: isa, FORCE_COLOR: '0' }, encoding: 'utf8' });
+      const out = (child.stdout || '') + (child.stderr || '');
+      assert.ok(child.status === 0, `GRPO_CPU_ISA=${isa} failed:\n${out.slice(-3000)}`);
+    }
+  });
+}
 
 test.run();
