@@ -8,6 +8,8 @@
 //             pre-transposed Wᵀ [D, V], as the built-in model stores its head), then
 //             grpoLossFromLogitsSync with the gradient in place over Z (no second N×V buffer:
 //             the most frugal form), then ∂Wᵀ += hᵀ·∂Z and ∂h = ∂Z·W
+//   onechunk  (with ONECHUNK=1) ours with chunkSize = N: all logits at once (and their
+//             transpose), i.e. the cost of chunking alone
 //   torch     (when Debian's python3-torch is installed) F.linear + log_softmax/gather + the
 //             same clipped loss + autograd backward, 2 threads; prints the BLAS it runs with
 // Peak memory: VmHWM of the trial process minus its resident size once the inputs, the weight
@@ -53,10 +55,11 @@ function trial(spec) {
   // The caller's gradient buffers, resident before the measurement starts (both variants need them).
   const gradWeight = new Float32Array(V * D).fill(0), gradHidden = new Float32Array(N * D).fill(0);
   let run;
-  if (variant === 'ours') {
+  if (variant === 'ours' || variant === 'onechunk') {
+    const chunkSize = variant === 'onechunk' ? N : chunk;
     run = () => lib.grpoLossFromHiddenSync({
       hidden, weight, hiddenSize: D, vocabSize: V, targets, advantages, oldLogp, gradWeight, out: { gradHidden },
-      ...(chunk ? { chunkSize: chunk } : {}),
+      ...(chunkSize ? { chunkSize } : {}),
     }).loss;
   } else {
     const wt = new Float32Array(D * V);  // Wᵀ [D, V]: the layout matmul's [in, out] weight wants
@@ -90,7 +93,7 @@ function main() {
   const gflop = (3 * 2 * N * V * D) / 1e9;
   const py = '/usr/bin/python3';
   const torchOk = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
-  const variants = ['ours', 'base', ...(torchOk ? ['torch'] : [])];
+  const variants = ['ours', ...(process.env.ONECHUNK ? ['onechunk'] : []), 'base', ...(torchOk ? ['torch'] : [])];
   const load0 = os.loadavg();
   const rows = {};
   let blas = '';
@@ -114,7 +117,7 @@ function main() {
   const lines = [];
   lines.push(`## N=${N}, V=${V}, D=${D}, float32 (${new Date().toISOString().slice(0, 16)}Z)`, '');
   lines.push(`Machine: ${cpuName}, ${os.cpus().length} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; load average ${load0[0].toFixed(1)} before, ${load1[0].toFixed(1)} after (other jobs shared the 2 cores: times are noisy, the side-by-side ratio less so).`);
-  lines.push(`Command: \`node --import tsx bench/grpo_loss_from_hidden.js ${N} ${V} ${D} ${reps} ${rounds}\` (${rounds} rounds × ${reps} calls per variant, interleaved, each variant in a fresh process per round; medians).`);
+  lines.push(`Command: \`${process.env.ONECHUNK ? 'ONECHUNK=1 ' : ''}node --import tsx bench/grpo_loss_from_hidden.js ${N} ${V} ${D} ${reps} ${rounds}\` (${rounds} rounds × ${reps} calls per variant, interleaved, each variant in a fresh process per round; medians).`);
   if (blas) lines.push(`torch: ${blas}`);
   lines.push('', `| variant | median ms | min ms | CPU ms | GFLOP/s (3 matmuls, ${gflop.toFixed(0)} GFLOP) | extra peak memory |`, '|---|---:|---:|---:|---:|---:|');
   for (const v of Object.keys(rows)) {
