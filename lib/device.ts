@@ -18,7 +18,8 @@ import { native } from './native';
 import type { NativeMetrics } from './native';
 import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, rewardShape } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
-import { GRPO_LOSS_KEYS, grpoLossConfig, lossShape } from './ops/grpo_loss';
+import { GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
+import { defaultHiddenChunk, GRPO_LOSS_FROM_HIDDEN_KEYS } from './ops/grpo_loss_from_hidden';
 import { GRADIENT_MODES, GRPO_LOSS_FROM_LOGITS_KEYS, grpoLossFromLogitsConfig, logitsLossShape } from './ops/grpo_loss_from_logits';
 import { KL_ESTIMATORS, KL_PENALTY_KEYS, klPenaltyConfig } from './ops/kl_penalty';
 import { LOGPROBS_KEYS, logprobsConfig, rowsOfNumel } from './ops/logprobs';
@@ -524,6 +525,95 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   };
 }
 
+// ---- grpoLossFromHidden ----
+
+export interface CudaGrpoLossFromHiddenOptions extends GrpoLossConfig {
+  /** Hidden states [N, D] on the device: float32, bfloat16 or float16. */
+  hidden: DeviceTensor;
+  /** Output weight [V, D] on the device: float32, bfloat16 or float16. */
+  weight: DeviceTensor;
+  hiddenSize: number;
+  vocabSize: number;
+  /** Target ids [N], int32. */
+  targets: DeviceTensor;
+  /** One advantage per sequence [S], float32; T = N / S. */
+  advantages: DeviceTensor;
+  /** 1 = real token [N], uint8 (default all 1). */
+  mask?: DeviceTensor;
+  oldLogp?: DeviceTensor;
+  refLogp?: DeviceTensor;
+  temperature?: number;
+  /** Compute ∂L/∂h (default true): a new float32 device tensor [N, D]. */
+  gradHidden?: boolean;
+  /** ∂L/∂W: a float32 device tensor [V, D] to add to, true (default: a new zeroed one) or false (skip). */
+  gradWeight?: DeviceTensor | boolean;
+  /** Rows of logits per chunk (default as the host op). */
+  chunkSize?: number;
+}
+export interface CudaGrpoLossFromHiddenResult {
+  loss: number;
+  metrics: GrpoMetrics;
+  logp: DeviceTensor;
+  entropy: DeviceTensor;
+  gradLogp: DeviceTensor;
+  gradHidden: DeviceTensor | null;
+  gradWeight: DeviceTensor | null;
+}
+
+function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
+  const op = 'cuda.grpoLossFromHidden';
+  const opts = v.snapshot(op, o, GRPO_LOSS_FROM_HIDDEN_KEYS);
+  const D = v.integer(op, 'hiddenSize', opts.hiddenSize, 1, 2 ** 31 - 1);
+  const V = v.integer(op, 'vocabSize', opts.vocabSize, 1, 2 ** 31 - 1);
+  const hid = dev(op, 'hidden', opts.hidden, ['float32', 'bfloat16', 'float16']);
+  if (hid.numel % D !== 0) throw v.rangeError(op, 'hidden', `a multiple of hiddenSize = ${D} elements`, `DeviceTensor(${hid.numel} elements)`);
+  const N = hid.numel / D;
+  const weight = dev(op, 'weight', opts.weight, ['float32', 'bfloat16', 'float16'], V * D);
+  const advantages = dev(op, 'advantages', opts.advantages, 'float32');
+  const S = advantages.numel;
+  if (S === 0 || N === 0 || N % S !== 0) throw v.rangeError(op, 'hidden', `a positive multiple of S = advantages.numel = ${S} rows`, `${N} rows`);
+  const T = N / S;
+  const targets = dev(op, 'targets', opts.targets, 'int32', N);
+  const oldLogp = opts.oldLogp === undefined ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
+  const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
+  const cfg = grpoConfigToNative(op, opts);
+  if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
+  const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
+  const wantDh = v.boolean(op, 'gradHidden', opts.gradHidden, true);
+  const gw = opts.gradWeight;
+  if (!(gw === undefined || typeof gw === 'boolean' || gw instanceof DeviceTensor))
+    throw v.typeError(op, 'gradWeight', 'a float32 DeviceTensor to accumulate into, or a boolean', gw);
+  if (gw instanceof DeviceTensor) dev(op, 'gradWeight', gw, 'float32', V * D);
+  if (gw === hid || gw === weight) throw v.rangeError(op, 'gradWeight', 'a DeviceTensor apart from hidden and weight', 'the same tensor');
+  const owned: DeviceTensor[] = [];
+  let mask: DeviceTensor;
+  if (opts.mask === undefined) {
+    mask = DeviceTensor.fromHost(new Uint8Array(N).fill(1));
+    owned.push(mask);
+  } else {
+    mask = dev(op, 'mask', opts.mask, 'uint8', N);
+  }
+  const logp = DeviceTensor.empty('float32', [N]);
+  const entropy = DeviceTensor.empty('float32', [N]);
+  const gradLogp = DeviceTensor.empty('float32', [N]);
+  const gradHidden = wantDh ? DeviceTensor.empty('float32', [N, D]) : null;
+  const newGw = gw === undefined || gw === true;
+  const gradWeight = newGw ? DeviceTensor.fromHost(new Float32Array(V * D), { shape: [V, D] }) : gw instanceof DeviceTensor ? gw : null;
+  const args = {
+    S, T, V, D, chunk, hidden: h(hid), weight: h(weight), targets: h(targets), temperature, oldLogp: h(oldLogp), refLogp: h(refLogp),
+    advantages: h(advantages), mask: h(mask), ...cfg, gradHidden: h(gradHidden), gradWeight: h(gradWeight),
+    logp: h(logp), entropy: h(entropy), gradLogp: h(gradLogp),
+  };
+  recordBackend('grpoLossFromHidden', 'cuda');
+  return {
+    args,
+    owned,
+    outs: [logp, entropy, gradLogp, gradHidden, newGw ? gradWeight : null],
+    result: (m: NativeMetrics): CudaGrpoLossFromHiddenResult => ({ loss: m.loss, metrics: { ...m }, logp, entropy, gradLogp, gradHidden, gradWeight }),
+  };
+}
+
 // ---- sample ----
 
 export interface CudaSampleOptions {
@@ -609,6 +699,8 @@ export const cuda = {
   grpoLossSync: (o: CudaGrpoLossOptions) => runSync('grpoLossCuda', grpoPrepare(o)),
   grpoLossFromLogits: async (o: CudaGrpoLossFromLogitsOptions) => runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
   grpoLossFromLogitsSync: (o: CudaGrpoLossFromLogitsOptions) => runSync('grpoLossFromLogitsCuda', lossPrepare(o)),
+  grpoLossFromHidden: async (o: CudaGrpoLossFromHiddenOptions) => runAsync('grpoLossFromHiddenCuda', hiddenPrepare(o)),
+  grpoLossFromHiddenSync: (o: CudaGrpoLossFromHiddenOptions) => runSync('grpoLossFromHiddenCuda', hiddenPrepare(o)),
   sample: async (o: CudaSampleOptions) => runAsync('sampleCuda', samplePrepare(o)),
   sampleSync: (o: CudaSampleOptions) => runSync('sampleCuda', samplePrepare(o)),
 };

@@ -13,6 +13,8 @@ import {
   CudaGroupAdvantagesResult,
   CudaGrpoLossFromLogitsOptions,
   CudaGrpoLossFromLogitsResult,
+  CudaGrpoLossFromHiddenOptions,
+  CudaGrpoLossFromHiddenResult,
   CudaGrpoLossOptions,
   CudaGrpoLossResult,
   CudaKlPenaltyOptions,
@@ -27,6 +29,7 @@ import {
 import * as adv from './ops/group_advantages';
 import * as gl from './ops/grpo_loss';
 import * as glf from './ops/grpo_loss_from_logits';
+import * as glh from './ops/grpo_loss_from_hidden';
 import * as kl from './ops/kl_penalty';
 import * as lp from './ops/logprobs';
 import * as smp from './ops/sample';
@@ -37,10 +40,10 @@ import * as v from './validate';
  * and says whether its tensors are device tensors (all of them: mixing throws). The chosen form
  * gets the snapshot, so no option getter runs twice and the form rejects keys it does not take.
  */
-function route(op: string, o: unknown, tensors: readonly string[], keys: { all: readonly string[]; nested: { out: readonly string[] } }): { snap: never; device: boolean } {
+function route(op: string, o: unknown, tensors: readonly string[] | ((snap: Record<string, unknown>) => readonly string[]), keys: { all: readonly string[]; nested: { out: readonly string[] } }): { snap: never; device: boolean } {
   const snap = v.snapshot(op, o, keys.all, keys.nested);
   const picked: Record<string, unknown> = {};
-  for (const t of tensors) picked[t] = snap[t];
+  for (const t of typeof tensors === 'function' ? tensors(snap) : tensors) picked[t] = snap[t];
   const where = placement(op, picked);
   if (where === 'cpu') recordBackend(op, 'cpu');
   return { snap: snap as never, device: where === 'cuda' };
@@ -137,6 +140,28 @@ export function grpoLossFromLogitsSync(o: CudaGrpoLossFromLogitsOptions): CudaGr
 export function grpoLossFromLogitsSync(o: glf.GrpoLossFromLogitsOptions | CudaGrpoLossFromLogitsOptions): glf.GrpoLossFromLogitsResult | CudaGrpoLossFromLogitsResult {
   const r = route('grpoLossFromLogits', o, GLF, GLF_KEYS);
   return r.device ? cuda.grpoLossFromLogitsSync(r.snap) : glf.grpoLossFromLogitsSync(r.snap);
+}
+
+const GLH = ['hidden', 'weight', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp'];
+const GLH_KEYS = keySets(glh.GRPO_LOSS_FROM_HIDDEN_HOST_KEYS, glh.GRPO_LOSS_FROM_HIDDEN_KEYS, glh.GRPO_LOSS_FROM_HIDDEN_OUT_KEYS);
+/** Its tensors: gradWeight too when it is a buffer to accumulate into (not a boolean). */
+function glhTensors(o: Record<string, unknown>): string[] {
+  const gw = o.gradWeight;
+  return gw !== null && typeof gw === 'object' ? [...GLH, 'gradWeight'] : GLH;
+}
+/** The fused linear GRPO loss from hidden states and the output weight (README, Math §8): host or device tensors. */
+export function grpoLossFromHidden(o: glh.GrpoLossFromHiddenOptions): Promise<glh.GrpoLossFromHiddenResult>;
+export function grpoLossFromHidden(o: CudaGrpoLossFromHiddenOptions): Promise<CudaGrpoLossFromHiddenResult>;
+export async function grpoLossFromHidden(o: glh.GrpoLossFromHiddenOptions | CudaGrpoLossFromHiddenOptions): Promise<glh.GrpoLossFromHiddenResult | CudaGrpoLossFromHiddenResult> {
+  const r = route('grpoLossFromHidden', o, glhTensors, GLH_KEYS);
+  return r.device ? cuda.grpoLossFromHidden(r.snap) : glh.grpoLossFromHidden(r.snap);
+}
+/** Synchronous twin of {@link grpoLossFromHidden}. */
+export function grpoLossFromHiddenSync(o: glh.GrpoLossFromHiddenOptions): glh.GrpoLossFromHiddenResult;
+export function grpoLossFromHiddenSync(o: CudaGrpoLossFromHiddenOptions): CudaGrpoLossFromHiddenResult;
+export function grpoLossFromHiddenSync(o: glh.GrpoLossFromHiddenOptions | CudaGrpoLossFromHiddenOptions): glh.GrpoLossFromHiddenResult | CudaGrpoLossFromHiddenResult {
+  const r = route('grpoLossFromHidden', o, glhTensors, GLH_KEYS);
+  return r.device ? cuda.grpoLossFromHiddenSync(r.snap) : glh.grpoLossFromHiddenSync(r.snap);
 }
 
 const SMP = ['logits'];

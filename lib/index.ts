@@ -11,6 +11,7 @@ export * from './ops/logprobs';
 export * from './ops/group_advantages';
 export * from './ops/grpo_loss';
 export * from './ops/grpo_loss_from_logits';
+export * from './ops/grpo_loss_from_hidden';
 export * from './ops/sample';
 export * from './models';
 export * from './tasks';
@@ -24,6 +25,7 @@ export type { FloatDType } from './validate';
 export {
   klPenalty, klPenaltySync, logprobs, logprobsSync, groupAdvantages, groupAdvantagesSync,
   grpoLoss, grpoLossSync, grpoLossFromLogits, grpoLossFromLogitsSync, sample, sampleSync,
+  grpoLossFromHidden, grpoLossFromHiddenSync,
 } from './dispatch';
 export * from './device';
 

@@ -43,6 +43,8 @@ export interface NativeAddon {
   grpoLoss(args: Args, async: true): Promise<NativeMetrics>;
   grpoLossFromLogits(args: Args, async: false): NativeMetrics;
   grpoLossFromLogits(args: Args, async: true): Promise<NativeMetrics>;
+  grpoLossFromHidden(args: Args, async: false): NativeMetrics;
+  grpoLossFromHidden(args: Args, async: true): Promise<NativeMetrics>;
   sample(args: Args, async: false): void;
   sample(args: Args, async: true): Promise<void>;
   numThreads(): number;

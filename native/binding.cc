@@ -14,8 +14,10 @@
 #include "common/napi_args.h"
 #include "common/philox.h"
 #include "common/threadpool.h"
+#include "model/matmul.h"
 #include "ops/group_advantages.h"
 #include "ops/grpo_loss.h"
+#include "ops/grpo_loss_from_hidden.h"
 #include "ops/grpo_loss_from_logits.h"
 #include "ops/kl_penalty.h"
 #include "ops/logprobs.h"
@@ -170,6 +172,76 @@ Napi::Value GrpoLossFromLogits(const Napi::CallbackInfo& info) {
   return run_job(info.Env(), std::move(job), is_async(info));
 }
 
+// Two byte ranges of the caller's buffers share memory.
+bool overlaps(const void* p, int64_t pb, const void* q, int64_t qb) {
+  const char* a = static_cast<const char*>(p);
+  const char* b = static_cast<const char*>(q);
+  return a && b && a < b + qb && b < a + pb;
+}
+
+Napi::Value GrpoLossFromHidden(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<GrpoLossFromHiddenArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->T = r.integer("T", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  a->D = r.integer("D", 1, kMaxDim);
+  int64_t N = r.product("T", a->S, a->T);
+  int64_t ND = r.product("D", N, a->D), VD = r.product("D", a->V, a->D);
+  a->hidden = r.float_tensor("hidden", ND);
+  a->weight = r.float_tensor("weight", VD);
+  a->chunk = r.integer("chunk", 1, kMaxDim);
+  r.product("chunk", a->chunk < N ? a->chunk : N, a->V);
+  a->targets = r.typed<int32_t>("targets", napi_int32_array, N);
+  a->temperature = static_cast<float>(r.num("temperature"));
+  if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
+  check_targets(r, a->targets, N, a->V);
+  a->old_logp = r.typed<float>("oldLogp", napi_float32_array, N, true);
+  a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
+  a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
+  a->mask = r.typed<uint8_t>("mask", napi_uint8_array, N);
+  read_options(r, a->opt);
+  if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
+  if (a->opt.top_entropy_quantile < 1 && !(a->opt.top_entropy_quantile >= 0)) r.fail("topEntropyQuantile", "a number in [0, 1]");
+  a->grad_hidden = r.typed<float>("gradHidden", napi_float32_array, ND, true);
+  a->grad_weight = r.typed<float>("gradWeight", napi_float32_array, VD, true);
+  // The kernel writes the gradients while it still reads h and W.
+  const int64_t hb = ND * dtype_size(a->hidden.dtype), wb = VD * dtype_size(a->weight.dtype);
+  if (overlaps(a->grad_hidden, ND * 4, a->hidden.data, hb) || overlaps(a->grad_hidden, ND * 4, a->weight.data, wb) ||
+      overlaps(a->grad_hidden, ND * 4, a->grad_weight, VD * 4))
+    r.fail("gradHidden", "a buffer apart from hidden, weight and gradWeight");
+  if (overlaps(a->grad_weight, VD * 4, a->hidden.data, hb) || overlaps(a->grad_weight, VD * 4, a->weight.data, wb))
+    r.fail("gradWeight", "a buffer apart from hidden and weight");
+  a->logp = r.typed<float>("logp", napi_float32_array, N);
+  a->entropy = r.typed<float>("entropy", napi_float32_array, N);
+  a->grad_logp = r.typed<float>("gradLogp", napi_float32_array, N, true);
+  job->execute = [a] { grpo_loss_from_hidden_cpu(*a); };
+  job->result = [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+// Bench hook (bench/grpo_loss_from_hidden.js): the model's dense kernels on typed arrays, so the
+// materialised-logits baseline (matmul + grpoLossFromLogits + backward matmuls) runs on the same
+// matmul as grpoLossFromHidden. Sync only. kind 0: Y[N, out] = X[N, in]·W[in, out] (+ Y when
+// accumulate); kind 1: W[in, out] += X[N, in]ᵀ·Y[N, out].
+Napi::Value BenchMatmul(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  const int64_t N = r.integer("N", 1, kMaxDim), in = r.integer("in", 1, kMaxDim), out = r.integer("out", 1, kMaxDim);
+  const int64_t kind = r.integer("kind", 0, 1);
+  const bool acc = r.flag("accumulate", false);
+  const float* X = r.typed<float>("X", napi_float32_array, r.product("in", N, in));
+  float* W = r.typed<float>("W", napi_float32_array, r.product("out", in, out));
+  float* Y = r.typed<float>("Y", napi_float32_array, r.product("out", N, out));
+  job->execute = [=] {
+    if (kind == 0) model::matmul(X, W, nullptr, Y, N, in, out, acc);
+    else model::matmul_dw(X, Y, W, nullptr, N, in, out);
+  };
+  job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  return run_job(info.Env(), std::move(job), false);
+}
+
 Napi::Value Sample(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
   ArgReader r(info, *job);
@@ -236,6 +308,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("klPenalty", Napi::Function::New(env, KlPenalty, "klPenalty"));
   exports.Set("grpoLoss", Napi::Function::New(env, GrpoLoss, "grpoLoss"));
   exports.Set("grpoLossFromLogits", Napi::Function::New(env, GrpoLossFromLogits, "grpoLossFromLogits"));
+  exports.Set("grpoLossFromHidden", Napi::Function::New(env, GrpoLossFromHidden, "grpoLossFromHidden"));
+  exports.Set("benchMatmul", Napi::Function::New(env, BenchMatmul, "benchMatmul"));
   exports.Set("sample", Napi::Function::New(env, Sample, "sample"));
   exports.Set("philox", Napi::Function::New(env, Philox, "philox"));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));

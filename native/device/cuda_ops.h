@@ -7,6 +7,7 @@
 
 #include "../ops/group_advantages.h"
 #include "../ops/grpo_loss.h"
+#include "../ops/grpo_loss_from_hidden.h"
 #include "../ops/grpo_loss_from_logits.h"
 #include "../ops/kl_penalty.h"
 #include "../ops/logprobs.h"
@@ -19,6 +20,7 @@ void group_advantages_cuda(GroupAdvantagesArgs& a, cudaStream_t stream);
 void logprobs_cuda(const LogprobsArgs& a, cudaStream_t stream);
 void grpo_loss_cuda(GrpoLossArgs& a, cudaStream_t stream);
 void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream);
+void grpo_loss_from_hidden_cuda(GrpoLossFromHiddenArgs& a, cudaStream_t stream);
 void sample_cuda(const SampleArgs& a, cudaStream_t stream);
 
 }  // namespace grpo

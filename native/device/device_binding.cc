@@ -361,6 +361,41 @@ Napi::Value GrpoLossFromLogitsCuda(const Napi::CallbackInfo& info) {
                        [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); });
 }
 
+Napi::Value GrpoLossFromHiddenCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<GrpoLossFromHiddenArgs>();
+  a->S = r.integer("S", 0, kMaxDim);
+  a->T = r.integer("T", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  a->D = r.integer("D", 1, kMaxDim);
+  int64_t N = r.product("T", a->S, a->T);
+  a->hidden = d.float_tensor("hidden", r.product("D", N, a->D));
+  a->weight = d.float_tensor("weight", r.product("D", a->V, a->D));
+  a->chunk = r.integer("chunk", 1, kMaxDim);
+  r.product("chunk", a->chunk < N ? a->chunk : N, a->V);
+  a->targets = static_cast<const int32_t*>(d.tensor("targets", DType::I32, N));  // out of range: NaN (kernel)
+  a->temperature = static_cast<float>(r.num("temperature"));
+  a->old_logp = d.f32<const float>("oldLogp", N, true);
+  a->ref_logp = d.f32<const float>("refLogp", N, true);
+  a->advantages = d.f32<const float>("advantages", a->S);
+  a->mask = static_cast<const uint8_t*>(d.tensor("mask", DType::U8, N));
+  read_options(r, a->opt);
+  if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
+  a->grad_hidden = d.f32<float>("gradHidden", N * a->D, true);
+  a->grad_weight = d.f32<float>("gradWeight", a->V * a->D, true);
+  if (a->grad_hidden && (a->grad_hidden == a->hidden.data || a->grad_hidden == a->weight.data || a->grad_hidden == a->grad_weight))
+    r.fail("gradHidden", "a device tensor apart from hidden, weight and gradWeight");
+  if (a->grad_weight && (a->grad_weight == a->hidden.data || a->grad_weight == a->weight.data))
+    r.fail("gradWeight", "a device tensor apart from hidden and weight");
+  a->logp = d.f32<float>("logp", N);
+  a->entropy = d.f32<float>("entropy", N);
+  a->grad_logp = d.f32<float>("gradLogp", N, true);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { grpo_loss_from_hidden_cuda(*a, s); },
+                       [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); });
+}
+
 Napi::Value SampleCuda(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
   ArgReader r(info, *job);
@@ -485,6 +520,7 @@ void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("groupAdvantagesCuda", Napi::Function::New(env, GroupAdvantagesCuda, "groupAdvantagesCuda"));
   exports.Set("logprobsCuda", Napi::Function::New(env, LogprobsCuda, "logprobsCuda"));
   exports.Set("grpoLossFromLogitsCuda", Napi::Function::New(env, GrpoLossFromLogitsCuda, "grpoLossFromLogitsCuda"));
+  exports.Set("grpoLossFromHiddenCuda", Napi::Function::New(env, GrpoLossFromHiddenCuda, "grpoLossFromHiddenCuda"));
   exports.Set("grpoLossCuda", Napi::Function::New(env, GrpoLossCuda, "grpoLossCuda"));
   exports.Set("sampleCuda", Napi::Function::New(env, SampleCuda, "sampleCuda"));
   exports.Set("cudaEventRecordNow", Napi::Function::New(env, EventRecordNow, "cudaEventRecordNow"));
