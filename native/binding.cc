@@ -193,10 +193,10 @@ Napi::Value GrpoLossFromHidden(const Napi::CallbackInfo& info) {
   a->weight = r.float_tensor("weight", VD);
   a->chunk = r.integer("chunk", 1, kMaxDim);
   r.product("chunk", a->chunk < N ? a->chunk : N, a->V);
-  a->targets = r.typed<int32_t>("targets", napi_int32_array, N);
+  // copied and checked here: the kernel indexes W's rows with them while JS may change the array
+  a->targets = r.ids<int32_t>("targets", napi_int32_array, N, 0, a->V, "ids in [0, V)");
   a->temperature = static_cast<float>(r.num("temperature"));
   if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
-  check_targets(r, a->targets, N, a->V);
   a->old_logp = r.typed<float>("oldLogp", napi_float32_array, N, true);
   a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
   a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);

@@ -208,7 +208,10 @@ test('grpoLossFromHidden: bad input is an error naming the argument', () => {
   bad({ hiddenSize: 0 }, /grpoLossFromHidden: expected an integer in \[1, \d+\] for hiddenSize but received 0/);
   bad({ hiddenSize: 7 }, /expected a length that is a multiple of hiddenSize = 7 for hidden/);
   bad({ hidden: new Float64Array(b.hidden.length) }, /expected Float32Array or Uint16Array .* for hidden but received Float64Array/);
-  bad({ weight: new Float32Array(5) }, /expected Float32Array of length 1060 for weight but received Float32Array\(5\)/);
+  bad({ weight: new Float32Array(5) }, /expected Float32Array of length 1060 (\(dtype float32\) )?for weight but received Float32Array\(5\)/);
+  // one option snapshot: unknown keys (a typo silently giving the default loss) and float32 range
+  bad({ losType: 'grpo' }, /grpoLossFromHidden: unknown option losType \(did you mean lossType\?\)/);
+  bad({ temperature: 1e39 }, /temperature/);
   bad({ weight: new Uint16Array(b.weight.length) }, /for weightDtype/);
   bad({ weight: new Uint16Array(b.weight.length), weightDtype: 'float32' }, /expected Float32Array of length 1060 \(dtype float32\) for weight/);
   bad({ hidden: new Uint16Array(b.hidden.length), hiddenDtype: 'int8' }, /for hiddenDtype but received/);
