@@ -10,6 +10,7 @@
 import * as fs from 'fs';
 import * as YAML from 'yaml';
 import { coerceOption, defaultOptions, flagName, Options, OPTIONS, OptionSpec, optionSpec } from '../trainer/config';
+import { editDistance } from '../validate';
 
 export const COMMANDS = ['sft', 'train', 'eval', 'demo', 'report'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -47,19 +48,6 @@ function lookup(name: string): OptionSpec | undefined {
   const alias = ALIAS_BY_LOOSE.get(loose(name));
   if (alias) return PARSER_SPECS[alias] ?? optionSpec(alias);
   return optionSpec(name);
-}
-
-/** Damerau–Levenshtein distance (adjacent transpositions count 1). */
-export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  return d[a.length][b.length];
 }
 
 /** The candidate closest to `name` (compared without case, '-' and '_'), if it is close enough to be a typo. */
