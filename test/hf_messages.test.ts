@@ -1,13 +1,14 @@
 // Dataset rows with `messages` reach an HF tokenizer's chat template as their real turns
 // (system + user, the reference assistant turn left out), while the built-in CharTokenizer keeps
-// the flattened text; `grpo train --model DIR` runs on such a dataset.
+// the flattened text; `grpo train --model DIR` runs on such a dataset, and `grpo eval` of a run
+// trained with --model loads the HF model and reports pass@k.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { runTrain } from '../lib/trainer/run';
+import { runEval, runTrain } from '../lib/trainer/run';
 import { HfTokenizer } from '../lib/models/hf';
 import { CharTokenizer } from '../lib/models';
 import { loadJsonlDataset } from '../lib/tasks/dataset';
@@ -76,12 +77,43 @@ const opts = {
   model: modelDir, task: data, testFile: testData, batchSize: 2, maxCompletionLength: 4, numGenerations: 4, warmupRatio: 0,
   rewards: ['accuracy'], rewardModule: rewardFile, evalSteps: 0, evalLimit: 2, evalK: 4, learningRate: 5e-2, beta: 0.04, progress: false, seed: 5,
 };
-
+const evalFields = (r: Record<string, unknown>, k: number) => {
+  for (const f of ['pass@1', 'pass@k', 'maj@k', 'formatRate', 'meanLength', 'truncatedRate']) {
+    assert.type(r[f], 'number', f);
+    assert.ok((r[f] as number) >= 0 && (f === 'meanLength' || (r[f] as number) <= 1), `${f} = ${r[f]}`);
+  }
+  assert.is(r.k, k);
+  assert.is(r.prompts, 2);
+  assert.ok((r.meanLength as number) > 0);
+};
 
 test('train --model DIR on a messages dataset runs', async () => {
   const r = await runTrain({ ...opts, outputDir: path.join(root, 'run'), maxSteps: 2 }, quiet);
   assert.is(r.steps, 2);
   assert.ok(fs.existsSync(r.checkpoint));
+});
+
+test('eval of a run trained with --model: the HF model with the trained weights, pass@k reported', async () => {
+  const run = path.join(root, 'run');
+  const r = await runEval({ outputDir: run }, quiet);
+  evalFields(r as unknown as Record<string, unknown>, 4);
+  const j = JSON.parse(fs.readFileSync(path.join(run, 'eval.json'), 'utf8'));
+  assert.is(j.step, 2);
+  assert.is(j['pass@k'], r['pass@k']);
+  // `--model DIR` and no checkpoint: the folder's own weights; same prompts and seed, so the
+  // completions differ only because the run's trained weights were loaded above
+  const base = await runEval({ model: modelDir, task: data, testFile: testData, outputDir: path.join(root, 'base-eval'), evalLimit: 2, evalK: 4, maxCompletionLength: 4, rewards: ['accuracy'], seed: 5 }, quiet);
+  evalFields(base as unknown as Record<string, unknown>, 4);
+  assert.is(JSON.parse(fs.readFileSync(path.join(root, 'base-eval', 'eval.json'), 'utf8')).step, 0);
+  assert.equal(base.samples.map((x) => x.prompt), r.samples.map((x) => x.prompt));
+  assert.not.equal(base.samples.map((x) => x.completion), r.samples.map((x) => x.completion), 'eval did not use the trained weights');
+});
+
+test('eval of a run trained with --model --use-peft: the adapters load and eval runs', async () => {
+  const run = path.join(root, 'peft');
+  await runTrain({ ...opts, usePeft: true, loraR: 2, loraAlpha: 4, loraTargetModules: ['q_proj', 'v_proj'], outputDir: run, maxSteps: 1 }, quiet);
+  const r = await runEval({ checkpoint: run }, quiet);
+  evalFields(r as unknown as Record<string, unknown>, 4);
 });
 
 test.run();
