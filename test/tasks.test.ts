@@ -179,6 +179,10 @@ test('JSONL dataset: messages, prompt, query layouts; solution/answer/response c
   assert.is(examples[2].id, 'line-4');
   assert.is(examples[3].answer, '2');
   assert.is(examples[3].prompt, '1+1');
+  // the chat turns are kept for chat templates; the trailing assistant turn (the reference) is not among them
+  assert.equal(examples[0].messages, [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: '2+2?' }]);
+  assert.equal(examples[3].messages, [{ role: 'user', content: '1+1' }]);
+  assert.is(examples[1].messages, undefined);
 });
 
 test('JSONL dataset: every malformed line is reported with its line number', () => {

@@ -68,7 +68,7 @@ export async function evaluate(model: PolicyModel, tok: Tokenizer, task: Task, o
   const t0 = Date.now();
   const k = o.k ?? 8;
   const exs = (examples ?? task.test).slice(0, o.limit ?? Infinity);
-  const r = await rollout(model, tok, exs.map((e) => e.prompt), k, { ...o, maxBatch: 512 });
+  const r = await rollout(model, tok, exs, k, { ...o, maxBatch: 512 });
   const P = exs.length;
   const js = [...new Set([1, ...(o.passAt ?? []), k])].filter((j) => j <= k).sort((a, b) => a - b);
   const passSum: Record<string, number> = Object.fromEntries(js.map((j) => [`pass@${j}`, 0]));

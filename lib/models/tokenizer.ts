@@ -14,6 +14,11 @@ export interface Tokenizer {
   decode(ids: ArrayLike<number>): string;
   /** Prompt ids for generation (e.g. through a chat template); default: [bosId, ...encode(prompt)]. */
   encodePrompt?(prompt: string): number[];
+  /**
+   * Prompt ids for chat turns (through a chat template, with the generation prompt). When present,
+   * examples that keep their dataset `messages` are encoded with it instead of their flattened text.
+   */
+  encodeMessages?(messages: { role: string; content: string }[]): number[];
   /** Ids that end a completion; default: [eosId]. */
   readonly stopTokenIds?: readonly number[];
 }

@@ -65,6 +65,7 @@ export function parseJsonlDataset(text: string, file?: string): { examples: Exam
     const o = obj as Record<string, unknown>;
     let prompt: string | undefined;
     let fromAssistant: string | undefined;
+    let messages: ChatMessage[] | undefined;
     if (o.messages !== undefined) {
       if (!isMessages(o.messages)) {
         errors.push({ line: no, message: "'messages' must be a non-empty array of {role, content} with string values" });
@@ -77,8 +78,12 @@ export function parseJsonlDataset(text: string, file?: string): { examples: Exam
         continue;
       }
       prompt = renderMessages(msgs);
+      messages = msgs.map((m) => ({ role: m.role, content: m.content }));
     } else if (typeof o.prompt === 'string') prompt = o.prompt;
-    else if (isMessages(o.prompt)) prompt = renderMessages(o.prompt);
+    else if (isMessages(o.prompt)) {
+      prompt = renderMessages(o.prompt);
+      messages = o.prompt.map((m) => ({ role: m.role, content: m.content }));
+    }
     else if (typeof o.query === 'string') prompt = o.query;
     if (prompt === undefined) {
       errors.push({ line: no, message: "missing the prompt: expected 'messages', 'prompt' or 'query'" });
@@ -96,7 +101,7 @@ export function parseJsonlDataset(text: string, file?: string): { examples: Exam
     const solution = String(sol);
     const meta: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(o)) if (!['messages', 'prompt', 'query', 'solution', 'answer', 'response'].includes(key)) meta[key] = v;
-    examples.push({ id: `line-${no}`, prompt, answer: extractAnswer(solution) ?? solution.trim(), solution, meta, ...(file ? { source: { file, line: no } } : {}) });
+    examples.push({ id: `line-${no}`, prompt, answer: extractAnswer(solution) ?? solution.trim(), solution, ...(messages ? { messages } : {}), meta, ...(file ? { source: { file, line: no } } : {}) });
   }
   return { examples, errors };
 }

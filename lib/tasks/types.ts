@@ -13,6 +13,12 @@ export interface Example {
   answer: string;
   /** A full reference completion for the supervised warm start; defaults to `answer`. */
   solution?: string;
+  /**
+   * The prompt's chat turns (system/user/…; a trailing assistant turn, the reference, is not
+   * here) when the dataset row had `messages`: a tokenizer with a chat template renders these
+   * turns instead of the flattened `prompt`.
+   */
+  messages?: { role: string; content: string }[];
   /** Task-specific data (e.g. countdown's numbers and target). */
   meta?: Record<string, unknown>;
   /** Where a dataset example comes from (absolute file path, 1-based line), for messages. */

@@ -34,7 +34,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'resume', type: 'boolean', default: false, help: 'continue the run in outputDir from its latest checkpoint (bit-exact); an error when there is none' },
   { section: S_RUN, name: 'resumeFromCheckpoint', type: 'string', default: undefined, help: "continue from this checkpoint (a checkpoint directory, or a run directory: its latest) into outputDir (TRL's resume_from_checkpoint; a bare flag = --resume)" },
   { section: S_RUN, name: 'overwriteOutputDir', type: 'boolean', default: false, help: 'start a new run in an outputDir that holds an earlier run or other files: removes only the files a run writes (metrics, checkpoints, eval and report files), never others' },
-  { section: S_RUN, name: 'model', type: 'string', default: undefined, help: 'a Hugging Face checkpoint folder (Llama / Qwen2 / Qwen3: config.json, safetensors, tokenizer.json) to train instead of the built-in transformer' },
+  { section: S_RUN, name: 'model', type: 'string', default: undefined, help: 'a Hugging Face checkpoint folder (Llama / Qwen2 / Qwen3: config.json, safetensors, tokenizer.json) to train instead of the built-in transformer (grpo eval: to evaluate, with the weights of a checkpoint when there is one)' },
   { section: S_RUN, name: 'usePeft', type: 'boolean', default: false, help: 'with --model: train LoRA adapters (PEFT layout, dropout 0) instead of every weight; the reference model is the base (adapters off)' },
   { section: S_RUN, name: 'loraR', type: 'int', default: 16, help: 'LoRA rank r' },
   { section: S_RUN, name: 'loraAlpha', type: 'number', default: 32, help: 'LoRA alpha (adapters scaled by alpha / r)' },

@@ -241,7 +241,7 @@ export class GrpoTrainer {
     while (rounds < maxRounds && kept.length < c.batchSize) {
       const exs = this.nextPrompts(c.batchSize);
       let t = performance.now();
-      const ro = await rollout(this.model, this.tokenizer, exs.map((e) => e.prompt), G, {
+      const ro = await rollout(this.model, this.tokenizer, exs, G, {
         temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
         maxCompletionLength: c.maxCompletionLength, stop: c.stop,
         seed: mixSeed(c.seed, this.state.step, rounds),

@@ -38,6 +38,18 @@ export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
   return tok.encodePrompt ? tok.encodePrompt(prompt) : [tok.bosId, ...tok.encode(prompt)];
 }
 
+/** A prompt as rollout takes it: text, or an example whose chat turns (if any) a chat tokenizer renders. */
+export type PromptInput = string | Pick<Example, 'prompt' | 'messages'>;
+
+/**
+ * Prompt ids of an example: its chat turns through `tok.encodeMessages` when both exist (so a
+ * chat template sees the real system/user turns), otherwise its flattened prompt text.
+ */
+export function encodeExamplePrompt(tok: Tokenizer, e: PromptInput): number[] {
+  if (typeof e === 'string') return encodePrompt(tok, e);
+  return e.messages && tok.encodeMessages ? tok.encodeMessages(e.messages) : encodePrompt(tok, e.prompt);
+}
+
 /**
  * Checks that every prompt leaves room for a completion of `maxCompletionLength` tokens in the
  * model's context; the error names the example (file and line for a dataset), the prompt's
@@ -52,7 +64,7 @@ export function checkPromptLengths(
   const bad: string[] = [];
   let count = 0;
   for (const e of examples) {
-    const n = encodePrompt(tok, e.prompt).length;
+    const n = encodeExamplePrompt(tok, e).length;
     const sol = withSolution ? tok.encode(e.solution ?? e.answer).length + 1 : 0;
     if (n <= room && n + sol <= maxSeqLen) continue;
     count++;
@@ -88,15 +100,15 @@ function stopCut(tok: Tokenizer, ids: Int32Array, stop: string[]): number {
 export async function rollout(
   model: PolicyModel,
   tok: Tokenizer,
-  prompts: string[],
+  prompts: PromptInput[],
   repeat: number,
   o: SamplingOptions & { seed: number; maxBatch?: number },
 ): Promise<Rollout> {
   const promptIds: Int32Array[] = [];
   for (const p of prompts) {
-    const ids = encodePrompt(tok, p);
+    const ids = encodeExamplePrompt(tok, p);
     if (ids.length + o.maxCompletionLength > model.maxSeqLen)
-      throw new RangeError(`prompt '${p.slice(0, 40)}' is ${ids.length} tokens: with maxCompletionLength ${o.maxCompletionLength} it exceeds the model's maxSeqLen ${model.maxSeqLen}`);
+      throw new RangeError(`prompt '${(typeof p === 'string' ? p : p.prompt).slice(0, 40)}' is ${ids.length} tokens: with maxCompletionLength ${o.maxCompletionLength} it exceeds the model's maxSeqLen ${model.maxSeqLen}`);
     for (let j = 0; j < repeat; j++) promptIds.push(Int32Array.from(ids));
   }
   const S = promptIds.length;

@@ -38,7 +38,7 @@ export function withDefaults(o: Options): Options {
  */
 export function resolvePaths(o: Options): Options {
   const r = { ...o };
-  for (const k of ['outputDir', 'init', 'rewardModule', 'testFile', 'checkpoint'])
+  for (const k of ['outputDir', 'init', 'rewardModule', 'testFile', 'checkpoint', 'model'])
     if (typeof r[k] === 'string' && r[k]) r[k] = path.resolve(r[k] as string);
   if (typeof r.task === 'string' && /\.jsonl?$/.test(r.task)) r.task = path.resolve(r.task);
   return r;
@@ -116,6 +116,11 @@ export function modelConfig(o: Options, tok: Tokenizer): TransformerConfig {
 
 function applyThreads(o: Options) {
   if ((o.threads as number) > 0) setNumThreads(o.threads as number);
+}
+
+/** --use-peft: the LoRA adapters --model's HF model gets (undefined without). */
+function loraOptions(o: Options) {
+  return o.usePeft ? { r: o.loraR as number, alpha: o.loraAlpha as number, targetModules: o.loraTargetModules as string[], seed: o.seed as number } : undefined;
 }
 
 /** A fresh model, or one with the weights of the `init` checkpoint. */
@@ -325,7 +330,7 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   const dir = runDir;
   const task = buildTask(o);
   // --model DIR: a Hugging Face checkpoint (its tokenizer and chat template) instead of the built-in model
-  const lora = o.usePeft ? { r: o.loraR as number, alpha: o.loraAlpha as number, targetModules: o.loraTargetModules as string[], seed: o.seed as number } : undefined;
+  const lora = loraOptions(o);
   let tok: Tokenizer = new CharTokenizer();
   const cfg0 = resolveGrpoConfig(o);
   let model: PolicyModel | null = null;
@@ -454,37 +459,48 @@ async function trainLoop(
   return { checkpoint: ck, evals, seconds, steps: trainer.state.step, lastMetrics: last };
 }
 
-/** `grpo eval`: held-out evaluation of a checkpoint; prints a table and writes JSON. */
+/**
+ * `grpo eval`: held-out evaluation of a checkpoint; prints a table and writes JSON. A run trained
+ * with --model (or `--model DIR` given here) evaluates that Hugging Face model and its tokenizer,
+ * with the checkpoint's weights; `--model DIR` with no checkpoint named (and none in outputDir)
+ * evaluates the folder's own weights.
+ */
 export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalResult> {
-  const src = (opts.checkpoint ?? opts.init ?? opts.outputDir ?? defaultOptions().outputDir) as string;
-  const ck = loadCheckpoint(src);
+  const named = (opts.checkpoint ?? opts.init) as string | undefined;
+  const src = named ?? ((opts.outputDir ?? defaultOptions().outputDir) as string);
+  const ck = named !== undefined || opts.model === undefined || latestCheckpoint(path.resolve(src)) ? loadCheckpoint(src) : null;
   // the task, sampling and reward options the checkpoint was trained with, unless flags change them
-  const o = resolvePaths(withDefaults({ ...savedOptions(ck.meta), ...opts }));
+  const o = resolvePaths(withDefaults(ck ? { ...savedOptions(ck.meta), ...opts } : opts));
   applyThreads(o);
   const outDir = o.outputDir as string;
   const out = path.join(outDir, 'eval.json');
   // eval.json is a run's file: replaced in a run directory, never in someone else's
   if (fs.existsSync(out) && !isRunDir(outDir) && !o.overwriteOutputDir)
     throw new RunDirError(`${out} exists and ${outDir} is not a grpo run; choose another --output-dir, or replace it with --overwrite-output-dir`);
-  const model = createTransformer(ck.meta.modelConfig);
+  let model: PolicyModel | null = null;
   let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
   let r: EvalResult;
+  let tok: Tokenizer = new CharTokenizer();
   try {
-    restoreTensors(ck, 'model', model);
+    // as runTrain builds it: with LoRA the adapters exist, so the checkpoint's adapter tensors load
+    const hf = o.model ? await loadHfCheckpoint(o.model as string, { lora: loraOptions(o) }) : null;
+    if (hf) tok = hf.tokenizer;
+    model = hf ? hf.model : createTransformer(ck!.meta.modelConfig);
+    if (ck) restoreTensors(ck, 'model', model);
     const task = buildTask(o);
-    const tok = new CharTokenizer();
     checkTaskFits({ ...task, train: [] }, tok, model.maxSeqLen, o);
     rewards = await buildRewards(o);
     r = await evaluate(model, tok, task, evalOptions(o, rewards));
   } catch (e) {
-    model.dispose();
+    model?.dispose();
     throw e;
   } finally {
     await disposeRewards(rewards);
   }
+  const what = ck ? ck.dir : path.resolve(o.model as string);
   fs.mkdirSync(outDir, { recursive: true });
-  writeTextAtomic(out, JSON.stringify({ checkpoint: ck.dir, step: ck.meta.step, ...r }, null, 2));
-  io.log(`eval of ${ck.dir} (step ${ck.meta.step}):`);
+  writeTextAtomic(out, JSON.stringify({ checkpoint: what, step: ck ? ck.meta.step : 0, ...r }, null, 2));
+  io.log(ck ? `eval of ${ck.dir} (step ${ck.meta.step}):` : `eval of ${what} (its own weights):`);
   process.stdout.write(formatEvalTable(r) + '\n');
   io.log(`written ${out}`);
   model.dispose();

@@ -10,7 +10,7 @@ import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
 import { Example } from '../tasks/types';
 import { mixSeed, permutation } from '../tasks/rng';
 import { completionLogits, packBatch, scatterCompletionGrad } from './batch';
-import { encodePrompt } from './rollout';
+import { encodeExamplePrompt } from './rollout';
 import { learningRateAt } from './schedule';
 
 export interface SftOptions {
@@ -31,7 +31,7 @@ export interface SftOptions {
 export async function supervisedFineTune(model: PolicyModel, tok: Tokenizer, examples: Example[], o: SftOptions): Promise<{ loss: number; steps: number }> {
   if (!examples.length) throw new RangeError('supervisedFineTune: no examples');
   const V = model.vocabSize;
-  const seqs = examples.map((e) => ({ p: encodePrompt(tok, e.prompt), c: [...tok.encode(e.solution ?? e.answer), tok.eosId] }));
+  const seqs = examples.map((e) => ({ p: encodeExamplePrompt(tok, e), c: [...tok.encode(e.solution ?? e.answer), tok.eosId] }));
   let perm = permutation(seqs.length, mixSeed(o.seed, 0x5f7));
   let cursor = 0, epoch = 0, last = NaN;
   for (let step = 0; step < o.steps; step++) {

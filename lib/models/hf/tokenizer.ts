@@ -10,7 +10,7 @@ import { Tokenizer as HfTok } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import type { Tokenizer } from '../tokenizer';
 
-import type { ChatMessage } from '../../tasks/dataset';
+import { ChatMessage, renderMessages } from '../../tasks/dataset';
 
 function readJson(file: string): Record<string, unknown> {
   try {
@@ -111,5 +111,10 @@ export class HfTokenizer implements Tokenizer {
     if (Array.isArray(prompt)) return this.encode(this.applyChatTemplate(prompt, { addGenerationPrompt: true }));
     if (this.useChatTemplate) return this.encode(this.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }));
     return this.addBos ? [this.bosId, ...this.encode(prompt)] : this.encode(prompt);
+  }
+
+  /** Dataset chat turns: through the chat template; without one, the flattened text as for a string prompt. */
+  encodeMessages(messages: ChatMessage[]): number[] {
+    return this.template ? this.encodePrompt(messages) : this.encodePrompt(renderMessages(messages));
   }
 }
