@@ -108,6 +108,27 @@ for (const [key, c] of Object.entries(ARCHS)) {
   });
 }
 
+test('token ids changed after an async forward is called do not reach the kernel (copied at call time)', async () => {
+  const [, c] = Object.entries(ARCHS)[0];
+  const w = randomWeights(c, 13);
+  const m = await loadHfModel(checkpoint(c, w));
+  const r = rng(17);
+  const B = 2, L = 6;
+  const tk = tokens(r, B * L, c.V);
+  const want = m.forwardSync(Int32Array.from(tk), B, L).slice();
+  for (let k = 0; k < 20; k++) {
+    const p = m.forward(tk.slice(), B, L);
+    const same = m.forward(tk, B, L);
+    // an out-of-range id written after the call, while the kernel may still be reading
+    const keep = Int32Array.from(tk);
+    tk.fill(k % 2 ? 1 << 30 : -5);
+    assert.equal(Array.from(await same), Array.from(want));
+    assert.equal(Array.from(await p), Array.from(want));
+    tk.set(keep);
+  }
+  m.dispose();
+});
+
 test('batched generation of prompts of different lengths equals one prompt at a time (same seeds, same tokens)', async () => {
   const c = ARCHS.qwen2;
   const m = await loadHfModel(checkpoint(c, randomWeights(c, 17)));

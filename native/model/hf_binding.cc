@@ -20,12 +20,11 @@
 #include "../common/async.h"
 #include "../common/half.h"
 #include "../common/napi_args.h"
+#include "model_handle.h"
 #include "hf_model.h"
 
 namespace grpo {
 namespace {
-
-bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean().Value(); }
 
 // A read-only private mapping of a whole file, unmapped on destruction.
 struct MappedFile {
@@ -57,7 +56,7 @@ struct MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 };
 
-class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
+class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeHfModel",
@@ -91,51 +90,19 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     c.lora_targets = c.lora_r > 0 ? static_cast<uint32_t>(r.integer("loraTargets", 1, 127)) : 0;
     const float* f = r.typed<float>("invFreq", napi_float32_array, c.hd / 2);
     c.inv_freq.assign(f, f + c.hd / 2);
+    std::shared_ptr<HfModel> m;
     try {
-      model_ = std::make_unique<HfModel>(c);
+      m = std::make_shared<HfModel>(c);
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
-    external_ = static_cast<int64_t>(sizeof(float)) * model_->num_params();
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_);
+    const int64_t bytes = static_cast<int64_t>(sizeof(float)) * m->num_params();
+    adopt(info.Env(), std::move(m), bytes);
   }
 
   void Finalize(Napi::Env env) override { release(env); }
 
  private:
-  HfModel& model(const Napi::Env& env) {
-    if (!model_) throw Napi::Error::New(env, "grpo-kernels: this model was disposed");
-    return *model_;
-  }
-  HfModel& idle_model(const Napi::Env& env) {
-    HfModel& m = model(env);
-    if (pending_->load() != 0) throw Napi::Error::New(env, "grpo-kernels: the model has an async call in flight; await it first");
-    return m;
-  }
-  void release(Napi::Env env) {
-    if (!model_) return;
-    model_.reset();
-    Napi::MemoryManagement::AdjustExternalMemory(env, -external_);
-  }
-
-  Napi::Value run(const Napi::CallbackInfo& info, std::unique_ptr<Job> job, std::function<void()> kernel) {
-    const bool async = is_async(info);
-    if (!async) {
-      idle_model(info.Env());
-      job->execute = std::move(kernel);
-      return run_job(info.Env(), std::move(job), false);
-    }
-    job->hold(info.This());
-    struct Guard {
-      std::shared_ptr<std::atomic<int>> p;
-      explicit Guard(std::shared_ptr<std::atomic<int>> q) : p(std::move(q)) { p->fetch_add(1); }
-      ~Guard() { p->fetch_sub(1); }
-    };
-    auto guard = std::make_shared<Guard>(pending_);
-    job->execute = [guard, kernel = std::move(kernel)] { kernel(); };
-    return run_job(info.Env(), std::move(job), true);
-  }
-
   Napi::Value Layout(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const HfModel& m = model(env);
@@ -164,13 +131,11 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     const int64_t B = r.integer("B", 1, int64_t(1) << 31);
     const int64_t L = r.integer("L", 1, c.T);
     const int64_t N = r.product("L", B, L);
-    const int32_t* tokens = r.typed<int32_t>("tokens", napi_int32_array, N);
+    const int32_t* tokens = r.ids<int32_t>("tokens", napi_int32_array, N, 0, c.V, "ids in [0, vocabSize)");
     float* logits = r.typed<float>("logits", napi_float32_array, r.product("logits", N, c.V));
     const bool train = r.flag("train", false);
     const bool adapters = r.flag("adapters", true);
-    for (int64_t i = 0; i < N; ++i)
-      if (tokens[i] < 0 || tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
-    HfModel* mp = &m;
+    std::shared_ptr<HfModel> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, tokens, B, L, logits, train, adapters] {
       mp->set_adapters(adapters);
@@ -186,7 +151,7 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     if (!m.has_train_forward() && pending_->load() == 0) r.fail("gradLogits", "preceded by a forward with train: true");
     const int64_t N = r.integer("N", 1, int64_t(1) << 40);
     const float* g = r.typed<float>("gradLogits", napi_float32_array, r.product("gradLogits", N, m.config().V));
-    HfModel* mp = &m;
+    std::shared_ptr<HfModel> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, g, N] {
       if (mp->train_tokens() != N) throw std::invalid_argument("grpo-kernels (native): gradLogits does not match the last train forward");
@@ -205,9 +170,9 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     a->cache = r.typed<float>("cache", napi_float32_array,
                               r.product("cache", 2 * c.n_layers * a->slots, r.product("cache", a->ctx, c.KVH * c.hd)));
     a->R = r.integer("R", 1, a->slots);
-    a->slot = r.typed<int32_t>("slot", napi_int32_array, a->R);
-    a->start = r.typed<int32_t>("start", napi_int32_array, a->R);
-    a->count = r.typed<int32_t>("count", napi_int32_array, a->R);
+    a->slot = r.copied("slot", a->R);
+    a->start = r.copied("start", a->R);
+    a->count = r.copied("count", a->R);
     int64_t M = 0;
     for (int64_t i = 0; i < a->R; ++i) {
       if (a->slot[i] < 0 || a->slot[i] >= a->slots) r.fail("slot", "cache slots in [0, slots)");
@@ -215,12 +180,10 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
         r.fail("count", "positions start .. start+count-1 inside [0, ctx)");
       M += a->count[i];
     }
-    a->tokens = r.typed<int32_t>("tokens", napi_int32_array, M);
-    for (int64_t i = 0; i < M; ++i)
-      if (a->tokens[i] < 0 || a->tokens[i] >= c.V) r.fail("tokens", "ids in [0, vocabSize)");
+    a->tokens = r.ids<int32_t>("tokens", napi_int32_array, M, 0, c.V, "ids in [0, vocabSize)");
     a->logits = r.typed<float>("logits", napi_float32_array, r.product("logits", a->R, c.V));
     const bool adapters = r.flag("adapters", true);
-    HfModel* mp = &m;
+    std::shared_ptr<HfModel> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, a, adapters] {
       mp->set_adapters(adapters);
@@ -295,16 +258,19 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     Napi::Object o = info[0].As<Napi::Object>();
     if (!o.Get("path").IsString()) r.fail("path", "a string");
     const std::string path = o.Get("path").As<Napi::String>().Utf8Value();
-    const int32_t* index = r.typed<int32_t>("index", napi_int32_array, -1);
+    // index, dtype and offset are copied and checked now: the job reads them later, while JS may
+    // change the arrays
+    r.typed<int32_t>("index", napi_int32_array, -1);
     const int64_t n = static_cast<int64_t>(o.Get("index").As<Napi::TypedArray>().ElementLength());
-    const double* offset = r.typed<double>("offset", napi_float64_array, n);
-    const int32_t* dtype = r.typed<int32_t>("dtype", napi_int32_array, n);
+    const int32_t* index = r.ids<int32_t>("index", napi_int32_array, n, 0, static_cast<int64_t>(m.layout().size()), "tensor indices of this model");
+    const int32_t* dtype = r.ids<int32_t>("dtype", napi_int32_array, n, 0, 3, "0 (F32), 1 (BF16) or 2 (F16)");
+    const double* offset_src = r.typed<double>("offset", napi_float64_array, n);
+    double* offset = job->own<double>(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-      if (index[i] < 0 || index[i] >= static_cast<int32_t>(m.layout().size())) r.fail("index", "tensor indices of this model");
-      if (dtype[i] < 0 || dtype[i] > 2) r.fail("dtype", "0 (F32), 1 (BF16) or 2 (F16)");
+      offset[i] = offset_src[i];
       if (!(offset[i] >= 0) || offset[i] > 9007199254740992.0) r.fail("offset", "non-negative byte offsets");
     }
-    HfModel* mp = &m;
+    std::shared_ptr<HfModel> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, path, index, offset, dtype, n] {
       MappedFile f(path);
@@ -346,9 +312,6 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel> {
     return info.Env().Undefined();
   }
 
-  std::unique_ptr<HfModel> model_;
-  std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
-  int64_t external_ = 0;
 };
 
 }  // namespace

@@ -18,14 +18,13 @@
 
 #include "../common/async.h"
 #include "../common/napi_args.h"
+#include "model_handle.h"
 #include "transformer.h"
 
 namespace grpo {
 namespace {
 
-bool is_async(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean().Value(); }
-
-class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
+class NativeTransformer : public Napi::ObjectWrap<NativeTransformer>, ModelHandle<Transformer> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeTransformer",
@@ -54,56 +53,20 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     c.seed = static_cast<uint64_t>(r.integer("seedLo", 0, 0xffffffffLL)) |
              (static_cast<uint64_t>(r.integer("seedHi", 0, 0xffffffffLL)) << 32);
     if (c.d % c.H != 0) r.fail("nHeads", "a divisor of dModel");
+    std::shared_ptr<Transformer> m;
     try {
-      model_ = std::make_shared<Transformer>(c);
+      m = std::make_shared<Transformer>(c);
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
-    external_ = static_cast<int64_t>(sizeof(float)) * 4 * model_->num_params();
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_);
+    const int64_t bytes = static_cast<int64_t>(sizeof(float)) * 4 * m->num_params();
+    adopt(info.Env(), std::move(m), bytes);
   }
 
   // The finalizer: frees the model if dispose() was never called.
   void Finalize(Napi::Env env) override { release(env); }
 
  private:
-  Transformer& model(const Napi::Env& env) {
-    if (!model_) throw Napi::Error::New(env, "grpo-kernels: this model was disposed");
-    return *model_;
-  }
-  Transformer& idle_model(const Napi::Env& env) {
-    Transformer& m = model(env);
-    if (pending_->load() != 0)
-      throw Napi::Error::New(env, "grpo-kernels: the model has an async call in flight; await it first");
-    return m;
-  }
-  void release(Napi::Env env) {
-    if (!model_) return;
-    model_.reset();
-    Napi::MemoryManagement::AdjustExternalMemory(env, -external_);
-  }
-
-  // Runs `kernel` as a job holding this object; async calls count as pending until it ran.
-  Napi::Value run(const Napi::CallbackInfo& info, std::unique_ptr<Job> job, std::function<void()> kernel) {
-    const bool async = is_async(info);
-    if (!async) {
-      idle_model(info.Env());
-      job->execute = std::move(kernel);
-      return run_job(info.Env(), std::move(job), false);
-    }
-    job->hold(info.This());
-    // Pending until the job object is destroyed, which happens on the JS thread when the
-    // promise settles (resolved or rejected): the count cannot drop while JS still waits.
-    struct Guard {
-      std::shared_ptr<std::atomic<int>> p;
-      explicit Guard(std::shared_ptr<std::atomic<int>> q) : p(std::move(q)) { p->fetch_add(1); }
-      ~Guard() { p->fetch_sub(1); }
-    };
-    auto guard = std::make_shared<Guard>(pending_);
-    job->execute = [guard, kernel = std::move(kernel)] { kernel(); };
-    return run_job(info.Env(), std::move(job), true);
-  }
-
   Napi::Value Layout(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Transformer& m = model(env);
@@ -134,7 +97,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     const int32_t* tokens = r.ids<int32_t>("tokens", napi_int32_array, N, 0, c.V, "ids in [0, vocabSize)");
     float* logits = r.typed<float>("logits", napi_float32_array, r.product("logits", N, c.V));
     const bool train = r.flag("train", false);
-    std::shared_ptr<Transformer> mp = model_;
+    std::shared_ptr<Transformer> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, tokens, B, L, logits, train] { mp->forward(tokens, B, L, logits, train); });
   }
@@ -146,7 +109,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     if (!m.has_train_forward() && pending_->load() == 0) r.fail("gradLogits", "preceded by a forward with train: true");
     const int64_t N = r.integer("N", 1, int64_t(1) << 40);
     const float* g = r.typed<float>("gradLogits", napi_float32_array, r.product("gradLogits", N, m.config().V));
-    std::shared_ptr<Transformer> mp = model_;
+    std::shared_ptr<Transformer> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, g, N] {
       if (mp->train_tokens() != N) throw std::invalid_argument("grpo-kernels (native): gradLogits does not match the last train forward");
@@ -177,7 +140,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     }
     a->tokens = r.ids<int32_t>("tokens", napi_int32_array, M, 0, c.V, "ids in [0, vocabSize)");
     a->logits = r.typed<float>("logits", napi_float32_array, r.product("logits", a->R, c.V));
-    std::shared_ptr<Transformer> mp = model_;
+    std::shared_ptr<Transformer> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, a] { mp->decode(*a); });
   }
@@ -242,9 +205,6 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer> {
     return info.Env().Undefined();
   }
 
-  std::shared_ptr<Transformer> model_;
-  std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
-  int64_t external_ = 0;
 };
 
 }  // namespace
