@@ -17,8 +17,8 @@
  * continues bit-exactly.
  */
 import { native } from '../native';
-import { sampleSync } from '../ops/sample';
 import * as v from '../validate';
+import { generateWithCache } from './generate';
 import type { GenerateOptions, Generation, PolicyModel, StepOptions, TransformerConfig } from './policy';
 import type { TensorMap } from './safetensors';
 
@@ -176,107 +176,12 @@ export class Transformer implements PolicyModel {
    * and the row's rowId, so a prompt's completion does not depend on what else is in the batch.
    */
   async generate(prompts: number[][], opts: GenerateOptions): Promise<Generation> {
-    const op = `${OP}.generate`;
-    if (!Array.isArray(prompts)) throw v.typeError(op, 'prompts', 'an array of token-id arrays', prompts);
-    const o = v.options(op, opts);
-    const B = prompts.length;
-    const maxNew = v.integer(op, 'maxNewTokens', o.maxNewTokens, 0, this.maxSeqLen);
-    const temperature = v.numberIn(op, 'temperature', o.temperature, 0, Infinity, 1);
-    const topK = v.integer(op, 'topK', o.topK, 0, 2 ** 31 - 1, 0);
-    const topP = v.numberIn(op, 'topP', o.topP, 0, 1, 1, { loOpen: true });
-    const minP = v.numberIn(op, 'minP', o.minP, 0, 1, 0);
-    const seed = o.seed as number | bigint;
-    if (typeof seed === 'bigint') {
-      if (seed < 0n || seed >= 2n ** 64n) throw v.rangeError(op, 'seed', 'a bigint in [0, 2^64)', seed);
-    } else {
-      v.integer(op, 'seed', seed, 0, Number.MAX_SAFE_INTEGER);
-    }
-    const rowIds = new Uint32Array(B);
-    if (o.rowIds === undefined) {
-      for (let b = 0; b < B; b++) rowIds[b] = b;
-    } else {
-      if (!Array.isArray(o.rowIds) || o.rowIds.length !== B) throw v.typeError(op, 'rowIds', `an array of ${B} uint32 ids`, o.rowIds);
-      o.rowIds.forEach((id, b) => (rowIds[b] = v.integer(op, `rowIds[${b}]`, id, 0, 2 ** 32 - 1)));
-    }
-    const stop = new Set<number>();
-    if (o.stopTokenIds !== undefined) {
-      if (!Array.isArray(o.stopTokenIds)) throw v.typeError(op, 'stopTokenIds', 'an array of token ids', o.stopTokenIds);
-      o.stopTokenIds.forEach((id, i) => stop.add(v.integer(op, `stopTokenIds[${i}]`, id, 0, this.vocabSize - 1)));
-    }
-    const V = this.vocabSize;
-    const T = this.maxSeqLen;
-    const lens = prompts.map((p, b) => {
-      if (!Array.isArray(p) || p.length === 0) throw v.typeError(op, `prompts[${b}]`, 'a non-empty array of token ids', p);
-      for (let i = 0; i < p.length; i++) {
-        const x = p[i];
-        if (!Number.isInteger(x) || x < 0 || x >= V) throw v.rangeError(op, `prompts[${b}]`, `ids in [0, ${V})`, `${x} at index ${i}`);
-      }
-      if (p.length + maxNew > T)
-        throw v.rangeError(op, `prompts[${b}]`, `prompt length + maxNewTokens (${maxNew}) <= maxSeqLen (${T})`, `a prompt of length ${p.length}`);
-      return p.length;
-    });
-    const out: number[][] = prompts.map(() => []);
-    const lps: number[][] = prompts.map(() => []);
-    const truncated: boolean[] = prompts.map(() => maxNew === 0);
-    const result = (): Generation => ({
-      tokens: out.map((t) => Int32Array.from(t)),
-      logprobs: lps.map((l) => Float32Array.from(l)),
-      truncated,
-    });
-    if (B === 0 || maxNew === 0) return result();
-
-    const h = this.native;
     const c = this.config;
-    // Each slot holds the positions its row can reach (the longest prompt + maxNewTokens).
-    const ctx = Math.max(...lens) + maxNew;
-    const cache = new Float32Array(2 * c.nLayers * B * ctx * c.dModel);
-    const logits = new Float32Array(B * V);
-    // Prefill: every prompt at positions 0 .. len-1 of its own cache slot.
-    let active = Array.from({ length: B }, (_, b) => b);
-    await h.decode(
-      {
-        cache, slots: B, ctx, R: B, logits,
-        tokens: Int32Array.from(prompts.flat()),
-        slot: Int32Array.from(active),
-        start: new Int32Array(B),
-        count: Int32Array.from(lens),
-      },
-      true,
-    );
-    for (let k = 0; k < maxNew; k++) {
-      const R = active.length;
-      const s = sampleSync({
-        logits: logits.subarray(0, R * V), vocabSize: V, temperature, topK, topP, minP, seed, step: k,
-        rowIds: Uint32Array.from(active, (b) => rowIds[b]),
-      });
-      const next: number[] = [];
-      const nextTok: number[] = [];
-      for (let i = 0; i < R; i++) {
-        const b = active[i];
-        const tok = s.tokens[i];
-        out[b].push(tok);
-        lps[b].push(s.logp[i]);
-        if (stop.has(tok)) continue;
-        if (k + 1 === maxNew) truncated[b] = true;
-        else {
-          next.push(b);
-          nextTok.push(tok);
-        }
-      }
-      if (next.length === 0) break;
-      active = next;
-      await h.decode(
-        {
-          cache, slots: B, ctx, R: next.length, logits: logits.subarray(0, next.length * V),
-          tokens: Int32Array.from(nextTok),
-          slot: Int32Array.from(next),
-          start: Int32Array.from(next, (b) => lens[b] + k),
-          count: new Int32Array(next.length).fill(1),
-        },
-        true,
-      );
-    }
-    return result();
+    return generateWithCache(`${OP}.generate`, {
+      vocabSize: this.vocabSize, maxSeqLen: this.maxSeqLen,
+      cacheFloats: (slots, ctx) => 2 * c.nLayers * slots * ctx * c.dModel,
+      decode: (a, async) => this.native.decode(a as never, async),
+    }, prompts, opts);
   }
 
   /**
