@@ -25,7 +25,8 @@ import { ConstantRewardMonitor, ConstantRewardSnapshot, ConstantRewardState, Rew
 import { Example, Task } from '../tasks/types';
 import { mixSeed, permutation } from '../tasks/rng';
 import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceBatch, slicePerToken } from './batch';
-import { checkPromptLengths, rollout, Rollout } from './rollout';
+import { checkPromptLengths, Rollout } from './rollout';
+import { InProcessEngine, type RolloutEngine } from '../rollout/engine';
 import { learningRateAt } from './schedule';
 
 export interface GrpoConfig {
@@ -134,6 +135,9 @@ export interface GrpoTrainerOptions {
   config: Partial<GrpoConfig> | Record<string, unknown>;
   /** The frozen reference model; default a clone of `model` at construction when β > 0. */
   refModel?: PolicyModel | null;
+  /** Where completions come from (default: in-process sampling with `model`). The trainer calls
+   *  its syncWeights after every optimiser update; the caller closes it. */
+  engine?: RolloutEngine;
   /** The loss (default grpoLossFromLogits); tests substitute a spy. */
   lossFn?: LossFn;
   /** Reported reward failures (default: collected in `rewardFailures`). */
@@ -174,6 +178,7 @@ export class GrpoTrainer {
   readonly weights: number[];
   state: TrainerState = { step: 0, updates: 0, epoch: 0, cursor: 0, numTokens: 0 };
   rewardFailures: (RewardFailure & { step: number })[] = [];
+  readonly engine: RolloutEngine;
   private lossFn: LossFn;
   private perm: number[] | null = null;
   private permEpoch = -1;
@@ -193,6 +198,7 @@ export class GrpoTrainer {
       throw new RangeError(`GrpoTrainer: expected ${this.rewardFunctions.length} rewardWeights (one per reward function: ${this.rewardFunctions.map((f) => f.name).join(', ')}) but received ${this.weights.length}`);
     this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.clone()) : null;
     this.lossFn = o.lossFn ?? grpoLossFromLogits;
+    this.engine = o.engine ?? new InProcessEngine(o.model, o.tokenizer);
     this.onRewardFailure = o.onRewardFailure;
     this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
     this.onRewardConstant = o.onRewardConstant;
@@ -241,7 +247,7 @@ export class GrpoTrainer {
     while (rounds < maxRounds && kept.length < c.batchSize) {
       const exs = this.nextPrompts(c.batchSize);
       let t = performance.now();
-      const ro = await rollout(this.model, this.tokenizer, exs, G, {
+      const ro = await this.engine.generate(exs, G, {
         temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
         maxCompletionLength: c.maxCompletionLength, stop: c.stop,
         seed: mixSeed(c.seed, this.state.step, rounds),
@@ -426,6 +432,7 @@ export class GrpoTrainer {
       const norm = this.model.step({ lr, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, weightDecay: c.weightDecay, beta1: c.adamBeta1, beta2: c.adamBeta2 });
       this.state.updates++;
       time.optimizer += performance.now() - t;
+      await this.engine.syncWeights(this.model, this.state.updates);
       push('loss', loss);
       push('grad_norm', norm);
       push('learning_rate', lr);

@@ -32,6 +32,8 @@ export interface Rollout {
   truncated: boolean[];
   /** Decoded completion text (special ids dropped). */
   texts: string[];
+  /** Per sequence: the policy version (optimiser updates) whose weights sampled it; set by engines. */
+  policyVersion?: number[];
 }
 
 export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
