@@ -19,6 +19,7 @@ export * from './rewards';
 export * from './eval';
 export * from './trainer';
 export * from './rollout/engine';
+export type * from './media/types';
 export * from './report';
 export type { FloatDType } from './validate';
 // Host or device tensors: these dispatch to the CPU or the CUDA kernels (lib/dispatch.ts) and

@@ -1,3 +1,5 @@
+import type { ExampleMedia } from '../media/types';
+
 /**
  * What a task is: prompts with verifiable reference answers, split into train and held-out,
  * plus how to read the answer out of a completion and how a well-formed completion looks.
@@ -19,6 +21,11 @@ export interface Example {
    * turns instead of the flattened `prompt`.
    */
   messages?: { role: string; content: string }[];
+  /**
+   * Decoded images / audio / video for a multimodal prompt, in the order of the `<image>`,
+   * `<audio>`, `<video>` tags in its text (ms-swift layout); absent for text-only rows.
+   */
+  media?: ExampleMedia;
   /** Task-specific data (e.g. countdown's numbers and target). */
   meta?: Record<string, unknown>;
   /** Where a dataset example comes from (absolute file path, 1-based line), for messages. */
