@@ -34,7 +34,8 @@ struct CoreArgs {
   float* grad_logp;
   float* per_token_loss;
   double* n_seq;  // [S]
-  double* n_batch;  // [1]
+  double* n_batch;  // [1]; n_batch[1]: the sequences with a masked token
+  const uint8_t* cov_sel;  // [N] or null: clip_cov / kl_cov selection
   SeqSums* sums;  // [S]
   GrpoMetrics* metrics;  // [1]
 };
@@ -49,14 +50,20 @@ __global__ void core_counts(CoreArgs c) {
 
 __global__ void core_batch(CoreArgs c) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
-  double nb = 0;
-  for (int64_t i = 0; i < c.S; ++i) nb += c.n_seq[i];  // sequence order, as the CPU
-  *c.n_batch = nb;
+  double nb = 0, na = 0;
+  for (int64_t i = 0; i < c.S; ++i) {  // sequence order, as the CPU
+    nb += c.n_seq[i];
+    na += c.n_seq[i] > 0;
+  }
+  c.n_batch[0] = nb;
+  c.n_batch[1] = na;
 }
 
 // grpo_loss_cpu's pass 3, one thread per sequence: the same statements (native/ops/grpo_loss_core.h).
 __global__ void core_loss(CoreArgs c) {
   const int64_t T = c.T;
+  GrpoOptions o = c.o;
+  o.n_seq_active = c.n_batch[1];
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < c.S; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t base = i * T;
     SeqInputs q;
@@ -74,7 +81,8 @@ __global__ void core_loss(CoreArgs c) {
     q.S = c.S;
     q.select = c.select;
     q.threshold = c.threshold;
-    c.sums[i] = grpo_sequence_pass(q, c.o);
+    q.cov_sel = c.cov_sel ? c.cov_sel + base : nullptr;
+    c.sums[i] = grpo_sequence_pass(q, o);
   }
 }
 
@@ -90,7 +98,8 @@ size_t align_up(size_t x) { return (x + 15) & ~size_t(15); }
 void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* metrics, cudaStream_t stream) {
   const int64_t S = a.S, T = a.T, N = S * T;
   const size_t o_nseq = 0, o_nb = o_nseq + align_up(S * 8), o_sums = o_nb + 16, o_met = o_sums + align_up(S * sizeof(SeqSums)),
-               total = o_met + align_up(sizeof(GrpoMetrics));
+               o_sel = o_met + align_up(sizeof(GrpoMetrics)),
+               total = o_sel + ((a.opt.policy_loss == PolicyLoss::ClipCov || a.opt.policy_loss == PolicyLoss::KlCov) ? align_up(N) : 0);
   auto* base = static_cast<unsigned char*>(cuda::workspace(total, stream, 1));
   CoreArgs c;
   c.logp = a.logp;
@@ -110,6 +119,7 @@ void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* m
   c.metrics = reinterpret_cast<GrpoMetrics*>(base + o_met);
   c.select = false;
   c.threshold = 0;
+  c.cov_sel = nullptr;
 
   const unsigned seq_threads = 64, seq_blocks = cuda::blocks_for(S, seq_threads, 1024);
   cuda::launch("grpo loss core: counts", core_counts, dim3(seq_blocks), dim3(seq_threads), 0, stream, c);
@@ -128,6 +138,22 @@ void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* m
       c.select = true;
       c.threshold = quantile_linear(kept, 1.0 - a.opt.top_entropy_quantile);
     }
+  }
+  std::vector<uint8_t> sel;
+  if (a.opt.policy_loss == PolicyLoss::ClipCov || a.opt.policy_loss == PolicyLoss::KlCov) {
+    // verl clip_cov / kl_cov: the batch-wide selection on the host with the CPU's code (O(N) floats).
+    std::vector<float> lp(static_cast<size_t>(N)), old(a.old_logp ? static_cast<size_t>(N) : 0), adv(static_cast<size_t>(S));
+    std::vector<uint8_t> m(static_cast<size_t>(N));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(lp.data(), a.logp, N * 4, cudaMemcpyDeviceToHost, stream));
+    if (a.old_logp) GRPO_CUDA_CHECK(cudaMemcpyAsync(old.data(), a.old_logp, N * 4, cudaMemcpyDeviceToHost, stream));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(adv.data(), a.advantages, S * 4, cudaMemcpyDeviceToHost, stream));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(m.data(), a.mask, N, cudaMemcpyDeviceToHost, stream));
+    GRPO_CUDA_CHECK(cudaStreamSynchronize(stream));
+    cov_select(lp.data(), a.old_logp ? old.data() : nullptr, adv.data(), m.data(), S, T, a.opt, sel);
+    auto* dsel = static_cast<uint8_t*>(static_cast<void*>(base + o_sel));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(dsel, sel.data(), N, cudaMemcpyHostToDevice, stream));
+    GRPO_CUDA_CHECK(cudaStreamSynchronize(stream));  // sel is freed when this function returns
+    c.cov_sel = dsel;
   }
   cuda::launch("grpo loss core: loss", core_loss, dim3(seq_blocks), dim3(seq_threads), 0, stream, c);
   cuda::launch("grpo loss core: totals", core_totals, dim3(1), dim3(32), 0, stream, c);

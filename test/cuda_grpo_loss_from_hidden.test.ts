@@ -22,6 +22,8 @@ const CONFIGS: [string, GrpoLossConfig][] = [
   ['sequence level (GSPO)', { importanceSamplingLevel: 'sequence', lossType: 'grpo' }],
   ['cispo + dr_grpo', { policyLoss: 'cispo', lossType: 'dr_grpo' }],
   ['top entropy 0.5 + seq_sum + low_var_kl', { topEntropyQuantile: 0.5, lossType: 'seq_sum', beta: 0.1, klEstimator: 'low_var_kl' }],
+  ['vespo (TRL)', { policyLoss: 'vespo' }],
+  ['kl_cov (verl) + seq-mean-token-mean', { policyLoss: 'kl_cov', klCovRatio: 0.2, lossAggMode: 'seq-mean-token-mean' }],
 ];
 
 function inputs(seed: number, S: number, T: number, V: number, D: number) {

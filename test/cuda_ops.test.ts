@@ -218,6 +218,13 @@ const LOSS_CONFIGS: [string, GrpoLossConfig][] = [
   ['k3+ (straight through)', { beta: 0.2, klEstimator: 'k3+' }],
   ['abs KL', { beta: 0.2, klEstimator: 'abs', lossType: 'bnpo' }],
   ['geo_mean (GMPO)', { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4, beta: 0.04 }],
+  ['vespo (TRL)', { policyLoss: 'vespo', beta: 0.04 }],
+  ['clip_cov (verl), wide bounds', { policyLoss: 'clip_cov', clipCovRatio: 0.2, clipCovLb: -10, clipCovUb: 10 }],
+  ['kl_cov (verl)', { policyLoss: 'kl_cov', klCovRatio: 0.2, ppoKlCoef: 0.5, lossType: 'bnpo' }],
+  ['luspo (TRL), sequence level', { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04 }],
+  ['seq-mean-token-mean (verl)', { lossAggMode: 'seq-mean-token-mean', beta: 0.04 }],
+  ['seq-mean-token-sum-norm (verl)', { lossAggMode: 'seq-mean-token-sum-norm', lossScaleFactor: 16 }],
+  ['GSPO, verl clamp', { importanceSamplingLevel: 'sequence', clampSequenceLogRatio: true, lossType: 'grpo' }],
 ];
 
 function lossInputs(S: number, T: number, V: number, seed: number) {

@@ -158,7 +158,8 @@ for (const level of LEVELS) {
  * measures exactly the gradient autograd gives.
  */
 function fdGrad(c: Case, cfg: GrpoLossConfig, n: number, h = 1e-6): number {
-  const moveOld = cfg.policyLoss === 'cispo';
+  // cispo's and vespo's weights are stop-gradients of the log-ratio: move ℓ_old with ℓ
+  const moveOld = cfg.policyLoss === 'cispo' || cfg.policyLoss === 'vespo';
   const lp = Float64Array.from(c.inputs.logp);
   const old = Float64Array.from(c.inputs.oldLogp ?? c.inputs.logp);
   const at = (s: number) => {
@@ -405,7 +406,13 @@ test('grpoConfigToNative: defaults and native codes', () => {
     level: 0, policyLoss: 0, epsilonLow: 0.2, epsilonHigh: 0.2, delta: undefined, clipRatioC: 3, beta: 0, klEstimator: 2,
     clampLogRatio: true, lossType: 2, numItemsInBatch: undefined, maxCompletionLength: undefined, topEntropyQuantile: 1,
     cispoRange: false, sapoTemperaturePos: 1, sapoTemperatureNeg: 1.05, useBiasCorrectionKl: false,
+    clampSequenceLogRatio: false, clipCovRatio: 2e-4, clipCovLb: 1, clipCovUb: 5, klCovRatio: 2e-4, ppoKlCoef: 0.1,
+    vespoKPos: 2, vespoLambdaPos: 3, vespoKNeg: 3, vespoLambdaNeg: 2, globalBatchSize: undefined, lossScaleFactor: undefined,
   });
+  // verl / TRL names to native codes (formulas.h PolicyLoss / LossType)
+  assert.equal(['vespo', 'clip_cov', 'kl_cov'].map((p) => grpoConfigToNative('x', { policyLoss: p }).policyLoss), [5, 6, 7]);
+  assert.is(grpoConfigToNative('x', { lossType: 'luspo' }).lossType, 5);
+  assert.equal(['token-mean', 'seq-mean-token-sum', 'seq-mean-token-mean', 'seq-mean-token-sum-norm'].map((m) => grpoConfigToNative('x', { lossAggMode: m }).lossType), [2, 6, 7, 8]);
   const sp = grpoConfigToNative('x', { policyLoss: 'sapo', sapoTemperaturePos: 2, sapoTemperatureNeg: 0.5, klEstimator: 'k3+' });
   assert.equal([sp.policyLoss, sp.sapoTemperaturePos, sp.sapoTemperatureNeg, sp.klEstimator], [3, 2, 0.5, 6]);
   const cr = grpoConfigToNative('x', { policyLoss: 'cispo', cispoClip: 'range', epsilon: 0.1 });
@@ -530,6 +537,98 @@ test('grpoLoss survives hundreds of random malformed calls (errors are TypeError
     }
   }
   assert.ok(errors > 300 && successes > 0, `${errors} errors, ${successes} successes`);
+});
+
+
+// Issue 8, second part: TRL vespo / luspo, verl clip_cov / kl_cov, verl loss_agg_mode with its
+// global normalisers, verl's GSPO log-ratio clamp; each against the float64 reference (written
+// from the upstream formulas in test/reference/grpo_loss.ts) and central finite differences.
+const UPSTREAM: Combo[] = [
+  { name: 'vespo (TRL defaults)', policyLoss: 'vespo' },
+  { name: 'vespo k/λ, beta, bias-corrected KL', policyLoss: 'vespo', vespoKPos: 1.5, vespoLambdaPos: 0.5, vespoKNeg: 4, vespoLambdaNeg: 0, beta: 0.05, useBiasCorrectionKl: true },
+  { name: 'clip_cov (ratio 0.1, cov in (0, 1))', policyLoss: 'clip_cov', epsilonHigh: 0.28, clipCovRatio: 0.1, clipCovLb: 0, clipCovUb: 1 },
+  { name: 'clip_cov (verl defaults), grpo, beta', policyLoss: 'clip_cov', lossType: 'grpo', beta: 0.04, epsilonHigh: 0.28 },
+  { name: 'kl_cov (ratio 0.2, coef 0.5)', policyLoss: 'kl_cov', klCovRatio: 0.2, ppoKlCoef: 0.5 },
+  { name: 'kl_cov (verl defaults), bnpo, beta', policyLoss: 'kl_cov', lossType: 'bnpo', beta: 0.04 },
+  { name: 'luspo, token level, beta', lossType: 'luspo', beta: 0.04, epsilonHigh: 0.28 },
+  { name: 'luspo, sequence level, beta', lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04, epsilonHigh: 0.28 },
+  { name: 'luspo, sequence level, bias-corrected KL', lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.1, useBiasCorrectionKl: true, epsilonHigh: 0.28 },
+  { name: 'token-mean, batch_num_tokens', lossAggMode: 'token-mean', numItemsInBatch: 500, epsilonHigh: 0.28 },
+  { name: 'seq-mean-token-sum', lossAggMode: 'seq-mean-token-sum', beta: 0.04, epsilonHigh: 0.28 },
+  { name: 'seq-mean-token-sum, global_batch_size', lossAggMode: 'seq-mean-token-sum', globalBatchSize: 32, epsilonHigh: 0.28 },
+  { name: 'seq-mean-token-mean, sequence level', lossAggMode: 'seq-mean-token-mean', beta: 0.04, importanceSamplingLevel: 'sequence', epsilonHigh: 0.28 },
+  { name: 'seq-mean-token-mean, global_batch_size', lossAggMode: 'seq-mean-token-mean', globalBatchSize: 32, epsilonHigh: 0.28 },
+  { name: 'seq-mean-token-sum-norm', lossAggMode: 'seq-mean-token-sum-norm', epsilonHigh: 0.28 },
+  { name: 'seq-mean-token-sum-norm, loss_scale_factor', lossAggMode: 'seq-mean-token-sum-norm', lossScaleFactor: 4096, beta: 0.04, epsilonHigh: 0.28 },
+  { name: 'GSPO, verl log-ratio clamp', importanceSamplingLevel: 'sequence', clampSequenceLogRatio: true, beta: 0.04, epsilonHigh: 0.28 },
+];
+
+test('grpoLoss vespo, luspo, clip_cov, kl_cov, verl loss_agg_mode, GSPO clamp: float64 reference and finite differences', () => {
+  for (const cfg of UPSTREAM) {
+    const level = cfg.importanceSamplingLevel ?? 'token';
+    for (const [S, T, empty] of [[1, 1, []], [3, 5, []], [8, 64, [2, 5]]] as [number, number, number[]][]) {
+      const what = `${cfg.name} S=${S} T=${T}`;
+      for (const withOld of [true, false]) {
+        const c = makeCase(500 + S + T, S, T, { emptySeqs: empty });
+        if (!withOld) delete c.inputs.oldLogp;
+        // a sequence far off-policy (mean log-ratio 12 > verl's clamp at 10)
+        else for (let t = 0; t < T; t++) if (c.inputs.mask[t]) c.inputs.oldLogp![t] = c.inputs.logp[t] - 12;
+        const want = refGrpoLoss(c.inputs, cfg);
+        const got = run(c, cfg);
+        closeScalar(got.loss, want.loss, 1e-5, 1e-12, `${what} old=${withOld} loss`);
+        let gmax = 0;
+        for (const g of want.gradLogp) gmax = Math.max(gmax, Math.abs(g));
+        close(got.gradLogp!, want.gradLogp, 1e-5, 1e-6 * gmax + 1e-30, `${what} old=${withOld} gradLogp`);
+        close(got.perTokenLoss!, want.perTokenLoss, 1e-5, 1e-9, `${what} old=${withOld} perTokenLoss`);
+        for (const key of ['kl', 'clipLow', 'clipHigh', 'clipRegion', 'ratio'] as const)
+          closeScalar(got.metrics[key], want.metrics[key], 1e-9, 1e-12, `${what} old=${withOld} metrics.${key}`);
+      }
+      const cs = makeCase(600 + S + T, S, T, { level, safe: true, emptySeqs: empty });
+      const gs = run(cs, cfg);
+      const rows = S * T <= 64 ? [...Array(S * T).keys()] : Array.from({ length: 40 }, (_, k) => (k * 2654435761) % (S * T));
+      const fds = rows.map((n) => fdGrad(cs, cfg, n));
+      const scale = Math.max(...fds.map(Math.abs));
+      rows.forEach((n, k) => {
+        assert.ok(Math.abs(gs.gradLogp![n] - fds[k]) <= 1e-4 * Math.abs(fds[k]) + 1e-5 * scale + 1e-12,
+          `${what} row ${n}: grad ${gs.gradLogp![n]} vs finite difference ${fds[k]}`);
+      });
+    }
+  }
+});
+
+test('grpoLoss upstream options: the selections and normalisers do what upstream does on hand-made inputs', () => {
+  // kl_cov: 4 tokens, A = [2, -2] per sequence of 2; ℓ = [-1, -3 | -1, -3]: cov = (A − 0)(ℓ + 2) =
+  // [2, -2, -2, 2]; ratio 0.5 -> 2 tokens, the two with cov 2 (rows 0 and 3).
+  const logp = new Float32Array([-1, -3, -1, -3]);
+  const oldLogp = new Float32Array([-1.1, -3, -1, -3]);
+  const advantages = new Float32Array([2, -2]);
+  const r = grpoLossSync({ logp, oldLogp, advantages, policyLoss: 'kl_cov', klCovRatio: 0.5, ppoKlCoef: 1, lossType: 'bnpo', perTokenLoss: true });
+  const rho0 = Math.exp(-1 + 1.1);
+  close(r.perTokenLoss!, [-2 * rho0 + (-1 + 1.1), -2, 2, 2], 1e-6, 1e-7, 'kl_cov per-token loss');
+  // clip_cov, ratio 0.5, cov in (1, 3): rows 0 and 3 (cov 2, ρ within [0.8, 1.2]) are zeroed.
+  const c = grpoLossSync({ logp, oldLogp, advantages, policyLoss: 'clip_cov', clipCovRatio: 0.5, clipCovLb: 1, clipCovUb: 3, lossType: 'bnpo', perTokenLoss: true });
+  close(c.perTokenLoss!, [0, -2, 2, 0], 1e-7, 1e-7, 'clip_cov zeroes the picked tokens');
+  // ... but not a token whose clipped term the max selected (row 0 at ρ = e^0.5 > 1.2, A > 0)
+  const c2 = grpoLossSync({ logp, oldLogp: new Float32Array([-1.5, -3, -1, -3]), advantages, policyLoss: 'clip_cov', clipCovRatio: 0.5, clipCovLb: 1, clipCovUb: 3, lossType: 'bnpo', perTokenLoss: true });
+  close(c2.perTokenLoss!, [-2 * 1.2, -2, 2, 0], 1e-6, 1e-7, 'clip_cov skips clipped tokens');
+  // verl seq-mean-token-mean: the second sequence empty; G = 1 non-empty sequence, not S = 2.
+  const mask = new Uint8Array([1, 1, 0, 0]);
+  const s = grpoLossSync({ logp, advantages, mask, lossAggMode: 'seq-mean-token-mean', perTokenLoss: true });
+  closeScalar(s.loss, (s.perTokenLoss![0] + s.perTokenLoss![1]) / (2 + 1e-8), 1e-7, 1e-12, 'seq-mean-token-mean over non-empty sequences');
+  const g = grpoLossSync({ logp, advantages, mask, lossAggMode: 'seq-mean-token-sum', globalBatchSize: 8, perTokenLoss: true });
+  closeScalar(g.loss, (g.perTokenLoss![0] + g.perTokenLoss![1]) / 8, 1e-7, 1e-12, 'seq-mean-token-sum over global_batch_size');
+  // bad input names the option
+  assert.throws(() => grpoConfigToNative('x', { lossAggMode: 'token-mean', lossType: 'dapo' }), /lossAggMode/);
+  assert.throws(() => grpoConfigToNative('x', { lossAggMode: 'seq-mean' }), /lossAggMode/);
+  assert.throws(() => grpoConfigToNative('x', { globalBatchSize: 4 }), /globalBatchSize/);
+  assert.throws(() => grpoConfigToNative('x', { lossAggMode: 'seq-mean-token-mean', globalBatchSize: 0 }), /globalBatchSize/);
+  assert.throws(() => grpoConfigToNative('x', { lossAggMode: 'seq-mean-token-sum-norm', lossScaleFactor: -1 }), /lossScaleFactor/);
+  assert.throws(() => grpoConfigToNative('x', { clampSequenceLogRatio: true }), /clampSequenceLogRatio/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'vespo', importanceSamplingLevel: 'sequence' }), /importanceSamplingLevel/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'kl_cov', klCovRatio: 0 }), /klCovRatio/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'clip_cov', clipCovLb: 5, clipCovUb: 1 }), /clipCovUb/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'clip_cov', delta: 3 }), /delta/);
+  assert.throws(() => grpoConfigToNative('x', { policyLoss: 'vespo', vespoKPos: NaN }), /vespoKPos/);
 });
 
 test.run();

@@ -22,6 +22,8 @@ const CONFIGS: [string, GrpoLossConfig][] = [
   ['dual_clip + bnpo', { policyLoss: 'dual_clip', lossType: 'bnpo', epsilonHigh: 0.28 }],
   ['cispo + dr_grpo', { policyLoss: 'cispo', lossType: 'dr_grpo' }],
   ['top entropy 0.5 + seq_sum + low_var_kl', { topEntropyQuantile: 0.5, lossType: 'seq_sum', beta: 0.1, klEstimator: 'low_var_kl' }],
+  ['vespo (TRL)', { policyLoss: 'vespo' }],
+  ['kl_cov (verl) + seq-mean-token-mean', { policyLoss: 'kl_cov', klCovRatio: 0.2, lossAggMode: 'seq-mean-token-mean' }],
 ];
 
 interface Batch {

@@ -72,6 +72,11 @@ const FAMILIES: [string, GrpoLossConfig & { temperature?: number }][] = [
   ['low_var_kl+ (straight through)', { beta: 0.2, klEstimator: 'low_var_kl+' }],
   ['abs KL', { beta: 0.2, klEstimator: 'abs' }],
   ['geo_mean (GMPO)', { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4, beta: 0.04 }],
+  ['vespo (TRL)', { policyLoss: 'vespo', beta: 0.04 }],
+  ['clip_cov (verl), wide bounds', { policyLoss: 'clip_cov', clipCovRatio: 0.2, clipCovLb: -10, clipCovUb: 10 }],
+  ['kl_cov (verl)', { policyLoss: 'kl_cov', klCovRatio: 0.2, ppoKlCoef: 0.5 }],
+  ['luspo (TRL), sequence level, beta', { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04 }],
+  ['seq-mean-token-sum (verl)', { lossAggMode: 'seq-mean-token-sum', globalBatchSize: 7 }],
 ];
 
 for (const [name, cfg] of FAMILIES) {
@@ -148,7 +153,8 @@ test(`grpoLossFromLogits: top-entropy selection on peaked rows keeps the referen
 test(`grpoLossFromLogits: dL/dz matches finite differences of the float64 loss (${ISA})`, () => {
   // (not cispo: its stop-gradient on min(ρ, cap) makes the gradient differ from d(loss value))
   for (const [k, cfg] of [{}, { importanceSamplingLevel: 'sequence', beta: 0.04 }, { policyLoss: 'dual_clip', lossType: 'grpo' }, { topEntropyQuantile: 0.5, temperature: 0.8 },
-    { policyLoss: 'sapo', lossType: 'grpo' }, { beta: 0.1, useBiasCorrectionKl: true, temperature: 0.9 }, { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4 }].entries()) {
+    { policyLoss: 'sapo', lossType: 'grpo' }, { beta: 0.1, useBiasCorrectionKl: true, temperature: 0.9 }, { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4 },
+    { policyLoss: 'kl_cov', klCovRatio: 0.25, ppoKlCoef: 0.5 }, { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04 }].entries()) {
     const c = cfg as GrpoLossConfig & { temperature?: number };
     const tau = c.temperature ?? 1;
     const b = batch(1000 + k, 3, 4, 53, tau);

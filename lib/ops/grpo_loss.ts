@@ -26,18 +26,26 @@ export type ImportanceSamplingLevel = 'token' | 'sequence';
 export const IMPORTANCE_SAMPLING_LEVELS: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** Policy-term variant: PPO clip (TRL/GRPO), verl/OpenRLHF dual clip, CISPO, or SAPO's soft gate. */
-export type PolicyLoss = 'clip' | 'dual_clip' | 'cispo' | 'sapo' | 'geo_mean';
+export type PolicyLoss = 'clip' | 'dual_clip' | 'cispo' | 'sapo' | 'geo_mean' | 'vespo' | 'clip_cov' | 'kl_cov';
 /** Native enum order (formulas.h `PolicyLoss`). */
-export const POLICY_LOSSES: readonly PolicyLoss[] = ['clip', 'dual_clip', 'cispo', 'sapo', 'geo_mean'];
+export const POLICY_LOSSES: readonly PolicyLoss[] = ['clip', 'dual_clip', 'cispo', 'sapo', 'geo_mean', 'vespo', 'clip_cov', 'kl_cov'];
 
 /** CISPO's weight: TRL's cap min(ρ, epsilonHigh) or verl's range clip(ρ, 1 − epsilon, 1 + epsilonHigh). */
 export type CispoClip = 'cap' | 'range';
 export const CISPO_CLIPS: readonly CispoClip[] = ['cap', 'range'];
 
 /** Aggregation of per-token losses into one scalar (spec §6). */
-export type LossType = 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum';
+export type LossType = 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum' | 'luspo';
 /** Native enum order (formulas.h `LossType`). */
-export const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum'];
+export const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dapo', 'dr_grpo', 'seq_sum', 'luspo'];
+
+/** verl's `loss_agg_mode` names (an alternative to `lossType`; 'token-mean' is `lossType: 'dapo'`). */
+export type LossAggMode = 'token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-mean' | 'seq-mean-token-sum-norm';
+export const LOSS_AGG_MODES: readonly LossAggMode[] = ['token-mean', 'seq-mean-token-sum', 'seq-mean-token-mean', 'seq-mean-token-sum-norm'];
+/** The native LossType code of each verl mode (formulas.h: Dapo = 2, SeqMeanTokenSum = 6, ...). */
+const LOSS_AGG_MODE_CODES: Record<LossAggMode, number> = {
+  'token-mean': 2, 'seq-mean-token-sum': 6, 'seq-mean-token-mean': 7, 'seq-mean-token-sum-norm': 8,
+};
 
 /** Default CISPO cap on ρ when `epsilonHigh` is not given (the value TRL recommends). */
 export const CISPO_DEFAULT_EPSILON_HIGH = 5.0;
@@ -96,8 +104,50 @@ export interface GrpoLossConfig {
   klEstimator?: KlEstimator;
   /** Clamp d = ℓ_ref − ℓ to [−20, 20] before exp in k3 (default true; false = TRL exactly). */
   clampLogRatio?: boolean;
-  /** Aggregation (spec §6). Default 'dapo' (TRL's current default). */
+  /**
+   * Aggregation (spec §6). Default 'dapo' (TRL's current default). 'luspo' (TRL): the mean over
+   * the per-token-loss tensor of loss·n_i — at sequence level Σ_i n_i·P_i / S plus the KL term
+   * weighted n_i/(S·T) per token; at token level n_i/(S·T) per token (masked tokens only, where
+   * TRL's mean also takes the padding positions).
+   */
   lossType?: LossType;
+  /**
+   * verl `loss_agg_mode`, instead of `lossType`: 'token-mean' (= 'dapo': Σ/numItemsInBatch),
+   * 'seq-mean-token-sum' (Σ_i token sum / G), 'seq-mean-token-mean' (Σ_i token sum/(n_i + 1e-8) / G),
+   * G = `globalBatchSize` or this batch's sequences with a masked token, or
+   * 'seq-mean-token-sum-norm' (Σ of token sums / `lossScaleFactor`, default T).
+   */
+  lossAggMode?: LossAggMode;
+  /**
+   * verl `global_batch_size`: the seq-mean-* denominator G, the sequences of one optimiser step over
+   * every micro-batch and rank. Default: this batch's non-empty sequences. Must be > 0.
+   */
+  globalBatchSize?: number;
+  /** verl `loss_scale_factor` of 'seq-mean-token-sum-norm'. Default T. Must be > 0. */
+  lossScaleFactor?: number;
+  /**
+   * verl GSPO: clamp the sequence log-ratio at 10 (log s_i ≤ 10; no gradient through s_i where
+   * it binds). Default false (TRL: unclamped). Sequence level only.
+   */
+  clampSequenceLogRatio?: boolean;
+  /** clip_cov (verl `clip_cov_ratio`): fraction of masked tokens whose policy term is zeroed. Default 0.0002, > 0. */
+  clipCovRatio?: number;
+  /** clip_cov (verl `clip_cov_lb`): candidates have covariance > clipCovLb. Default 1. */
+  clipCovLb?: number;
+  /** clip_cov (verl `clip_cov_ub`): candidates have covariance < clipCovUb. Default 5. */
+  clipCovUb?: number;
+  /** kl_cov (verl `kl_cov_ratio`): fraction of masked tokens given the |log-ratio| penalty. Default 0.0002, > 0. */
+  klCovRatio?: number;
+  /** kl_cov (verl `ppo_kl_coef`): weight of |ℓ − ℓ_old| on the selected tokens. Default 0.1, ≥ 0. */
+  ppoKlCoef?: number;
+  /** vespo (TRL `vespo_k_pos`): power k of the gamma weight for A ≥ 0. Default 2. */
+  vespoKPos?: number;
+  /** vespo (TRL `vespo_lambda_pos`): decay λ for A ≥ 0. Default 3 (values below 1e-4 act as 1e-4). */
+  vespoLambdaPos?: number;
+  /** vespo (TRL `vespo_k_neg`): power k for A < 0. Default 3. */
+  vespoKNeg?: number;
+  /** vespo (TRL `vespo_lambda_neg`): decay λ for A < 0. Default 2. */
+  vespoLambdaNeg?: number;
   /**
    * dapo: N_global, the masked-token count over every micro-batch and process of one optimiser
    * step (TRL `num_items_in_batch`). Default: this batch's masked-token count. Must be > 0.
@@ -156,6 +206,18 @@ export interface GrpoNativeOptions {
   sapoTemperaturePos: number;
   sapoTemperatureNeg: number;
   useBiasCorrectionKl: boolean;
+  clampSequenceLogRatio: boolean;
+  clipCovRatio: number;
+  clipCovLb: number;
+  clipCovUb: number;
+  klCovRatio: number;
+  ppoKlCoef: number;
+  vespoKPos: number;
+  vespoLambdaPos: number;
+  vespoKNeg: number;
+  vespoLambdaNeg: number;
+  globalBatchSize: number | undefined;
+  lossScaleFactor: number | undefined;
 }
 
 /** The option keys of {@link GrpoLossConfig}, in every op that takes the loss options. */
@@ -163,6 +225,8 @@ export const GRPO_CONFIG_KEYS = [
   'importanceSamplingLevel', 'policyLoss', 'epsilon', 'epsilonHigh', 'delta', 'clipRatioC', 'beta', 'klEstimator',
   'clampLogRatio', 'lossType', 'numItemsInBatch', 'maxCompletionLength', 'topEntropyQuantile',
   'cispoClip', 'sapoTemperaturePos', 'sapoTemperatureNeg', 'useBiasCorrectionKl',
+  'lossAggMode', 'globalBatchSize', 'lossScaleFactor', 'clampSequenceLogRatio', 'clipCovRatio', 'clipCovLb', 'clipCovUb',
+  'klCovRatio', 'ppoKlCoef', 'vespoKPos', 'vespoLambdaPos', 'vespoKNeg', 'vespoLambdaNeg',
 ] as const;
 
 /**
@@ -187,7 +251,7 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   }
   let delta: number | undefined;
   if (c.delta !== undefined && c.delta !== null) {
-    if (policyLoss === 'cispo' || policyLoss === 'sapo' || policyLoss === 'geo_mean') throw v.rangeError(op, 'delta', `no delta with policyLoss '${policyLoss}' (delta bounds the clipped surrogate only)`, c.delta);
+    if (policyLoss !== 'clip' && policyLoss !== 'dual_clip') throw v.rangeError(op, 'delta', `no delta with policyLoss '${policyLoss}' (delta bounds the clipped surrogate only)`, c.delta);
     delta = v.float(op, 'delta', c.delta, -Infinity, Infinity);
     if (!(delta > 1 + epsilonHigh)) throw v.rangeError(op, 'delta', `a number > 1 + epsilonHigh = ${1 + epsilonHigh}`, delta);
   }
@@ -197,6 +261,35 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   const klEstimator = v.oneOf(op, 'klEstimator', c.klEstimator, KL_ESTIMATORS, 'k3');
   const clampLogRatio = v.boolean(op, 'clampLogRatio', c.clampLogRatio, true);
   const lossType = v.oneOf(op, 'lossType', c.lossType, LOSS_TYPES, 'dapo');
+  let lossAggMode: LossAggMode | undefined;
+  if (c.lossAggMode !== undefined) {
+    if (c.lossType !== undefined) throw v.rangeError(op, 'lossAggMode', 'absent when lossType is given (one aggregation)', c.lossAggMode);
+    lossAggMode = v.oneOf(op, 'lossAggMode', c.lossAggMode, LOSS_AGG_MODES, 'token-mean');
+  }
+  const positive = (name: string, x: unknown): number | undefined => {
+    if (x === undefined) return undefined;
+    const y = v.float(op, name, x, -Infinity, Infinity);
+    if (!(y > 0)) throw v.rangeError(op, name, 'a number > 0', y);
+    return y;
+  };
+  const globalBatchSize = positive('globalBatchSize', c.globalBatchSize);
+  const lossScaleFactor = positive('lossScaleFactor', c.lossScaleFactor);
+  if (globalBatchSize !== undefined && lossAggMode !== 'seq-mean-token-sum' && lossAggMode !== 'seq-mean-token-mean')
+    throw v.rangeError(op, 'globalBatchSize', "absent unless lossAggMode is 'seq-mean-token-sum' or 'seq-mean-token-mean'", c.globalBatchSize);
+  if (lossScaleFactor !== undefined && lossAggMode !== 'seq-mean-token-sum-norm')
+    throw v.rangeError(op, 'lossScaleFactor', "absent unless lossAggMode is 'seq-mean-token-sum-norm'", c.lossScaleFactor);
+  const clampSequenceLogRatio = v.boolean(op, 'clampSequenceLogRatio', c.clampSequenceLogRatio, false);
+  if (clampSequenceLogRatio && level !== 'sequence') throw v.rangeError(op, 'clampSequenceLogRatio', "false unless importanceSamplingLevel is 'sequence'", c.clampSequenceLogRatio);
+  const clipCovRatio = positive('clipCovRatio', c.clipCovRatio) ?? 2e-4;
+  const clipCovLb = v.float(op, 'clipCovLb', c.clipCovLb, -Infinity, Infinity, 1);
+  const clipCovUb = v.float(op, 'clipCovUb', c.clipCovUb, -Infinity, Infinity, 5);
+  if (!(clipCovUb > clipCovLb)) throw v.rangeError(op, 'clipCovUb', `a number > clipCovLb = ${clipCovLb}`, clipCovUb);
+  const klCovRatio = positive('klCovRatio', c.klCovRatio) ?? 2e-4;
+  const ppoKlCoef = v.float(op, 'ppoKlCoef', c.ppoKlCoef, 0, Infinity, 0.1);
+  const vespoKPos = v.float(op, 'vespoKPos', c.vespoKPos, -Infinity, Infinity, 2);
+  const vespoLambdaPos = v.float(op, 'vespoLambdaPos', c.vespoLambdaPos, -Infinity, Infinity, 3);
+  const vespoKNeg = v.float(op, 'vespoKNeg', c.vespoKNeg, -Infinity, Infinity, 3);
+  const vespoLambdaNeg = v.float(op, 'vespoLambdaNeg', c.vespoLambdaNeg, -Infinity, Infinity, 2);
   let numItemsInBatch: number | undefined;
   if (c.numItemsInBatch !== undefined) {
     numItemsInBatch = v.float(op, 'numItemsInBatch', c.numItemsInBatch, -Infinity, Infinity);
@@ -207,6 +300,10 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     maxCompletionLength = v.integer(op, 'maxCompletionLength', c.maxCompletionLength, 1, 2 ** 40);
   }
   const topEntropyQuantile = v.float(op, 'topEntropyQuantile', c.topEntropyQuantile, 0, 1, 1);
+  if (policyLoss === 'vespo' || policyLoss === 'clip_cov' || policyLoss === 'kl_cov') {
+    // token-level objectives upstream (TRL warns for vespo at sequence level; verl's are token-level)
+    if (level !== 'token') throw v.rangeError(op, 'importanceSamplingLevel', `'token' with policyLoss '${policyLoss}'`, c.importanceSamplingLevel);
+  }
   if (policyLoss === 'geo_mean') {
     const bad = level !== 'token' ? ['importanceSamplingLevel', c.importanceSamplingLevel]
       : topEntropyQuantile < 1 ? ['topEntropyQuantile', c.topEntropyQuantile]
@@ -226,7 +323,7 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     beta,
     klEstimator: KL_ESTIMATORS.indexOf(klEstimator),
     clampLogRatio,
-    lossType: LOSS_TYPES.indexOf(lossType),
+    lossType: lossAggMode !== undefined ? LOSS_AGG_MODE_CODES[lossAggMode] : LOSS_TYPES.indexOf(lossType),
     numItemsInBatch,
     maxCompletionLength,
     topEntropyQuantile,
@@ -234,6 +331,18 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     sapoTemperaturePos,
     sapoTemperatureNeg,
     useBiasCorrectionKl,
+    clampSequenceLogRatio,
+    clipCovRatio,
+    clipCovLb,
+    clipCovUb,
+    klCovRatio,
+    ppoKlCoef,
+    vespoKPos,
+    vespoLambdaPos,
+    vespoKNeg,
+    vespoLambdaNeg,
+    globalBatchSize,
+    lossScaleFactor,
   };
 }
 

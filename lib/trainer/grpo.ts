@@ -40,11 +40,24 @@ export interface GrpoConfig {
   epsilon: number;
   epsilonHigh?: number;
   delta?: number;
-  policyLoss: 'clip' | 'dual_clip' | 'cispo' | 'sapo' | 'geo_mean';
+  policyLoss: 'clip' | 'dual_clip' | 'cispo' | 'sapo' | 'geo_mean' | 'vespo' | 'clip_cov' | 'kl_cov';
+  clipCovRatio?: number;
+  clipCovLb?: number;
+  clipCovUb?: number;
+  klCovRatio?: number;
+  ppoKlCoef?: number;
+  vespoKPos?: number;
+  vespoLambdaPos?: number;
+  vespoKNeg?: number;
+  vespoLambdaNeg?: number;
+  clampSequenceLogRatio?: boolean;
+  /** verl loss_agg_mode; when set, lossType is not used. */
+  lossAggMode?: 'token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-mean' | 'seq-mean-token-sum-norm';
+  lossScaleFactor?: number;
   cispoClip?: 'cap' | 'range';
   sapoTemperaturePos?: number;
   sapoTemperatureNeg?: number;
-  lossType: 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum';
+  lossType: 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum' | 'luspo';
   scaleRewards: 'group' | 'batch' | 'none';
   advantageEstimator: 'grpo' | 'rloo';
   importanceSamplingLevel: 'token' | 'sequence';
@@ -384,8 +397,17 @@ export class GrpoTrainer {
     for (let s0 = 0; s0 < S; s0 += chunk) micro.push(Array.from({ length: Math.min(chunk, S - s0) }, (_, i) => s0 + i));
     let numItems = 0;
     for (let i = 0; i < batch.mask.length; i++) numItems += batch.mask[i];
-    // TRL: dapo normalises by the step's global token count; the others average over micro-batches
-    const gradScale = c.lossType === 'dapo' ? 1 : 1 / micro.length;
+    // TRL: dapo normalises by the step's global token count; the others average over micro-batches.
+    // verl's loss_agg_mode is normalised over the step's batch: its global token count
+    // (token-mean), its non-empty sequences (seq-mean-*: globalBatchSize), or T (-norm).
+    let activeSeqs = 0;
+    for (let i = 0; i < S; i++) {
+      let any = 0;
+      for (let t = 0; t < batch.T && !any; t++) any = batch.mask[i * batch.T + t];
+      activeSeqs += any ? 1 : 0;
+    }
+    const agg = c.lossAggMode;
+    const gradScale = c.lossType === 'dapo' || agg !== undefined ? 1 : 1 / micro.length;
     const stats: Record<string, number[]> = {};
     const push = (k: string, v: number) => (stats[k] ??= []).push(v);
     const mbs = micro.map((idx) => ({
@@ -408,7 +430,13 @@ export class GrpoTrainer {
           oldLogp: mb.old, refLogp: mb.ref, temperature: c.temperature,
           importanceSamplingLevel: c.importanceSamplingLevel, policyLoss: c.policyLoss,
           epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
-          lossType: c.lossType, numItemsInBatch: c.lossType === 'dapo' ? Math.max(1, numItems) : undefined,
+          lossType: agg === undefined ? c.lossType : undefined, lossAggMode: agg,
+          numItemsInBatch: (agg === undefined ? c.lossType === 'dapo' : agg === 'token-mean') ? Math.max(1, numItems) : undefined,
+          globalBatchSize: agg === 'seq-mean-token-sum' || agg === 'seq-mean-token-mean' ? Math.max(1, activeSeqs) : undefined,
+          lossScaleFactor: agg === 'seq-mean-token-sum-norm' ? c.lossScaleFactor : undefined,
+          clampSequenceLogRatio: c.clampSequenceLogRatio, clipCovRatio: c.clipCovRatio, clipCovLb: c.clipCovLb, clipCovUb: c.clipCovUb,
+          klCovRatio: c.klCovRatio, ppoKlCoef: c.ppoKlCoef, vespoKPos: c.vespoKPos, vespoLambdaPos: c.vespoLambdaPos,
+          vespoKNeg: c.vespoKNeg, vespoLambdaNeg: c.vespoLambdaNeg,
           maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
           cispoClip: c.cispoClip, sapoTemperaturePos: c.sapoTemperaturePos, sapoTemperatureNeg: c.sapoTemperatureNeg,
           useBiasCorrectionKl: c.useBiasCorrectionKl,

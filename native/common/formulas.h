@@ -28,9 +28,13 @@ GRPO_HD KlEstimator kl_value_estimator(KlEstimator e) {
 GRPO_HD bool kl_straight_through(KlEstimator e) { return kl_value_estimator(e) != e; }
 enum class Level : int { Token = 0, Sequence = 1 };
 // GeoMean: verl `geo_mean` (GMPO), a per-sequence objective handled by grpo_sequence_pass
-// (native/ops/grpo_loss_core.h); policy_term() gives it nothing.
-enum class PolicyLoss : int { Clip = 0, DualClip = 1, Cispo = 2, Sapo = 3, GeoMean = 4 };
-enum class LossType : int { Grpo = 0, Bnpo = 1, Dapo = 2, DrGrpo = 3, SeqSum = 4 };
+// (native/ops/grpo_loss_core.h); policy_term() gives it nothing. Vespo (TRL `vespo`, a detached
+// per-sequence gamma weight) and KlCov (verl `kl_cov`) are handled there too; ClipCov (verl
+// `clip_cov`) is the clip term here, zeroed there on the tokens its covariance selection picks.
+enum class PolicyLoss : int { Clip = 0, DualClip = 1, Cispo = 2, Sapo = 3, GeoMean = 4, Vespo = 5, ClipCov = 6, KlCov = 7 };
+// Luspo: TRL `luspo`. SeqMeanTokenSum / SeqMeanTokenMean / SeqMeanTokenSumNorm: verl's
+// loss_agg_mode of those names (verl `token-mean` is Dapo).
+enum class LossType : int { Grpo = 0, Bnpo = 1, Dapo = 2, DrGrpo = 3, SeqSum = 4, Luspo = 5, SeqMeanTokenSum = 6, SeqMeanTokenMean = 7, SeqMeanTokenSumNorm = 8 };
 
 struct GrpoOptions {
   Level level = Level::Token;
@@ -51,7 +55,28 @@ struct GrpoOptions {
   double sapo_tau_pos = 1.0;     // SAPO gate temperature for A > 0 (TRL sapo_temperature_pos, verl tau_pos)
   double sapo_tau_neg = 1.05;    // ... for A <= 0
   bool bias_correction_kl = false;  // TRL use_bias_correction_kl: the KL term is D·rho (rho not detached)
+  // Added options (issue 8, second part); defaults keep the behaviour above.
+  bool clamp_seq_log_ratio = false;  // verl GSPO: the sequence log-ratio clamped above at kSeqLogRatioClamp
+  double clip_cov_ratio = 2e-4, clip_cov_lb = 1.0, clip_cov_ub = 5.0;  // verl clip_cov (its defaults)
+  double kl_cov_ratio = 2e-4, ppo_kl_coef = 0.1;                     // verl kl_cov (its defaults)
+  double vespo_k_pos = 2.0, vespo_lambda_pos = 3.0, vespo_k_neg = 3.0, vespo_lambda_neg = 2.0;  // TRL vespo
+  double global_batch_size = 0;  // verl seq-mean-*: sequences over the global batch; <= 0: this batch's non-empty ones
+  double loss_scale_factor = 0;  // verl seq-mean-token-sum-norm divisor; <= 0: T
+  // Not an option: the batch's sequences with at least one masked token, filled in by the kernels
+  // (the seq-mean-* default denominator) before the per-sequence pass.
+  double n_seq_active = 0;
 };
+
+constexpr double kSeqLogRatioClamp = 10.0;  // verl GSPO: clamp(log s_i, max=10)
+
+// True where the loss needs whole sequences or the whole batch before any token's gradient
+// (per-sequence weights, batch-wide token selection, the seq-mean-* denominators): the fused
+// kernels then take their path that runs the loss core over all ℓ, not the one-pass paths.
+GRPO_HD bool loss_needs_core_pass(const GrpoOptions& o) {
+  return o.policy_loss == PolicyLoss::GeoMean || o.policy_loss == PolicyLoss::Vespo || o.policy_loss == PolicyLoss::ClipCov ||
+         o.policy_loss == PolicyLoss::KlCov || o.loss_type == LossType::Luspo || o.loss_type == LossType::SeqMeanTokenSum ||
+         o.loss_type == LossType::SeqMeanTokenMean || o.loss_type == LossType::SeqMeanTokenSumNorm;
+}
 
 constexpr double kLogRatioClamp = 20.0;  // |d| bound before exp: exp(20) is finite in float32
 constexpr double kLowVarKlClamp = 10.0;  // verl low_var_kl bound on D
@@ -179,7 +204,7 @@ struct PolicyValue {
 // torch.clamp passes it where its input is within the bounds (inclusive).
 GRPO_HD PolicyValue policy_term(double rho, double A, double logp, const GrpoOptions& o) {
   PolicyValue r;
-  if (o.policy_loss == PolicyLoss::GeoMean) {  // per sequence: grpo_sequence_pass
+  if (o.policy_loss == PolicyLoss::GeoMean || o.policy_loss == PolicyLoss::Vespo || o.policy_loss == PolicyLoss::KlCov) {  // grpo_sequence_pass
     r.P = r.dP_drho = r.dP_dlogp = 0.0;
     r.low_clipped = r.high_clipped = false;
     return r;
@@ -276,8 +301,30 @@ GRPO_HD double aggregation_weight(const GrpoOptions& o, double n_i, double n_bat
       return 1.0 / (static_cast<double>(S) * tmax);
     }
     case LossType::SeqSum: return 1.0 / static_cast<double>(S);
+    // TRL luspo: mean over the (S, ·) per-token-loss tensor of loss·n_i. At sequence level the
+    // policy term is one value per sequence: Σ_i n_i·P_i / S, so 1/S per masked token (the KL
+    // term: kl_aggregation_weight). At token level: n_i / (S·T) per masked token.
+    case LossType::Luspo:
+      return o.level == Level::Sequence ? 1.0 / static_cast<double>(S) : n_i / (static_cast<double>(S) * static_cast<double>(T));
+    // verl agg_loss: Σ over sequences of the token sum (or token mean, n_i + 1e-8) over G, G =
+    // global_batch_size or this batch's non-empty sequences; -norm: Σ of token sums / loss_scale_factor.
+    case LossType::SeqMeanTokenSum:
+    case LossType::SeqMeanTokenMean: {
+      double G = o.global_batch_size > 0 ? o.global_batch_size : o.n_seq_active;
+      if (!(G > 0)) G = 1.0;
+      return o.loss_type == LossType::SeqMeanTokenSum ? 1.0 / G : 1.0 / ((n_i + 1e-8) * G);
+    }
+    case LossType::SeqMeanTokenSumNorm: return 1.0 / (o.loss_scale_factor > 0 ? o.loss_scale_factor : static_cast<double>(T));
   }
   return 0.0;
+}
+
+// The weight of the KL term: the policy term's, except luspo at sequence level, where TRL's
+// per-token KL tensor broadcasts against the per-sequence policy loss and each KL token is
+// weighted n_i / (S·T) (upstream also sums the padding tokens' KL there; here masked tokens only).
+GRPO_HD double kl_aggregation_weight(const GrpoOptions& o, double n_i, double n_batch, int64_t S, int64_t T) {
+  if (o.loss_type == LossType::Luspo) return n_i / (static_cast<double>(S) * static_cast<double>(T));
+  return aggregation_weight(o, n_i, n_batch, S, T);
 }
 
 }  // namespace grpo

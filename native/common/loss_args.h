@@ -24,7 +24,7 @@ inline Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
 
 inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.level = static_cast<Level>(r.integer("level", 0, 1));
-  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 4));
+  o.policy_loss = static_cast<PolicyLoss>(r.integer("policyLoss", 0, 7));
   o.eps_low = r.num("epsilonLow");
   o.eps_high = r.num("epsilonHigh");
   o.use_delta = r.has("delta");
@@ -33,7 +33,7 @@ inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.beta = r.num("beta");
   o.kl_estimator = static_cast<KlEstimator>(r.integer("klEstimator", 0, kNumKlEstimators - 1));
   o.clamp_log_ratio = r.flag("clampLogRatio", true);
-  o.loss_type = static_cast<LossType>(r.integer("lossType", 0, 4));
+  o.loss_type = static_cast<LossType>(r.integer("lossType", 0, 8));
   o.n_global = r.num_or("numItemsInBatch", 0);
   o.max_completion_length = r.num_or("maxCompletionLength", 0);
   o.top_entropy_quantile = r.num_or("topEntropyQuantile", 1);
@@ -41,6 +41,18 @@ inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.sapo_tau_pos = r.num_or("sapoTemperaturePos", 1.0);
   o.sapo_tau_neg = r.num_or("sapoTemperatureNeg", 1.05);
   o.bias_correction_kl = r.flag("useBiasCorrectionKl", false);
+  o.clamp_seq_log_ratio = r.flag("clampSequenceLogRatio", false);
+  o.clip_cov_ratio = r.num_or("clipCovRatio", 2e-4);
+  o.clip_cov_lb = r.num_or("clipCovLb", 1.0);
+  o.clip_cov_ub = r.num_or("clipCovUb", 5.0);
+  o.kl_cov_ratio = r.num_or("klCovRatio", 2e-4);
+  o.ppo_kl_coef = r.num_or("ppoKlCoef", 0.1);
+  o.vespo_k_pos = r.num_or("vespoKPos", 2.0);
+  o.vespo_lambda_pos = r.num_or("vespoLambdaPos", 3.0);
+  o.vespo_k_neg = r.num_or("vespoKNeg", 3.0);
+  o.vespo_lambda_neg = r.num_or("vespoLambdaNeg", 2.0);
+  o.global_batch_size = r.num_or("globalBatchSize", 0);
+  o.loss_scale_factor = r.num_or("lossScaleFactor", 0);
 }
 
 }  // namespace grpo

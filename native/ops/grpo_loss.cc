@@ -32,7 +32,7 @@ namespace grpo {
 
 void grpo_loss_cpu(GrpoLossArgs& a) {
   const int64_t S = a.S, T = a.T;
-  const GrpoOptions& o = a.opt;
+  GrpoOptions o = a.opt;
   a.metrics = GrpoMetrics{};
   if (S <= 0 || T <= 0) {
     // No tokens: zero loss; any outputs are empty.
@@ -51,8 +51,17 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
       n_seq[i] = static_cast<double>(c);
     }
   }, min_seqs);
-  double n_batch = 0;
-  for (int64_t i = 0; i < S; ++i) n_batch += n_seq[i];
+  double n_batch = 0, n_active = 0;
+  for (int64_t i = 0; i < S; ++i) {
+    n_batch += n_seq[i];
+    n_active += n_seq[i] > 0;
+  }
+  o.n_seq_active = n_active;
+
+  // verl clip_cov / kl_cov: the batch-wide token selection (grpo_loss_core.h cov_select).
+  std::vector<uint8_t> cov_sel;
+  if (o.policy_loss == PolicyLoss::ClipCov || o.policy_loss == PolicyLoss::KlCov)
+    cov_select(a.logp, a.old_logp, a.advantages, a.mask, S, T, o, cov_sel);
 
   // Pass 2: the top-entropy threshold (TRL: keep tokens at or above the (1 - q)-quantile).
   const bool select = o.top_entropy_quantile < 1.0 && a.entropy != nullptr && n_batch > 0;
@@ -85,6 +94,7 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
       q.S = S;
       q.select = select;
       q.threshold = threshold;
+      q.cov_sel = cov_sel.empty() ? nullptr : cov_sel.data() + base;
       sums[i] = grpo_sequence_pass(q, o);
     }
   }, min_seqs);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "../common/formulas.h"
@@ -35,13 +36,15 @@ struct SeqInputs {
   int64_t S;
   bool select;       // top-entropy selection active
   double threshold;  // its entropy threshold
+  const uint8_t* cov_sel = nullptr;  // clip_cov / kl_cov: 1 on the tokens the batch-wide selection picked
 };
 
 // Decisions where the spec is terse (they follow TRL's GRPOTrainer):
 // - masked-out tokens are skipped, never multiplied by 0: padding may hold NaN/Inf;
 // - emask (top-entropy selection) multiplies the policy term only, not the KL term;
 // - the kl metric is computed whenever ref_logp is given, also when beta = 0;
-// - GSPO's sequence ratio is not clamped (TRL does not clamp it either).
+// - GSPO's sequence ratio is not clamped (TRL does not clamp it either) unless
+//   clamp_seq_log_ratio (verl: log s_i clamped above at 10, no gradient through s_i there).
 GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   const uint8_t* m = q.mask;
   const float* lp = q.logp;
@@ -53,16 +56,46 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   const int64_t T = q.T;
   const double A = q.advantage;
   const double w = aggregation_weight(o, q.n_i, q.n_batch, q.S, T);
+  const double w_kl = kl_aggregation_weight(o, q.n_i, q.n_batch, q.S, T);
+  const bool split_kl = w_kl != w;  // luspo at sequence level: the KL term has a weight of its own
   const double inv_n = 1.0 / (q.n_i > 1.0 ? q.n_i : 1.0);
   SeqSums s{0, 0, 0, 0, 0, 0, 0};
 
   // GSPO: s_i = exp(mean masked log-ratio); without old_logp the log-ratio is 0.
   double seq_ratio = 1.0;
+  bool seq_clamped = false;
   if (o.level == Level::Sequence && old) {
     double lr = 0;
     for (int64_t t = 0; t < T; ++t)
       if (m[t]) lr += static_cast<double>(lp[t]) - static_cast<double>(old[t]);
-    seq_ratio = exp(lr * inv_n);
+    double mlr = lr * inv_n;
+    if (o.clamp_seq_log_ratio && mlr > kSeqLogRatioClamp) {
+      mlr = kSeqLogRatioClamp;
+      seq_clamped = true;
+    }
+    seq_ratio = exp(mlr);
+  }
+
+  // TRL vespo: a detached gamma weight per sequence, φ = exp(λ + k·log w − λ·w), log w =
+  // clamp(Σ_t m·clamp(ℓ − ℓ_old, −20, 20), ln 1e-8, 20), (k, λ) by A ≥ 0, λ ≥ 1e-4, non-finite φ -> 0;
+  // per token P = −φ·A·ℓ (gradient −φ·A).
+  double vespo_phi = 0.0;
+  if (o.policy_loss == PolicyLoss::Vespo) {
+    double lr_sum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (!m[t]) continue;
+      double lr = old ? static_cast<double>(lp[t]) - static_cast<double>(old[t]) : 0.0;
+      lr = lr < -20.0 ? -20.0 : (lr > 20.0 ? 20.0 : lr);
+      lr_sum += lr;
+    }
+    const double kLog1e8 = -18.420680743952367;  // math.log(1e-8), as TRL takes it
+    const double lw = lr_sum < kLog1e8 ? kLog1e8 : (lr_sum > 20.0 ? 20.0 : lr_sum);
+    const bool pos = A >= 0;
+    const double k = pos ? o.vespo_k_pos : o.vespo_k_neg;
+    double lam = pos ? o.vespo_lambda_pos : o.vespo_lambda_neg;
+    if (lam < 1e-4) lam = 1e-4;
+    vespo_phi = exp(lam + k * lw - lam * exp(lw));
+    if (!(vespo_phi <= 1.7976931348623157e308)) vespo_phi = 0.0;  // torch.nan_to_num(nan=0, posinf=0)
   }
   // Sequence level: sum over tokens of w*emask*dP/drho, pushed back through s_i below.
   double seq_coupling = 0;
@@ -104,13 +137,29 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     const double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
     if (geo) rho = geo_ratio;
     PolicyValue pv = policy_term(rho, A, l, o);
+    const bool cov_picked = q.cov_sel && q.cov_sel[t];
+    if (o.policy_loss == PolicyLoss::Vespo) {
+      pv.P = -vespo_phi * A * l;
+      pv.dP_dlogp = -vespo_phi * A;
+    } else if (o.policy_loss == PolicyLoss::ClipCov && cov_picked) {
+      pv.P = pv.dP_drho = 0.0;  // verl: corr = 0 on the selected tokens
+    } else if (o.policy_loss == PolicyLoss::KlCov) {
+      // verl: −A·ρ, plus ppo_kl_coef·|ℓ − ℓ_old| on the selected tokens (torch.abs: gradient sign, 0 at 0)
+      pv.P = -A * rho;
+      pv.dP_drho = -A;
+      if (cov_picked) {
+        const double lr = old ? l - static_cast<double>(old[t]) : 0.0;
+        pv.P += o.ppo_kl_coef * (lr < 0 ? -lr : lr);
+        pv.dP_dlogp = o.ppo_kl_coef * (lr > 0 ? 1.0 : (lr < 0 ? -1.0 : 0.0));
+      }
+    }
     KlValue kv{0.0, 0.0};
     if (ref) kv = kl_estimate(l, ref[t], o.kl_estimator, o.clamp_log_ratio);
     // TRL use_bias_correction_kl: the KL term (and its metric) is D·ρ, ρ not detached.
     const double kl_w = o.bias_correction_kl ? rho : 1.0;
     const double L = emask * pv.P + o.beta * kv.d * kl_w;
     if (ptl) ptl[t] = static_cast<float>(geo ? L + geo_pg * static_cast<double>(q.S) * inv_n : L);
-    s.loss += w * L;
+    s.loss += split_kl ? w * (emask * pv.P) + w_kl * (o.beta * kv.d * kl_w) : w * L;
     s.kl += kv.d * kl_w;
     if (ent) s.entropy += ent[t];
     s.ratio += rho;
@@ -128,20 +177,23 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     s.clip_high += high_c;
     s.clip_region += low_c || high_c;
     if (g) {
-      double direct = w * (emask * pv.dP_dlogp + o.beta * kv.grad * kl_w);
+      double direct = split_kl ? w * (emask * pv.dP_dlogp) + w_kl * (o.beta * kv.grad * kl_w)
+                               : w * (emask * pv.dP_dlogp + o.beta * kv.grad * kl_w);
       // dL/drho: the policy term's, plus beta·D with the bias-corrected KL term
-      const double dL_drho = emask * pv.dP_drho + (o.bias_correction_kl ? o.beta * kv.d : 0.0);
+      const double kl_drho = o.bias_correction_kl ? o.beta * kv.d : 0.0;
+      const double dL_drho = emask * pv.dP_drho + kl_drho;
+      const double wdL_drho = split_kl ? w * (emask * pv.dP_drho) + w_kl * kl_drho : w * dL_drho;
       if (o.level == Level::Token) {
-        direct += w * dL_drho * rho;  // d rho / d l = rho
+        direct += wdL_drho * rho;  // d rho / d l = rho
       } else {
-        seq_coupling += w * dL_drho;
+        seq_coupling += wdL_drho;
       }
       if (geo) direct += geo_g * geo_dm;  // d lr / d l = 1 (ℓ_old fixed or ℓ detached)
       g[t] = static_cast<float>(direct);
     }
   }
   // d s_i / d l[i,t] = s_i * m / max(n_i, 1): the same extra gradient for every masked token.
-  if (g && o.level == Level::Sequence && seq_coupling != 0.0) {
+  if (g && o.level == Level::Sequence && seq_coupling != 0.0 && !seq_clamped) {
     const double extra = seq_coupling * seq_ratio * inv_n;
     for (int64_t t = 0; t < T; ++t)
       if (m[t]) g[t] = static_cast<float>(static_cast<double>(g[t]) + extra);
@@ -170,6 +222,55 @@ GRPO_HD void grpo_sum_metrics(const SeqSums* sums, int64_t S, double n_batch, Gr
   out->clip_high = tot.clip_high * inv_batch;
   out->clip_region = tot.clip_region * inv_batch;
   out->masked_tokens = n_batch;
+}
+
+// verl clip_cov / kl_cov: the batch-wide token selection, on the host (both backends), into sel
+// [S·T] (1 = picked). cov_n = (A_i − mean A)·(ℓ_n − mean ℓ) over the masked tokens (A broadcast per
+// token). kl_cov: the top max(1, ⌊kl_cov_ratio·n⌋) by cov (torch.topk; verl's means are plain
+// means). clip_cov (verl masked_mean: Σ/(n + 1e-8)): the candidates are the masked tokens whose
+// clipped term was not selected by the max (−A·clip(ρ) > −A·ρ strictly) with lb < cov < ub, and
+// max(1, ⌊clip_cov_ratio·n⌋) of them are picked. Upstream picks those at random (torch.randperm)
+// and breaks topk ties arbitrarily; here the pick is deterministic: largest cov first, equal cov
+// by lower row index. Returns the number picked.
+inline int64_t cov_select(const float* logp, const float* old_logp, const float* adv, const uint8_t* mask, int64_t S, int64_t T,
+                          const GrpoOptions& o, std::vector<uint8_t>& sel) {
+  const int64_t N = S * T;
+  sel.assign(static_cast<size_t>(N), 0);
+  double n = 0, sa = 0, sl = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    if (!mask[r]) continue;
+    n += 1;
+    sa += adv[r / T];
+    sl += logp[r];
+  }
+  if (n == 0) return 0;
+  const bool clip = o.policy_loss == PolicyLoss::ClipCov;
+  const double den = clip ? n + 1e-8 : n;
+  const double ma = sa / den, ml = sl / den;
+  std::vector<std::pair<double, int64_t>> cand;
+  const double lo = 1.0 - o.eps_low, hi = 1.0 + o.eps_high;
+  for (int64_t r = 0; r < N; ++r) {
+    if (!mask[r]) continue;
+    const double A = adv[r / T];
+    const double cov = (A - ma) * (static_cast<double>(logp[r]) - ml);
+    if (clip) {
+      const double rho = exp(old_logp ? static_cast<double>(logp[r]) - static_cast<double>(old_logp[r]) : 0.0);
+      const double c = rho < lo ? lo : (rho > hi ? hi : rho);
+      if (-A * c > -A * rho) continue;  // clip_by_origin
+      if (!(cov > o.clip_cov_lb && cov < o.clip_cov_ub)) continue;
+    }
+    cand.emplace_back(cov, r);
+  }
+  const double ratio = clip ? o.clip_cov_ratio : o.kl_cov_ratio;
+  int64_t k = static_cast<int64_t>(std::floor(ratio * n));
+  if (k < 1) k = 1;
+  if (k > static_cast<int64_t>(cand.size())) k = static_cast<int64_t>(cand.size());
+  auto before = [](const std::pair<double, int64_t>& x, const std::pair<double, int64_t>& y) {
+    return x.first > y.first || (x.first == y.first && x.second < y.second);
+  };
+  if (k < static_cast<int64_t>(cand.size())) std::nth_element(cand.begin(), cand.begin() + k, cand.end(), before);
+  for (int64_t j = 0; j < k; ++j) sel[static_cast<size_t>(cand[j].second)] = 1;
+  return k;
 }
 
 // torch.quantile(x, q) with linear interpolation over the values x (reordered in place).

@@ -201,7 +201,7 @@ void grpo_loss_from_hidden_cpu(GrpoLossFromHiddenArgs& a) {
   a.metrics = GrpoMetrics{};
   if (N <= 0) return;
   const bool grad = a.grad_hidden != nullptr || a.grad_weight != nullptr;
-  const bool one_forward = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1);
+  const bool one_forward = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
 
   std::vector<float> grad_logp_local;
   float* g = a.grad_logp;

@@ -132,7 +132,7 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
   // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
   static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
-  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && o.policy_loss != PolicyLoss::GeoMean &&
+  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o) &&
                         (force_one_pass || inplace || dtype != DType::F32);
 
   std::vector<float> grad_logp_local;

@@ -63,6 +63,16 @@ export function refResolveConfig(c: GrpoLossConfig, T: number) {
     numItemsInBatch: c.numItemsInBatch,
     maxCompletionLength: c.maxCompletionLength ?? T,
     q: c.topEntropyQuantile ?? 1,
+    lossAggMode: c.lossAggMode,
+    globalBatchSize: c.globalBatchSize,
+    lossScaleFactor: c.lossScaleFactor ?? T,
+    clampSeq: c.clampSequenceLogRatio ?? false,
+    clipCovRatio: c.clipCovRatio ?? 2e-4,
+    clipCovLb: c.clipCovLb ?? 1,
+    clipCovUb: c.clipCovUb ?? 5,
+    klCovRatio: c.klCovRatio ?? 2e-4,
+    ppoKlCoef: c.ppoKlCoef ?? 0.1,
+    vespo: { kPos: c.vespoKPos ?? 2, lPos: c.vespoLambdaPos ?? 3, kNeg: c.vespoKNeg ?? 3, lNeg: c.vespoLambdaNeg ?? 2 },
   };
 }
 
@@ -95,11 +105,17 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
   }
 
   // §4: log importance weights (token, or GSPO's sequence mean), coef_1 = exp(·).
+  // verl GSPO: torch.clamp(log ratio, max=10), gradient 0 where it binds (seqClamped).
   const logW = new Float64Array(N);
+  const seqClamped = new Uint8Array(S);
   for (let i = 0; i < S; i++) {
     let seq = 0;
-    for (let t = 0; t < T; t++) seq += m[i * T + t] * (l[i * T + t] - old[i * T + t]);
+    for (let t = 0; t < T; t++) if (m[i * T + t]) seq += l[i * T + t] - old[i * T + t];
     seq /= Math.max(nSeq[i], 1);
+    if (c.clampSeq && seq > 10) {
+      seq = 10;
+      seqClamped[i] = 1;
+    }
     for (let t = 0; t < T; t++) {
       const n = i * T + t;
       logW[n] = c.level === 'sequence' ? seq : l[n] - old[n];
@@ -115,9 +131,18 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     for (let n = 0; n < N; n++) emask[n] = m[n] && inp.entropy![n] >= thr ? 1 : 0;
   }
 
-  // §6 aggregation weights.
+  // §6 aggregation weights; verl agg_loss modes and TRL luspo.
+  let nActive = 0;
+  for (let i = 0; i < S; i++) nActive += nSeq[i] > 0 ? 1 : 0;
+  const G = c.globalBatchSize ?? nActive;
   const weight = (i: number) => {
+    if (c.lossAggMode === 'token-mean') return 1 / (c.numItemsInBatch ?? nBatch);
+    if (c.lossAggMode === 'seq-mean-token-sum') return 1 / G;
+    if (c.lossAggMode === 'seq-mean-token-mean') return 1 / ((nSeq[i] + 1e-8) * G);
+    if (c.lossAggMode === 'seq-mean-token-sum-norm') return 1 / c.lossScaleFactor;
     switch (c.lossType) {
+      // TRL luspo: (per_token_loss · n_i).mean() over (S, 1) at sequence level, (S, T) at token level
+      case 'luspo': return c.level === 'sequence' ? 1 / S : nSeq[i] / (S * T);
       case 'grpo': return 1 / (S * Math.max(nSeq[i], 1));
       case 'bnpo': return 1 / Math.max(nBatch, 1);
       case 'dapo': return 1 / Math.max(c.numItemsInBatch ?? nBatch, 1);
@@ -152,6 +177,51 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     }
   }
 
+  // TRL luspo at sequence level: per_token_loss + β·kl broadcasts to (S, T); each KL token n_i/(S·T).
+  const klWeight = (i: number) => (c.lossType === 'luspo' && !c.lossAggMode ? nSeq[i] / (S * T) : weight(i));
+
+  // TRL vespo gamma weight φ_i (detached).
+  const phi = new Float64Array(S);
+  if (c.policyLoss === 'vespo') {
+    for (let i = 0; i < S; i++) {
+      let sum = 0;
+      for (let t = 0; t < T; t++) if (m[i * T + t]) sum += Math.min(Math.max(l[i * T + t] - old[i * T + t], -20), 20);
+      const logw = Math.min(Math.max(sum, Math.log(1e-8)), 20);
+      const A = inp.advantages[i];
+      const k = A >= 0 ? c.vespo.kPos : c.vespo.kNeg;
+      const lam = Math.max(A >= 0 ? c.vespo.lPos : c.vespo.lNeg, 1e-4);
+      const p = Math.exp(lam + k * logw - lam * Math.exp(logw));
+      phi[i] = Number.isFinite(p) ? p : 0;
+    }
+  }
+
+  // verl clip_cov / kl_cov token selection, ties broken by the kernels' documented rule
+  // (largest covariance first, then lower row index) where upstream is random / unspecified.
+  const picked = new Uint8Array(N);
+  if (c.policyLoss === 'clip_cov' || c.policyLoss === 'kl_cov') {
+    const clip = c.policyLoss === 'clip_cov';
+    let sa = 0, sl = 0;
+    for (let n = 0; n < N; n++) if (m[n]) { sa += inp.advantages[Math.floor(n / T)]; sl += l[n]; }
+    const den = clip ? nBatch + 1e-8 : nBatch;
+    const ma = sa / den, ml = sl / den;
+    const cand: [number, number][] = [];
+    for (let n = 0; n < N; n++) {
+      if (!m[n]) continue;
+      const A = inp.advantages[Math.floor(n / T)];
+      const cov = (A - ma) * (l[n] - ml);
+      if (clip) {
+        const ratio = Math.exp(l[n] - old[n]);
+        const pg1 = -A * ratio, pg2 = -A * Math.min(Math.max(ratio, 1 - c.epsLow), 1 + c.epsHigh);
+        if (pg2 > pg1) continue;
+        if (!(cov > c.clipCovLb && cov < c.clipCovUb)) continue;
+      }
+      cand.push([cov, n]);
+    }
+    cand.sort((x, y) => (y[0] - x[0]) || (x[1] - y[1]));
+    const k = Math.min(Math.max(1, Math.floor((clip ? c.clipCovRatio : c.klCovRatio) * nBatch)), cand.length);
+    for (let j = 0; j < k; j++) picked[cand[j][1]] = 1;
+  }
+
   const perTokenLoss = new Float64Array(N);
   const dLogW = new Float64Array(N);  // ∂loss/∂logW
   const grad = new Float64Array(N);   // direct terms of ∂loss/∂ℓ
@@ -166,6 +236,18 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     let P: number, dP_dcoef1 = 0, dP_dl = 0;
     if (geo) {
       P = 0;  // per sequence, added below
+    } else if (c.policyLoss === 'vespo') {
+      P = -phi[i] * A * l[n];  // −φ·A·logp, φ detached
+      dP_dl = -phi[i] * A;
+    } else if (c.policyLoss === 'kl_cov') {
+      // verl: pg_losses1 = −A·ratio; on picked tokens + ppo_kl_coef·|log ratio| (abs: gradient sign)
+      P = -A * coef1;
+      dP_dcoef1 = -A;
+      if (picked[n]) {
+        const lr = l[n] - old[n];
+        P += c.ppoKlCoef * Math.abs(lr);
+        dP_dl = c.ppoKlCoef * Math.sign(lr);
+      }
     } else if (c.policyLoss === 'cispo') {
       // TRL: clamp(coef_1, max=ε_high).detach(); verl: clamp(ratio, 1 − ε_low, 1 + ε_high).detach()
       const capped = c.cispoRange ? Math.min(Math.max(coef1, lo), hi) : Math.min(coef1, c.epsHigh);
@@ -193,6 +275,7 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
       }
       P = Ppre;
       dP_dcoef1 = dPpre;
+      if (c.policyLoss === 'clip_cov' && picked[n]) P = dP_dcoef1 = 0;  // verl: corr = 0
     }
     let D = 0, dD = 0;
     if (inp.refLogp) {
@@ -204,18 +287,20 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     const klW = c.biasCorrectionKl ? coef1 : 1;
     const L = emask[n] * P + c.beta * D * klW;
     perTokenLoss[n] = L;
-    const a = weight(i);
-    loss += a * L;
-    // backward: ∂loss/∂L = a (m = 1 here)
-    dLogW[n] = a * (emask[n] * dP_dcoef1 + (c.biasCorrectionKl ? c.beta * D : 0)) * coef1;  // ∂coef1/∂logW = coef1
-    grad[n] = a * (emask[n] * dP_dl + c.beta * dD * klW);
+    const a = weight(i), ak = klWeight(i);
+    loss += a * emask[n] * P + ak * c.beta * D * klW;
+    // backward: ∂loss/∂(policy term) = a, ∂loss/∂(KL term) = ak (m = 1 here)
+    dLogW[n] = (a * emask[n] * dP_dcoef1 + ak * (c.biasCorrectionKl ? c.beta * D : 0)) * coef1;  // ∂coef1/∂logW = coef1
+    if (c.level === 'sequence' && seqClamped[i]) dLogW[n] = 0;  // clamp binds: no gradient through s_i
+    grad[n] = a * emask[n] * dP_dl + ak * c.beta * dD * klW;
     // metrics (TRL's logged clip ratios)
     klSum += D * klW;
     entSum += inp.entropy ? inp.entropy[n] : 0;
     ratioSum += geo ? geoRatio[i] : coef1;
     // cispo 'range' (verl): clipped = outside the range, whatever A's sign; sapo clips nothing
-    const isLow = c.policyLoss === 'sapo' ? false : c.policyLoss === 'cispo' ? c.cispoRange && coef1 < lo : coef1 < lo && A < 0;
-    const isHigh = c.policyLoss === 'sapo' ? false : c.policyLoss === 'cispo' ? (c.cispoRange ? coef1 > hi : coef1 > c.epsHigh && A > 0) : coef1 > hi && A > 0;
+    const noClip = c.policyLoss === 'sapo' || c.policyLoss === 'vespo' || c.policyLoss === 'kl_cov';
+    const isLow = noClip ? false : c.policyLoss === 'cispo' ? c.cispoRange && coef1 < lo : coef1 < lo && A < 0;
+    const isHigh = noClip ? false : c.policyLoss === 'cispo' ? (c.cispoRange ? coef1 > hi : coef1 > c.epsHigh && A > 0) : coef1 > hi && A > 0;
     const geoClipped = geo && Math.min(Math.max(l[n] - old[n], -c.epsLow), c.epsHigh) !== l[n] - old[n];
     const low1 = geo ? geoClipped && A < 0 : isLow, high1 = geo ? geoClipped && A > 0 : isHigh;
     low += +low1;
