@@ -177,9 +177,10 @@ test('a reward that is constant for constantRewardSteps steps is reported once a
   assert.ok(ms.every((m) => m['rewards/digits/stuck'] === false));
 });
 
-test('gradient accumulation: 1 and 3 micro-batches give the same update (dapo)', async () => {
+for (const agg of [{ lossType: 'dapo' }, { lossAggMode: 'token-mean' }, { lossAggMode: 'seq-mean-token-sum' }, { lossAggMode: 'seq-mean-token-mean' }, { lossAggMode: 'seq-mean-token-sum-norm' }]) {
+test(`gradient accumulation: 1 and 3 micro-batches give the same update (${JSON.stringify(agg)}: step-wide normalisers)`, async () => {
   const a = tinyModel(), b = tinyModel();
-  const cfg = tinyConfig({ lossType: 'dapo', maxGradNorm: 0 });
+  const cfg = tinyConfig({ ...agg, maxGradNorm: 0 });
   await new GrpoTrainer({ model: a, tokenizer: tok, task, rewardFunctions: rewards(), config: cfg }).step();
   await new GrpoTrainer({ model: b, tokenizer: tok, task, rewardFunctions: rewards(), config: { ...cfg, gradientAccumulationSteps: 3 } }).step();
   const sa = a.stateDict(), sb = b.stateDict();
@@ -190,6 +191,7 @@ test('gradient accumulation: 1 and 3 micro-batches give the same update (dapo)',
   }
   assert.ok(worst < 1e-5, `max weight difference ${worst}`);
 });
+}
 
 test('SFT: lowers the NLL on its examples; shouldStop ends it early', async () => {
   const m = tinyModel(3, 32);
@@ -221,6 +223,11 @@ test('every TRL-named option reaches a working step', async () => {
     { policyLoss: 'cispo', cispoClip: 'range', epsilonHigh: 0.28, numIterations: 2 },
     { beta: 0.1, klEstimator: 'k3+', useBiasCorrectionKl: true, numIterations: 2 },
     { beta: 0.1, klEstimator: 'abs' },
+    { policyLoss: 'vespo', numIterations: 2, vespoKPos: 1.5 },
+    { policyLoss: 'clip_cov', clipCovRatio: 0.05, clipCovLb: -5, numIterations: 2 },
+    { policyLoss: 'kl_cov', klCovRatio: 0.05, ppoKlCoef: 0.2, numIterations: 2 },
+    { lossType: 'luspo', importanceSamplingLevel: 'sequence', clampSequenceLogRatio: true, numIterations: 2 },
+    { lossAggMode: 'seq-mean-token-sum-norm', lossScaleFactor: 8, gradientAccumulationSteps: 2 },
     { maskTruncatedCompletions: true, stop: ['1'] },
     { temperature: 0.7, topK: 5, topP: 0.9, minP: 0.05 },
     { rewardWeights: [2, 0.5, 1], weightDecay: 0.01, maxGradNorm: 0.5 },
