@@ -36,6 +36,7 @@ struct CoreArgs {
   double* n_seq;  // [S]
   double* n_batch;  // [1]; n_batch[1]: the sequences with a masked token
   const uint8_t* cov_sel;  // [N] or null: clip_cov / kl_cov selection
+  float* grad_entropy;     // [N] or null
   SeqSums* sums;  // [S]
   GrpoMetrics* metrics;  // [1]
 };
@@ -82,6 +83,7 @@ __global__ void core_loss(CoreArgs c) {
     q.select = c.select;
     q.threshold = c.threshold;
     q.cov_sel = c.cov_sel ? c.cov_sel + base : nullptr;
+    q.grad_entropy = c.grad_entropy ? c.grad_entropy + base : nullptr;
     c.sums[i] = grpo_sequence_pass(q, o);
   }
 }
@@ -120,6 +122,7 @@ void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* m
   c.select = false;
   c.threshold = 0;
   c.cov_sel = nullptr;
+  c.grad_entropy = a.grad_entropy;
 
   const unsigned seq_threads = 64, seq_blocks = cuda::blocks_for(S, seq_threads, 1024);
   cuda::launch("grpo loss core: counts", core_counts, dim3(seq_blocks), dim3(seq_threads), 0, stream, c);

@@ -115,7 +115,8 @@ __global__ void __launch_bounds__(kThreads) rows_one_pass(const void* logits, co
 template <int DT>
 __global__ void __launch_bounds__(kThreads) rows_pass_b(const void* logits, const int32_t* __restrict__ targets, int64_t V, float inv,
                                                         double inv_d, const uint8_t* __restrict__ mask, const float* __restrict__ grad_logp,
-                                                        const RowInfo* __restrict__ info, void* out) {
+                                                        const RowInfo* __restrict__ info, void* out, const float* __restrict__ grad_h,
+                                                        const float* __restrict__ logp, const float* __restrict__ entropy) {
   typedef typename cuda::Elem<DT>::T T;
   const int64_t n = blockIdx.x;
   const T* row = static_cast<const T*>(logits) + n * V;
@@ -126,8 +127,21 @@ __global__ void __launch_bounds__(kThreads) rows_pass_b(const void* logits, cons
   const float c = static_cast<float>(-g * inv_d / ri.s);
   const float ty = static_cast<float>(g * inv_d * ri.one_minus_py);
   const float zmax = ri.zmax;
-  if (g == 0) {
+  const double gh = grad_h && mask[n] ? static_cast<double>(grad_h[n]) : 0.0;
+  if (g == 0 && gh == 0) {
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) orow[v] = cuda::from_f<DT>(0.f);
+    return;
+  }
+  if (gh != 0) {
+    // The entropy bonus (as the CPU's pass B): dL/dz_v = e_v·(c + cd·d_v), ∂H/∂z = −(p/τ)(log p + H).
+    const double H = entropy[n], lp = logp[n], py = 1.0 - ri.one_minus_py;
+    const float ch = static_cast<float>(-(g + gh * (H - log(ri.s))) * inv_d / ri.s);
+    const float cd = static_cast<float>(-gh * inv_d / ri.s);
+    const float tyh = static_cast<float>(g * inv_d * ri.one_minus_py - gh * py * inv_d * (lp + H));
+    cuda::map_row<DT>(row, orow, V, [&](int64_t v, float z) {
+      const float d = fmaxf((z - zmax) * inv, -88.f);
+      return v == y ? tyh : expf(d) * (ch + cd * d);
+    });
     return;
   }
   // 16-byte loads and stores; each element is read and then written by the same thread, so
@@ -146,10 +160,11 @@ template <int DT> void run_one_pass(const GrpoLossFromLogitsArgs& a, float inv, 
                static_cast<const void*>(a.logits.data), a.targets, a.V, inv, inv_d, a.logp, a.entropy, p, a.grad_logits.data);
 }
 template <int DT>
-void run_rows_b(const GrpoLossFromLogitsArgs& a, float inv, double inv_d, const float* g, const RowInfo* info, cudaStream_t s) {
+void run_rows_b(const GrpoLossFromLogitsArgs& a, float inv, double inv_d, const float* g, const RowInfo* info, const float* gh,
+                cudaStream_t s) {
   cuda::launch("grpo_loss_from_logits pass B", rows_pass_b<DT>, dim3(static_cast<unsigned>(a.S * a.T)), dim3(kThreads), 0, s,
                static_cast<const void*>(a.logits.data), a.targets, a.V, inv, inv_d, a.mask, g, static_cast<const RowInfo*>(info),
-               a.grad_logits.data);
+               a.grad_logits.data, gh, static_cast<const float*>(a.logp), static_cast<const float*>(a.entropy));
 }
 
 }  // namespace
@@ -163,7 +178,7 @@ void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream) 
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
   const bool one_pass = grad && a.opt.level == Level::Token && !(a.opt.top_entropy_quantile < 1) && !loss_needs_core_pass(a.opt);
   const size_t o_info = 0, o_g = o_info + align_up(N * sizeof(RowInfo)), o_nseq = o_g + align_up(N * 4), o_nb = o_nseq + align_up(S * 8),
-               total = o_nb + 16;
+               o_gh = o_nb + 16, total = o_gh + (grad && a.opt.entropy_coef != 0 ? align_up(N * 4) : 0);
   auto* base = static_cast<unsigned char*>(cuda::workspace(total, stream));
   RowInfo* info = grad && !one_pass ? reinterpret_cast<RowInfo*>(base + o_info) : nullptr;
 
@@ -194,13 +209,15 @@ void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream) 
 
   GrpoLossArgs la = per_token_loss_args(a);
   float* g = a.grad_logp ? a.grad_logp : (grad ? reinterpret_cast<float*>(base + o_g) : nullptr);
+  float* gh = grad && a.opt.entropy_coef != 0 ? reinterpret_cast<float*>(base + o_gh) : nullptr;  // dL/dH
+  la.grad_entropy = gh;
   grpo_loss_core_cuda(la, g, &a.metrics, stream);
 
   if (grad && !one_pass) {
     switch (a.logits.dtype) {
-      case DType::BF16: run_rows_b<1>(a, inv, inv_d, g, info, stream); break;
-      case DType::F16: run_rows_b<2>(a, inv, inv_d, g, info, stream); break;
-      default: run_rows_b<0>(a, inv, inv_d, g, info, stream); break;
+      case DType::BF16: run_rows_b<1>(a, inv, inv_d, g, info, gh, stream); break;
+      case DType::F16: run_rows_b<2>(a, inv, inv_d, g, info, gh, stream); break;
+      default: run_rows_b<0>(a, inv, inv_d, g, info, gh, stream); break;
     }
   }
   GRPO_CUDA_CHECK(cudaStreamSynchronize(stream));

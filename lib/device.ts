@@ -418,6 +418,8 @@ export interface CudaGrpoLossResult {
   metrics: GrpoMetrics;
   gradLogp: DeviceTensor | null;
   perTokenLoss: DeviceTensor | null;
+  /** ∂loss/∂H [N] with entropyCoef ≠ 0 and grad on, else null. */
+  gradEntropy: DeviceTensor | null;
 }
 
 function grpoPrepare(o: CudaGrpoLossOptions) {
@@ -441,16 +443,17 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
   }
   const gradLogp = wantGrad ? DeviceTensor.empty('float32', [N]) : null;
   const perTokenLoss = wantPtl ? DeviceTensor.empty('float32', [N]) : null;
+  const gradEntropy = wantGrad && cfg.entropyCoef !== 0 ? DeviceTensor.empty('float32', [N]) : null;
   const args = {
     S, T, logp: h(logp), oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages), mask: h(mask), entropy: h(entropy),
-    ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss),
+    ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss), gradEntropy: h(gradEntropy),
   };
   recordBackend('grpoLoss', 'cuda');
   return {
     args,
     owned,
-    outs: [gradLogp, perTokenLoss],
-    result: (m: NativeMetrics): CudaGrpoLossResult => ({ loss: m.loss, metrics: { ...m }, gradLogp, perTokenLoss }),
+    outs: [gradLogp, perTokenLoss, gradEntropy],
+    result: (m: NativeMetrics): CudaGrpoLossResult => ({ loss: m.loss, metrics: { ...m }, gradLogp, perTokenLoss, gradEntropy }),
   };
 }
 
@@ -579,6 +582,7 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(op, opts);
   if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
+  if (cfg.entropyCoef !== 0) throw v.rangeError(op, 'entropyCoef', '0: the entropy bonus is not yet in the fused linear loss (use grpoLossFromLogits)', cfg.entropyCoef);
   const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
   const wantDh = v.boolean(op, 'gradHidden', opts.gradHidden, true);
   const gw = opts.gradWeight;

@@ -126,6 +126,8 @@ Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   if (a->opt.top_entropy_quantile < 1 && !a->entropy) r.fail("entropy", "given when topEntropyQuantile < 1");
   a->grad_logp = r.typed<float>("gradLogp", napi_float32_array, N, true);
   a->per_token_loss = r.typed<float>("perTokenLoss", napi_float32_array, N, true);
+  a->grad_entropy = r.typed<float>("gradEntropy", napi_float32_array, N, true);
+  if (a->opt.entropy_coef != 0 && !a->entropy) r.fail("entropy", "given when entropyCoef != 0");
   job->execute = [a] { grpo_loss_cpu(*a); };
   job->result = [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); };
   return run_job(info.Env(), std::move(job), is_async(info));

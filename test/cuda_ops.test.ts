@@ -225,6 +225,7 @@ const LOSS_CONFIGS: [string, GrpoLossConfig][] = [
   ['seq-mean-token-mean (verl)', { lossAggMode: 'seq-mean-token-mean', beta: 0.04 }],
   ['seq-mean-token-sum-norm (verl)', { lossAggMode: 'seq-mean-token-sum-norm', lossScaleFactor: 16 }],
   ['GSPO, verl clamp', { importanceSamplingLevel: 'sequence', clampSequenceLogRatio: true, lossType: 'grpo' }],
+  ['entropy bonus', { entropyCoef: 0.1, beta: 0.04 }],
 ];
 
 function lossInputs(S: number, T: number, V: number, seed: number) {
@@ -288,7 +289,9 @@ for (const [name, cfg] of LOSS_CONFIGS) {
       assert.equal(Array.from(down(g.perTokenLoss)), Array.from(cpu.perTokenLoss!), 'perTokenLoss bits');
       close([g.loss], [want.loss], 1e-6, 1e-9, 'loss vs reference');
       close(down(g.gradLogp), want.gradLogp, 1e-5, 1e-8, 'gradLogp vs reference');
-      disposeAll(g.gradLogp, g.perTokenLoss);
+      if (cfg.entropyCoef) assert.equal(Array.from(down(g.gradEntropy)), Array.from(cpu.gradEntropy!), 'gradEntropy bits');
+      else assert.is(g.gradEntropy, null);
+      disposeAll(g.gradLogp, g.perTokenLoss, g.gradEntropy);
     }
     disposeAll(...Object.values(d));
   });

@@ -407,7 +407,7 @@ test('grpoConfigToNative: defaults and native codes', () => {
     clampLogRatio: true, lossType: 2, numItemsInBatch: undefined, maxCompletionLength: undefined, topEntropyQuantile: 1,
     cispoRange: false, sapoTemperaturePos: 1, sapoTemperatureNeg: 1.05, useBiasCorrectionKl: false,
     clampSequenceLogRatio: false, clipCovRatio: 2e-4, clipCovLb: 1, clipCovUb: 5, klCovRatio: 2e-4, ppoKlCoef: 0.1,
-    vespoKPos: 2, vespoLambdaPos: 3, vespoKNeg: 3, vespoLambdaNeg: 2, globalBatchSize: undefined, lossScaleFactor: undefined,
+    vespoKPos: 2, vespoLambdaPos: 3, vespoKNeg: 3, vespoLambdaNeg: 2, globalBatchSize: undefined, lossScaleFactor: undefined, entropyCoef: 0,
   });
   // verl / TRL names to native codes (formulas.h PolicyLoss / LossType)
   assert.equal(['vespo', 'clip_cov', 'kl_cov'].map((p) => grpoConfigToNative('x', { policyLoss: p }).policyLoss), [5, 6, 7]);
@@ -629,6 +629,47 @@ test('grpoLoss upstream options: the selections and normalisers do what upstream
   assert.throws(() => grpoConfigToNative('x', { policyLoss: 'clip_cov', clipCovLb: 5, clipCovUb: 1 }), /clipCovUb/);
   assert.throws(() => grpoConfigToNative('x', { policyLoss: 'clip_cov', delta: 3 }), /delta/);
   assert.throws(() => grpoConfigToNative('x', { policyLoss: 'vespo', vespoKPos: NaN }), /vespoKPos/);
+});
+
+test('grpoLoss entropyCoef (verl entropy_coeff / TRL entropy_coef): loss, gradLogp and gradEntropy vs float64 and finite differences', () => {
+  for (const cfg of [
+    { name: 'entropy bonus, dapo', entropyCoef: 0.01, epsilonHigh: 0.28 },
+    { name: 'entropy bonus, top-entropy 0.5, grpo, beta', entropyCoef: 0.05, topEntropyQuantile: 0.5, lossType: 'grpo', beta: 0.04, epsilonHigh: 0.28 },
+    { name: 'entropy bonus, luspo sequence', entropyCoef: 0.02, lossType: 'luspo', importanceSamplingLevel: 'sequence', epsilonHigh: 0.28 },
+    { name: 'entropy bonus, seq-mean-token-mean', entropyCoef: -0.03, lossAggMode: 'seq-mean-token-mean', epsilonHigh: 0.28 },
+  ] as Combo[]) {
+    for (const [S, T, empty] of [[1, 1, []], [3, 5, []], [8, 64, [2, 5]]] as [number, number, number[]][]) {
+      const what = `${cfg.name} S=${S} T=${T}`;
+      const c = makeCase(700 + S + T, S, T, { emptySeqs: empty });
+      const want = refGrpoLoss(c.inputs, cfg);
+      const got = run(c, cfg);
+      closeScalar(got.loss, want.loss, 1e-5, 1e-12, `${what} loss`);
+      close(got.gradLogp!, want.gradLogp, 1e-5, 1e-9, `${what} gradLogp`);
+      close(got.gradEntropy!, want.gradEntropy, 1e-6, 1e-12, `${what} gradEntropy`);
+      close(got.perTokenLoss!, want.perTokenLoss, 1e-5, 1e-9, `${what} perTokenLoss`);
+      // ∂loss/∂H by central differences of the float64 loss (H moved alone; the top-entropy
+      // threshold moves with it only at a tie, which random entropies do not have)
+      const N = S * T;
+      const rows = N <= 64 ? [...Array(N).keys()] : Array.from({ length: 30 }, (_, k) => (k * 2654435761) % N);
+      for (const n of rows) {
+        if (!c.inputs.mask[n]) {
+          assert.is(got.gradEntropy![n], 0, `${what} masked-out gradEntropy`);
+          continue;
+        }
+        const at = (s: number) => {
+          const e = Float64Array.from(c.inputs.entropy!);
+          e[n] += s * 1e-4;
+          return refGrpoLoss({ ...c.inputs, entropy: e }, cfg).loss;
+        };
+        const fd = (at(1) - at(-1)) / 2e-4;
+        assert.ok(Math.abs(got.gradEntropy![n] - fd) <= 1e-5 * Math.abs(fd) + 1e-10, `${what} row ${n}: gradEntropy ${got.gradEntropy![n]} vs ${fd}`);
+      }
+    }
+  }
+  const c = makeCase(5, 2, 3);
+  assert.throws(() => grpoLossSync({ logp: c.inputs.logp, advantages: c.inputs.advantages, entropyCoef: 0.1 }), /entropy/);
+  assert.is(grpoLossSync({ ...c.inputs, entropyCoef: 0.1, grad: false }).gradEntropy, null);
+  assert.is(grpoLossSync({ ...c.inputs }).gradEntropy, null, 'no entropy bonus: no gradEntropy');
 });
 
 test.run();

@@ -208,6 +208,7 @@ test('grpoLossFromHidden: bad input is an error naming the argument', () => {
   const bad = (extra: Record<string, unknown>, re: RegExp) =>
     assert.throws(() => grpoLossFromHiddenSync({ ...opts(b, {}), ...extra } as GrpoLossFromHiddenOptions), re);
   bad({ hiddenSize: 0 }, /grpoLossFromHidden: expected an integer in \[1, \d+\] for hiddenSize but received 0/);
+  bad({ entropyCoef: 0.1 }, /not yet in the fused linear loss .* for entropyCoef but received 0.1/);
   bad({ hiddenSize: 7 }, /expected a length that is a multiple of hiddenSize = 7 for hidden/);
   bad({ hidden: new Float64Array(b.hidden.length) }, /expected Float32Array or Uint16Array .* for hidden but received Float64Array/);
   bad({ weight: new Float32Array(5) }, /expected Float32Array of length 1060 (\(dtype float32\) )?for weight but received Float32Array\(5\)/);

@@ -77,6 +77,8 @@ const FAMILIES: [string, GrpoLossConfig & { temperature?: number }][] = [
   ['kl_cov (verl)', { policyLoss: 'kl_cov', klCovRatio: 0.2, ppoKlCoef: 0.5 }],
   ['luspo (TRL), sequence level, beta', { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04 }],
   ['seq-mean-token-sum (verl)', { lossAggMode: 'seq-mean-token-sum', globalBatchSize: 7 }],
+  ['entropy bonus (verl entropy_coeff)', { entropyCoef: 0.05 }],
+  ['entropy bonus, temperature 0.8, top entropy 0.5, beta', { entropyCoef: 0.1, temperature: 0.8, topEntropyQuantile: 0.5, beta: 0.04 }],
 ];
 
 for (const [name, cfg] of FAMILIES) {
@@ -154,7 +156,8 @@ test(`grpoLossFromLogits: dL/dz matches finite differences of the float64 loss (
   // (not cispo: its stop-gradient on min(ρ, cap) makes the gradient differ from d(loss value))
   for (const [k, cfg] of [{}, { importanceSamplingLevel: 'sequence', beta: 0.04 }, { policyLoss: 'dual_clip', lossType: 'grpo' }, { topEntropyQuantile: 0.5, temperature: 0.8 },
     { policyLoss: 'sapo', lossType: 'grpo' }, { beta: 0.1, useBiasCorrectionKl: true, temperature: 0.9 }, { policyLoss: 'geo_mean', epsilon: 0.4, epsilonHigh: 0.4 },
-    { policyLoss: 'kl_cov', klCovRatio: 0.25, ppoKlCoef: 0.5 }, { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04 }].entries()) {
+    { policyLoss: 'kl_cov', klCovRatio: 0.25, ppoKlCoef: 0.5 }, { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.04 },
+    { entropyCoef: 0.2 }, { entropyCoef: 0.3, temperature: 0.7, lossType: 'grpo' }].entries()) {
     const c = cfg as GrpoLossConfig & { temperature?: number };
     const tau = c.temperature ?? 1;
     const b = batch(1000 + k, 3, 4, 53, tau);
@@ -183,7 +186,7 @@ test(`grpoLossFromLogits: dL/dz matches finite differences of the float64 loss (
 
 for (const dtype of ['bfloat16', 'float16'] as const) {
   test(`grpoLossFromLogits ${dtype} logits and gradient (${ISA})`, () => {
-    for (const cfg of [{}, { importanceSamplingLevel: 'sequence' as const }, { beta: 0.04, topEntropyQuantile: 0.5 }]) {
+    for (const cfg of [{}, { importanceSamplingLevel: 'sequence' as const }, { beta: 0.04, topEntropyQuantile: 0.5 }, { entropyCoef: 0.1 }]) {
       const b = batch(31, 4, 5, 1001);
       const h = refToHalf(b.logits, dtype);
       const want = refGrpoLossFromLogits({ z: refWiden(h, dtype), V: b.V, targets: b.targets, advantages: b.advantages, mask: b.mask, oldLogp: b.oldLogp, refLogp: b.refLogp }, cfg);

@@ -224,6 +224,7 @@ test('every TRL-named option reaches a working step', async () => {
     { beta: 0.1, klEstimator: 'k3+', useBiasCorrectionKl: true, numIterations: 2 },
     { beta: 0.1, klEstimator: 'abs' },
     { policyLoss: 'vespo', numIterations: 2, vespoKPos: 1.5 },
+    { entropyCoef: 0.01, topEntropyQuantile: 0.5, numIterations: 2 },
     { policyLoss: 'clip_cov', clipCovRatio: 0.05, clipCovLb: -5, numIterations: 2 },
     { policyLoss: 'kl_cov', klCovRatio: 0.05, ppoKlCoef: 0.2, numIterations: 2 },
     { lossType: 'luspo', importanceSamplingLevel: 'sequence', clampSequenceLogRatio: true, numIterations: 2 },

@@ -149,6 +149,13 @@ export interface GrpoLossConfig {
   /** vespo (TRL `vespo_lambda_neg`): decay λ for A < 0. Default 2. */
   vespoLambdaNeg?: number;
   /**
+   * Entropy bonus (verl `entropy_coeff`, TRL `entropy_coef`): L[n] −= entropyCoef·H[n] on the
+   * tokens the policy term keeps, aggregated like the KL term; its gradient reaches the entropy
+   * (grpoLoss: `gradEntropy`; grpoLossFromLogits: into ∂L/∂z). Default 0. Not yet in
+   * grpoLossFromHidden.
+   */
+  entropyCoef?: number;
+  /**
    * dapo: N_global, the masked-token count over every micro-batch and process of one optimiser
    * step (TRL `num_items_in_batch`). Default: this batch's masked-token count. Must be > 0.
    */
@@ -218,6 +225,7 @@ export interface GrpoNativeOptions {
   vespoLambdaNeg: number;
   globalBatchSize: number | undefined;
   lossScaleFactor: number | undefined;
+  entropyCoef: number;
 }
 
 /** The option keys of {@link GrpoLossConfig}, in every op that takes the loss options. */
@@ -226,7 +234,7 @@ export const GRPO_CONFIG_KEYS = [
   'clampLogRatio', 'lossType', 'numItemsInBatch', 'maxCompletionLength', 'topEntropyQuantile',
   'cispoClip', 'sapoTemperaturePos', 'sapoTemperatureNeg', 'useBiasCorrectionKl',
   'lossAggMode', 'globalBatchSize', 'lossScaleFactor', 'clampSequenceLogRatio', 'clipCovRatio', 'clipCovLb', 'clipCovUb',
-  'klCovRatio', 'ppoKlCoef', 'vespoKPos', 'vespoLambdaPos', 'vespoKNeg', 'vespoLambdaNeg',
+  'klCovRatio', 'ppoKlCoef', 'vespoKPos', 'vespoLambdaPos', 'vespoKNeg', 'vespoLambdaNeg', 'entropyCoef',
 ] as const;
 
 /**
@@ -290,6 +298,7 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   const vespoLambdaPos = v.float(op, 'vespoLambdaPos', c.vespoLambdaPos, -Infinity, Infinity, 3);
   const vespoKNeg = v.float(op, 'vespoKNeg', c.vespoKNeg, -Infinity, Infinity, 3);
   const vespoLambdaNeg = v.float(op, 'vespoLambdaNeg', c.vespoLambdaNeg, -Infinity, Infinity, 2);
+  const entropyCoef = v.float(op, 'entropyCoef', c.entropyCoef, -Infinity, Infinity, 0);
   let numItemsInBatch: number | undefined;
   if (c.numItemsInBatch !== undefined) {
     numItemsInBatch = v.float(op, 'numItemsInBatch', c.numItemsInBatch, -Infinity, Infinity);
@@ -343,6 +352,7 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     vespoLambdaNeg,
     globalBatchSize,
     lossScaleFactor,
+    entropyCoef,
   };
 }
 
@@ -365,7 +375,7 @@ export interface GrpoLossOptions extends GrpoLossConfig {
   /** Return the per-token loss L[n] (before aggregation weights; 0 where mask is 0). Default false. */
   perTokenLoss?: boolean;
   /** Preallocated outputs of length S·T (written in place and returned). */
-  out?: { gradLogp?: Float32Array; perTokenLoss?: Float32Array };
+  out?: { gradLogp?: Float32Array; perTokenLoss?: Float32Array; gradEntropy?: Float32Array };
 }
 
 /** Result of {@link grpoLoss}. */
@@ -376,6 +386,8 @@ export interface GrpoLossResult {
   gradLogp: Float32Array | null;
   /** L[n] = emask·P + β·D per token, or null unless `perTokenLoss: true`. */
   perTokenLoss: Float32Array | null;
+  /** ∂loss/∂H per token [S·T] with `entropyCoef` ≠ 0 (and `grad` on), else null. */
+  gradEntropy: Float32Array | null;
   /** TRL-style metrics (masked means). */
   metrics: GrpoMetrics;
 }
@@ -388,7 +400,7 @@ export const GRPO_LOSS_KEYS = [
 ] as const;
 /** The host form's keys, and its `out` keys. */
 export const GRPO_LOSS_HOST_KEYS = [...GRPO_LOSS_KEYS, 'out'] as const;
-export const GRPO_LOSS_OUT_KEYS = ['gradLogp', 'perTokenLoss'] as const;
+export const GRPO_LOSS_OUT_KEYS = ['gradLogp', 'perTokenLoss', 'gradEntropy'] as const;
 
 /** S, T from the element counts of advantages and logp: shared by the host op and its CUDA form. */
 export function lossShape(op: string, S: number, N: number, advantages: unknown, logp: unknown): { S: number; T: number; N: number } {
@@ -408,6 +420,8 @@ export function grpoLossConfig(op: string, s: Record<string, unknown>, N: number
   if (cfg.beta > 0 && !has.refLogp) throw v.typeError(op, 'refLogp', `a tensor of length ${N} when beta > 0`, s.refLogp);
   if (cfg.topEntropyQuantile < 1 && !has.entropy)
     throw v.typeError(op, 'entropy', `a tensor of length ${N} when topEntropyQuantile < 1`, s.entropy);
+  if (cfg.entropyCoef !== 0 && !has.entropy)
+    throw v.typeError(op, 'entropy', `a tensor of length ${N} when entropyCoef != 0`, s.entropy);
   return {
     cfg,
     wantGrad: v.boolean(op, 'grad', s.grad, true),
@@ -428,14 +442,15 @@ function prepare(o: GrpoLossOptions) {
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
   const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
-  if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss }, { logp, oldLogp, refLogp, advantages, mask, entropy });
+  const gradEntropy = wantGrad && cfg.entropyCoef !== 0 ? v.outFloat32(OP, 'out.gradEntropy', out.gradEntropy, N) : null;
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss, 'out.gradEntropy': gradEntropy }, { logp, oldLogp, refLogp, advantages, mask, entropy });
   v.allFinite(OP, 'advantages', advantages);
   v.allFiniteWhere(OP, 'logp', logp, mask);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
   if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
   if (entropy) v.allFiniteWhere(OP, 'entropy', entropy, mask);
-  const args = { S, T, logp, oldLogp, refLogp, advantages, mask, entropy, ...cfg, gradLogp, perTokenLoss };
-  const result = (m: GrpoMetrics): GrpoLossResult => ({ loss: m.loss, gradLogp, perTokenLoss, metrics: { ...m } });
+  const args = { S, T, logp, oldLogp, refLogp, advantages, mask, entropy, ...cfg, gradLogp, perTokenLoss, gradEntropy };
+  const result = (m: GrpoMetrics): GrpoLossResult => ({ loss: m.loss, gradLogp, perTokenLoss, gradEntropy, metrics: { ...m } });
   return { args, result };
 }
 

@@ -82,6 +82,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_GRPO, name: 'vespoLambdaPos', type: 'number', default: 3.0, help: 'vespo: gamma decay λ for A ≥ 0 (TRL vespo_lambda_pos)' },
   { section: S_GRPO, name: 'vespoKNeg', type: 'number', default: 3.0, help: 'vespo: gamma power k for A < 0 (TRL vespo_k_neg)' },
   { section: S_GRPO, name: 'vespoLambdaNeg', type: 'number', default: 2.0, help: 'vespo: gamma decay λ for A < 0 (TRL vespo_lambda_neg)' },
+  { section: S_GRPO, name: 'entropyCoef', type: 'number', default: 0, help: 'entropy bonus: loss −= coef·H, aggregated like the loss (verl entropy_coeff, TRL entropy_coef)' },
   { section: S_GRPO, name: 'clampSequenceLogRatio', type: 'boolean', default: false, help: "GSPO: clamp the sequence log-ratio at 10 as verl does (TRL: unclamped)" },
   { section: S_GRPO, name: 'cispoClip', type: 'string', default: 'cap', choices: ['cap', 'range'], help: "cispo weight: 'cap' min(ρ, ε_high) (TRL) or 'range' clip(ρ, 1 − ε, 1 + ε_high) (verl)" },
   { section: S_GRPO, name: 'sapoTemperaturePos', type: 'number', default: 1.0, help: 'SAPO gate temperature for A > 0 (TRL sapo_temperature_pos)' },

@@ -51,6 +51,7 @@ export interface GrpoConfig {
   vespoKNeg?: number;
   vespoLambdaNeg?: number;
   clampSequenceLogRatio?: boolean;
+  entropyCoef?: number;
   /** verl loss_agg_mode; when set, lossType is not used. */
   lossAggMode?: 'token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-mean' | 'seq-mean-token-sum-norm';
   lossScaleFactor?: number;
@@ -436,7 +437,7 @@ export class GrpoTrainer {
           lossScaleFactor: agg === 'seq-mean-token-sum-norm' ? c.lossScaleFactor : undefined,
           clampSequenceLogRatio: c.clampSequenceLogRatio, clipCovRatio: c.clipCovRatio, clipCovLb: c.clipCovLb, clipCovUb: c.clipCovUb,
           klCovRatio: c.klCovRatio, ppoKlCoef: c.ppoKlCoef, vespoKPos: c.vespoKPos, vespoLambdaPos: c.vespoLambdaPos,
-          vespoKNeg: c.vespoKNeg, vespoLambdaNeg: c.vespoLambdaNeg,
+          vespoKNeg: c.vespoKNeg, vespoLambdaNeg: c.vespoLambdaNeg, entropyCoef: c.entropyCoef,
           maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
           cispoClip: c.cispoClip, sapoTemperaturePos: c.sapoTemperaturePos, sapoTemperatureNeg: c.sapoTemperatureNeg,
           useBiasCorrectionKl: c.useBiasCorrectionKl,

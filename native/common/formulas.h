@@ -62,6 +62,7 @@ struct GrpoOptions {
   double vespo_k_pos = 2.0, vespo_lambda_pos = 3.0, vespo_k_neg = 3.0, vespo_lambda_neg = 2.0;  // TRL vespo
   double global_batch_size = 0;  // verl seq-mean-*: sequences over the global batch; <= 0: this batch's non-empty ones
   double loss_scale_factor = 0;  // verl seq-mean-token-sum-norm divisor; <= 0: T
+  double entropy_coef = 0;       // entropy bonus (verl entropy_coeff, TRL entropy_coef): L −= coef·H per token
   // Not an option: the batch's sequences with at least one masked token, filled in by the kernels
   // (the seq-mean-* default denominator) before the per-sequence pass.
   double n_seq_active = 0;
@@ -75,7 +76,7 @@ constexpr double kSeqLogRatioClamp = 10.0;  // verl GSPO: clamp(log s_i, max=10)
 GRPO_HD bool loss_needs_core_pass(const GrpoOptions& o) {
   return o.policy_loss == PolicyLoss::GeoMean || o.policy_loss == PolicyLoss::Vespo || o.policy_loss == PolicyLoss::ClipCov ||
          o.policy_loss == PolicyLoss::KlCov || o.loss_type == LossType::Luspo || o.loss_type == LossType::SeqMeanTokenSum ||
-         o.loss_type == LossType::SeqMeanTokenMean || o.loss_type == LossType::SeqMeanTokenSumNorm;
+         o.loss_type == LossType::SeqMeanTokenMean || o.loss_type == LossType::SeqMeanTokenSumNorm || o.entropy_coef != 0;
 }
 
 constexpr double kLogRatioClamp = 20.0;  // |d| bound before exp: exp(20) is finite in float32

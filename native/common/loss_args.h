@@ -53,6 +53,7 @@ inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.vespo_lambda_neg = r.num_or("vespoLambdaNeg", 2.0);
   o.global_batch_size = r.num_or("globalBatchSize", 0);
   o.loss_scale_factor = r.num_or("lossScaleFactor", 0);
+  o.entropy_coef = r.num_or("entropyCoef", 0);
 }
 
 }  // namespace grpo

@@ -324,6 +324,8 @@ Napi::Value GrpoLossCuda(const Napi::CallbackInfo& info) {
   if (a->opt.top_entropy_quantile < 1 && !a->entropy) r.fail("entropy", "given when topEntropyQuantile < 1");
   a->grad_logp = d.f32<float>("gradLogp", N, true);
   a->per_token_loss = d.f32<float>("perTokenLoss", N, true);
+  a->grad_entropy = d.f32<float>("gradEntropy", N, true);
+  if (a->opt.entropy_coef != 0 && !a->entropy) r.fail("entropy", "given when entropyCoef != 0");
   return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { grpo_loss_cuda(*a, s); },
                        [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); });
 }

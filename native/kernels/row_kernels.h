@@ -53,6 +53,10 @@ struct RowKernels {
                         bool zero_prev);
   // Orders this thread's streaming stores before what follows (sfence on x86).
   void (*store_fence)();
+  // exp_scale_store with the entropy bonus: out_v = exp(d_v)·(c + cd·d_v) (v ≠ y), d_v the
+  // exponent exp_scale_store forms (clamped below where exp is), out_y = ty.
+  void (*exp_scale_store_h)(int dt, const void* row, int64_t V, float zmax, float inv_tau, float c, float cd, int64_t y,
+                            float ty, void* out, bool nt);
 };
 
 const RowKernels& row_kernels();

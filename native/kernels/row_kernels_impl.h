@@ -395,6 +395,21 @@ void exp_scale_store_t(const void* row, int64_t V, float zmax, float inv, float 
       [&](int64_t i, int64_t n) { store_part<DT>(out, i, n, fix_target(g(load_part<DT>(row, i, n)), i, y, ty)); });
 }
 
+// The entropy bonus's variant: out_v = exp(d_v)·(c + cd·d_v), d_v = (z_v − zmax)/τ clamped below
+// at kExpLo as vexp clamps it (so a −inf logit gives 0, not 0·inf); ∂H/∂z_v is linear in p_v·log p_v.
+template <int DT, bool NT>
+void exp_scale_store_h_t(const void* row, int64_t V, float zmax, float inv, float c, float cd, int64_t y, float ty, void* out) {
+  const vf vinv = splat(inv), vzi = splat(-zmax * inv), vc = splat(c), vcd = splat(cd);
+  auto g = [&](vf z) __attribute__((always_inline)) {
+    const vf d = clamp_lo(z * vinv + vzi);
+    return vexp_clamped(d) * (vc + vcd * d);
+  };
+  int64_t h = stream_head<DT>(out, V, NT);
+  over_row(
+      V, h, [&](int64_t i) __attribute__((always_inline)) { store<DT, NT>(out, i, fix_target(g(load<DT>(row, i)), i, y, ty)); },
+      [&](int64_t i, int64_t n) { store_part<DT>(out, i, n, fix_target(g(load_part<DT>(row, i, n)), i, y, ty)); });
+}
+
 template <int DT, bool NT> void zero_row_t(void* out, int64_t V) {
   int64_t h = stream_head<DT>(out, V, NT);
   over_row(
@@ -413,6 +428,13 @@ void exp_scale_store(int dt, const void* row, int64_t V, float zmax, float inv, 
   if (dt == 0) nt ? exp_scale_store_t<0, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<0, false>(row, V, zmax, inv, c, y, ty, out);
   else if (dt == 1) nt ? exp_scale_store_t<1, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<1, false>(row, V, zmax, inv, c, y, ty, out);
   else nt ? exp_scale_store_t<2, true>(row, V, zmax, inv, c, y, ty, out) : exp_scale_store_t<2, false>(row, V, zmax, inv, c, y, ty, out);
+}
+void exp_scale_store_h(int dt, const void* row, int64_t V, float zmax, float inv, float c, float cd, int64_t y, float ty,
+                       void* out, bool nt) {
+  nt = nt && can_stream(dt, out);
+  if (dt == 0) nt ? exp_scale_store_h_t<0, true>(row, V, zmax, inv, c, cd, y, ty, out) : exp_scale_store_h_t<0, false>(row, V, zmax, inv, c, cd, y, ty, out);
+  else if (dt == 1) nt ? exp_scale_store_h_t<1, true>(row, V, zmax, inv, c, cd, y, ty, out) : exp_scale_store_h_t<1, false>(row, V, zmax, inv, c, cd, y, ty, out);
+  else nt ? exp_scale_store_h_t<2, true>(row, V, zmax, inv, c, cd, y, ty, out) : exp_scale_store_h_t<2, false>(row, V, zmax, inv, c, cd, y, ty, out);
 }
 void zero_row(int dt, void* out, int64_t V, bool nt) {
   nt = nt && can_stream(dt, out);
@@ -442,7 +464,7 @@ void store_fence() {
 #endif
 }
 
-const RowKernels kTable = {GRPO_ROWK_ISA, stats, exp_scale_store, zero_row, pipe_step, store_fence};
+const RowKernels kTable = {GRPO_ROWK_ISA, stats, exp_scale_store, zero_row, pipe_step, store_fence, exp_scale_store_h};
 
 }  // namespace GRPO_ROWK_NS
 }  // namespace grpo

@@ -95,6 +95,7 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
       q.select = select;
       q.threshold = threshold;
       q.cov_sel = cov_sel.empty() ? nullptr : cov_sel.data() + base;
+      q.grad_entropy = a.grad_entropy ? a.grad_entropy + base : nullptr;
       sums[i] = grpo_sequence_pass(q, o);
     }
   }, min_seqs);

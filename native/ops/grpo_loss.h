@@ -29,6 +29,7 @@ struct GrpoLossArgs {
   GrpoOptions opt;
   float* grad_logp = nullptr;       // [N] out, optional: dL/dlogp
   float* per_token_loss = nullptr;  // [N] out, optional: L[n] (before aggregation weights)
+  float* grad_entropy = nullptr;    // [N] out, optional: dL/dH (entropy_coef != 0)
   GrpoMetrics metrics;              // out
 };
 

@@ -37,6 +37,7 @@ struct SeqInputs {
   bool select;       // top-entropy selection active
   double threshold;  // its entropy threshold
   const uint8_t* cov_sel = nullptr;  // clip_cov / kl_cov: 1 on the tokens the batch-wide selection picked
+  float* grad_entropy = nullptr;     // out or null: dL/dH (the entropy bonus)
 };
 
 // Decisions where the spec is terse (they follow TRL's GRPOTrainer):
@@ -53,6 +54,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   const float* ent = q.entropy;
   float* g = q.grad_logp;
   float* ptl = q.per_token_loss;
+  float* gH = q.grad_entropy;
   const int64_t T = q.T;
   const double A = q.advantage;
   const double w = aggregation_weight(o, q.n_i, q.n_batch, q.S, T);
@@ -129,6 +131,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     if (!m[t]) {
       if (g) g[t] = 0.0f;
       if (ptl) ptl[t] = 0.0f;
+      if (gH) gH[t] = 0.0f;
       continue;
     }
     const double l = lp[t];
@@ -157,9 +160,13 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     if (ref) kv = kl_estimate(l, ref[t], o.kl_estimator, o.clamp_log_ratio);
     // TRL use_bias_correction_kl: the KL term (and its metric) is D·ρ, ρ not detached.
     const double kl_w = o.bias_correction_kl ? rho : 1.0;
-    const double L = emask * pv.P + o.beta * kv.d * kl_w;
+    // Entropy bonus −coef·H on the tokens the policy term keeps (TRL: the top-entropy mask too),
+    // weighted like the KL term (verl: agg_loss of the entropy with the loss_agg_mode).
+    const double ent_term = o.entropy_coef != 0 && ent ? -o.entropy_coef * emask * static_cast<double>(ent[t]) : 0.0;
+    const double L = emask * pv.P + o.beta * kv.d * kl_w + ent_term;
     if (ptl) ptl[t] = static_cast<float>(geo ? L + geo_pg * static_cast<double>(q.S) * inv_n : L);
-    s.loss += split_kl ? w * (emask * pv.P) + w_kl * (o.beta * kv.d * kl_w) : w * L;
+    s.loss += split_kl ? w * (emask * pv.P) + w_kl * (o.beta * kv.d * kl_w + ent_term) : w * L;
+    if (gH) gH[t] = static_cast<float>(w_kl * -o.entropy_coef * emask);
     s.kl += kv.d * kl_w;
     if (ent) s.entropy += ent[t];
     s.ratio += rho;

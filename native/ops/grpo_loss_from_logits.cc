@@ -144,6 +144,12 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
 
   GrpoLossArgs la = per_token_loss_args(a);
   la.grad_logp = grad_logp;
+  // The entropy bonus: dL/dH per token from the loss core, chained into dL/dz in pass B.
+  std::vector<float> grad_h;
+  if (grad && o.entropy_coef != 0) {
+    grad_h.resize(static_cast<size_t>(N));
+    la.grad_entropy = grad_h.data();
+  }
 
   if (one_pass) {
     // O(N) batch constants of the aggregation weight: masked-token counts.
@@ -242,8 +248,20 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
     const void* row = in + n * row_bytes;
     void* orow = out + n * row_bytes;
     const double g = a.mask[n] ? static_cast<double>(grad_logp[n]) : 0.0;
-    if (g == 0) {  // masked, clipped or deselected: no need to read the row
+    const double gh = a.mask[n] && !grad_h.empty() ? static_cast<double>(grad_h[n]) : 0.0;
+    if (g == 0 && gh == 0) {  // masked, clipped or deselected: no need to read the row
       k.zero_row(dt, orow, V, true);
+      return;
+    }
+    if (gh != 0) {
+      // ∂H/∂z_v = −(p_v/τ)(log p_v + H), p_v = e_v/s, log p_v = d_v − log s: so
+      // dL/dz_v = e_v·(c + cd·d_v) with c = −(g + gh·(H − log s))/(τ s), cd = −gh/(τ s); the target
+      // entry adds gh·∂H/∂z_y to g·(1 − p_y)/τ.
+      const double s = s_tot[n], H = a.entropy[n], lp = a.logp[n], py = 1.0 - omp[n];
+      const float c = static_cast<float>(-(g + gh * (H - std::log(s))) * inv_d / s);
+      const float cd = static_cast<float>(-gh * inv_d / s);
+      const float ty = static_cast<float>(g * inv_d * omp[n] - gh * py * inv_d * (lp + H));
+      k.exp_scale_store_h(dt, row, V, zmax[n], inv, c, cd, a.targets[n], ty, orow, true);
       return;
     }
     const float c = static_cast<float>(-g * inv_d / s_tot[n]);

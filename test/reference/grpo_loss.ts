@@ -27,6 +27,8 @@ export interface RefGrpoResult {
   perTokenLoss: Float64Array;
   /** ∂loss/∂ℓ[n]. */
   gradLogp: Float64Array;
+  /** ∂loss/∂H[n] (the entropy bonus; 0 without it). */
+  gradEntropy: Float64Array;
   metrics: GrpoMetrics;
   /** 1 where the policy term was kept by the top-entropy selection. */
   entropyMask: Float64Array;
@@ -73,6 +75,7 @@ export function refResolveConfig(c: GrpoLossConfig, T: number) {
     klCovRatio: c.klCovRatio ?? 2e-4,
     ppoKlCoef: c.ppoKlCoef ?? 0.1,
     vespo: { kPos: c.vespoKPos ?? 2, lPos: c.vespoLambdaPos ?? 3, kNeg: c.vespoKNeg ?? 3, lNeg: c.vespoLambdaNeg ?? 2 },
+    entropyCoef: c.entropyCoef ?? 0,
   };
 }
 
@@ -223,6 +226,7 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
   }
 
   const perTokenLoss = new Float64Array(N);
+  const gradEntropy = new Float64Array(N);
   const dLogW = new Float64Array(N);  // ∂loss/∂logW
   const grad = new Float64Array(N);   // direct terms of ∂loss/∂ℓ
   let loss = 0, klSum = 0, entSum = 0, ratioSum = 0, low = 0, high = 0, region = 0;
@@ -285,10 +289,13 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     }
     // TRL use_bias_correction_kl: per_token_kl = D·coef_1 (coef_1 not detached)
     const klW = c.biasCorrectionKl ? coef1 : 1;
-    const L = emask[n] * P + c.beta * D * klW;
+    // entropy bonus (verl entropy_coeff: loss −= coef·agg_loss(H); TRL: on the top-entropy tokens)
+    const E = c.entropyCoef !== 0 ? -c.entropyCoef * emask[n] * inp.entropy![n] : 0;
+    const L = emask[n] * P + c.beta * D * klW + E;
     perTokenLoss[n] = L;
     const a = weight(i), ak = klWeight(i);
-    loss += a * emask[n] * P + ak * c.beta * D * klW;
+    loss += a * emask[n] * P + ak * (c.beta * D * klW + E);
+    gradEntropy[n] = ak * -c.entropyCoef * emask[n];
     // backward: ∂loss/∂(policy term) = a, ∂loss/∂(KL term) = ak (m = 1 here)
     dLogW[n] = (a * emask[n] * dP_dcoef1 + ak * (c.biasCorrectionKl ? c.beta * D : 0)) * coef1;  // ∂coef1/∂logW = coef1
     if (c.level === 'sequence' && seqClamped[i]) dLogW[n] = 0;  // clamp binds: no gradient through s_i
@@ -328,6 +335,7 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     loss,
     perTokenLoss,
     gradLogp: grad,
+    gradEntropy,
     entropyMask: emask,
     metrics: {
       loss,

@@ -4,7 +4,7 @@
 // tokens, N = S·T rows of V logits.
 import type { GrpoLossConfig } from '../../lib/ops/grpo_loss';
 import { refGrpoLoss, RefGrpoResult } from './grpo_loss';
-import { refGradLogits, refLogprobs } from './logprobs';
+import { refGradLogits, refLogprobRow, refLogprobs } from './logprobs';
 
 export interface RefFusedInputs {
   /** logits widened to float64 (refWiden) */
@@ -29,6 +29,13 @@ export function refGrpoLossFromLogits(inp: RefFusedInputs, cfg: GrpoLossConfig =
   const { logp, entropy } = refLogprobs(inp.z, inp.V, inp.targets, tau);
   const r = refGrpoLoss({ logp, entropy, oldLogp: inp.oldLogp, refLogp: inp.refLogp, advantages: inp.advantages, mask: inp.mask }, cfg);
   const gradLogits = refGradLogits(inp.z, inp.V, inp.targets, r.gradLogp, tau);
+  // the entropy bonus: ∂H/∂z_v = −(p_v/τ)·(log p_v + H) per row
+  for (let n = 0; n < logp.length; n++) {
+    const gh = r.gradEntropy[n];
+    if (gh === 0) continue;
+    const { p } = refLogprobRow(inp.z.subarray(n * inp.V, (n + 1) * inp.V), inp.targets[n], tau);
+    for (let v = 0; v < inp.V; v++) if (p[v] > 0) gradLogits[n * inp.V + v] += (gh * -(p[v] / tau) * (Math.log(p[v]) + entropy[n]));
+  }
   return { ...r, logp, entropy, gradLogits };
 }
 
