@@ -15,7 +15,8 @@ import { datasetTask, DatasetError, parseJsonlDataset } from '../lib/tasks/datas
 import type { Example } from '../lib/tasks/types';
 import { decodeAudio, decodeImage, decodeVideo, ffmpegAvailable, resampleAudio, sampleFrameIndices, sniffFormat } from '../lib/media/decode';
 import { loadExampleMedia, loadTaskMedia, MediaLoadError } from '../lib/media/dataset';
-import { encodeWav, writeMediaDataset } from '../lib/media/write';
+import { encodeWav, exportTaskDataset, writeMediaDataset } from '../lib/media/write';
+import { arithmeticTask } from '../lib/tasks/arithmetic';
 import type { AudioData, ImageData, VideoData } from '../lib/media/types';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-media-test-'));
@@ -417,7 +418,7 @@ function synthRows(): Example[] {
     { id: 'aud/1', prompt: 'Beeps: <audio>', answer: '2', media: { audios: [audio] } },
     { id: 'vid 2', prompt: '<video> Direction?', answer: 'left', solution: 'it goes left', media: { videos: [video] } },
     { id: 'txt', prompt: 'plain', answer: '7' },
-    { id: 'all', prompt: '<image><audio><video>', answer: 'x', messages: [{ role: 'system', content: 's' }, { role: 'user', content: '<image><audio><video>' }], media: { images: [img(4, 4, 5)], audios: [audio], videos: [video] } },
+    { id: 'all', prompt: 's\n<image><audio><video>', answer: 'x', messages: [{ role: 'system', content: 's' }, { role: 'user', content: '<image><audio><video>' }], media: { images: [img(4, 4, 5)], audios: [audio], videos: [video] } },
   ];
 }
 
@@ -496,6 +497,31 @@ test('writer: never overwrites existing files unless asked; a bad row writes not
   assert.not.ok(fs.existsSync(path.join(zdir, 'data.jsonl')), 'no dataset file after a failed write');
   assert.equal(fs.readdirSync(path.join(zdir, 'media')).filter((f) => !f.startsWith('img-0') && !f.startsWith('aud_1')), []);
   assert.equal(fs.readdirSync(path.join(zdir, 'media')), [], 'the files written before the failure were removed');
+});
+
+test('exportTaskDataset: a task (synthetic multimodal; built-in text) written as train/test JSONL + media trains from files with the same examples', async () => {
+  const rows = synthRows();
+  const mm = { ...arithmeticTask({ seed: 1, trainSize: 3, testSize: 2 }), name: 'synthetic-mm', train: rows.slice(0, 3), test: rows.slice(3) };
+  const dir = path.join(root, 'export');
+  const { train, test: held } = await exportTaskDataset(mm, dir);
+  assert.equal([path.basename(train.file), path.basename(held.file), train.rows, held.rows], ['train.jsonl', 'test.jsonl', 3, 2]);
+  const back = datasetTask({ train: train.file, test: held.file });
+  await loadTaskMedia(back, {});
+  assert.equal(back.train.map((e) => [e.prompt, e.answer]), rows.slice(0, 3).map((e) => [e.prompt, e.answer]));
+  assert.equal(back.test.map((e) => [e.prompt, e.answer]), rows.slice(3).map((e) => [e.prompt, e.answer]));
+  assert.is(maxAbs(back.train[0].media!.images![0].data, rows[0].media!.images![0].data), 0);
+  assert.is(maxAbs(back.test[1].media!.videos![0].frames[3].data, rows[4].media!.videos![0].frames[3].data), 0);
+  await exportTaskDataset(mm, dir).then(
+    () => assert.unreachable('overwrote'),
+    (e) => assert.match(e.message, /train\.jsonl.*already exist/),
+  );
+  const arith = arithmeticTask({ seed: 2, trainSize: 20, testSize: 5 });
+  const adir = path.join(root, 'export-arith');
+  await exportTaskDataset(arith, adir);
+  const a2 = datasetTask({ train: path.join(adir, 'train.jsonl'), test: path.join(adir, 'test.jsonl') });
+  assert.equal(a2.test.map((e) => [e.prompt, e.answer]), arith.test.map((e) => [e.prompt, e.answer]));
+  for (const e of a2.test) assert.ok(a2.isCorrect(e.answer, e) && !a2.isCorrect(String(+e.answer + 1), e));
+  assert.equal(a2.test.map((e) => e.meta), arith.test.map((e) => e.meta));
 });
 
 test('loader: maxBytes bounds the decoded media before decoding', async () => {

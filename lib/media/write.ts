@@ -16,7 +16,7 @@
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as nodePath from 'path';
-import type { Example } from '../tasks/types';
+import type { Example, Task } from '../tasks/types';
 import { extractAnswer } from '../tasks/answer';
 import { ffmpegAvailable, loadSharp, MediaDecodeError } from './decode';
 import { countMediaTags, MEDIA_TAGS } from './dataset';
@@ -198,4 +198,27 @@ export async function writeMediaDataset(dir: string, rows: Example[], opts: Writ
     throw e;
   }
   return { file: jsonlPath, media: planned.map((p) => p.path), rows: rows.length };
+}
+
+/**
+ * Writes a task's train and held-out examples as `dir/train.jsonl` and `dir/test.jsonl` with their
+ * media under `dir/media/train/` and `dir/media/test/`, so the same run can train from files:
+ * `datasetTask({ train: 'dir/train.jsonl', test: 'dir/test.jsonl' })` then `loadTaskMedia`.
+ * Existing targets are an error unless `overwrite`; when the held-out half fails, the train
+ * half this call wrote is removed.
+ */
+export async function exportTaskDataset(task: Task, dir: string, opts: Omit<WriteMediaDatasetOptions, 'file' | 'mediaDir'> = {}): Promise<{ train: WrittenDataset; test: WrittenDataset }> {
+  const root = nodePath.resolve(dir);
+  if (!opts.overwrite) {
+    const existing = ['train.jsonl', 'test.jsonl', 'media/train', 'media/test'].map((p) => nodePath.join(root, p)).filter((p) => fs.existsSync(p));
+    if (existing.length) throw new Error(`exportTaskDataset: ${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}; pass overwrite: true to replace`);
+  }
+  const train = await writeMediaDataset(root, task.train, { ...opts, file: 'train.jsonl', mediaDir: 'media/train' });
+  try {
+    const test = await writeMediaDataset(root, task.test, { ...opts, file: 'test.jsonl', mediaDir: 'media/test' });
+    return { train, test };
+  } catch (e) {
+    if (!opts.overwrite) for (const p of [train.file, ...train.media]) await fs.promises.rm(p, { force: true });
+    throw e;
+  }
 }
