@@ -141,6 +141,11 @@ test('audio: the resampler keeps an in-band tone (float64 sine reference) and re
   let e2 = 0;
   for (let j = 300; j < u.length - 300; j++) e2 = Math.max(e2, Math.abs(u[j] - 0.5 * Math.sin((2 * Math.PI * 1000 * j) / 22050)));
   assert.ok(e2 < 2e-3, `upsampling error ${e2}`);
+  // A non-integer rate takes the untabulated path: the same sine reference.
+  const q = resampleAudio(tone(44100, 0.2, 440), 44100, 16000.5);
+  let e3 = 0;
+  for (let j = 200; j < q.length - 200; j++) e3 = Math.max(e3, Math.abs(q[j] - 0.5 * Math.sin((2 * Math.PI * 440 * j) / 16000.5)));
+  assert.ok(e3 < 2e-3, `non-integer rate error ${e3}`);
   const same = tone(16000, 0.1, 300);
   assert.is(resampleAudio(same, 16000, 16000), same);
 });

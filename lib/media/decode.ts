@@ -317,7 +317,8 @@ export async function decodeVideo(bytes: Uint8Array, spec?: MediaSpec['video'], 
  * interpolator (Blackman window, 16 zero crossings each side of the centre), its cutoff at the
  * lower of the two Nyquist frequencies (×0.95 of it, leaving a transition band so the window's
  * roll-off stays below the new Nyquist), evaluated at each output instant t = j·fromRate/toRate.
- * Same rate: the samples are returned as they are. Cost O(out · 32·max(1, from/to)).
+ * Same rate: the samples are returned as they are. Cost O(out · 32·max(1, from/to)); with integer
+ * rates the weights are tabulated per output phase (to/gcd phases) first.
  */
 export function resampleAudio(x: Float32Array, fromRate: number, toRate: number): Float32Array {
   if (!(fromRate > 0 && toRate > 0)) throw new RangeError(`sample rates must be positive, got ${fromRate} → ${toRate}`);
@@ -328,19 +329,44 @@ export function resampleAudio(x: Float32Array, fromRate: number, toRate: number)
   const cutoff = 0.95 * Math.min(1, ratio); // as a fraction of the input Nyquist
   const zeros = 16;
   const half = zeros / cutoff; // kernel half-width in input samples
+  // h(d): the filter's weight for an input sample d input periods from the output instant.
+  const h = (d: number) => {
+    if (Math.abs(d) >= half) return 0;
+    const u = d * cutoff; // in units of the (lowered) sampling period
+    const sinc = u === 0 ? 1 : Math.sin(Math.PI * u) / (Math.PI * u);
+    const r = d / half; // window position in [-1, 1]
+    return cutoff * sinc * (0.42 + 0.5 * Math.cos(Math.PI * r) + 0.08 * Math.cos(2 * Math.PI * r));
+  };
+  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+  const K = Math.ceil(half) + 1; // taps k = -K+1 .. K around floor(t)
+  const taps = 2 * K;
+  const integral = Number.isInteger(fromRate) && Number.isInteger(toRate);
+  const L = integral ? toRate / gcd(fromRate, toRate) : 0; // distinct output phases
+  if (integral && L * taps <= 1 << 22) {
+    // Integer rates: the output instants t = j·M/L fall on L fractional phases, so the weights
+    // are tabulated once per phase and the inner loop is a dot product (no trig per tap).
+    const M = fromRate / gcd(fromRate, toRate);
+    const table = new Float64Array(L * taps);
+    for (let p = 0; p < L; p++) for (let k = 0; k < taps; k++) table[p * taps + k] = h(k - K + 1 - p / L);
+    for (let j = 0; j < nOut; j++) {
+      const base = Math.floor((j * M) / L);
+      const p = (j * M) % L;
+      const row = p * taps;
+      const i0 = base - K + 1;
+      const lo = Math.max(0, -i0);
+      const hi = Math.min(taps, x.length - i0);
+      let acc = 0;
+      for (let k = lo; k < hi; k++) acc += x[i0 + k] * table[row + k];
+      out[j] = acc;
+    }
+    return out;
+  }
   for (let j = 0; j < nOut; j++) {
     const t = j / ratio;
     const lo = Math.max(0, Math.ceil(t - half));
     const hi = Math.min(x.length - 1, Math.floor(t + half));
     let acc = 0;
-    for (let i = lo; i <= hi; i++) {
-      const d = i - t;
-      const u = d * cutoff; // in units of the (lowered) sampling period
-      const sinc = u === 0 ? 1 : Math.sin(Math.PI * u) / (Math.PI * u);
-      const r = d / half; // window position in [-1, 1]
-      const win = 0.42 + 0.5 * Math.cos(Math.PI * r) + 0.08 * Math.cos(2 * Math.PI * r);
-      acc += x[i] * cutoff * sinc * win;
-    }
+    for (let i = lo; i <= hi; i++) acc += x[i] * h(i - t);
     out[j] = acc;
   }
   return out;
