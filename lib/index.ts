@@ -21,6 +21,10 @@ export * from './trainer';
 export * from './rollout/engine';
 export type * from './media/types';
 export * from './report';
+// Media in datasets: ms-swift rows, decoding (sharp / wavefile / ffmpeg), writing (lib/media).
+export * from './media/dataset';
+export * from './media/decode';
+export * from './media/write';
 export type { FloatDType } from './validate';
 // Host or device tensors: these dispatch to the CPU or the CUDA kernels (lib/dispatch.ts) and
 // take the place of the host-only functions of the same names exported above.

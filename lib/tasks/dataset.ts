@@ -10,6 +10,7 @@ import * as nodePath from 'path';
 import { Example, Task } from './types';
 import { AnswerMatchOptions, answersMatch, extractAnswer } from './answer';
 import { permutation } from './rng';
+import { parseMediaRefs, rowTexts } from '../media/dataset';
 
 export interface ChatMessage {
   role: string;
@@ -20,6 +21,9 @@ export interface DatasetLineError {
   /** 1-based line number in the file. */
   line: number;
   message: string;
+  /** The column at fault, when one is (e.g. 'images'), and the index in it. */
+  field?: string;
+  index?: number;
 }
 
 export class DatasetError extends Error {
@@ -98,10 +102,24 @@ export function parseJsonlDataset(text: string, file?: string): { examples: Exam
       errors.push({ line: no, message: `the reference solution must be a string or a number, got ${Array.isArray(sol) ? 'array' : typeof sol}` });
       continue;
     }
+    // Media columns (ms-swift layout): checked here, decoded later by loadExampleMedia with the model's MediaSpec.
+    if (o.images !== undefined || o.audios !== undefined || o.videos !== undefined || /<(image|audio|video)>/.test(line)) {
+      try {
+        parseMediaRefs(o, rowTexts(o), file ? nodePath.dirname(file) : process.cwd());
+      } catch (e) {
+        const x = e as Error & { field?: string; index?: number };
+        const where = x.field === undefined ? '' : `${x.field}${x.index === undefined ? '' : `[${x.index}]`}: `;
+        errors.push({ line: no, message: where + x.message, field: x.field, index: x.index });
+        continue;
+      }
+    }
     const solution = String(sol);
     const meta: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(o)) if (!['messages', 'prompt', 'query', 'solution', 'answer', 'response'].includes(key)) meta[key] = v;
-    examples.push({ id: `line-${no}`, prompt, answer: extractAnswer(solution) ?? solution.trim(), solution, ...(messages ? { messages } : {}), meta, ...(file ? { source: { file, line: no } } : {}) });
+    // With both columns, `solution` is the SFT target and `answer` the reference answer
+    // (what writeMediaDataset writes when the answer is not what extractAnswer reads out of the solution).
+    const answer = o.solution !== undefined && (typeof o.answer === 'string' || typeof o.answer === 'number') ? String(o.answer) : extractAnswer(solution) ?? solution.trim();
+    examples.push({ id: `line-${no}`, prompt, answer, solution, ...(messages ? { messages } : {}), meta, ...(file ? { source: { file, line: no } } : {}) });
   }
   return { examples, errors };
 }
