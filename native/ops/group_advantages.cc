@@ -11,6 +11,8 @@
 //   not counted as zero-std (its sequences all have advantage 0 anyway).
 // - A group whose rewarded members are all equal has std exactly 0 and mean exactly that value
 //   (checked by min == max, so rounding in the mean cannot make a tiny non-zero std).
+// - The estimators beyond grpo/rloo (verl's reinforce_plus_plus[_baseline], gpg, grpo_passk, opo,
+//   remax) and TRL's normalize_advantages: formulas in group_advantages.h, shared with CUDA.
 // - rloo: A = r_i - mean of the group's other rewarded members; with fewer than 2 rewarded
 //   members there is no baseline and A = 0. The scale (group / batch std + eps) applies to rloo
 //   too; the TS layer defaults it to 'none' for rloo (spec's plain RLOO).
@@ -123,11 +125,16 @@ void group_advantages_fixed(GroupAdvantagesArgs& a) {
 }  // namespace
 
 void group_advantages_cpu(GroupAdvantagesArgs& a) {
-  if (a.group_size > 0) return group_advantages_fixed(a);
-  const int64_t S = a.S, K = a.K, G = a.num_groups;
+  const AdvEstimator est = a.estimator;
+  // the fixed-size fast path covers the group-local estimators; the others need batch passes,
+  // per-group extras (lengths, best two) or per-sequence baselines: the general path below
+  if (a.group_size > 0 && (est == AdvEstimator::Grpo || est == AdvEstimator::Rloo) && !a.normalize) return group_advantages_fixed(a);
+  const int64_t S = a.S, K = a.K, G = a.num_groups, Gs = a.group_size;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   a.zero_std_fraction = 0;
   a.num_no_reward = 0;
+  // dense group of sequence i: the caller's index, or i / groupSize for contiguous groups
+  auto gid = [&](int64_t i) -> int64_t { return a.group != nullptr ? a.group[i] : i / Gs; };
 
   // Weighted NaN-sum of the reward functions.
   std::vector<double> r(static_cast<size_t>(S));
@@ -145,16 +152,26 @@ void group_advantages_cpu(GroupAdvantagesArgs& a) {
     a.reward[i] = static_cast<float>(r[i]);
   }
 
-  // Group means (first pass), then squared deviations (second pass: no cancellation).
+  // Group means (first pass), then squared deviations (second pass: no cancellation). OPO's
+  // length-weighted sums and pass@k's best two ride along, in ascending sequence order.
   std::vector<GroupStat> gs(static_cast<size_t>(G));
+  std::vector<AdvGroupExtra> ex(static_cast<size_t>(G));
+  int64_t rewarded = 0, nonzero = 0;  // GPG's alpha
   for (int64_t i = 0; i < S; ++i) {
     if (std::isnan(r[i])) continue;
-    GroupStat& g = gs[a.group[i]];
+    GroupStat& g = gs[gid(i)];
     if (g.count == 0) g.lo = g.hi = r[i];
     g.lo = std::fmin(g.lo, r[i]);
     g.hi = std::fmax(g.hi, r[i]);
     g.sum += r[i];
     ++g.count;
+    ++rewarded;
+    if (r[i] != 0.0) ++nonzero;
+    if (est == AdvEstimator::Opo) {
+      const double len = static_cast<double>(a.lengths[i]);
+      ex[gid(i)].len_sum += len;
+      ex[gid(i)].len_r_sum += len * r[i];
+    }
   }
   std::vector<double> mean(static_cast<size_t>(G)), sd(static_cast<size_t>(G));
   for (int64_t j = 0; j < G; ++j) {
@@ -165,10 +182,12 @@ void group_advantages_cpu(GroupAdvantagesArgs& a) {
   int64_t batch_count = 0;
   for (int64_t i = 0; i < S; ++i) {
     if (std::isnan(r[i])) continue;
-    double d = r[i] - mean[a.group[i]];
-    gs[a.group[i]].sq += d * d;
+    const int64_t j = gid(i);
+    double d = r[i] - mean[j];
+    gs[j].sq += d * d;
     batch_sum += r[i];
     ++batch_count;
+    if (est == AdvEstimator::GrpoPassk) adv_best_two(ex[j], gs[j].hi, r[i], i);
   }
   int64_t zero_std = 0;
   for (int64_t j = 0; j < G; ++j) {
@@ -190,25 +209,42 @@ void group_advantages_cpu(GroupAdvantagesArgs& a) {
     batch_sd = std_from(sq, batch_count, a.unbiased);
   }
 
+  // Per-sequence advantage (the formula is shared with the CUDA kernel), written over r.
+  const double alpha = adv_gpg_alpha(rewarded, nonzero);
+  std::vector<double> x(static_cast<size_t>(S), 0.0);
   for (int64_t i = 0; i < S; ++i) {
-    if (std::isnan(r[i])) {
-      a.advantages[i] = 0.0f;
-      continue;
-    }
-    const int32_t j = a.group[i];
-    const GroupStat& g = gs[j];
-    double adv;
-    if (a.estimator == AdvEstimator::Rloo) {
-      // r_i - (sum_g - r_i) / (c - 1) = c / (c - 1) * (r_i - mean_g), without the subtraction
-      // of two large sums.
-      adv = g.count < 2 ? 0.0 : static_cast<double>(g.count) / static_cast<double>(g.count - 1) * (r[i] - mean[j]);
-    } else {
-      adv = r[i] - mean[j];
-    }
-    if (a.scale == AdvScale::Group) adv /= sd[j] + a.eps;
-    else if (a.scale == AdvScale::Batch) adv /= batch_sd + a.eps;
-    a.advantages[i] = static_cast<float>(adv);
+    if (std::isnan(r[i])) continue;
+    const int64_t j = gid(i);
+    const double bl = a.baselines != nullptr ? static_cast<double>(a.baselines[i]) : 0.0;
+    const double gv = adv_group_value(est, gs[j].count, mean[j], gs[j].hi, ex[j]);
+    x[i] = adv_sequence(est, a.scale, r[i], i, gs[j].count, mean[j], sd[j], batch_sd, a.eps, gv, adv_group_arg(est, gs[j].count, ex[j]), alpha, bl);
   }
+
+  // Batch passes, sequential in index order (the CUDA kernel runs the same loops on one thread);
+  // a NaN advantage (eps = 0 on a zero-std group) is left out of them.
+  if (est == AdvEstimator::ReinforcePP || est == AdvEstimator::ReinforcePPBaseline) {
+    AdvWhiten w;
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i]) && !std::isnan(x[i])) w.add_mean(x[i], a.lengths != nullptr ? static_cast<double>(a.lengths[i]) : 1.0);
+    w.finish_mean();
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i]) && !std::isnan(x[i])) w.add_var(x[i], a.lengths != nullptr ? static_cast<double>(a.lengths[i]) : 1.0);
+    w.finish_var();
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i]) && !std::isnan(x[i])) x[i] = w.apply(x[i]);
+  }
+  if (a.normalize) {
+    AdvNormalize nz;
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i]) && !std::isnan(x[i])) nz.add_mean(x[i]);
+    nz.finish_mean();
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i]) && !std::isnan(x[i])) nz.add_var(x[i]);
+    nz.finish_var(a.unbiased);
+    for (int64_t i = 0; i < S; ++i)
+      if (!std::isnan(r[i]) && !std::isnan(x[i])) x[i] = nz.apply(x[i], a.eps);
+  }
+  for (int64_t i = 0; i < S; ++i) a.advantages[i] = std::isnan(r[i]) ? 0.0f : static_cast<float>(x[i]);
 }
 
 }  // namespace grpo
