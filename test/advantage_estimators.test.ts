@@ -7,6 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { groupAdvantages, groupAdvantagesSync } from '../lib';
+import { parseArgs } from '../lib/cli/args';
+import { GrpoTrainer, resolveGrpoConfig } from '../lib/trainer/grpo';
+import { rewards as trainerRewards, task, tinyConfig, tinyModel, tok } from './trainer_setup';
 import type { AdvantageEstimator, GroupAdvantagesOptions } from '../lib/ops/group_advantages';
 import { close, normal, rng } from './helpers';
 import { refAdvantageEstimator } from './reference/advantage_estimators';
@@ -147,6 +150,26 @@ test('groupAdvantages new estimators reject bad input with the argument named', 
   ];
   for (const [o, re] of bad) assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, ...o }), re, JSON.stringify(o));
   assert.throws(() => groupAdvantagesSync({ rewards, groupIds: [0, 0, 1, 2, 2, 2], estimator: 'grpo_passk' }), /groupIds.*group of 1/);
+});
+
+test('trainer and CLI: verl adv_estimator names and TRL normalize_advantages', () => {
+  const a = parseArgs(['train', '--adv-estimator', 'opo', '--normalize-advantages']);
+  assert.equal(a.options, { advantageEstimator: 'opo', normalizeAdvantages: true });
+  assert.is(parseArgs(['train', '--advantage-estimator=reinforce_plus_plus_baseline']).options.advantageEstimator, 'reinforce_plus_plus_baseline');
+  assert.throws(() => parseArgs(['train', '--adv-estimator', 'ppo']), /advantageEstimator|adv-estimator/);
+  assert.is(resolveGrpoConfig({ advantageEstimator: 'remax' }).advantageEstimator, 'remax');
+  assert.throws(() => resolveGrpoConfig({ advantageEstimator: 'grpo_passk', numGenerations: 1 }), /grpo_passk.*numGenerations/);
+  assert.throws(() => resolveGrpoConfig({ advantageEstimator: 'bogus' as never }), /advantageEstimator/);
+});
+
+test('trainer: a step with every new estimator (opo gets lengths, remax a greedy baseline)', async () => {
+  for (const advantageEstimator of NEW) {
+    for (const normalizeAdvantages of [false, true]) {
+      const tr = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: trainerRewards(), config: tinyConfig({ advantageEstimator, normalizeAdvantages }) });
+      const m = await tr.step();
+      assert.ok(Number.isFinite(m.loss as number) && Number.isFinite(m.grad_norm as number), `${advantageEstimator}: loss ${m.loss}`);
+    }
+  }
 });
 
 test.run();
