@@ -195,19 +195,6 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
   return out;
 }
 
-/**
- * Index of the first ±Infinity in x, or −1. Σ x·0 is NaN iff some x is NaN or ±Inf: one
- * branch-free pass (a small function of its own, so V8 optimises the loop); only a NaN sum (NaN =
- * "no reward" is allowed) needs the exact scan.
- */
-function infinityAt(x: Float32Array): number {
-  let probe = 0;
-  for (let i = 0; i < x.length; i++) probe += x[i] * 0;
-  if (probe === 0) return -1;
-  for (let i = 0; i < x.length; i++) if (x[i] === Infinity || x[i] === -Infinity) return i;
-  return -1;
-}
-
 function prepare(o: GroupAdvantagesOptions) {
   const opts = v.snapshot(OP, o, GROUP_ADVANTAGES_HOST_KEYS, { out: GROUP_ADVANTAGES_OUT_KEYS });
   v.integer(OP, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
@@ -221,9 +208,8 @@ function prepare(o: GroupAdvantagesOptions) {
   const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
   const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
   if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
-  // contents last: no caller code runs from here to the native call
-  const bad = infinityAt(rewards);
-  if (bad >= 0) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${rewards[bad]} at index ${bad}`);
+  // The rewards' contents (finite or NaN) are checked by the kernel in its own pass (a scan here
+  // cost as much as the op at S = 1M); it reports the first ±Infinity and the call throws.
   let group: Int32Array | undefined; // dense group index per sequence; none for a fixed groupSize
   let groupIds: Int32Array;
   if (idsIn === undefined) {
@@ -260,10 +246,14 @@ function prepare(o: GroupAdvantagesOptions) {
     eps, unbiased: std === 'unbiased', normalize, lengths, baselines,
     advantages, reward, groupMean, groupStd,
   };
-  const result = (r: { zeroStdFraction: number; numNoReward: number }): GroupAdvantagesResult => ({
-    advantages, rewards: reward, groupMean, groupStd, groupIds,
-    zeroStdFraction: r.zeroStdFraction, numNoReward: r.numNoReward,
-  });
+  const result = (r: { zeroStdFraction: number; numNoReward: number; firstInf: number }): GroupAdvantagesResult => {
+    // the outputs have been written; the call still fails, naming the element
+    if (r.firstInf >= 0) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${rewards[r.firstInf]} at index ${r.firstInf}`);
+    return {
+      advantages, rewards: reward, groupMean, groupStd, groupIds,
+      zeroStdFraction: r.zeroStdFraction, numNoReward: r.numNoReward,
+    };
+  };
   return { args, result };
 }
 

@@ -43,6 +43,7 @@ struct GroupAdvantagesArgs {
   // scalar outputs
   double zero_std_fraction = 0;  // fraction of groups with std == 0
   int64_t num_no_reward = 0;     // sequences with r = NaN (advantage set to 0)
+  int64_t first_inf = -1;        // index into rewards of the first ±Infinity (the TS layer throws), or -1
 };
 
 void group_advantages_cpu(GroupAdvantagesArgs& a);
