@@ -16,7 +16,7 @@
  */
 import { native } from './native';
 import type { NativeMetrics } from './native';
-import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, rewardShape } from './ops/group_advantages';
+import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, hostSequenceValues, rewardShape } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
 import { GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
 import { defaultHiddenChunk, GRPO_LOSS_FROM_HIDDEN_KEYS } from './ops/grpo_loss_from_hidden';
@@ -296,6 +296,11 @@ export interface CudaGroupAdvantagesOptions {
   scale?: AdvantageScale;
   eps?: number;
   std?: 'unbiased' | 'population';
+  /** Completion lengths [S]: float32 on the device, or host numbers (uploaded; finite >= 0). */
+  lengths?: DeviceTensor | Float32Array | Int32Array | number[];
+  /** remax baselines [S]: float32 on the device, or host numbers (uploaded). */
+  baselines?: DeviceTensor | Float32Array | number[];
+  normalizeAdvantages?: boolean;
 }
 export interface CudaGroupAdvantagesResult {
   advantages: DeviceTensor;
@@ -313,7 +318,14 @@ function advPrepare(o: CudaGroupAdvantagesOptions) {
   const rewards = dev(op, 'rewards', opts.rewards, 'float32');
   const { K, S } = rewardShape(op, opts, rewards.numel, rewards);
   // the same checks as the host op (eps >= 0, rloo groups of >= 2, weights float32-finite, ...)
-  const { weights: w, estimator, groupSize, scale, eps, std } = groupAdvantagesConfig(op, opts, K, S);
+  const { weights: w, estimator, groupSize, scale, eps, std, normalize } = groupAdvantagesConfig(op, opts, K, S);
+  // per-sequence inputs: device tensors as they are, host numbers checked and uploaded below
+  const seq = (name: 'lengths' | 'baselines'): DeviceTensor | Float32Array | undefined => {
+    const x = opts[name];
+    if (x === undefined) return undefined;
+    return isDeviceTensor(x) ? dev(op, name, x, 'float32', S) : hostSequenceValues(op, name, x, S);
+  };
+  const lengthsIn = seq('lengths'), baselinesIn = seq('baselines');
   let G: number;
   let groupIds: DeviceTensor | undefined;
   if (groupSize !== undefined) {
@@ -336,6 +348,13 @@ function advPrepare(o: CudaGroupAdvantagesOptions) {
   }
   const weights = DeviceTensor.fromHost(w);
   owned.push(weights);
+  const upload = (x: DeviceTensor | Float32Array | undefined) => {
+    if (x === undefined || isDeviceTensor(x)) return x;
+    const t = DeviceTensor.fromHost(x);
+    owned.push(t);
+    return t;
+  };
+  const lengths = upload(lengthsIn), baselines = upload(baselinesIn);
   const advantages = DeviceTensor.empty('float32', [S]);
   const reward = DeviceTensor.empty('float32', [S]);
   const groupMean = DeviceTensor.empty('float32', [G]);
@@ -343,6 +362,7 @@ function advPrepare(o: CudaGroupAdvantagesOptions) {
   const args = {
     S, K, numGroups: G, rewards: h(rewards), weights: h(weights), group: h(group),
     estimator: ADVANTAGE_ESTIMATORS.indexOf(estimator), scale: ADVANTAGE_SCALES.indexOf(scale), eps, unbiased: std === 'unbiased',
+    normalize, lengths: lengths && h(lengths), baselines: baselines && h(baselines),
     advantages: h(advantages), reward: h(reward), groupMean: h(groupMean), groupStd: h(groupStd),
   };
   recordBackend('groupAdvantages', 'cuda');
@@ -394,6 +414,40 @@ function lpPrepare(o: CudaLogprobsOptions) {
   const args = { N, V, logits: h(z), targets: h(targets), temperature, logp: h(logp), entropy: h(entropy) };
   recordBackend('logprobs', 'cuda');
   return { args, owned: [] as DeviceTensor[], outs: [logp, entropy], result: (): CudaLogprobsResult => ({ logp, entropy }) };
+}
+
+// ---- klFull ----
+
+export interface CudaKlFullOptions {
+  /** Policy logits [N, V] on the device (float32, bfloat16 or float16). */
+  logits: DeviceTensor;
+  /** Reference logits [N, V] on the device, the same dtype. */
+  refLogits: DeviceTensor;
+  vocabSize: number;
+  temperature?: number;
+  /** Compute coef·∂KL/∂logits (default true). */
+  grad?: boolean;
+  /** Gradient scale per row [N], float32 on the device (default 1). */
+  coef?: DeviceTensor;
+}
+export interface CudaKlFullResult {
+  kl: DeviceTensor;
+  grad: DeviceTensor | null;
+}
+
+function klFullPrepare(o: CudaKlFullOptions) {
+  const op = 'cuda.klFull';
+  const opts = v.snapshot(op, o, ['logits', 'refLogits', 'vocabSize', 'temperature', 'grad', 'coef']);
+  const { z, V, N } = rows(op, opts.logits, opts.vocabSize);
+  const zr = dev(op, 'refLogits', opts.refLogits, z.dtype, N * V);
+  const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
+  const wantGrad = v.boolean(op, 'grad', opts.grad, true);
+  const coef = opts.coef === undefined ? undefined : dev(op, 'coef', opts.coef, 'float32', N);
+  const kl = DeviceTensor.empty('float32', [N]);
+  const grad = wantGrad ? DeviceTensor.empty(z.dtype, [N * V]) : null;
+  const args = { N, V, logits: h(z), refLogits: h(zr), temperature, coef: coef && h(coef), kl: h(kl), grad: grad ? h(grad) : undefined };
+  recordBackend('klFull', 'cuda');
+  return { args, owned: [] as DeviceTensor[], outs: [kl, grad], result: (): CudaKlFullResult => ({ kl, grad }) };
 }
 
 // ---- grpoLoss ----
@@ -697,6 +751,8 @@ export const cuda = {
   klPenaltySync: (o: CudaKlPenaltyOptions) => runSync('klPenaltyCuda', klPrepare(o)),
   groupAdvantages: async (o: CudaGroupAdvantagesOptions) => runAsync('groupAdvantagesCuda', advPrepare(o)),
   groupAdvantagesSync: (o: CudaGroupAdvantagesOptions) => runSync('groupAdvantagesCuda', advPrepare(o)),
+  klFull: async (o: CudaKlFullOptions) => runAsync('klFullCuda', klFullPrepare(o)),
+  klFullSync: (o: CudaKlFullOptions) => runSync('klFullCuda', klFullPrepare(o)),
   logprobs: async (o: CudaLogprobsOptions) => runAsync('logprobsCuda', lpPrepare(o)),
   logprobsSync: (o: CudaLogprobsOptions) => runSync('logprobsCuda', lpPrepare(o)),
   grpoLoss: async (o: CudaGrpoLossOptions) => runAsync('grpoLossCuda', grpoPrepare(o)),

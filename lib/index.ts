@@ -7,6 +7,7 @@ import { opBackends } from './device';
 import { native } from './native';
 
 export * from './ops/kl_penalty';
+export * from './ops/kl_full';
 export * from './ops/logprobs';
 export * from './ops/group_advantages';
 export * from './ops/grpo_loss';

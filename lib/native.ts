@@ -35,10 +35,14 @@ type Args = Record<string, unknown>;
 export interface NativeAddon {
   logprobs(args: Args, async: false): void;
   logprobs(args: Args, async: true): Promise<void>;
-  groupAdvantages(args: Args, async: false): { zeroStdFraction: number; numNoReward: number };
-  groupAdvantages(args: Args, async: true): Promise<{ zeroStdFraction: number; numNoReward: number }>;
-  klPenalty(args: Args, async: false): void;
-  klPenalty(args: Args, async: true): Promise<void>;
+  /** firstInf: index into rewards of the first ±Infinity (the op throws), or −1. */
+  groupAdvantages(args: Args, async: false): { zeroStdFraction: number; numNoReward: number; firstInf: number };
+  groupAdvantages(args: Args, async: true): Promise<{ zeroStdFraction: number; numNoReward: number; firstInf: number }>;
+  /** Returns whether every logp and refLogp was finite. */
+  klPenalty(args: Args, async: false): boolean;
+  klPenalty(args: Args, async: true): Promise<boolean>;
+  klFull(args: Args, async: false): void;
+  klFull(args: Args, async: true): Promise<void>;
   grpoLoss(args: Args, async: false): NativeMetrics;
   grpoLoss(args: Args, async: true): Promise<NativeMetrics>;
   grpoLossFromLogits(args: Args, async: false): NativeMetrics;

@@ -16,6 +16,7 @@
 #include "common/threadpool.h"
 #include "model/matmul.h"
 #include "ops/group_advantages.h"
+#include "ops/kl_full.h"
 #include "ops/grpo_loss.h"
 #include "ops/grpo_loss_from_hidden.h"
 #include "ops/grpo_loss_from_logits.h"
@@ -74,10 +75,14 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   if (a->group_size > 0 && (a->S % a->group_size != 0 || a->num_groups != a->S / a->group_size))
     r.fail("groupSize", "a divisor of S with numGroups = S / groupSize");
   a->group = a->group_size > 0 ? nullptr : r.ids<int32_t>("group", napi_int32_array, a->S, 0, a->num_groups, "dense group indices in [0, numGroups)");
-  a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
+  a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, kNumAdvEstimators - 1));
   a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
   a->eps = r.num("eps");
   a->unbiased = r.flag("unbiased", true);
+  a->normalize = r.flag("normalize", false);
+  // opo reads lengths, remax baselines: required there (the kernel dereferences them)
+  a->lengths = r.typed<float>("lengths", napi_float32_array, a->S, a->estimator != AdvEstimator::Opo);
+  a->baselines = r.typed<float>("baselines", napi_float32_array, a->S, a->estimator != AdvEstimator::Remax);
   a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
   a->reward = r.typed<float>("reward", napi_float32_array, a->S);
   a->group_mean = r.typed<float>("groupMean", napi_float32_array, a->num_groups);
@@ -87,6 +92,7 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("zeroStdFraction", a->zero_std_fraction);
     o.Set("numNoReward", static_cast<double>(a->num_no_reward));
+    o.Set("firstInf", static_cast<double>(a->first_inf));
     return o;
   };
   return run_job(info.Env(), std::move(job), is_async(info));
@@ -104,6 +110,33 @@ Napi::Value KlPenalty(const Napi::CallbackInfo& info) {
   a->kl = r.typed<float>("kl", napi_float32_array, a->n);
   a->grad = r.typed<float>("grad", napi_float32_array, a->n, true);
   job->execute = [a] { kl_penalty_cpu(*a); };
+  job->result = [a](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, a->all_finite); };
+  return run_job(info.Env(), std::move(job), is_async(info));
+}
+
+Napi::Value KlFull(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  auto a = std::make_shared<KlFullArgs>();
+  a->N = r.integer("N", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  const int64_t NV = r.product("V", a->N, a->V);
+  TensorView z = r.float_tensor("logits", NV), zr = r.float_tensor("refLogits", NV);
+  if (zr.dtype != z.dtype) r.fail("refLogitsDtype", "the logits' dtype");
+  a->logits = z.data;
+  a->ref_logits = zr.data;
+  a->dtype = z.dtype;
+  a->temperature = static_cast<float>(r.num("temperature"));
+  if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
+  a->coef = r.typed<float>("coef", napi_float32_array, a->N, true);
+  a->kl = r.typed<float>("kl", napi_float32_array, a->N);
+  if (r.has("grad")) {
+    TensorView g = r.float_tensor("grad", NV);
+    if (g.dtype != z.dtype) r.fail("gradDtype", "the logits' dtype");
+    a->grad = g.data;
+  }
+  a->accumulate = r.flag("accumulate", false);
+  job->execute = [a] { kl_full_cpu(*a); };
   job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
   return run_job(info.Env(), std::move(job), is_async(info));
 }
@@ -308,6 +341,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("logprobs", Napi::Function::New(env, Logprobs, "logprobs"));
   exports.Set("groupAdvantages", Napi::Function::New(env, GroupAdvantages, "groupAdvantages"));
   exports.Set("klPenalty", Napi::Function::New(env, KlPenalty, "klPenalty"));
+  exports.Set("klFull", Napi::Function::New(env, KlFull, "klFull"));
   exports.Set("grpoLoss", Napi::Function::New(env, GrpoLoss, "grpoLoss"));
   exports.Set("grpoLossFromLogits", Napi::Function::New(env, GrpoLossFromLogits, "grpoLossFromLogits"));
   exports.Set("grpoLossFromHidden", Napi::Function::New(env, GrpoLossFromHidden, "grpoLossFromHidden"));

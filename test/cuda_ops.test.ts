@@ -13,6 +13,7 @@ import { groupAdvantagesSync, grpoLossFromLogitsSync, grpoLossSync, klPenaltySyn
 import { cuda, DeviceTensor, deviceMemory, opBackends } from '../lib/device';
 import type { GrpoLossConfig } from '../lib/ops/grpo_loss';
 import { close, randn, rng } from './helpers';
+import { refAdvantageEstimator } from './reference/advantage_estimators';
 import { refGroupAdvantages } from './reference/group_advantages';
 import { refGrpoLoss } from './reference/grpo_loss';
 import { refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
@@ -109,6 +110,38 @@ test('cuda groupAdvantages: group ids in any order (segmented by id)', () => {
   assert.equal(Array.from(down(g.advantages)), Array.from(cpu.advantages));
   assert.equal(Array.from(down(g.groupStd)), Array.from(cpu.groupStd));
   disposeAll(dr, di, g.advantages, g.rewards, g.groupMean, g.groupStd);
+});
+
+test('cuda groupAdvantages: every other estimator (+ normalizeAdvantages) gives the CPU bits and the reference', () => {
+  const S = 48, G = 4;
+  const r = rng(21);
+  const rewards = new Float32Array(S).map((_, i) => (i % 11 === 5 ? NaN : i < 8 ? 1 : r() < 0.4 ? Math.round(r()) : randn(r, 1, 1, 0)[0]));
+  const lengths = Float32Array.from({ length: S }, (_, i) => (i % 13 === 2 ? 0 : 1 + Math.floor(r() * 30)));
+  const baselines = Float32Array.from({ length: S }, (_, i) => (i % 7 === 1 ? NaN : Math.round(r() * 4) / 4));
+  const ids = Array.from({ length: S }, (_, i) => Math.floor(i / G));
+  const dr = up(rewards), dl = up(lengths);
+  for (const estimator of ['reinforce_plus_plus', 'reinforce_plus_plus_baseline', 'gpg', 'grpo_passk', 'opo', 'remax', 'rloo'] as const) {
+    for (const normalizeAdvantages of [false, true]) {
+      const extra = {
+        ...(estimator === 'opo' || estimator.startsWith('reinforce') ? { lengths } : {}),
+        ...(estimator === 'remax' ? { baselines } : {}),
+      };
+      const cpu = groupAdvantagesSync({ rewards, groupSize: G, estimator, normalizeAdvantages, ...extra });
+      const want = refAdvantageEstimator({ r: rewards, ids, estimator, scale: estimator === 'grpo_passk' ? 'group' : 'none', eps: 1e-4, unbiased: true, normalize: normalizeAdvantages, ...extra });
+      for (const order of [0, 2]) {
+        // lengths once as a device tensor, once as host numbers (uploaded)
+        const devExtra = { ...extra, ...('lengths' in extra ? { lengths: order === 0 ? dl : lengths } : {}) };
+        const g = withOrder(order, () => cuda.groupAdvantagesSync({ rewards: dr, groupSize: G, estimator, normalizeAdvantages, ...devExtra }));
+        const adv = down(g.advantages);
+        let amax = 0;
+        for (const a of want) amax = Math.max(amax, Math.abs(a));
+        close(adv, want, 1e-5, 1e-6 * amax, `${estimator} normalize=${normalizeAdvantages}`);
+        assert.equal(Array.from(adv), Array.from(cpu.advantages), `${estimator} normalize=${normalizeAdvantages}: same bits as the CPU`);
+        disposeAll(g.advantages, g.rewards, g.groupMean, g.groupStd);
+      }
+    }
+  }
+  disposeAll(dr, dl);
 });
 
 // ---- logprobs ----

@@ -33,6 +33,7 @@ export interface ParsedArgs {
 export const TRL_ALIASES: Record<string, string> = {
   rewardFuncs: 'rewards',
   perDeviceTrainBatchSize: 'perDeviceTrainBatchSize',
+  advEstimator: 'advantageEstimator',  // verl algorithm.adv_estimator
 };
 
 const loose = (s: string) => s.replace(/[-_]/g, '').toLowerCase();

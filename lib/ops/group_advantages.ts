@@ -8,6 +8,15 @@
  *   grpo, scale 'none' (Dr. GRPO): A = r − μ_g
  *   rloo:                          A = r_i − mean of the other members (scale default 'none';
  *                                  'group' / 'batch' divide it by σ + eps like grpo)
+ *   reinforce_plus_plus (verl, γ = 1): A = r, whitened over the batch's tokens (needs `lengths`
+ *                                  for verl's token weighting; without them every sequence weighs 1)
+ *   reinforce_plus_plus_baseline:  A = r − μ_g, whitened the same way
+ *   gpg (verl):                    A = α·(r − μ_g), α = #rewarded / #(r ≠ 0)
+ *   grpo_passk (verl):             only a group's unique best gets (r_max − r_second) / (σ_g + eps)
+ *   opo (verl):                    A = r − Σ_g n·r / Σ_g n  (n: `lengths`)
+ *   remax (verl):                  A = r − b  (b: `baselines`, the greedy rollout's reward)
+ * A lone rewarded member gets the baseline 0 (rpp_baseline, gpg, opo, as verl's groups of one).
+ * `normalizeAdvantages` (TRL) then whitens A over the batch: (A − mean A) / (std A + eps).
  * σ is torch.std's unbiased std by default (`std: 'population'` divides by the count); a group
  * of one has σ = 0. Computed in double, returned in float32.
  *
@@ -18,10 +27,14 @@
 import { native } from '../native';
 import * as v from '../validate';
 
-/** Advantage estimator: group-normalised (GRPO) or leave-one-out baseline (RLOO). */
-export type AdvantageEstimator = 'grpo' | 'rloo';
+/** Advantage estimator, by TRL's / verl's name (README, Math: advantage estimators). */
+export type AdvantageEstimator = 'grpo' | 'rloo' | 'reinforce_plus_plus' | 'reinforce_plus_plus_baseline' | 'gpg' | 'grpo_passk' | 'opo' | 'remax';
 /** Every estimator, in native enum order (native/ops/group_advantages.h `AdvEstimator`). */
-export const ADVANTAGE_ESTIMATORS: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
+export const ADVANTAGE_ESTIMATORS: readonly AdvantageEstimator[] = ['grpo', 'rloo', 'reinforce_plus_plus', 'reinforce_plus_plus_baseline', 'gpg', 'grpo_passk', 'opo', 'remax'];
+/** Estimators that divide by a σ (option `scale`); the others define their own scaling. */
+export const SCALED_ESTIMATORS: readonly AdvantageEstimator[] = ['grpo', 'rloo', 'grpo_passk'];
+/** Estimators that read completion lengths (`lengths`). */
+export const LENGTH_ESTIMATORS: readonly AdvantageEstimator[] = ['opo', 'reinforce_plus_plus', 'reinforce_plus_plus_baseline'];
 /** Which std divides the centred reward: the group's, the whole batch's, or none (Dr. GRPO). */
 export type AdvantageScale = 'group' | 'batch' | 'none';
 /** Every scale, in native enum order (`AdvScale`). */
@@ -39,10 +52,20 @@ export interface GroupAdvantagesOptions {
   groupSize?: number;
   /** A group id per sequence [S] (any int32 values, any order, unequal group sizes). */
   groupIds?: Int32Array | number[];
-  /** 'grpo' (default) or 'rloo' (leave-one-out baseline; every group needs ≥ 2 members). */
+  /**
+   * 'grpo' (default), 'rloo' and 'grpo_passk' (every group needs ≥ 2 members),
+   * 'reinforce_plus_plus', 'reinforce_plus_plus_baseline', 'gpg', 'opo' (needs `lengths`),
+   * 'remax' (needs `baselines`).
+   */
   estimator?: AdvantageEstimator;
-  /** 'group' (default for grpo), 'batch' or 'none' (default for rloo). */
+  /** 'group' (default for grpo, grpo_passk), 'batch' or 'none' (default, and the only one, for the rest). */
   scale?: AdvantageScale;
+  /** Completion length (masked token count) per sequence [S], finite ≥ 0: opo's weights, reinforce++'s token weighting. */
+  lengths?: Float32Array | Int32Array | number[];
+  /** remax: the greedy rollout's reward per sequence [S] (NaN: none, advantage 0). */
+  baselines?: Float32Array | number[];
+  /** TRL `normalize_advantages`: whiten A over the batch's rewarded sequences, (A − mean) / (std + eps). Default false. */
+  normalizeAdvantages?: boolean;
   /** Added to σ before dividing; default 1e-4 (TRL; verl uses 1e-6). 0 or in [1.18e-38, 3.4e38]. */
   eps?: number;
   /** 'unbiased' (default, torch.std: divide by n − 1) or 'population' (divide by n). */
@@ -75,7 +98,7 @@ export interface GroupAdvantagesResult {
 const OP = 'groupAdvantages';
 
 /** Option keys every form of groupAdvantages takes. */
-export const GROUP_ADVANTAGES_KEYS = ['rewards', 'numRewardFunctions', 'weights', 'groupSize', 'groupIds', 'estimator', 'scale', 'eps', 'std'] as const;
+export const GROUP_ADVANTAGES_KEYS = ['rewards', 'numRewardFunctions', 'weights', 'groupSize', 'groupIds', 'estimator', 'scale', 'eps', 'std', 'lengths', 'baselines', 'normalizeAdvantages'] as const;
 /** The host form's keys (plus `out`), its `out` keys, and the CUDA form's (plus `numGroups`). */
 export const GROUP_ADVANTAGES_HOST_KEYS = [...GROUP_ADVANTAGES_KEYS, 'out'] as const;
 export const GROUP_ADVANTAGES_OUT_KEYS = ['advantages', 'rewards'] as const;
@@ -117,14 +140,44 @@ export function groupAdvantagesConfig(op: string, s: Record<string, unknown>, K:
   let groupSize: number | undefined;
   if (hasSize) {
     groupSize = v.integer(op, 'groupSize', s.groupSize, 1, 2 ** 31 - 1);
-    if (estimator === 'rloo' && groupSize < 2) throw v.rangeError(op, 'groupSize', "a group size of at least 2 for estimator 'rloo' (a leave-one-out baseline needs another member)", groupSize);
+    if ((estimator === 'rloo' || estimator === 'grpo_passk') && groupSize < 2)
+      throw v.rangeError(op, 'groupSize', `a group size of at least 2 for estimator '${estimator}' (its baseline needs another member)`, groupSize);
     if (S % groupSize !== 0) throw v.rangeError(op, 'groupSize', `a divisor of the number of sequences S = ${S}`, groupSize);
   }
-  const scale = v.oneOf(op, 'scale', s.scale, ADVANTAGE_SCALES, estimator === 'rloo' ? 'none' : 'group');
+  const scaled = SCALED_ESTIMATORS.includes(estimator);
+  const scale = v.oneOf(op, 'scale', s.scale, ADVANTAGE_SCALES, estimator === 'grpo' || estimator === 'grpo_passk' ? 'group' : 'none');
+  if (!scaled && scale !== 'none') throw v.rangeError(op, 'scale', `'none' (or unset) for estimator '${estimator}', which defines its own scaling`, scale);
+  if (s.lengths !== undefined && !LENGTH_ESTIMATORS.includes(estimator))
+    throw v.typeError(op, 'lengths', `undefined for estimator '${estimator}' (only ${LENGTH_ESTIMATORS.join(', ')} read lengths)`, s.lengths);
+  if (s.lengths === undefined && estimator === 'opo') throw v.typeError(op, 'lengths', "completion lengths [S] for estimator 'opo' (its baseline is length-weighted)", s.lengths);
+  if (s.baselines !== undefined && estimator !== 'remax') throw v.typeError(op, 'baselines', `undefined for estimator '${estimator}' (only remax reads baselines)`, s.baselines);
+  if (s.baselines === undefined && estimator === 'remax') throw v.typeError(op, 'baselines', "the greedy rollout's reward per sequence [S] for estimator 'remax'", s.baselines);
+  const normalize = v.boolean(op, 'normalizeAdvantages', s.normalizeAdvantages, false);
   // eps is added to σ (a divisor): >= 0, and a float32-representable magnitude like every float option
   const eps = v.float(op, 'eps', s.eps, 0, Infinity, 1e-4);
   const std = v.oneOf(op, 'std', s.std, ['unbiased', 'population'] as const, 'unbiased');
-  return { weights, estimator, groupSize, scale, eps, std };
+  return { weights, estimator, groupSize, scale, eps, std, normalize };
+}
+
+/**
+ * A host array of S numbers copied into a Float32Array, each element read once: lengths (finite,
+ * >= 0) or remax baselines (finite or NaN). The copy is what the kernel reads, so a caller that
+ * changes the array during an async call cannot change the result.
+ */
+export function hostSequenceValues(op: string, name: 'lengths' | 'baselines', x: unknown, S: number): Float32Array {
+  const expected = `Float32Array${name === 'lengths' ? ', Int32Array' : ''} or number[] of length ${S} (one per sequence)`;
+  const src = Array.isArray(x)
+    ? v.plainArray(op, name, x, expected, S)
+    : v.typedArray(op, name, x, name === 'lengths' ? ['Float32Array', 'Int32Array'] : 'Float32Array', S, expected);
+  const out = new Float32Array(S);
+  for (let i = 0; i < S; i++) {
+    const e = (src as ArrayLike<unknown>)[i];
+    if (typeof e !== 'number') throw v.typeError(op, name, 'numbers', `${String(e)} at index ${i}`);
+    if (name === 'lengths' ? !(v.floatOk(e, 0, Infinity)) : !Number.isNaN(e) && !v.floatOk(e, -Infinity, Infinity))
+      throw v.rangeError(op, name, name === 'lengths' ? 'finite lengths >= 0' : 'finite rewards float32 represents, or NaN (no baseline)', `${e} at index ${i}`);
+    out[i] = e;
+  }
+  return out;
 }
 
 /** groupIds as Int32Array (used as is), or number[] of int32 integers (copied, each read once). */
@@ -142,33 +195,21 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
   return out;
 }
 
-/**
- * Index of the first ±Infinity in x, or −1. Σ x·0 is NaN iff some x is NaN or ±Inf: one
- * branch-free pass (a small function of its own, so V8 optimises the loop); only a NaN sum (NaN =
- * "no reward" is allowed) needs the exact scan.
- */
-function infinityAt(x: Float32Array): number {
-  let probe = 0;
-  for (let i = 0; i < x.length; i++) probe += x[i] * 0;
-  if (probe === 0) return -1;
-  for (let i = 0; i < x.length; i++) if (x[i] === Infinity || x[i] === -Infinity) return i;
-  return -1;
-}
-
 function prepare(o: GroupAdvantagesOptions) {
   const opts = v.snapshot(OP, o, GROUP_ADVANTAGES_HOST_KEYS, { out: GROUP_ADVANTAGES_OUT_KEYS });
   v.integer(OP, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
   const rewards = v.float32Array(OP, 'rewards', opts.rewards);
   const { K, S } = rewardShape(OP, opts, rewards.length, rewards);
-  const { weights, estimator, groupSize, scale, eps, std } = groupAdvantagesConfig(OP, opts, K, S);
+  const { weights, estimator, groupSize, scale, eps, std, normalize } = groupAdvantagesConfig(OP, opts, K, S);
+  const lengths = opts.lengths === undefined ? undefined : hostSequenceValues(OP, 'lengths', opts.lengths, S);
+  const baselines = opts.baselines === undefined ? undefined : hostSequenceValues(OP, 'baselines', opts.baselines, S);
   const idsIn = groupSize === undefined ? groupIdArray(opts.groupIds, S) : undefined;
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
   const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
   if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
-  // contents last: no caller code runs from here to the native call
-  const bad = infinityAt(rewards);
-  if (bad >= 0) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${rewards[bad]} at index ${bad}`);
+  // The rewards' contents (finite or NaN) are checked by the kernel in its own pass (a scan here
+  // cost as much as the op at S = 1M); it reports the first ±Infinity and the call throws.
   let group: Int32Array | undefined; // dense group index per sequence; none for a fixed groupSize
   let groupIds: Int32Array;
   if (idsIn === undefined) {
@@ -190,9 +231,9 @@ function prepare(o: GroupAdvantagesOptions) {
       sizes[j]++;
     }
     groupIds = Int32Array.from(dense.keys());
-    if (estimator === 'rloo') {
+    if (estimator === 'rloo' || estimator === 'grpo_passk') {
       for (let j = 0; j < sizes.length; j++)
-        if (sizes[j] < 2) throw v.rangeError(OP, 'groupIds', "groups of at least 2 sequences for estimator 'rloo'", `a group of 1 (id ${groupIds[j]})`);
+        if (sizes[j] < 2) throw v.rangeError(OP, 'groupIds', `groups of at least 2 sequences for estimator '${estimator}'`, `a group of 1 (id ${groupIds[j]})`);
     }
   }
   const numGroups = groupIds.length;
@@ -202,13 +243,17 @@ function prepare(o: GroupAdvantagesOptions) {
     S, K, numGroups, rewards, weights, group, groupSize,
     estimator: ADVANTAGE_ESTIMATORS.indexOf(estimator),
     scale: ADVANTAGE_SCALES.indexOf(scale),
-    eps, unbiased: std === 'unbiased',
+    eps, unbiased: std === 'unbiased', normalize, lengths, baselines,
     advantages, reward, groupMean, groupStd,
   };
-  const result = (r: { zeroStdFraction: number; numNoReward: number }): GroupAdvantagesResult => ({
-    advantages, rewards: reward, groupMean, groupStd, groupIds,
-    zeroStdFraction: r.zeroStdFraction, numNoReward: r.numNoReward,
-  });
+  const result = (r: { zeroStdFraction: number; numNoReward: number; firstInf: number }): GroupAdvantagesResult => {
+    // the outputs have been written; the call still fails, naming the element
+    if (r.firstInf >= 0) throw v.rangeError(OP, 'rewards', 'finite values or NaN (no reward)', `${rewards[r.firstInf]} at index ${r.firstInf}`);
+    return {
+      advantages, rewards: reward, groupMean, groupStd, groupIds,
+      zeroStdFraction: r.zeroStdFraction, numNoReward: r.numNoReward,
+    };
+  };
   return { args, result };
 }
 

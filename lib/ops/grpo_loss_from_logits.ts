@@ -20,6 +20,7 @@ import * as v from '../validate';
 import type { FloatDType } from '../validate';
 import { GRPO_CONFIG_KEYS, grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
 import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
+import { fullKlLossFromLogits, fullKlLossFromLogitsSync, wantsFullKl } from './grpo_loss_full_kl';
 
 export type GradientMode = 'none' | 'separate' | 'inplace';
 /** Native order (grpo_loss_from_logits.h GradMode). */
@@ -28,7 +29,9 @@ export const GRADIENT_MODES: readonly GradientMode[] = ['none', 'separate', 'inp
 /** Float32Array (float32) or Uint16Array (bfloat16 / float16 bits): the logits' and the gradient's array type. */
 export type LogitsArray = Float32Array | Uint16Array;
 
-export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> extends GrpoLossConfig {
+export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> extends Omit<GrpoLossConfig, 'klEstimator'> {
+  /** The KL estimator of GrpoLossConfig, or 'full': the exact per-row KL from `refLogits` (host form). */
+  klEstimator?: GrpoLossConfig['klEstimator'] | 'full';
   /** Logits [N, V], row-major: Float32Array, or Uint16Array of bfloat16 / float16 bits. */
   logits: L;
   /** Element type of `logits` (and of the gradient); required for a Uint16Array, default 'float32'. */
@@ -43,8 +46,13 @@ export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> 
   mask?: Uint8Array | Float32Array | Int32Array | boolean[] | number[];
   /** Log-probs under the rollout policy [N]; absent: ℓ detached (ρ = 1). */
   oldLogp?: Float32Array;
-  /** Reference-model log-probs [N]; required when beta > 0. */
+  /** Reference-model log-probs [N]; required when beta > 0 (except with klEstimator 'full'). */
   refLogp?: Float32Array;
+  /**
+   * Reference-model logits [N, V] (the logits' type and dtype): with `klEstimator: 'full'`, the KL
+   * term is the exact KL(π‖π_ref) of each row (lib/ops/grpo_loss_full_kl.ts) instead of refLogp's estimate.
+   */
+  refLogits?: L;
   /** Softmax temperature τ > 0 (the logits are divided by it), a normal float32 (≥ 1.18e-38, ≤ 3.4e38). Default 1. */
   temperature?: number;
   /**
@@ -82,8 +90,8 @@ const OP = 'grpoLossFromLogits';
 export const GRPO_LOSS_FROM_LOGITS_KEYS = [
   'logits', 'dtype', 'vocabSize', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'temperature', 'gradient', ...GRPO_CONFIG_KEYS,
 ] as const;
-/** The host form's keys, and its `out` keys. */
-export const GRPO_LOSS_FROM_LOGITS_HOST_KEYS = [...GRPO_LOSS_FROM_LOGITS_KEYS, 'out'] as const;
+/** The host form's keys (+ `refLogits`, klEstimator 'full'), and its `out` keys. */
+export const GRPO_LOSS_FROM_LOGITS_HOST_KEYS = [...GRPO_LOSS_FROM_LOGITS_KEYS, 'refLogits', 'out'] as const;
 export const GRPO_LOSS_FROM_LOGITS_OUT_KEYS = ['gradLogits', 'logp', 'entropy', 'gradLogp'] as const;
 
 /** S, T from N rows and S advantages: shared by the host op and its CUDA form. */
@@ -116,6 +124,7 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   const mask = v.mask(OP, 'mask', opts.mask, N);
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
+  if (opts.refLogits !== undefined) throw v.typeError(OP, 'refLogits', "undefined unless klEstimator is 'full'", opts.refLogits);
   const { temperature, cfg, mode } = grpoLossFromLogitsConfig(OP, opts, N, !!refLogp);
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   let gradLogits: Float32Array | Uint16Array | null = null;
@@ -163,12 +172,14 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
 
 /** The fused GRPO loss, metrics and ∂L/∂logits from logits (async: runs on the native thread pool). */
 export async function grpoLossFromLogits<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>): Promise<GrpoLossFromLogitsResult<L>> {
+  if (wantsFullKl(o)) return (await fullKlLossFromLogits(o)) as GrpoLossFromLogitsResult<L>;
   const p = prepare(o);
   return p.result(await native().grpoLossFromLogits(p.args, true));
 }
 
 /** Synchronous twin of {@link grpoLossFromLogits}. */
 export function grpoLossFromLogitsSync<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>): GrpoLossFromLogitsResult<L> {
+  if (wantsFullKl(o)) return fullKlLossFromLogitsSync(o) as GrpoLossFromLogitsResult<L>;
   const p = prepare(o);
   return p.result(native().grpoLossFromLogits(p.args, false));
 }

@@ -70,22 +70,30 @@ function prepare(o: KlPenaltyOptions) {
   const kl = v.outFloat32(OP, 'out.kl', out.kl, n);
   const grad = wantGrad ? v.outFloat32(OP, 'out.grad', out.grad, n) : null;
   if (opts.out !== undefined) v.noAliases(OP, { 'out.kl': kl, 'out.grad': grad }, { logp, refLogp });
-  v.allFinite(OP, 'logp', logp);
-  v.allFinite(OP, 'refLogp', refLogp);
   const args = { n, logp, refLogp, estimator: KL_ESTIMATORS.indexOf(estimator), clampLogRatio, kl, grad };
-  return { args, result: (): KlPenaltyResult => ({ kl, grad }) };
+  // The kernel checks that logp and refLogp are finite in its own pass (a scan here would read
+  // both once more: at 4M tokens that was most of the op's time); on a non-finite input the
+  // outputs have been written and the call throws, naming the first bad element.
+  const result = (finite: boolean): KlPenaltyResult => {
+    if (!finite) {
+      v.allFinite(OP, 'logp', logp);
+      v.allFinite(OP, 'refLogp', refLogp);
+      // the kernel saw one, the scan does not: the caller changed the arrays during an async call
+      throw v.rangeError(OP, 'logp/refLogp', 'finite values (unchanged during the call)', 'a non-finite value the kernel read');
+    }
+    return { kl, grad };
+  };
+  return { args, result };
 }
 
 /** KL penalty per token (async: runs on the native thread pool). */
 export async function klPenalty(o: KlPenaltyOptions): Promise<KlPenaltyResult> {
   const p = prepare(o);
-  await native().klPenalty(p.args, true);
-  return p.result();
+  return p.result(await native().klPenalty(p.args, true));
 }
 
 /** Synchronous twin of {@link klPenalty}. */
 export function klPenaltySync(o: KlPenaltyOptions): KlPenaltyResult {
   const p = prepare(o);
-  native().klPenalty(p.args, false);
-  return p.result();
+  return p.result(native().klPenalty(p.args, false));
 }

@@ -18,7 +18,8 @@
  */
 import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
-import { groupAdvantages } from '../ops/group_advantages';
+import { ADVANTAGE_ESTIMATORS, groupAdvantages, LENGTH_ESTIMATORS, SCALED_ESTIMATORS } from '../ops/group_advantages';
+import type { AdvantageEstimator } from '../ops/group_advantages';
 import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
 import { logprobs } from '../ops/logprobs';
 import { ConstantRewardMonitor, ConstantRewardSnapshot, ConstantRewardState, RewardFailure, RewardFunction, scoreRewards } from '../rewards';
@@ -60,7 +61,9 @@ export interface GrpoConfig {
   sapoTemperatureNeg?: number;
   lossType: 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | 'seq_sum' | 'luspo';
   scaleRewards: 'group' | 'batch' | 'none';
-  advantageEstimator: 'grpo' | 'rloo';
+  advantageEstimator: AdvantageEstimator;
+  /** TRL normalize_advantages: whiten the advantages over the batch. */
+  normalizeAdvantages: boolean;
   importanceSamplingLevel: 'token' | 'sequence';
   topEntropyQuantile: number;
   maskTruncatedCompletions: boolean;
@@ -90,7 +93,7 @@ export interface GrpoConfig {
 
 export const GRPO_DEFAULTS: GrpoConfig = {
   maxSteps: 60, batchSize: 16, numGenerations: 8, numIterations: 1, beta: 0, klEstimator: 'k3',
-  epsilon: 0.2, policyLoss: 'clip', lossType: 'dapo', scaleRewards: 'group', advantageEstimator: 'grpo',
+  epsilon: 0.2, policyLoss: 'clip', lossType: 'dapo', scaleRewards: 'group', advantageEstimator: 'grpo', normalizeAdvantages: false,
   importanceSamplingLevel: 'token', topEntropyQuantile: 1, maskTruncatedCompletions: false,
   dynamicSampling: false, maxDynamicSamplingRounds: 3, temperature: 1, topK: 0, topP: 1, minP: 0,
   maxCompletionLength: 8, stop: [], rewardTimeout: 120, rewardErrors: 'abort', learningRate: 1e-3, warmupRatio: 0.05, minLrRatio: 0.1,
@@ -112,7 +115,8 @@ export function resolveGrpoConfig(o: Partial<GrpoConfig> | Record<string, unknow
   };
   posInt('maxSteps', 0); posInt('batchSize'); posInt('numGenerations'); posInt('numIterations');
   posInt('maxCompletionLength'); posInt('gradientAccumulationSteps'); posInt('maxDynamicSamplingRounds');
-  if (c.advantageEstimator === 'rloo' && c.numGenerations < 2) throw new RangeError("GRPO config: advantageEstimator 'rloo' needs numGenerations >= 2");
+  if (!ADVANTAGE_ESTIMATORS.includes(c.advantageEstimator)) throw new RangeError(`GRPO config: expected advantageEstimator one of ${ADVANTAGE_ESTIMATORS.join(', ')} but received ${JSON.stringify(c.advantageEstimator)}`);
+  if ((c.advantageEstimator === 'rloo' || c.advantageEstimator === 'grpo_passk') && c.numGenerations < 2) throw new RangeError(`GRPO config: advantageEstimator '${c.advantageEstimator}' needs numGenerations >= 2`);
   if (!(c.temperature > 0)) throw new RangeError(`GRPO config: expected temperature > 0 for training but received ${c.temperature}`);
   if (!(c.beta >= 0)) throw new RangeError(`GRPO config: expected beta >= 0 but received ${c.beta}`);
   if (!(c.rewardTimeout > 0)) throw new RangeError(`GRPO config: expected rewardTimeout > 0 (seconds) but received ${c.rewardTimeout}`);
@@ -244,6 +248,39 @@ export class GrpoTrainer {
     return out;
   }
 
+  /**
+   * ReMax's baseline: one greedy (temperature 0) completion per prompt, scored by the same reward
+   * functions and weights, repeated over the prompt's G sequences (NaN where it got no reward).
+   */
+  private async greedyBaselines(exs: Example[], G: number, round: number): Promise<Float32Array> {
+    const c = this.config;
+    const K = this.rewardFunctions.length;
+    const ro = await this.engine.generate(exs, 1, {
+      temperature: 0, topK: 0, topP: 1, minP: 0, maxCompletionLength: c.maxCompletionLength, stop: c.stop,
+      seed: mixSeed(c.seed, this.state.step, round),
+    });
+    const { rewards, failures } = await scoreRewards(this.rewardFunctions, {
+      completions: ro.texts, prompts: exs.map((e) => e.prompt), examples: exs,
+      completionLengths: ro.tokens.map((x) => x.length), truncated: ro.truncated, task: this.task, maxCompletionLength: c.maxCompletionLength,
+    }, { timeout: c.rewardTimeout, onError: c.rewardErrors });
+    for (const f of failures) {
+      this.rewardFailures.push({ ...f, step: this.state.step });
+      this.onRewardFailure?.(f, this.state.step);
+    }
+    const out = new Float32Array(exs.length * G);
+    for (let p = 0; p < exs.length; p++) {
+      let acc = 0, any = false;
+      for (let k = 0; k < K; k++) {
+        const x = rewards[p * K + k];
+        if (Number.isNaN(x)) continue;
+        acc += Math.fround(this.weights[k]) * x;  // the kernel holds weights in float32
+        any = true;
+      }
+      out.fill(any ? acc : NaN, p * G, (p + 1) * G);
+    }
+    return out;
+  }
+
   /** One GRPO step; returns its metrics (TRL's names). */
   async step(): Promise<StepMetrics> {
     const c = this.config;
@@ -282,9 +319,15 @@ export class GrpoTrainer {
         this.rewardFailures.push({ ...f, step: this.state.step });
         this.onRewardFailure?.(f, this.state.step);
       }
+      const est = c.advantageEstimator;
+      // remax: the baseline is the reward of one greedy completion of the same prompt
+      const baselines = est === 'remax' ? await this.greedyBaselines(exs, G, rounds) : undefined;
       const ga = await groupAdvantages({
-        rewards, numRewardFunctions: K, weights: this.weights, groupSize: G,
-        estimator: c.advantageEstimator, scale: c.scaleRewards,
+        rewards, numRewardFunctions: K, weights: this.weights, groupSize: G, estimator: est,
+        // scaleRewards is the σ choice of the estimators that divide by one; the others scale themselves
+        scale: SCALED_ESTIMATORS.includes(est) ? c.scaleRewards : 'none',
+        lengths: LENGTH_ESTIMATORS.includes(est) ? ro.tokens.map((x) => x.length) : undefined,
+        baselines, normalizeAdvantages: c.normalizeAdvantages,
       });
       time.reward += performance.now() - t;
       firstRound ??= { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };

@@ -9,6 +9,7 @@
 #include "../ops/grpo_loss.h"
 #include "../ops/grpo_loss_from_hidden.h"
 #include "../ops/grpo_loss_from_logits.h"
+#include "../ops/kl_full.h"
 #include "../ops/kl_penalty.h"
 #include "../ops/logprobs.h"
 #include "../ops/sample.h"
@@ -16,6 +17,7 @@
 namespace grpo {
 
 void kl_penalty_cuda(const KlPenaltyArgs& a, cudaStream_t stream);
+void kl_full_cuda(const KlFullArgs& a, cudaStream_t stream);
 void group_advantages_cuda(GroupAdvantagesArgs& a, cudaStream_t stream);
 void logprobs_cuda(const LogprobsArgs& a, cudaStream_t stream);
 void grpo_loss_cuda(GrpoLossArgs& a, cudaStream_t stream);

@@ -273,10 +273,13 @@ Napi::Value GroupAdvantagesCuda(const Napi::CallbackInfo& info) {
   a->rewards = d.f32<const float>("rewards", r.product("K", a->S, a->K));
   a->weights = d.f32<const float>("weights", a->K);
   a->group = static_cast<const int32_t*>(d.tensor("group", DType::I32, a->S));  // ids out of range: NaN advantage (kernel)
-  a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, 1));
+  a->estimator = static_cast<AdvEstimator>(r.integer("estimator", 0, kNumAdvEstimators - 1));
   a->scale = static_cast<AdvScale>(r.integer("scale", 0, 2));
   a->eps = r.num("eps");
   a->unbiased = r.flag("unbiased", true);
+  a->normalize = r.flag("normalize", false);
+  a->lengths = d.f32<const float>("lengths", a->S, a->estimator != AdvEstimator::Opo);
+  a->baselines = d.f32<const float>("baselines", a->S, a->estimator != AdvEstimator::Remax);
   a->advantages = d.f32<float>("advantages", a->S);
   a->reward = d.f32<float>("reward", a->S);
   a->group_mean = d.f32<float>("groupMean", a->num_groups);
@@ -288,6 +291,32 @@ Napi::Value GroupAdvantagesCuda(const Napi::CallbackInfo& info) {
                          o.Set("numNoReward", static_cast<double>(a->num_no_reward));
                          return o;
                        });
+}
+
+Napi::Value KlFullCuda(const Napi::CallbackInfo& info) {
+  auto job = std::make_unique<Job>();
+  ArgReader r(info, *job);
+  DeviceArgs d(info, r);
+  auto a = std::make_shared<KlFullArgs>();
+  a->N = r.integer("N", 0, kMaxDim);
+  a->V = r.integer("V", 1, kMaxDim);
+  const int64_t NV = r.product("V", a->N, a->V);
+  TensorView z = d.float_tensor("logits", NV), zr = d.float_tensor("refLogits", NV);
+  if (zr.dtype != z.dtype) r.fail("refLogits", "a device tensor of the logits' dtype");
+  a->logits = z.data;
+  a->ref_logits = zr.data;
+  a->dtype = z.dtype;
+  a->temperature = static_cast<float>(r.num("temperature"));
+  if (!(a->temperature > 0) || !std::isfinite(a->temperature)) r.fail("temperature", "a finite number > 0");
+  a->coef = d.f32<const float>("coef", a->N, true);
+  a->kl = d.f32<float>("kl", a->N);
+  if (r.has("grad")) {
+    TensorView g = d.float_tensor("grad", NV);
+    if (g.dtype != z.dtype) r.fail("grad", "a device tensor of the logits' dtype");
+    a->grad = g.data;
+  }
+  a->accumulate = r.flag("accumulate", false);
+  return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { kl_full_cuda(*a, s); }, Undefined);
 }
 
 Napi::Value LogprobsCuda(const Napi::CallbackInfo& info) {
@@ -519,6 +548,7 @@ void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceFree", Napi::Function::New(env, DeviceFree, "deviceFree"));
   exports.Set("deviceCopy", Napi::Function::New(env, DeviceCopy, "deviceCopy"));
   exports.Set("klPenaltyCuda", Napi::Function::New(env, KlPenaltyCuda, "klPenaltyCuda"));
+  exports.Set("klFullCuda", Napi::Function::New(env, KlFullCuda, "klFullCuda"));
   exports.Set("groupAdvantagesCuda", Napi::Function::New(env, GroupAdvantagesCuda, "groupAdvantagesCuda"));
   exports.Set("logprobsCuda", Napi::Function::New(env, LogprobsCuda, "logprobsCuda"));
   exports.Set("grpoLossFromLogitsCuda", Napi::Function::New(env, GrpoLossFromLogitsCuda, "grpoLossFromLogitsCuda"));

@@ -11,7 +11,9 @@ namespace grpo {
 struct ElementwiseKernels {
   const char* isa;
   // klPenalty over [0, n): kl[i] = D, grad[i] = dD/dlogp (grad may be null). est: KlEstimator.
-  void (*kl)(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* kl, float* grad);
+  // Returns whether every logp and ref_logp was finite (checked in the same pass: a separate
+  // scan, in JS or native, would read both inputs once more).
+  bool (*kl)(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* kl, float* grad);
 };
 
 const ElementwiseKernels& elementwise_kernels();

@@ -31,15 +31,18 @@ GRPO_AI vd splat(double x) { return vd{} + x; }
 // EST: the estimator whose value is taken (K1..Abs); PLUS: verl's straight-through form (k2's
 // gradient, ℓ − ℓ_ref).
 template <int EST, bool PLUS>
-void kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ratio, float* kl, float* grad) {
+bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ratio, float* kl, float* grad) {
   const KlEstimator est = static_cast<KlEstimator>(EST);
   const bool clamp = clamp_log_ratio || est == KlEstimator::LowVarKl;
   const KlEstimator est_in = PLUS ? (est == KlEstimator::K1 ? KlEstimator::K1Plus : est == KlEstimator::K3 ? KlEstimator::K3Plus
                                      : est == KlEstimator::LowVarKl ? KlEstimator::LowVarKlPlus : KlEstimator::AbsPlus)
                                   : est;
   int64_t i = 0;
+  vd probe{};  // Σ x·0 over both inputs: NaN iff some input is NaN or ±Inf
   for (; i + W <= n; i += W) {
-    vd d = load8(ref_logp + i) - load8(logp + i);
+    const vd lp = load8(logp + i), rp = load8(ref_logp + i);
+    probe += lp * 0.0 + rp * 0.0;
+    vd d = rp - lp;
     const vd minus_d = -d;
     vd D, g;
     if (est == KlEstimator::Abs) {
@@ -71,14 +74,18 @@ void kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
     store8(kl + i, D);
     if (grad) store8(grad + i, g);
   }
+  bool finite = true;
+  for (int l = 0; l < W; ++l) finite &= probe[l] == 0.0;
   for (; i < n; ++i) {
+    finite &= static_cast<double>(logp[i]) * 0.0 + static_cast<double>(ref_logp[i]) * 0.0 == 0.0;
     KlValue v = kl_estimate(logp[i], ref_logp[i], est_in, clamp_log_ratio);
     kl[i] = static_cast<float>(v.d);
     if (grad) grad[i] = static_cast<float>(v.grad);
   }
+  return finite;
 }
 
-void kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* klo, float* grad) {
+bool kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* klo, float* grad) {
   switch (static_cast<KlEstimator>(est)) {
     case KlEstimator::K1: return kl_t<0, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
     case KlEstimator::K2: return kl_t<1, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
@@ -90,6 +97,7 @@ void kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp
     case KlEstimator::LowVarKlPlus: return kl_t<3, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
     case KlEstimator::AbsPlus: return kl_t<4, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
   }
+  return true;
 }
 
 const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl};

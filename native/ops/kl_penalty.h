@@ -14,8 +14,9 @@ struct KlPenaltyArgs {
   bool clamp_log_ratio = true;
   float* kl = nullptr;    // [n] out
   float* grad = nullptr;  // [n] out, optional: dD/dlogp
+  bool all_finite = true;  // out: every logp and ref_logp finite (the TS layer names the first bad one)
 };
 
-void kl_penalty_cpu(const KlPenaltyArgs& a);
+void kl_penalty_cpu(KlPenaltyArgs& a);
 
 }  // namespace grpo

@@ -1,0 +1,102 @@
+/**
+ * grpoLossFromLogits with `klEstimator: 'full'` (README Math §3): the KL term is the exact
+ * KL(π‖π_ref) of every masked row, from the policy's and the reference's logits (`refLogits`),
+ * instead of an estimate from the sampled token's log-probs:
+ *   L = L_policy + β·Σ_n a_n·m_n·KL_n,   ∂L/∂z = ∂L_policy/∂z + β·a_n·m_n·∂KL_n/∂z
+ * a_n the aggregation weight of row n (lossType etc.). Composed from three kernels:
+ *   1. the fused loss with β = 0 (policy term, ℓ, H, its gradient),
+ *   2. grpoLoss on those ℓ with A = 0, β = 1 and k1 (∂D/∂ℓ = 1): its ∂L/∂ℓ is exactly a_n·m_n,
+ *      so the weights come from the loss kernel's own aggregation code, whatever lossType,
+ *   3. klFull over both logits rows: KL_n, and β·a_n·m_n·∂KL_n/∂z added into the gradient.
+ * `gradient: 'inplace'` is not offered with 'full' (not yet): the KL gradient needs the policy
+ * logits, which the in-place loss gradient has overwritten. `gradLogp` is the policy term's
+ * ∂L/∂ℓ (the full KL has no gradient through ℓ alone).
+ */
+import * as v from '../validate';
+import { GRPO_CONFIG_KEYS, grpoLoss, grpoLossSync } from './grpo_loss';
+import type { GrpoLossOptions, GrpoLossResult } from './grpo_loss';
+import {
+  GRPO_LOSS_FROM_LOGITS_HOST_KEYS, GRPO_LOSS_FROM_LOGITS_OUT_KEYS, grpoLossFromLogits, grpoLossFromLogitsSync,
+} from './grpo_loss_from_logits';
+import type { GrpoLossFromLogitsOptions, GrpoLossFromLogitsResult, LogitsArray } from './grpo_loss_from_logits';
+import { klFull, klFullSync } from './kl_full';
+import type { KlFullOptions, KlFullResult } from './kl_full';
+import { rowsOf } from './logprobs';
+
+const OP = 'grpoLossFromLogits';
+
+/** Whether a grpoLossFromLogits call asks for the full KL (checked before any validation). */
+export function wantsFullKl(o: unknown): boolean {
+  return typeof o === 'object' && o !== null && (o as { klEstimator?: unknown }).klEstimator === 'full';
+}
+
+function plan(o: GrpoLossFromLogitsOptions) {
+  const opts = v.snapshot(OP, o, GRPO_LOSS_FROM_LOGITS_HOST_KEYS, { out: GRPO_LOSS_FROM_LOGITS_OUT_KEYS });
+  const { V, N } = rowsOf(OP, opts.logits, opts.vocabSize);
+  // refLogits checked here, before any kernel runs: the same type, dtype and length as logits
+  v.floatTensor(OP, 'refLogits', opts.refLogits, opts.dtype, N * V);
+  if (opts.refLogp !== undefined) throw v.typeError(OP, 'refLogp', "undefined with klEstimator 'full' (the KL comes from refLogits)", opts.refLogp);
+  if (opts.useBiasCorrectionKl === true) throw v.typeError(OP, 'useBiasCorrectionKl', "false with klEstimator 'full' (not offered)", true);
+  const gradient = opts.gradient ?? 'separate';
+  if (gradient === 'inplace')
+    throw v.rangeError(OP, 'gradient', "'separate' or 'none' with klEstimator 'full' (not yet in place: the KL gradient needs the policy logits the in-place gradient overwrites)", gradient);
+  const beta = v.float(OP, 'beta', opts.beta, 0, Infinity, 0);
+  const policy: Record<string, unknown> = { ...opts, beta: 0 };
+  delete policy.klEstimator;
+  delete policy.refLogits;
+  // the weights a_n·m_n: every aggregation option of the call, the policy and KL options fixed
+  const weights = (r: GrpoLossFromLogitsResult, S: number): GrpoLossOptions => {
+    const w: Record<string, unknown> = {};
+    // (an entropy bonus is a policy-side term: left at its default 0)
+    for (const k of GRPO_CONFIG_KEYS) if ((k as string) !== 'entropyCoef' && opts[k] !== undefined) w[k] = opts[k];
+    return {
+      ...w, beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
+      logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: new Float32Array(S), mask: opts.mask as never,
+    } as GrpoLossOptions;
+  };
+  const kl = (r: GrpoLossFromLogitsResult, wr: GrpoLossResult): KlFullOptions => {
+    const coef = new Float32Array(N);
+    const a = wr.gradLogp!;
+    for (let n = 0; n < N; n++) coef[n] = beta * a[n];
+    return {
+      logits: opts.logits as LogitsArray, refLogits: opts.refLogits as LogitsArray, dtype: opts.dtype as never, vocabSize: V,
+      temperature: opts.temperature as number | undefined, grad: r.gradLogits !== null, coef, accumulate: r.gradLogits !== null,
+      out: r.gradLogits !== null ? { grad: r.gradLogits } : undefined,
+    };
+  };
+  const finish = (r: GrpoLossFromLogitsResult, wr: GrpoLossResult, k: KlFullResult): GrpoLossFromLogitsResult => {
+    let loss = 0, klSum = 0, count = 0;
+    const a = wr.gradLogp!;
+    for (let n = 0; n < N; n++) {
+      loss += a[n] * k.kl[n];
+      if (isMasked(opts.mask, n)) {
+        klSum += k.kl[n];
+        count++;
+      }
+    }
+    const total = r.loss + beta * loss;
+    return { ...r, loss: total, metrics: { ...r.metrics, loss: total, kl: count ? klSum / count : 0 } };
+  };
+  return { policy: policy as unknown as GrpoLossFromLogitsOptions, weights, kl, finish, S: (opts.advantages as Float32Array).length };
+}
+
+/** mask[n] != 0 (no mask: every row). */
+function isMasked(mask: unknown, n: number): boolean {
+  if (mask === undefined) return true;
+  const x = (mask as ArrayLike<unknown>)[n];
+  return x === true || (typeof x === 'number' && x !== 0);
+}
+
+export async function fullKlLossFromLogits(o: GrpoLossFromLogitsOptions): Promise<GrpoLossFromLogitsResult> {
+  const p = plan(o);
+  const r = await grpoLossFromLogits(p.policy);
+  const wr = await grpoLoss(p.weights(r, p.S));
+  return p.finish(r, wr, await klFull(p.kl(r, wr)));
+}
+
+export function fullKlLossFromLogitsSync(o: GrpoLossFromLogitsOptions): GrpoLossFromLogitsResult {
+  const p = plan(o);
+  const r = grpoLossFromLogitsSync(p.policy);
+  const wr = grpoLossSync(p.weights(r, p.S));
+  return p.finish(r, wr, klFullSync(p.kl(r, wr)));
+}
