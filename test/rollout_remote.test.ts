@@ -11,6 +11,8 @@ import { rollout, type Rollout } from '../lib/trainer/rollout';
 import { saveCheckpoint } from '../lib/trainer/checkpoint';
 import { RemoteEngine } from '../lib/rollout/remote';
 import { writeRolloutWeights } from '../lib/serve/weights';
+import { runTrain } from '../lib/trainer/run';
+import { readSafetensors } from '../lib/models/safetensors';
 import { tok, task, tinyModel } from './trainer_setup';
 import { fakeServer, post, spawnServe, type ServeChild } from './rollout_remote_helpers';
 
@@ -268,6 +270,30 @@ test('no half-written weights: a failed write leaves nothing a server could load
   } finally {
     m2.dispose();
   }
+});
+
+test('grpo train --rollout-engine remote: the same run, bit for bit, as in-process; servers follow every update', async () => {
+  const base = {
+    digits: 1, ops: ['+'], trainSize: 30, testSize: 4, seed: 5, dModel: 16, nLayers: 1, nHeads: 2, dFF: 32, maxSeqLen: 16,
+    maxSteps: 2, batchSize: 3, numGenerations: 2, numIterations: 2, maxCompletionLength: 4, evalSteps: 0, evalLimit: 4, evalK: 2,
+    rewards: ['format'], progress: false, saveSteps: 0,
+  };
+  const quiet = { log: () => {} };
+  const local = await runTrain({ ...base, outputDir: path.join(root, 'train-local') }, quiet);
+  const remoteDir = path.join(root, 'train-remote');
+  const remote = await runTrain({ ...base, outputDir: remoteDir, rolloutEngine: 'remote', rolloutUrls: [A.url, B.url], rolloutTimeout: 60 }, quiet);
+  const a = readSafetensors(path.join(local.checkpoint, 'model.safetensors')).tensors;
+  const b = readSafetensors(path.join(remote.checkpoint, 'model.safetensors')).tensors;
+  assert.equal([...a.keys()], [...b.keys()]);
+  for (const [k, t] of a) assert.ok(Buffer.from(t.data.buffer).equals(Buffer.from(b.get(k)!.data.buffer)), k);
+  // 2 steps × μ 2 = 4 updates: both servers serve version 4, only its weights directory is left
+  for (const s of [A, B]) assert.equal(await (await fetch(`${s.url}/health`)).json(), { status: 'ok', weight_version: 4 });
+  assert.equal(fs.readdirSync(path.join(remoteDir, 'rollout-weights')), ['v-000004']);
+  // no servers: the run fails naming the option
+  await runTrain({ ...base, outputDir: path.join(root, 'train-none'), rolloutEngine: 'remote' }, quiet).then(
+    () => assert.unreachable('no error'),
+    (e: Error) => assert.match(e.message, '--rollout-urls'),
+  );
 });
 
 test('RemoteEngine options are checked', () => {
