@@ -196,6 +196,8 @@ async function scoreEvaluation(task: Task, exs: Example[], r: Rollout, k: number
   };
 }
 
+const fixed = (x: number | undefined, d: number) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+
 /** The result as a printable table. */
 export function formatEvalTable(r: EvalResult): string {
   const pct = (x: number) => (Number.isNaN(x) ? '   n/a' : `${(100 * x).toFixed(1).padStart(5)}%`);
@@ -207,9 +209,10 @@ export function formatEvalTable(r: EvalResult): string {
     ['mean reward', Number.isNaN(r.meanReward) ? 'n/a' : r.meanReward.toFixed(4)],
     ['format rate', pct(r.formatRate)],
     ['mean length (tokens)', r.meanLength.toFixed(2)],
-    ['tokens to first correct answer', Number.isNaN(r.tokensToFirstCorrect) ? 'n/a' : r.tokensToFirstCorrect.toFixed(2)],
-    ['tokens after it', Number.isNaN(r.tokensAfterFirstCorrect) ? 'n/a' : r.tokensAfterFirstCorrect.toFixed(2)],
-    ['token efficiency', Number.isNaN(r.tokenEfficiency) ? 'n/a' : r.tokenEfficiency.toFixed(4)],
+    // n/a: no correct completion (or a result from before these measures existed)
+    ['tokens to first correct answer', fixed(r.tokensToFirstCorrect, 2)],
+    ['tokens after it', fixed(r.tokensAfterFirstCorrect, 2)],
+    ['token efficiency', fixed(r.tokenEfficiency, 4)],
     ['truncated', pct(r.truncatedRate)],
     ['time', `${r.seconds.toFixed(1)} s`],
   ];
