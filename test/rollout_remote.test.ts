@@ -56,6 +56,10 @@ test('remote vs in-process: identical tokens, log-probs, truncation and texts fo
     same(r2, ref);
     assert.equal(r2.policyVersion, new Array(15).fill(0));
     assert.is(two.stats.requests, 2, 'one request per server');
+    // fewer prompts than servers: the sequences are split (n = 1 per sent prompt), same tokens
+    const solo = new RemoteEngine({ urls: [A.url, B.url], tokenizer: tok, vocabSize: model.vocabSize });
+    same(await solo.generate(prompts.slice(0, 1), 3, o), await rollout(model, tok, prompts.slice(0, 1), 3, o));
+    assert.is(solo.stats.requests, 2);
   }
   // the stop strings really cut something in the last setting (else the case proves nothing)
   const ref = await rollout(model, tok, prompts, 3, settings[3]);

@@ -1,9 +1,10 @@
 /**
  * RemoteEngine: rollouts from OpenAI-compatible completion servers (`grpo serve`, vLLM, SGLang,
  * llama.cpp's server) over HTTP. A step's prompts are split into one contiguous chunk per server
- * and sent as token-id prompts with `n` = repeat, `seed` and `row_offset` (the first sequence's
- * index: lib/serve/protocol.ts), so `grpo serve` gives exactly the in-process engine's tokens
- * whatever the number of servers. A request that fails (connection refused or reset, HTTP error,
+ * and sent as token-id prompts with `n` = repeat (or, with fewer prompts than servers, its
+ * sequences with n = 1), `seed` and `row_offset` (the chunk's first sequence index:
+ * lib/serve/protocol.ts), so `grpo serve` gives exactly the in-process engine's tokens whatever
+ * the number of servers. A request that fails (connection refused or reset, HTTP error,
  * timeout, an answer that does not validate) is retried on the next server; after `retries`
  * retries the step fails with an error naming the engine, the URLs tried and the request.
  *
@@ -50,9 +51,11 @@ export class RemoteRequestError extends Error {
 }
 
 interface Chunk {
-  /** First prompt of the chunk (its sequences start at first·repeat). */
+  /** First sequence of the chunk (its row offset). */
   first: number;
+  /** The prompts sent: each `n` times (n = repeat), or one per sequence (n = 1). */
   ids: number[][];
+  n: number;
 }
 
 const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
@@ -175,21 +178,26 @@ export class RemoteEngine implements RolloutEngine {
     if (this.closed) throw new Error(`${this.name}: generate after close`);
     if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`${this.name}: expected repeat to be an integer >= 1 but received ${repeat}`);
     const ids = prompts.map((p) => encodeExamplePrompt(this.tok, p));
-    // one contiguous chunk per server: row offsets keep the tokens independent of the split
-    const K = Math.min(this.urls.length, ids.length);
+    // one contiguous chunk per server; row offsets keep the tokens independent of the split. With
+    // at least as many prompts as servers a chunk is whole prompts with n = repeat (a server can
+    // share the prompt's prefix); with fewer, the sequences are split, each sent as a prompt with n = 1.
+    const K = Math.min(this.urls.length, ids.length * repeat);
+    const byPrompt = ids.length >= K;
+    const units = byPrompt ? ids.length : ids.length * repeat;
     const chunks: Chunk[] = [];
-    for (let k = 0, first = 0; k < K; k++) {
-      const size = Math.floor(ids.length / K) + (k < ids.length % K ? 1 : 0);
-      chunks.push({ first, ids: ids.slice(first, first + size) });
-      first += size;
+    for (let k = 0, u0 = 0; k < K; k++) {
+      const size = Math.floor(units / K) + (k < units % K ? 1 : 0);
+      if (byPrompt) chunks.push({ first: u0 * repeat, ids: ids.slice(u0, u0 + size), n: repeat });
+      else chunks.push({ first: u0, ids: Array.from({ length: size }, (_, i) => ids[Math.floor((u0 + i) / repeat)]), n: 1 });
+      u0 += size;
     }
-    const results = await Promise.all(chunks.map((c, k) => this.runChunk(c, k, repeat, o)));
+    const results = await Promise.all(chunks.map((c, k) => this.runChunk(c, k, o)));
     const out: Rollout = { promptIds: [], tokens: [], logprobs: [], truncated: [], texts: [], policyVersion: [] };
     chunks.forEach((c, k) => {
       const r = results[k];
       c.ids.forEach((p, i) => {
-        for (let j = 0; j < repeat; j++) {
-          const ch = r[i * repeat + j];
+        for (let j = 0; j < c.n; j++) {
+          const ch = r[i * c.n + j];
           let tokens = ch.ids, lp = ch.logprobs, truncated = ch.truncated;
           // the in-process cut, also for servers that cut stop strings differently (vLLM drops the stop text)
           if (o.stop && o.stop.length) {
@@ -213,15 +221,17 @@ export class RemoteEngine implements RolloutEngine {
   }
 
   /** A chunk on server k, then on the next ones until it succeeds or the retries are spent. */
-  private async runChunk(c: Chunk, k: number, repeat: number, o: SamplingOptions & { seed: number }) {
+  private async runChunk(c: Chunk, k: number, o: SamplingOptions & { seed: number }) {
     const body: Record<string, unknown> = {
-      prompt: c.ids, n: repeat, max_tokens: o.maxCompletionLength,
+      prompt: c.ids, n: c.n, max_tokens: o.maxCompletionLength,
       temperature: o.temperature ?? 1, top_p: o.topP ?? 1, top_k: o.topK ?? 0, min_p: o.minP ?? 0,
-      seed: o.seed, row_offset: c.first * repeat, logprobs: 0, return_token_ids: true,
+      seed: o.seed, row_offset: c.first, logprobs: 0, return_token_ids: true,
     };
     if (o.stop && o.stop.length) body.stop = o.stop;
     if (this.o.model) body.model = this.o.model;
-    const what = `request for prompts ${c.first}..${c.first + c.ids.length - 1} × n ${repeat} (seed ${o.seed}, row_offset ${c.first * repeat})`;
+    const what = c.n > 1
+      ? `request for prompts ${c.first / c.n}..${c.first / c.n + c.ids.length - 1} × n ${c.n} (seed ${o.seed}, row_offset ${c.first})`
+      : `request for sequences ${c.first}..${c.first + c.ids.length - 1} (seed ${o.seed}, row_offset ${c.first})`;
     const tried: string[] = [];
     for (let attempt = 0; attempt <= this.retries; attempt++) {
       const url = this.urls[(k + attempt) % this.urls.length];
@@ -229,7 +239,7 @@ export class RemoteEngine implements RolloutEngine {
       if (attempt > 0) this.stats.retries++;
       try {
         const json = await this.post(url, '/v1/completions', body);
-        return validateCompletionAnswer(json, c.ids.length, repeat, o.maxCompletionLength, this.V);
+        return validateCompletionAnswer(json, c.ids.length, c.n, o.maxCompletionLength, this.V);
       } catch (e) {
         if (this.closed) throw new Error(`${this.name}: closed during a ${what}`);
         const msg = `${url}: ${(e as Error).message}`;

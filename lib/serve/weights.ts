@@ -8,8 +8,8 @@
  *   trainer_state.json  a checkpoint meta (kind 'grpo', step = version, no optimizer file)
  * and for a Hugging Face model a transformers folder (config.json + model.safetensors, float32 so a
  * server samples from exactly the trainer's weights). It is written into a temporary sibling,
- * every file and the directory fsynced, then renamed into place: a server is only ever told a
- * complete directory, and a kill mid-write leaves only a `.tmp-*` directory no one reads.
+ * then renamed into place: a server is only ever told a complete directory, and a kill mid-write
+ * leaves only a `.tmp-*` directory no one reads (and the next write removes).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -17,15 +17,6 @@ import { CharTokenizer, createTransformer, PolicyModel, Tokenizer } from '../mod
 import { HfCausalLM, loadHfCheckpoint, loadHfModel, saveHfModel } from '../models/hf';
 import { readSafetensors, writeSafetensors } from '../models/safetensors';
 import { CheckpointError, loadCheckpointMeta, type CheckpointMeta } from '../trainer/checkpoint';
-
-function fsyncPath(p: string) {
-  const fd = fs.openSync(p, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 const VERSION_DIR = /^v-(\d+)$/;
 const TMP_DIR = /^v-\d+\.tmp-\d+$/;
@@ -74,13 +65,13 @@ export function writeRolloutWeights(root: string, model: PolicyModel, version: n
       };
       fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(meta, null, 2));
     }
-    for (const f of fs.readdirSync(tmp)) fsyncPath(path.join(tmp, f));
-    fsyncPath(tmp);
+    // No fsync: these weights are for live servers, not for recovery (a resume reads checkpoints/);
+    // the rename alone guarantees a server never sees a partly written directory, and skipping the
+    // flush takes most of the per-update cost off a busy disk (bench/results/rollout_remote.md).
     o.beforeCommit?.();
     if (fs.existsSync(final) && !removeWeightsDir(final))
       throw new Error(`writeRolloutWeights: ${final} holds files that are not weights; they are left in place, so version ${version} cannot be written there (move them away)`);
     fs.renameSync(tmp, final);
-    fsyncPath(root);
   } catch (e) {
     if (fs.existsSync(tmp)) removeWeightsDir(tmp);
     throw e;
