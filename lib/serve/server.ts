@@ -38,7 +38,7 @@ export interface RunningServer {
 }
 
 /** Generates a parsed request with the served model: the trainer's rollout, row ids offset. */
-export async function complete(s: ServedModel, req: CompletionRequest): Promise<CompletionChoice[]> {
+export async function complete(s: ServedModel, req: CompletionRequest): Promise<{ choices: CompletionChoice[]; completionTokens: number }> {
   const { model, tokenizer: tok } = s;
   const seqs: number[][] = [];
   for (const p of req.prompts) for (let j = 0; j < req.n; j++) seqs.push(p);
@@ -46,6 +46,7 @@ export async function complete(s: ServedModel, req: CompletionRequest): Promise<
   const stopIds = new Set<number>(tok.stopTokenIds ? [...tok.stopTokenIds] : [tok.eosId]);
   for (const id of req.stopTokenIds) stopIds.add(id);
   const choices: CompletionChoice[] = [];
+  let completionTokens = 0;
   const maxBatch = 1024;
   for (let s0 = 0; s0 < seqs.length; s0 += maxBatch) {
     const n = Math.min(maxBatch, seqs.length - s0);
@@ -71,6 +72,7 @@ export async function complete(s: ServedModel, req: CompletionRequest): Promise<
       if (stopReason === null && !truncated && ids.length && stopIds.has(ids[ids.length - 1]) && req.stopTokenIds.includes(ids[ids.length - 1]))
         stopReason = ids[ids.length - 1];
       const c = s0 + i;
+      completionTokens += ids.length;
       const text = tok.decode(ids);
       const choice: CompletionChoice = { index: c, text, logprobs: null, finish_reason: truncated ? 'length' : 'stop', stop_reason: stopReason };
       if (req.logprobs) {
@@ -91,7 +93,7 @@ export async function complete(s: ServedModel, req: CompletionRequest): Promise<
       choices.push(choice);
     }
   }
-  return choices;
+  return { choices, completionTokens };
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown) {
@@ -167,9 +169,8 @@ export function startServer(initial: ServedModel, host: string, port: number, o:
         const s = cur;
         const r = parseCompletionRequest(body, s.model.vocabSize, s.model.maxSeqLen, (t) => encodePrompt(s.tokenizer, t));
         if (r.model !== undefined && r.model !== name) throw new ApiError('model', `model: '${r.model}' is not served here (this server serves '${name}')`, 404, 'not_found_error');
-        const choices = await complete(s, r);
+        const { choices, completionTokens } = await complete(s, r);
         const promptTokens = r.prompts.reduce((a, p) => a + p.length * r.n, 0);
-        const completionTokens = choices.reduce((a, c) => a + (c.token_ids?.length ?? 0), 0);
         return {
           id: `cmpl-${process.pid}-${nextId++}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: name,
           choices, usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
