@@ -20,6 +20,10 @@ export * from './rewards';
 export * from './eval';
 export * from './trainer';
 export * from './rollout/engine';
+export * from './rollout/remote';
+export { startServer, complete, type RunningServer, type ServerOptions } from './serve/server';
+export { writeRolloutWeights, loadServedModel, reloadWeights, type ServedModel } from './serve/weights';
+export { parseCompletionRequest, ApiError, type CompletionRequest } from './serve/protocol';
 export type * from './media/types';
 export * from './report';
 // Media in datasets: ms-swift rows, decoding (sharp / wavefile / ffmpeg), writing (lib/media).

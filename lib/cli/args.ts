@@ -12,7 +12,7 @@ import * as YAML from 'yaml';
 import { coerceOption, defaultOptions, flagName, Options, OPTIONS, OptionSpec, optionSpec } from '../trainer/config';
 import { editDistance } from '../validate';
 
-export const COMMANDS = ['sft', 'train', 'eval', 'demo', 'report'] as const;
+export const COMMANDS = ['sft', 'train', 'eval', 'demo', 'report', 'serve'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export interface ParsedArgs {

@@ -6,6 +6,7 @@
  *   grpo eval    held-out pass@k
  *   grpo demo    all of it and the HTML report
  *   grpo report  rebuild a run directory's report.html
+ *   grpo serve   an OpenAI-compatible completions server for a model
  * `grpo <command> --help` prints that command's options; `grpo --version` the package version.
  */
 import * as fs from 'fs';
@@ -13,6 +14,7 @@ import * as path from 'path';
 import { helpText, OptionSpec } from '../trainer/config';
 import { runDemo, runEval, runSft, runTrain } from '../trainer/run';
 import { writeRunReport } from '../report';
+import { runServe } from '../serve';
 import { COMMANDS, Command, parseArgs, TRL_ALIASES } from './args';
 
 interface CommandInfo {
@@ -59,6 +61,12 @@ export const COMMAND_INFO: Record<Command, CommandInfo> = {
     usage: 'grpo report DIR   (or --output-dir DIR)',
     examples: ['grpo report runs/grpo'],
     skipSections: 'all',
+  },
+  serve: {
+    summary: 'serve a checkpoint, an HF folder or a fresh model over HTTP (OpenAI /v1/completions, /health, /update_weights_from_disk)',
+    usage: 'grpo serve [--checkpoint DIR | --model DIR] [--port N] [--host H]',
+    examples: ['grpo serve --checkpoint runs/grpo --port 8000', 'grpo train --rollout-engine remote --rollout-urls http://127.0.0.1:8000'],
+    skipSections: ['GRPO', SFT, 'Optimisation', 'Rewards', 'Task', 'Sampling'],
   },
 };
 
@@ -122,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
   else if (command === 'train') await runTrain(options);
   else if (command === 'eval') await runEval(options);
   else if (command === 'demo') await runDemo(options);
+  else if (command === 'serve') await runServe(options);
   else if (command === 'report') {
     if (parsed.positionals.length > 1) {
       process.stderr.write(`grpo report: expected one run directory but received ${parsed.positionals.length}: ${parsed.positionals.join(' ')}\n`);

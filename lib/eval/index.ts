@@ -1,12 +1,17 @@
 /**
  * Evaluation on a task's held-out split: k samples per prompt; pass@1 and pass@k (the unbiased
- * estimator, spec §10), maj@k, mean reward, format rate, mean completion length.
+ * estimator, spec §10), maj@k, mean reward, format rate, mean completion length, and the
+ * reasoning-efficiency measures (README, "Evaluating an endpoint"): over the correct completions,
+ * tokens until the first correct answer T̂ (the shortest prefix the task already judges correct),
+ * tokens spent after it T − T̂, and token efficiency mean(T̂ / T). The samples come from a model in
+ * this process (evaluate) or from any rollout engine, e.g. a remote endpoint (evaluateEngine).
  */
 import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
 import { Example, Task } from '../tasks/types';
 import { RewardFunction, scoreRewards } from '../rewards';
-import { rollout, SamplingOptions } from '../trainer/rollout';
+import { rollout, Rollout, SamplingOptions } from '../trainer/rollout';
+import type { RolloutEngine } from '../rollout/engine';
 
 /** Unbiased pass@k for n samples with c correct: 1 − C(n−c, k)/C(n, k) = 1 − Π_{j=n−c+1..n} (1 − k/j). */
 export function passAtK(n: number, c: number, k: number): number {
@@ -58,6 +63,16 @@ export interface EvalResult {
   meanReward: number;
   formatRate: number;
   meanLength: number;
+  /** Mean completion length in tokens (EOS included when emitted) = meanLength. */
+  tokensPerCompletion: number;
+  /** Completions judged correct (not truncated, task.isCorrect). */
+  correctCompletions: number;
+  /** Over correct completions: mean T̂, the tokens of the shortest prefix the task already judges correct (NaN: none correct). */
+  tokensToFirstCorrect: number;
+  /** Over correct completions: mean T − T̂, the tokens generated after the answer was already right. */
+  tokensAfterFirstCorrect: number;
+  /** Over correct completions: mean T̂ / T (1 = nothing after the answer). */
+  tokenEfficiency: number;
   truncatedRate: number;
   seconds: number;
   /** A few samples for the report: prompt, completion, correct. */
@@ -69,7 +84,30 @@ export async function evaluate(model: PolicyModel, tok: Tokenizer, task: Task, o
   const k = o.k ?? 8;
   const exs = (examples ?? task.test).slice(0, o.limit ?? Infinity);
   const r = await rollout(model, tok, exs, k, { ...o, maxBatch: 512 });
+  return scoreEvaluation(task, exs, r, k, o, tok, t0);
+}
+
+/**
+ * {@link evaluate} with the samples from a rollout engine (a RemoteEngine: `grpo eval --endpoint`);
+ * `tok` decodes the completions' prefixes for the efficiency measures.
+ */
+export async function evaluateEngine(engine: RolloutEngine, tok: Tokenizer, task: Task, o: EvalOptions, examples?: Example[]): Promise<EvalResult> {
+  const t0 = Date.now();
+  const k = o.k ?? 8;
+  const exs = (examples ?? task.test).slice(0, o.limit ?? Infinity);
+  const r = await engine.generate(exs, k, o);
+  return scoreEvaluation(task, exs, r, k, o, tok, t0);
+}
+
+/** T̂: the length of the shortest prefix of `ids` that the task judges correct (ids.length when only the whole is). */
+export function tokensToFirstCorrect(tok: Tokenizer, task: Task, ex: Example, ids: ArrayLike<number>): number {
+  for (let t = 1; t < ids.length; t++) if (task.isCorrect(tok.decode(Array.prototype.slice.call(ids, 0, t)), ex)) return t;
+  return ids.length;
+}
+
+async function scoreEvaluation(task: Task, exs: Example[], r: Rollout, k: number, o: EvalOptions, tok: Tokenizer, t0: number): Promise<EvalResult> {
   const P = exs.length;
+  let nCorrect = 0, sumFirst = 0, sumAfter = 0, sumEff = 0;
   const js = [...new Set([1, ...(o.passAt ?? []), k])].filter((j) => j <= k).sort((a, b) => a - b);
   const passSum: Record<string, number> = Object.fromEntries(js.map((j) => [`pass@${j}`, 0]));
   let maj = 0, fmt = 0, len = 0, trunc = 0;
@@ -82,7 +120,15 @@ export async function evaluate(model: PolicyModel, tok: Tokenizer, task: Task, o
       const i = p * k + j;
       const text = r.texts[i];
       const ok = !r.truncated[i] && task.isCorrect(text, exs[p]);
-      if (ok) c++;
+      if (ok) {
+        c++;
+        const T = r.tokens[i].length;
+        const first = tokensToFirstCorrect(tok, task, exs[p], r.tokens[i]);
+        nCorrect++;
+        sumFirst += first;
+        sumAfter += T - first;
+        sumEff += T > 0 ? first / T : 1;
+      }
       const a = r.truncated[i] ? null : task.extractAnswer(text);
       answers.push(a);
       if (a !== null && !firstWithAnswer.has(a)) firstWithAnswer.set(a, i);
@@ -139,11 +185,18 @@ export async function evaluate(model: PolicyModel, tok: Tokenizer, task: Task, o
     meanReward,
     formatRate: fmt / S,
     meanLength: len / S,
+    tokensPerCompletion: len / S,
+    correctCompletions: nCorrect,
+    tokensToFirstCorrect: nCorrect ? sumFirst / nCorrect : NaN,
+    tokensAfterFirstCorrect: nCorrect ? sumAfter / nCorrect : NaN,
+    tokenEfficiency: nCorrect ? sumEff / nCorrect : NaN,
     truncatedRate: trunc / S,
     seconds: (Date.now() - t0) / 1000,
     samples,
   };
 }
+
+const fixed = (x: number | undefined, d: number) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
 /** The result as a printable table. */
 export function formatEvalTable(r: EvalResult): string {
@@ -156,6 +209,10 @@ export function formatEvalTable(r: EvalResult): string {
     ['mean reward', Number.isNaN(r.meanReward) ? 'n/a' : r.meanReward.toFixed(4)],
     ['format rate', pct(r.formatRate)],
     ['mean length (tokens)', r.meanLength.toFixed(2)],
+    // n/a: no correct completion (or a result from before these measures existed)
+    ['tokens to first correct answer', fixed(r.tokensToFirstCorrect, 2)],
+    ['tokens after it', fixed(r.tokensAfterFirstCorrect, 2)],
+    ['token efficiency', fixed(r.tokenEfficiency, 4)],
     ['truncated', pct(r.truncatedRate)],
     ['time', `${r.seconds.toFixed(1)} s`],
   ];

@@ -24,6 +24,7 @@ const S_REWARD = 'Rewards';
 const S_OPT = 'Optimisation';
 const S_SFT = 'Supervised warm start (grpo sft)';
 const S_EVAL = 'Evaluation';
+const S_SERVE = 'Rollout engines and serving';
 
 export const OPTIONS: readonly OptionSpec[] = [
   // run
@@ -137,6 +138,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_EVAL, name: 'saveSteps', type: 'int', default: 100, help: 'checkpoint every N steps (0 = only at the end)' },
   { section: S_EVAL, name: 'saveTotalLimit', type: 'int', default: 2, help: 'checkpoints kept (older ones are deleted)' },
   { section: S_EVAL, name: 'checkpoint', type: 'string', default: undefined, help: 'grpo eval: checkpoint directory (default: latest in outputDir)' },
+  // rollout engines and grpo serve
+  { section: S_SERVE, name: 'rolloutEngine', type: 'string', default: 'in-process', choices: ['in-process', 'remote'], help: "where GRPO samples: in this process, or 'remote' OpenAI-compatible servers (--rollout-urls: grpo serve, vLLM, SGLang)" },
+  { section: S_SERVE, name: 'rolloutUrls', type: 'strings', default: [], help: 'remote engine: base URLs of the completion servers (comma- or space-separated); requests are split across them' },
+  { section: S_SERVE, name: 'rolloutTimeout', type: 'number', default: 600, help: 'remote engine: seconds one request may take before it is retried on another server' },
+  { section: S_SERVE, name: 'rolloutRetries', type: 'int', default: 2, help: 'remote engine: retries of a failed request (each on the next server) before the step fails' },
+  { section: S_SERVE, name: 'endpoint', type: 'string', default: undefined, help: 'grpo eval: evaluate the model behind this OpenAI-compatible base URL instead of a checkpoint' },
+  { section: S_SERVE, name: 'port', type: 'int', default: 8000, help: 'grpo serve: TCP port (0 = any free port, printed at start)' },
+  { section: S_SERVE, name: 'host', type: 'string', default: '127.0.0.1', help: 'grpo serve: address to listen on (0.0.0.0 = every interface)' },
+  { section: S_SERVE, name: 'servedModelName', type: 'string', default: 'grpo', help: 'grpo serve: the model name /v1/models lists' },
   // sft
   { section: S_SFT, name: 'sftSteps', type: 'int', default: 2000, help: 'supervised steps (at most, with sftStopAccuracy)' },
   { section: S_SFT, name: 'sftStopAccuracy', type: 'number', default: 0, help: 'stop the warm start once sampled accuracy on 64 training prompts (4 samples each, checked every 25 steps) reaches this (0 = run all sftSteps)' },

@@ -85,7 +85,7 @@ export function checkPromptLengths(
 }
 
 /** Index of the first token after which the decoded text contains a stop string, or -1. */
-function stopCut(tok: Tokenizer, ids: Int32Array, stop: string[]): number {
+export function stopCut(tok: Tokenizer, ids: Int32Array, stop: string[]): number {
   const full = tok.decode(ids);
   if (!stop.some((s) => full.includes(s))) return -1;
   for (let t = 1; t <= ids.length; t++) {

@@ -6,11 +6,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
-import { HfCausalLM, loadHfCheckpoint, saveHfModel, saveLoraAdapter } from '../models/hf';
+import { HfCausalLM, HfTokenizer, loadHfCheckpoint, parseHfConfig, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
 import { builtinReward, checkFormatRewardFits, loadRewardModuleIsolated, RewardFunction } from '../rewards';
-import { evaluate, EvalResult, formatEvalTable } from '../eval';
+import { evaluate, evaluateEngine, EvalResult, formatEvalTable } from '../eval';
 import { ProgressBar, formatDuration } from '../cli/progress';
 import { writeReport, writeRunReport, readMetrics } from '../report';
 import { defaultOptions, Options } from './config';
@@ -19,6 +19,8 @@ import { supervisedFineTune } from './sft';
 import { CheckpointMeta, checkTrainerState, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
 import { checkPromptLengths } from './rollout';
 import { finishRunDir, isRunDir, prepareRunDir, readMetricsFile, RunDirError, writeTextAtomic } from './rundir';
+import { RemoteEngine } from '../rollout/remote';
+import type { RolloutEngine } from '../rollout/engine';
 
 /** Where messages go (the CLI prints them; tests can collect them). */
 export interface Io {
@@ -386,23 +388,43 @@ async function trainBody(
     io.log(`train: resuming ${ck.dir} at step ${state.step}`);
   }
   let trainer: GrpoTrainer;
+  let engine: RolloutEngine | undefined;
   try {
+    engine = rolloutEngine(o, tok, model);
     trainer = new GrpoTrainer({
-      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
+      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel, engine,
       onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
       onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
     });
   } catch (e) {
+    await engine?.close();
     model.dispose();
     refModel?.dispose();
     throw e;
   }
   try {
+    // the servers start from the trainer's weights (an init or resumed checkpoint, or a fresh model)
+    if (engine) await engine.syncWeights(model, state?.updates ?? 0);
     return await trainLoop(o, io, t0, task, tok, model, rewards, cfg, log, trainer, state);
   } finally {
+    await engine?.close();
     model.dispose();
     trainer.refModel?.dispose();
   }
+}
+
+/** --rollout-engine: undefined for in-process (the trainer's default), else the engine. */
+function rolloutEngine(o: Options, tok: Tokenizer, model: PolicyModel): RolloutEngine | undefined {
+  if (o.rolloutEngine === 'in-process' || o.rolloutEngine === undefined) return undefined;
+  if (o.rolloutEngine === 'remote') {
+    const urls = (o.rolloutUrls as string[] | undefined) ?? [];
+    if (!urls.length) throw new RangeError('--rollout-engine remote: expected --rollout-urls URL[,URL...] (servers such as grpo serve, vLLM or SGLang) but received none');
+    return new RemoteEngine({
+      urls, tokenizer: tok, vocabSize: model.vocabSize, timeout: o.rolloutTimeout as number, retries: o.rolloutRetries as number,
+      weightsDir: path.join(o.outputDir as string, 'rollout-weights'), sourceDir: o.model as string | undefined,
+    });
+  }
+  throw new RangeError(`--rollout-engine: expected in-process or remote but received ${JSON.stringify(o.rolloutEngine)}`);
 }
 
 async function trainLoop(
@@ -466,6 +488,7 @@ async function trainLoop(
  * evaluates the folder's own weights.
  */
 export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalResult> {
+  if (opts.endpoint !== undefined) return evalEndpoint(opts, io);
   const named = (opts.checkpoint ?? opts.init) as string | undefined;
   const src = named ?? ((opts.outputDir ?? defaultOptions().outputDir) as string);
   const ck = named !== undefined || opts.model === undefined || latestCheckpoint(path.resolve(src)) ? loadCheckpoint(src) : null;
@@ -504,6 +527,44 @@ export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalRe
   process.stdout.write(formatEvalTable(r) + '\n');
   io.log(`written ${out}`);
   model.dispose();
+  return r;
+}
+
+/**
+ * `grpo eval --endpoint URL[,URL]`: the same evaluation with the samples from OpenAI-compatible
+ * servers (grpo serve, vLLM, SGLang) through the remote rollout engine. Prompts go as token ids of
+ * the built-in tokenizer, or of --model DIR's tokenizer (only its tokenizer files are read).
+ */
+async function evalEndpoint(opts: Options, io: Io): Promise<EvalResult> {
+  if (opts.checkpoint !== undefined) throw new RangeError('--endpoint and --checkpoint exclude each other: evaluate the server, or the checkpoint');
+  const o = resolvePaths(withDefaults(opts));
+  const urls = String(o.endpoint).split(',').map((u) => u.trim()).filter(Boolean);
+  const outDir = o.outputDir as string;
+  const out = path.join(outDir, 'eval.json');
+  if (fs.existsSync(out) && !isRunDir(outDir) && !o.overwriteOutputDir)
+    throw new RunDirError(`${out} exists and ${outDir} is not a grpo run; choose another --output-dir, or replace it with --overwrite-output-dir`);
+  let tok: Tokenizer = new CharTokenizer();
+  let vocabSize = tok.vocabSize;
+  if (o.model) {
+    tok = HfTokenizer.fromDir(o.model as string);
+    vocabSize = parseHfConfig(JSON.parse(fs.readFileSync(path.join(o.model as string, 'config.json'), 'utf8')), path.join(o.model as string, 'config.json')).vocabSize;
+  }
+  const engine = new RemoteEngine({ urls, tokenizer: tok, vocabSize, timeout: o.rolloutTimeout as number, retries: o.rolloutRetries as number });
+  let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
+  let r: EvalResult;
+  try {
+    const task = buildTask(o);
+    rewards = await buildRewards(o);
+    r = await evaluateEngine(engine, tok, task, evalOptions(o, rewards));
+  } finally {
+    await engine.close();
+    await disposeRewards(rewards);
+  }
+  fs.mkdirSync(outDir, { recursive: true });
+  writeTextAtomic(out, JSON.stringify({ endpoint: urls.join(','), ...r }, null, 2));
+  io.log(`eval of ${engine.name}:`);
+  process.stdout.write(formatEvalTable(r) + '\n');
+  io.log(`written ${out}`);
   return r;
 }
 

@@ -76,9 +76,12 @@ export function isRunDir(dir: string): boolean {
   );
 }
 
+const ROLLOUT_WEIGHTS = 'rollout-weights';
+const ROLLOUT_WEIGHTS_FILE = /^(model\.safetensors|trainer_state\.json|config\.json|tokenizer\.json|tokenizer_config\.json|generation_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt)$/;
+
 /** Entries of `dir` that the run format does not own (a user's files), for messages. */
 function foreignEntries(dir: string, demo: boolean): string[] {
-  return entries(dir).filter((e) => !isOwnedFile(e) && e !== 'checkpoints' && !EXPORT_DIRS.includes(e) && !(demo && DEMO_SUBRUNS.includes(e)));
+  return entries(dir).filter((e) => !isOwnedFile(e) && e !== 'checkpoints' && e !== ROLLOUT_WEIGHTS && !EXPORT_DIRS.includes(e) && !(demo && DEMO_SUBRUNS.includes(e)));
 }
 
 function rmdirIfEmpty(dir: string) {
@@ -110,6 +113,16 @@ export function removeRunFiles(dir: string, demo = false): string[] {
     } else rm(p);
   }
   rmdirIfEmpty(ck);
+  // the remote rollout engine's weights for its servers (lib/serve/weights.ts): v-NNNNNN/ directories
+  const rw = path.join(dir, ROLLOUT_WEIGHTS);
+  for (const e of entries(rw)) {
+    if (!/^v-\d+(\.tmp-\d+)?$/.test(e)) continue;
+    const p = path.join(rw, e);
+    if (!fs.statSync(p).isDirectory()) continue;
+    for (const f of entries(p)) if (ROLLOUT_WEIGHTS_FILE.test(f) || EXPORT_FILE.test(f)) rm(path.join(p, f));
+    rmdirIfEmpty(p);
+  }
+  rmdirIfEmpty(rw);
   for (const d of EXPORT_DIRS) {
     const p = path.join(dir, d);
     for (const f of entries(p)) if (EXPORT_FILE.test(f)) rm(path.join(p, f));
