@@ -18,6 +18,7 @@
  */
 import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
+import type { ExampleMedia } from '../media/types';
 import { groupAdvantages } from '../ops/group_advantages';
 import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
 import { logprobs } from '../ops/logprobs';
@@ -284,6 +285,7 @@ export class GrpoTrainer {
 
     // ---- the training batch ----
     const prompts: Int32Array[] = [], comps: Int32Array[] = [], oldLp: Float32Array[] = [], maskOut: boolean[] = [];
+    const media: (ExampleMedia | undefined)[] = [];
     const advList: number[] = [];
     for (const k of kept) for (let j = 0; j < k.seqs.length; j++) {
       const s = k.seqs[j];
@@ -291,6 +293,7 @@ export class GrpoTrainer {
       comps.push(k.ro.tokens[s]);
       oldLp.push(k.ro.logprobs[s]);
       maskOut.push(c.maskTruncatedCompletions && k.ro.truncated[s]);
+      media.push(k.ro.media?.[s]);
       advList.push(k.adv[j]);
     }
     const S = comps.length;
@@ -302,7 +305,7 @@ export class GrpoTrainer {
 
     let lossStats: Record<string, number[]> = {};
     if (S > 0) {
-      const batch = packBatch(prompts, comps, this.tokenizer.padId, maskOut);
+      const batch = packBatch(prompts, comps, this.tokenizer.padId, maskOut, media);
       const advantages = Float32Array.from(advList);
       let oldLogp: Float32Array | undefined;
       if (c.numIterations > 1) {
