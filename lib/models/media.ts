@@ -254,9 +254,18 @@ export function buildMediaArgs(
     const md = media[b];
     const used = { image: 0, video: 0, audio: 0 };
     const s0 = rowStart[b];
+    // placeholders spliced per kind: the row's items × tokens per item. Placeholders past that are
+    // ordinary tokens (their own embedding): a policy may sample a placeholder id in a completion.
+    const want = {
+      image: (md?.images?.length ?? 0) * (m.vision ? imageTokens(m.vision) : 0),
+      video: (md?.videos?.length ?? 0) * (m.vision && m.vision.frames > 0 ? videoTokens(m.vision) : 0),
+      audio: (md?.audios?.length ?? 0) * (m.audio ? audioTokens(m.audio) : 0),
+    };
     for (let i = 0; i < rowLen[b]; i++) {
       const id = tokens[s0 + i];
       if (id !== m.imageTokenId && id !== m.videoTokenId && id !== m.audioTokenId) continue;
+      const kind = id === m.imageTokenId ? 'image' : id === m.videoTokenId ? 'video' : 'audio';
+      if (used[kind] >= want[kind]) continue;
       if (id === m.audioTokenId) {
         const a = m.audio;
         if (!a) throw new RangeError(`${op}: row ${b} has audio placeholder tokens but the model has no audio encoder`);
@@ -299,12 +308,7 @@ export function buildMediaArgs(
       }
       vis.dest.push(s0 + i);
     }
-    // every media item must have been consumed whole: a cut-off run means the prompt and its media disagree
-    const want = {
-      image: (md?.images?.length ?? 0) * (m.vision ? imageTokens(m.vision) : 0),
-      video: (md?.videos?.length ?? 0) * (m.vision ? videoTokens(m.vision) : 0),
-      audio: (md?.audios?.length ?? 0) * (m.audio ? audioTokens(m.audio) : 0),
-    };
+    // every media item must have been consumed whole: fewer placeholders means the prompt and its media disagree
     for (const kind of ['image', 'video', 'audio'] as const)
       if (used[kind] !== want[kind])
         throw new RangeError(`${op}: media[${b}]: expected ${want[kind]} ${kind} placeholder tokens for its ${kind}s but the row has ${used[kind]}`);

@@ -133,13 +133,8 @@ export class Transformer implements PolicyModel {
   /** Encoder inputs for the rows' media (empty when there is none). */
   private mediaArgs(op: string, tokens: Int32Array, rowStart: number[], rowLen: number[], media: unknown): MediaArgs {
     const m = this.config.media;
-    if (media === undefined) {
-      // placeholder tokens without media would silently read the placeholders' own embeddings
-      if (m) for (let i = 0; i < tokens.length; i++)
-        if (tokens[i] === m.imageTokenId || tokens[i] === m.videoTokenId || tokens[i] === m.audioTokenId)
-          throw v.rangeError(op, 'opts.media', 'the media of the rows whose tokens hold media placeholders', undefined);
-      return {};
-    }
+    // no media: placeholder ids are ordinary tokens (a completion may contain sampled ones)
+    if (media === undefined) return {};
     if (!Array.isArray(media) || media.length !== rowStart.length) throw v.typeError(op, 'opts.media', `an array of ${rowStart.length} per-row media (or undefined)`, media);
     if (!m) {
       if (media.some((x) => x !== undefined)) throw v.rangeError(op, 'opts.media', 'no media: this model has no encoders (config.media)', 'media');
