@@ -15,6 +15,8 @@ export interface CacheDecoder {
   cacheFloats(slots: number, ctx: number): number;
   /** The model's native decode (cache, slots, ctx, R rows, logits, tokens, slot/start/count). */
   decode(args: Record<string, unknown>, async: true): Promise<void> | void;
+  /** Extra arguments of the prefill call only (a multimodal model's encoder inputs). */
+  prefillArgs?: Record<string, unknown>;
 }
 
 /**
@@ -85,6 +87,7 @@ export async function generateWithCache(op: string, m: CacheDecoder, prompts: nu
       slot: Int32Array.from(active),
       start: new Int32Array(B),
       count: Int32Array.from(lens),
+      ...m.prefillArgs,
     },
     true,
   );

@@ -2,5 +2,6 @@
 export * from './tokenizer';
 export * from './policy';
 export * from './transformer';
+export * from './media';
 export * from './safetensors';
 export * from './hf';

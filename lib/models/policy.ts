@@ -6,6 +6,8 @@
  * "Hugging Face models").
  */
 import type { TensorMap } from './safetensors';
+import type { ExampleMedia } from '../media/types';
+import type { MediaModelConfig } from './media';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -21,6 +23,8 @@ export interface GenerateOptions {
   rowIds?: number[];
   /** Generation of a row stops after emitting one of these (it is included). */
   stopTokenIds?: number[];
+  /** Per prompt: the media its placeholder tokens stand for (multimodal models; README "Multimodal GRPO"). */
+  media?: (ExampleMedia | undefined)[];
 }
 
 export interface Generation {
@@ -40,6 +44,8 @@ export interface TransformerConfig {
   dFF: number;
   maxSeqLen: number;
   seed: number;
+  /** Built-in encoders and placeholder ids (multimodal; absent: a text-only model, exactly as before). */
+  media?: MediaModelConfig;
 }
 
 export interface StepOptions {
@@ -53,6 +59,13 @@ export interface StepOptions {
   eps?: number;
 }
 
+export interface ForwardOptions {
+  train?: boolean;
+  out?: Float32Array;
+  /** Per batch row: the media its placeholder tokens stand for (multimodal models only). */
+  media?: (ExampleMedia | undefined)[];
+}
+
 export interface PolicyModel {
   readonly vocabSize: number;
   /** Prompt + completion must fit. */
@@ -61,7 +74,7 @@ export interface PolicyModel {
   /** Logits for every position of a batch of sequences: tokens [B*L] row-major, returns
    *  Float32Array [B*L*V] where row (b*L + p) predicts token p+1. With train=true the
    *  activations are kept for backward(). */
-  forward(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }): Promise<Float32Array>;
+  forward(tokens: Int32Array, batch: number, length: number, opts?: ForwardOptions): Promise<Float32Array>;
   /** Accumulates parameter gradients from dL/dlogits [B*L*V] of the last train forward. */
   backward(gradLogits: Float32Array): Promise<void>;
   zeroGrad(): void;

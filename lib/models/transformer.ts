@@ -19,7 +19,9 @@
 import { native } from '../native';
 import * as v from '../validate';
 import { generateWithCache } from './generate';
-import type { GenerateOptions, Generation, PolicyModel, StepOptions, TransformerConfig } from './policy';
+import type { ForwardOptions, GenerateOptions, Generation, PolicyModel, StepOptions, TransformerConfig } from './policy';
+import { buildMediaArgs, nativeEncoderConfig, type MediaArgs, type MediaModelConfig } from './media';
+import type { ExampleMedia } from '../media/types';
 import type { TensorMap } from './safetensors';
 
 export interface ParamEntry {
@@ -29,6 +31,8 @@ export interface ParamEntry {
   size: number;
   /** Weight decay applies (matrices and embeddings; not norms or biases). */
   decay: boolean;
+  /** freezeVit / freezeAligner: no gradient, no update. */
+  frozen: boolean;
 }
 
 type Args = Record<string, unknown>;
@@ -61,7 +65,31 @@ function checkConfig(cfg: unknown): TransformerConfig {
     seed: int('seed', 0, Number.MAX_SAFE_INTEGER),
   };
   if (c.dModel % c.nHeads !== 0) throw v.rangeError(OP, 'config.nHeads', `a divisor of dModel (${c.dModel})`, c.nHeads);
+  if (o.media !== undefined) c.media = checkMedia(o.media, c.vocabSize);
   return c;
+}
+
+function checkMedia(raw: unknown, V: number): MediaModelConfig {
+  const o = v.options(OP, raw);
+  const id = (n: string) => v.integer(OP, `config.media.${n}`, o[n], 0, V - 1);
+  const m: MediaModelConfig = { imageTokenId: id('imageTokenId'), videoTokenId: id('videoTokenId'), audioTokenId: id('audioTokenId') };
+  if (o.freezeVit !== undefined) m.freezeVit = v.boolean(OP, 'config.media.freezeVit', o.freezeVit, false);
+  if (o.freezeAligner !== undefined) m.freezeAligner = v.boolean(OP, 'config.media.freezeAligner', o.freezeAligner, false);
+  if (o.vision !== undefined) {
+    const x = v.options(OP, o.vision);
+    const int = (n: string, lo: number) => v.integer(OP, `config.media.vision.${n}`, x[n], lo, 1 << 16);
+    m.vision = { imageSize: int('imageSize', 1), patchSize: int('patchSize', 1), hidden: int('hidden', 1), frames: int('frames', 0) };
+    if (m.vision.imageSize % m.vision.patchSize !== 0) throw v.rangeError(OP, 'config.media.vision.patchSize', `a divisor of imageSize (${m.vision.imageSize})`, m.vision.patchSize);
+  }
+  if (o.audio !== undefined) {
+    const x = v.options(OP, o.audio);
+    const int = (n: string, lo: number) => v.integer(OP, `config.media.audio.${n}`, x[n], lo, 1 << 24);
+    m.audio = { sampleRate: int('sampleRate', 1), samples: int('samples', 1), window: int('window', 2), hop: int('hop', 1), nMels: int('nMels', 1), stride: int('stride', 1), hidden: int('hidden', 1) };
+    if (m.audio.window % 2 !== 0) throw v.rangeError(OP, 'config.media.audio.window', 'an even number of samples', m.audio.window);
+    if (m.audio.samples < m.audio.window * 1 || Math.floor(((m.audio.samples - m.audio.window) / m.audio.hop + 1) / m.audio.stride) < 1)
+      throw v.rangeError(OP, 'config.media.audio.samples', 'enough samples for at least one token (window + (stride−1)·hop)', m.audio.samples);
+  }
+  return m;
 }
 
 /** The built-in native transformer; see the file comment. Use {@link createTransformer}. */
@@ -88,6 +116,7 @@ export class Transformer implements PolicyModel {
       maxSeqLen: c.maxSeqLen,
       seedLo: c.seed % 2 ** 32,
       seedHi: Math.floor(c.seed / 2 ** 32),
+      ...nativeEncoderConfig(c.media),
     });
     this.parameters = Object.freeze(this.h.layout().map((p) => Object.freeze(p)));
     const last = this.parameters[this.parameters.length - 1];
@@ -101,7 +130,20 @@ export class Transformer implements PolicyModel {
     return this.h;
   }
 
-  private forwardArgs(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }) {
+  /** Encoder inputs for the rows' media (empty when there is none). */
+  private mediaArgs(op: string, tokens: Int32Array, rowStart: number[], rowLen: number[], media: unknown): MediaArgs {
+    const m = this.config.media;
+    // no media: placeholder ids are ordinary tokens (a completion may contain sampled ones)
+    if (media === undefined) return {};
+    if (!Array.isArray(media) || media.length !== rowStart.length) throw v.typeError(op, 'opts.media', `an array of ${rowStart.length} per-row media (or undefined)`, media);
+    if (!m) {
+      if (media.some((x) => x !== undefined)) throw v.rangeError(op, 'opts.media', 'no media: this model has no encoders (config.media)', 'media');
+      return {};
+    }
+    return buildMediaArgs(op, m, tokens, rowStart, rowLen, media as (ExampleMedia | undefined)[]);
+  }
+
+  private forwardArgs(tokens: Int32Array, batch: number, length: number, opts?: ForwardOptions) {
     const op = `${OP}.forward`;
     const B = v.integer(op, 'batch', batch, 1, 2 ** 31);
     const L = v.integer(op, 'length', length, 1, this.maxSeqLen);
@@ -109,11 +151,12 @@ export class Transformer implements PolicyModel {
     const o = opts === undefined ? {} : v.options(op, opts);
     const train = v.boolean(op, 'opts.train', o.train, false);
     const logits = v.outFloat32(op, 'opts.out', o.out, B * L * this.vocabSize);
-    return { tokens, B, L, logits, train };
+    const media = this.mediaArgs(op, tokens, Array.from({ length: B }, (_, b) => b * L), new Array(B).fill(L), o.media);
+    return { tokens, B, L, logits, train, ...media };
   }
 
   /** Logits [B*L*V] of every position (row b*L + p predicts token p+1). train: keep activations for backward(). */
-  async forward(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }): Promise<Float32Array> {
+  async forward(tokens: Int32Array, batch: number, length: number, opts?: ForwardOptions): Promise<Float32Array> {
     const a = this.forwardArgs(tokens, batch, length, opts);
     const p = this.native.forward(a, true);
     if (a.train) this.lastTrainTokens = a.B * a.L;
@@ -122,7 +165,7 @@ export class Transformer implements PolicyModel {
   }
 
   /** Synchronous twin of {@link forward} (blocks the event loop). */
-  forwardSync(tokens: Int32Array, batch: number, length: number, opts?: { train?: boolean; out?: Float32Array }): Float32Array {
+  forwardSync(tokens: Int32Array, batch: number, length: number, opts?: ForwardOptions): Float32Array {
     const a = this.forwardArgs(tokens, batch, length, opts);
     this.native.forward(a, false);
     if (a.train) this.lastTrainTokens = a.B * a.L;
@@ -177,10 +220,22 @@ export class Transformer implements PolicyModel {
    */
   async generate(prompts: number[][], opts: GenerateOptions): Promise<Generation> {
     const c = this.config;
-    return generateWithCache(`${OP}.generate`, {
+    const op = `${OP}.generate`;
+    // the prefill carries the prompts' media: the placeholders of prompt b sit at its offset in the flat stream
+    let prefill: MediaArgs = {};
+    const media = opts && typeof opts === 'object' ? (opts as GenerateOptions).media : undefined;
+    if (Array.isArray(prompts) && prompts.every((p) => Array.isArray(p))) {
+      const flat = Int32Array.from(prompts.flat());
+      const starts: number[] = [];
+      let at = 0;
+      for (const p of prompts) { starts.push(at); at += p.length; }
+      prefill = this.mediaArgs(op, flat, starts, prompts.map((p) => p.length), media);
+    }
+    return generateWithCache(op, {
       vocabSize: this.vocabSize, maxSeqLen: this.maxSeqLen,
       cacheFloats: (slots, ctx) => 2 * c.nLayers * slots * ctx * c.dModel,
       decode: (a, async) => this.native.decode(a as never, async),
+      prefillArgs: prefill,
     }, prompts, opts);
   }
 

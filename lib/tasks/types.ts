@@ -1,4 +1,4 @@
-import type { ExampleMedia } from '../media/types';
+import type { ExampleMedia, MediaSpec } from '../media/types';
 
 /**
  * What a task is: prompts with verifiable reference answers, split into train and held-out,
@@ -46,4 +46,6 @@ export interface Task {
   isCorrect(completion: string, example: Example): boolean;
   /** Strings that end a completion (besides the tokenizer's EOS). */
   readonly stop?: string[];
+  /** Multimodal tasks: the media the prompts carry and the size the encoders take (built-in tasks). */
+  readonly media?: MediaSpec;
 }

@@ -9,6 +9,7 @@
  * row b·T + t is the model row b·L + P_b − 1 + t (the one predicting completion token t).
  */
 import type { PolicyModel } from '../models/policy';
+import type { ExampleMedia } from '../media/types';
 
 export interface PackedBatch {
   n: number;
@@ -26,13 +27,17 @@ export interface PackedBatch {
   mask: Uint8Array;
   /** Completion length per sequence. */
   lengths: number[];
+  /** Per sequence: its prompt's media (multimodal; absent when none has any). */
+  media?: (ExampleMedia | undefined)[];
 }
 
 /**
  * Packs prompts and completions. `maskOut[b]` zeroes sequence b's loss mask (e.g. a truncated
  * completion with maskTruncatedCompletions) while keeping it in the batch.
  */
-export function packBatch(prompts: ArrayLike<number>[], completions: ArrayLike<number>[], padId: number, maskOut?: boolean[]): PackedBatch {
+export function packBatch(
+  prompts: ArrayLike<number>[], completions: ArrayLike<number>[], padId: number, maskOut?: boolean[], media?: (ExampleMedia | undefined)[],
+): PackedBatch {
   const n = prompts.length;
   let L = 1, T = 1;
   for (let b = 0; b < n; b++) {
@@ -56,7 +61,9 @@ export function packBatch(prompts: ArrayLike<number>[], completions: ArrayLike<n
     }
     lengths.push(C);
   }
-  return { n, L, T, tokens, rowIndex, targets, mask, lengths };
+  const out: PackedBatch = { n, L, T, tokens, rowIndex, targets, mask, lengths };
+  if (media && media.some((m) => m !== undefined)) out.media = media.slice(0, n);
+  return out;
 }
 
 /** Gathers the completion rows of `logits` [n·L, V] into [n·T, V] (zeros at padding). */
@@ -101,7 +108,9 @@ export function sliceBatch(b: PackedBatch, idx: number[]): PackedBatch {
       rowIndex[j * b.T + t] = r < 0 ? -1 : r - s * b.L + j * b.L;
     }
   });
-  return { n, L: b.L, T: b.T, tokens, rowIndex, targets, mask, lengths: idx.map((s) => b.lengths[s]) };
+  const out: PackedBatch = { n, L: b.L, T: b.T, tokens, rowIndex, targets, mask, lengths: idx.map((s) => b.lengths[s]) };
+  if (b.media) out.media = idx.map((s) => b.media![s]);
+  return out;
 }
 
 /** Per-token array [S·T] → the rows of sequences idx. */
@@ -113,6 +122,6 @@ export function slicePerToken(a: Float32Array, T: number, idx: number[]): Float3
 
 /** Policy logits of the completion positions, [n·T, V]. */
 export async function completionLogits(model: PolicyModel, batch: PackedBatch, train: boolean): Promise<Float32Array> {
-  const logits = await model.forward(batch.tokens, batch.n, batch.L, { train });
+  const logits = await model.forward(batch.tokens, batch.n, batch.L, batch.media ? { train, media: batch.media } : { train });
   return gatherCompletionLogits(logits, batch, model.vocabSize);
 }

@@ -44,7 +44,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
   { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },
   // task
-  { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
+  { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', 'clevr_count', 'video_direction', 'video_direction_shuffled', 'beep_count', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
   { section: S_TASK, name: 'testFile', type: 'string', default: undefined, help: 'held-out JSONL for a dataset task (default: 10% of the training file)' },
   { section: S_TASK, name: 'digits', type: 'int', default: 2, help: 'arithmetic: digits per operand (difficulty)' },
   { section: S_TASK, name: 'ops', type: 'strings', default: ['+', '-'], help: 'arithmetic: operators from + - * (space- or comma-separated)' },
@@ -62,6 +62,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_MODEL, name: 'nHeads', type: 'int', default: 4, help: 'attention heads' },
   { section: S_MODEL, name: 'dFF', type: 'int', default: 256, help: 'feed-forward size' },
   { section: S_MODEL, name: 'maxSeqLen', type: 'int', default: 32, help: 'longest prompt + completion in tokens' },
+  { section: S_MODEL, name: 'patchSize', type: 'int', default: 4, help: 'multimodal tasks: vision encoder patch size (tokens per image = (size/patch)²)' },
+  { section: S_MODEL, name: 'encoderHidden', type: 'int', default: 32, help: 'multimodal tasks: hidden size of the built-in vision / audio encoders' },
+  { section: S_MODEL, name: 'freezeVit', type: 'boolean', default: false, help: 'multimodal: no updates to the encoders (patch embedding, position tables) (ms-swift freeze_vit)' },
+  { section: S_MODEL, name: 'freezeAligner', type: 'boolean', default: false, help: 'multimodal: no updates to the projectors (ms-swift freeze_aligner)' },
   // grpo
   { section: S_GRPO, name: 'maxSteps', type: 'int', default: 300, help: 'GRPO steps (each: generate, score, μ updates)' },
   { section: S_GRPO, name: 'batchSize', type: 'int', default: 32, help: 'B: prompts per step (S = B·G sequences)' },

@@ -20,6 +20,7 @@ import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
 import { ADVANTAGE_ESTIMATORS, groupAdvantages, LENGTH_ESTIMATORS, SCALED_ESTIMATORS } from '../ops/group_advantages';
 import type { AdvantageEstimator } from '../ops/group_advantages';
+import type { ExampleMedia } from '../media/types';
 import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
 import { logprobs } from '../ops/logprobs';
 import { ConstantRewardMonitor, ConstantRewardSnapshot, ConstantRewardState, RewardFailure, RewardFunction, scoreRewards } from '../rewards';
@@ -341,6 +342,7 @@ export class GrpoTrainer {
 
     // ---- the training batch ----
     const prompts: Int32Array[] = [], comps: Int32Array[] = [], oldLp: Float32Array[] = [], maskOut: boolean[] = [];
+    const media: (ExampleMedia | undefined)[] = [];
     const advList: number[] = [];
     for (const k of kept) for (let j = 0; j < k.seqs.length; j++) {
       const s = k.seqs[j];
@@ -348,6 +350,7 @@ export class GrpoTrainer {
       comps.push(k.ro.tokens[s]);
       oldLp.push(k.ro.logprobs[s]);
       maskOut.push(c.maskTruncatedCompletions && k.ro.truncated[s]);
+      media.push(k.ro.media?.[s]);
       advList.push(k.adv[j]);
     }
     const S = comps.length;
@@ -359,7 +362,7 @@ export class GrpoTrainer {
 
     let lossStats: Record<string, number[]> = {};
     if (S > 0) {
-      const batch = packBatch(prompts, comps, this.tokenizer.padId, maskOut);
+      const batch = packBatch(prompts, comps, this.tokenizer.padId, maskOut, media);
       const advantages = Float32Array.from(advList);
       let oldLogp: Float32Array | undefined;
       if (c.numIterations > 1) {

@@ -5,6 +5,7 @@
 import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
 import type { Example } from '../tasks/types';
+import type { ExampleMedia } from '../media/types';
 
 export interface SamplingOptions {
   /** τ. Default 1. 0 = greedy. */
@@ -34,6 +35,8 @@ export interface Rollout {
   texts: string[];
   /** Per sequence: the policy version (optimiser updates) whose weights sampled it; set by engines. */
   policyVersion?: number[];
+  /** Per sequence: its prompt's media (multimodal prompts; absent when no prompt has any). */
+  media?: (ExampleMedia | undefined)[];
 }
 
 export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
@@ -41,7 +44,10 @@ export function encodePrompt(tok: Tokenizer, prompt: string): number[] {
 }
 
 /** A prompt as rollout takes it: text, or an example whose chat turns (if any) a chat tokenizer renders. */
-export type PromptInput = string | Pick<Example, 'prompt' | 'messages'>;
+export type PromptInput = string | Pick<Example, 'prompt' | 'messages' | 'media'>;
+
+/** The media of a prompt input (undefined for text). */
+export const promptMedia = (p: PromptInput): ExampleMedia | undefined => (typeof p === 'string' ? undefined : p.media);
 
 /**
  * Prompt ids of an example: its chat turns through `tok.encodeMessages` when both exist (so a
@@ -107,6 +113,7 @@ export async function rollout(
   o: SamplingOptions & { seed: number; maxBatch?: number },
 ): Promise<Rollout> {
   const promptIds: Int32Array[] = [];
+  const media = prompts.some((p) => promptMedia(p) !== undefined) ? prompts.flatMap((p) => new Array(repeat).fill(promptMedia(p))) : undefined;
   for (const p of prompts) {
     const ids = encodeExamplePrompt(tok, p);
     if (ids.length + o.maxCompletionLength > model.maxSeqLen)
@@ -115,6 +122,7 @@ export async function rollout(
   }
   const S = promptIds.length;
   const out: Rollout = { promptIds, tokens: [], logprobs: [], truncated: [], texts: [] };
+  if (media) out.media = media;
   const maxBatch = o.maxBatch ?? 1024;
   for (let s0 = 0; s0 < S; s0 += maxBatch) {
     const n = Math.min(maxBatch, S - s0);
@@ -130,6 +138,7 @@ export async function rollout(
         seed: o.seed,
         rowIds,
         stopTokenIds: tok.stopTokenIds ? [...tok.stopTokenIds] : [tok.eosId],
+        ...(media ? { media: media.slice(s0, s0 + n) } : {}),
       },
     );
     for (let i = 0; i < n; i++) {

@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { CharTokenizer, createTransformer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
+import { CharTokenizer, createTransformer, MediaTokenizer, mediaModelConfig, mediaTokenizer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
 import { HfCausalLM, HfTokenizer, loadHfCheckpoint, parseHfConfig, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
@@ -110,10 +110,27 @@ async function inRunDir<T>(dir: string, body: () => Promise<T>): Promise<T> {
 }
 
 export function modelConfig(o: Options, tok: Tokenizer): TransformerConfig {
-  return {
+  const c: TransformerConfig = {
     vocabSize: tok.vocabSize, dModel: o.dModel as number, nLayers: o.nLayers as number, nHeads: o.nHeads as number,
     dFF: o.dFF as number, maxSeqLen: o.maxSeqLen as number, seed: o.seed as number,
   };
+  if (tok instanceof MediaTokenizer && tok.media) c.media = tok.media;
+  return c;
+}
+
+/** The built-in model's tokenizer for a task: characters, plus media placeholders for a multimodal task. */
+export function taskTokenizer(task: Task, o: Options): Tokenizer {
+  if (!task.media) return new CharTokenizer();
+  return mediaTokenizer(mediaModelConfig(task.media, {
+    patchSize: o.patchSize as number | undefined, encoderHidden: o.encoderHidden as number | undefined,
+    freezeVit: o.freezeVit as boolean | undefined, freezeAligner: o.freezeAligner as boolean | undefined,
+  }));
+}
+
+/** The tokenizer a built-in model was made with (its media placeholders), else `fallback`. */
+export function tokenizerFor(model: PolicyModel, fallback: Tokenizer): Tokenizer {
+  const m = (model.config as Partial<TransformerConfig>).media;
+  return m ? mediaTokenizer(m) : fallback;
 }
 
 function applyThreads(o: Options) {
@@ -198,8 +215,8 @@ export async function runSft(opts: Options, io: Io = consoleIo): Promise<{ check
   const t0 = Date.now();
   const dir = o.outputDir as string;
   const task = buildTask(o);
-  const tok = new CharTokenizer();
-  const model = loadOrCreateModel(o, tok);
+  const model = loadOrCreateModel(o, taskTokenizer(task, o));
+  const tok = tokenizerFor(model, taskTokenizer(task, o));
   try {
     checkTaskFits(task, tok, model.maxSeqLen, o, true);
     prepareRunDir(dir, { kind: 'sft', overwrite: o.overwriteOutputDir as boolean });
@@ -333,7 +350,7 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   const task = buildTask(o);
   // --model DIR: a Hugging Face checkpoint (its tokenizer and chat template) instead of the built-in model
   const lora = loraOptions(o);
-  let tok: Tokenizer = new CharTokenizer();
+  let tok: Tokenizer = taskTokenizer(task, o);
   const cfg0 = resolveGrpoConfig(o);
   let model: PolicyModel | null = null;
   let refModel: PolicyModel | null = null;
@@ -356,6 +373,7 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
       model = hf ? hf.model : loadOrCreateModel(o, tok);
       if (hf && lora && cfg0.beta > 0) refModel = hf.model.referenceModel();
     }
+    if (!hf) tok = tokenizerFor(model, tok);
     checkTaskFits(task, tok, model.maxSeqLen, { ...o, maxCompletionLength: cfg0.maxCompletionLength });
     rewards = await buildRewards(o);
     // a lower bound in characters: the built-in CharTokenizer makes one character per token; an HF
@@ -510,6 +528,7 @@ export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalRe
     if (hf) tok = hf.tokenizer;
     model = hf ? hf.model : createTransformer(ck!.meta.modelConfig);
     if (ck) restoreTensors(ck, 'model', model);
+    if (!hf) tok = tokenizerFor(model, tok);
     const task = buildTask(o);
     checkTaskFits({ ...task, train: [] }, tok, model.maxSeqLen, o);
     rewards = await buildRewards(o);

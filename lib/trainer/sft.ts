@@ -44,7 +44,7 @@ export async function supervisedFineTune(model: PolicyModel, tok: Tokenizer, exa
       }
       batchIdx.push(perm[cursor++]);
     }
-    const batch = packBatch(batchIdx.map((i) => seqs[i].p), batchIdx.map((i) => seqs[i].c), tok.padId);
+    const batch = packBatch(batchIdx.map((i) => seqs[i].p), batchIdx.map((i) => seqs[i].c), tok.padId, undefined, batchIdx.map((i) => examples[i].media));
     model.zeroGrad();
     const logits = await completionLogits(model, batch, true);
     const r = await grpoLossFromLogits({

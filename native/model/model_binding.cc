@@ -12,7 +12,10 @@
 // at call time (napi_args.h ids()), so changing them after the call cannot move the kernel.
 #include <napi.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <vector>
 #include <cstring>
 #include <memory>
 
@@ -53,6 +56,17 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer>, ModelHandl
     c.seed = static_cast<uint64_t>(r.integer("seedLo", 0, 0xffffffffLL)) |
              (static_cast<uint64_t>(r.integer("seedHi", 0, 0xffffffffLL)) << 32);
     if (c.d % c.H != 0) r.fail("nHeads", "a divisor of dModel");
+    static const char* kEnc[kNumEncoders][4] = {{"visionP", "visionHidden", "visionPositions", "visionFrames"},
+                                                 {"audioP", "audioHidden", "audioPositions", "audioFrames"}};
+    for (int e = 0; e < kNumEncoders; ++e) {
+      if (!r.has(kEnc[e][0])) continue;
+      c.enc[e].P = r.integer(kEnc[e][0], 1, 1 << 20);
+      c.enc[e].Hd = r.integer(kEnc[e][1], 1, 1 << 16);
+      c.enc[e].npos = r.integer(kEnc[e][2], 1, 1 << 20);
+      c.enc[e].ntemp = r.has(kEnc[e][3]) ? r.integer(kEnc[e][3], 0, 1 << 20) : 0;
+    }
+    c.freeze_encoder = r.flag("freezeEncoder", false);
+    c.freeze_projector = r.flag("freezeProjector", false);
     std::shared_ptr<Transformer> m;
     try {
       m = std::make_shared<Transformer>(c);
@@ -67,6 +81,34 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer>, ModelHandl
   void Finalize(Napi::Env env) override { release(env); }
 
  private:
+  // Optional encoder inputs <enc>M, <enc>Feat [M, P], <enc>Spos, <enc>Tpos, <enc>Dest ([M] int32,
+  // copied and range-checked here: spatial ids in [0, positions), temporal in [-1, frames),
+  // destinations distinct tokens in [0, N)).
+  static void read_media(ArgReader& r, const ModelConfig& c, int64_t N, MediaInput* out) {
+    static const char* kNames[kNumEncoders][5] = {{"visionM", "visionFeat", "visionSpos", "visionTpos", "visionDest"},
+                                                  {"audioM", "audioFeat", "audioSpos", "audioTpos", "audioDest"}};
+    std::vector<char> used;
+    for (int e = 0; e < kNumEncoders; ++e) {
+      const char* const* k = kNames[e];
+      out[e] = MediaInput{};
+      if (!r.has(k[0])) continue;
+      const int64_t M = r.integer(k[0], 0, N);
+      if (M == 0) continue;
+      const EncoderConfig& ec = c.enc[e];
+      if (ec.P == 0) r.fail(k[0], "0: this model has no such encoder");
+      out[e].M = M;
+      out[e].feat = r.typed<float>(k[1], napi_float32_array, r.product(k[1], M, ec.P));
+      out[e].spos = r.ids<int32_t>(k[2], napi_int32_array, M, 0, ec.npos, "ids in [0, positions)");
+      out[e].tpos = r.ids<int32_t>(k[3], napi_int32_array, M, -1, std::max<int64_t>(ec.ntemp, 0), "ids in [-1, frames)");
+      out[e].dest = r.ids<int32_t>(k[4], napi_int32_array, M, 0, N, "token indices in [0, tokens)");
+      used.resize(static_cast<size_t>(N), 0);
+      for (int64_t m = 0; m < M; ++m) {
+        if (used[out[e].dest[m]]) r.fail(k[4], "distinct token indices (one media row per token)");
+        used[out[e].dest[m]] = 1;
+      }
+    }
+  }
+
   Napi::Value Layout(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Transformer& m = model(env);
@@ -81,6 +123,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer>, ModelHandl
       o.Set("offset", static_cast<double>(lay[i].offset));
       o.Set("size", static_cast<double>(lay[i].size));
       o.Set("decay", lay[i].decay);
+      o.Set("frozen", lay[i].frozen);
       out.Set(i, o);
     }
     return out;
@@ -97,9 +140,11 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer>, ModelHandl
     const int32_t* tokens = r.ids<int32_t>("tokens", napi_int32_array, N, 0, c.V, "ids in [0, vocabSize)");
     float* logits = r.typed<float>("logits", napi_float32_array, r.product("logits", N, c.V));
     const bool train = r.flag("train", false);
+    auto media = std::make_shared<std::array<MediaInput, kNumEncoders>>();
+    read_media(r, c, N, media->data());
     std::shared_ptr<Transformer> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
-    return run(info, std::move(job), [mp, tokens, B, L, logits, train] { mp->forward(tokens, B, L, logits, train); });
+    return run(info, std::move(job), [mp, tokens, B, L, logits, train, media] { mp->forward(tokens, B, L, logits, train, media->data()); });
   }
 
   Napi::Value Backward(const Napi::CallbackInfo& info) {
@@ -140,6 +185,7 @@ class NativeTransformer : public Napi::ObjectWrap<NativeTransformer>, ModelHandl
     }
     a->tokens = r.ids<int32_t>("tokens", napi_int32_array, M, 0, c.V, "ids in [0, vocabSize)");
     a->logits = r.typed<float>("logits", napi_float32_array, r.product("logits", a->R, c.V));
+    read_media(r, c, M, a->media);
     std::shared_ptr<Transformer> mp = share();
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, a] { mp->decode(*a); });

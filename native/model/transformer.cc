@@ -244,6 +244,25 @@ Transformer::Transformer(const ModelConfig& cfg) : cfg_(cfg) {
   lnf_w_ = add_param("ln_f.weight", {d}, false);
   lnf_b_ = add_param("ln_f.bias", {d}, false);
   head_ = add_param("head.weight", {d, cfg.V}, true);
+  // Encoders after every decoder tensor, so a text-only model's layout is exactly the old one.
+  for (int e = 0; e < kNumEncoders; ++e) {
+    const EncoderConfig& ec = cfg.enc[e];
+    if (ec.P == 0) continue;
+    if (ec.P < 0 || ec.Hd < 1 || ec.npos < 1 || ec.ntemp < 0)
+      throw std::invalid_argument("grpo-kernels (native): invalid encoder config");
+    const std::string p = e == 0 ? "vision." : "audio.";
+    EncParams& E = encp_[e];
+    const size_t first = layout_.size();
+    E.w_in = add_param(p + "patch.weight", {ec.P, ec.Hd}, true);
+    E.b_in = add_param(p + "patch.bias", {ec.Hd}, false);
+    E.pos = add_param(p + "pos", {ec.npos, ec.Hd}, true);
+    if (ec.ntemp > 0) E.temporal = add_param(p + "temporal", {ec.ntemp, ec.Hd}, true);
+    for (size_t i = first; i < layout_.size(); ++i) layout_[i].frozen = cfg.freeze_encoder;
+    const size_t proj = layout_.size();
+    E.w_out = add_param(p + "proj.weight", {ec.Hd, d}, true);
+    E.b_out = add_param(p + "proj.bias", {d}, false);
+    for (size_t i = proj; i < layout_.size(); ++i) layout_[i].frozen = cfg.freeze_projector;
+  }
   const size_t n = static_cast<size_t>(layout_.back().offset + layout_.back().size);
   params_.assign(n, 0.f);
   grads_.assign(n, 0.f);
@@ -270,7 +289,9 @@ void Transformer::init_params() {
       std::fill(w, w + p.size, gain ? 1.f : 0.f);
       continue;
     }
-    const double std = (ends("attn.o.weight") || ends("mlp.proj.weight")) ? resid : 0.02;
+    // the patch embedding sees raw pixels / log-mels: 1/sqrt(fan_in) keeps h at unit scale
+    const double std = ends("patch.weight") ? 1.0 / std::sqrt(static_cast<double>(p.shape[0]))
+                       : (ends("attn.o.weight") || ends("mlp.proj.weight")) ? resid : 0.02;
     for (int64_t j = 0; j < p.size; ++j) {
       Philox4 c{{static_cast<uint32_t>(j), static_cast<uint32_t>(j >> 32), static_cast<uint32_t>(t), 0x6d6f646cu}};
       const Philox4 r = philox4x32_10(c, k0, k1);
@@ -303,7 +324,69 @@ void Transformer::Acts::ensure(const ModelConfig& c, int64_t B, int64_t L) {
   tokens.resize(N);
 }
 
-void Transformer::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train) {
+void Transformer::encode(int e, const MediaInput& in, float* h, float* a, float* E) {
+  const EncoderConfig& ec = cfg_.enc[e];
+  const EncParams& W = encp_[e];
+  const int64_t M = in.M, Hd = ec.Hd, d = cfg_.d;
+  matmul(in.feat, P(W.w_in), P(W.b_in), h, M, ec.P, Hd, false);
+  for (int64_t m = 0; m < M; ++m) {
+    axpy(h + m * Hd, 1.f, P(W.pos) + static_cast<int64_t>(in.spos[m]) * Hd, Hd);
+    if (W.temporal >= 0 && in.tpos[m] >= 0) axpy(h + m * Hd, 1.f, P(W.temporal) + static_cast<int64_t>(in.tpos[m]) * Hd, Hd);
+  }
+  gelu_forward(h, a, M * Hd);
+  matmul(a, P(W.w_out), P(W.b_out), E, M, Hd, d, false);
+}
+
+// The splice: row m of encoder e's output replaces the token embedding of token dest[m]; the
+// decoder's position embedding is still added (its sequence position: n % L in forward, pos[n]
+// in decode), so media rows sit in the sequence exactly like the text around them.
+void Transformer::splice(Acts& A, const MediaInput* media, float* x0, int64_t L, const int32_t* pos) {
+  const int64_t d = cfg_.d;
+  for (int e = 0; e < kNumEncoders; ++e) {
+    EncActs& ea = A.enc[e];
+    ea.M = 0;
+    if (!media || media[e].M == 0) continue;
+    const MediaInput& in = media[e];
+    const int64_t M = in.M, P_ = cfg_.enc[e].P, Hd = cfg_.enc[e].Hd;
+    ea.M = M;
+    ea.feat.assign(in.feat, in.feat + M * P_);
+    ea.spos.assign(in.spos, in.spos + M);
+    ea.tpos.assign(in.tpos, in.tpos + M);
+    ea.dest.assign(in.dest, in.dest + M);
+    grow(ea.h, static_cast<size_t>(M * Hd));
+    grow(ea.a, static_cast<size_t>(M * Hd));
+    grow(s_enc_, static_cast<size_t>(M * d));
+    MediaInput own{M, ea.feat.data(), ea.spos.data(), ea.tpos.data(), ea.dest.data()};
+    encode(e, own, ea.h.data(), ea.a.data(), s_enc_.data());
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t n = ea.dest[m];
+      const float* pe = P(wpe_) + (pos ? static_cast<int64_t>(pos[n]) : n % L) * d;
+      for (int64_t j = 0; j < d; ++j) x0[n * d + j] = s_enc_[m * d + j] + pe[j];
+    }
+  }
+}
+
+// Gradients of encoder e from dL/dx0 (dres [N, d]) at its dest rows.
+void Transformer::encoder_backward(int e, const EncActs& ea, const float* dres) {
+  const EncoderConfig& ec = cfg_.enc[e];
+  const EncParams& W = encp_[e];
+  const int64_t M = ea.M, Hd = ec.Hd, d = cfg_.d;
+  if (M == 0 || (cfg_.freeze_encoder && cfg_.freeze_projector)) return;
+  std::vector<float> dE(static_cast<size_t>(M * d)), da(static_cast<size_t>(M * Hd)), wt(static_cast<size_t>(Hd * d));
+  for (int64_t m = 0; m < M; ++m) std::memcpy(dE.data() + m * d, dres + static_cast<int64_t>(ea.dest[m]) * d, sizeof(float) * d);
+  if (!cfg_.freeze_projector) matmul_dw(ea.a.data(), dE.data(), G(W.w_out), G(W.b_out), M, Hd, d);
+  if (cfg_.freeze_encoder) return;
+  transpose(P(W.w_out), wt.data(), Hd, d);
+  matmul(dE.data(), wt.data(), nullptr, da.data(), M, d, Hd, false);
+  gelu_backward_rows(ea.h.data(), da.data(), 0, M * Hd);
+  matmul_dw(ea.feat.data(), da.data(), G(W.w_in), G(W.b_in), M, ec.P, Hd);
+  for (int64_t m = 0; m < M; ++m) {  // position tables: scatter-add in row order
+    axpy(G(W.pos) + static_cast<int64_t>(ea.spos[m]) * Hd, 1.f, da.data() + m * Hd, Hd);
+    if (W.temporal >= 0 && ea.tpos[m] >= 0) axpy(G(W.temporal) + static_cast<int64_t>(ea.tpos[m]) * Hd, 1.f, da.data() + m * Hd, Hd);
+  }
+}
+
+void Transformer::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train, const MediaInput* media) {
   const int64_t N = B * L, d = cfg_.d, F = cfg_.F, H = cfg_.H, hd = d / H, V = cfg_.V;
   // The binding has checked L <= maxSeqLen and every id against V.
   Acts& A = train ? train_ : eval_;
@@ -323,6 +406,7 @@ void Transformer::forward(const int32_t* tokens, int64_t B, int64_t L, float* lo
       for (int64_t j = 0; j < d; ++j) x0[n * d + j] = te[j] + pe[j];
     }
   }, chunk_for(d));
+  splice(A, media, x0, L, nullptr);
 
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     const Layer& W = layers_[l];
@@ -455,16 +539,25 @@ void Transformer::backward(const float* dlogits) {
     layernorm_backward(dln1, a.x_in.data(), a.mu1.data(), a.rs1.data(), P(W.ln1_w), dres, true, G(W.ln1_w), G(W.ln1_b), N, d);
   }
 
-  // embeddings: scatter-add in token order
+  // embeddings: scatter-add in token order; a spliced token's row goes to its encoder, not wte
+  std::vector<char> spliced;
+  for (int e = 0; e < kNumEncoders; ++e) {
+    if (A.enc[e].M == 0) continue;
+    spliced.resize(static_cast<size_t>(N), 0);
+    for (int64_t m = 0; m < A.enc[e].M; ++m) spliced[A.enc[e].dest[m]] = 1;
+  }
   float* gte = G(wte_);
   float* gpe = G(wpe_);
   for (int64_t n = 0; n < N; ++n) {
-    float* te = gte + static_cast<int64_t>(A.tokens[n]) * d;
     float* pe = gpe + (n % L) * d;
     const float* g = dres + n * d;
-    for (int64_t j = 0; j < d; ++j) te[j] += g[j];
+    if (spliced.empty() || !spliced[n]) {
+      float* te = gte + static_cast<int64_t>(A.tokens[n]) * d;
+      for (int64_t j = 0; j < d; ++j) te[j] += g[j];
+    }
     for (int64_t j = 0; j < d; ++j) pe[j] += g[j];
   }
+  for (int e = 0; e < kNumEncoders; ++e) encoder_backward(e, A.enc[e], dres);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -499,6 +592,7 @@ double Transformer::step(const AdamWOptions& o) {
   const float eps = static_cast<float>(o.eps);
   const float decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
   for (const ParamInfo& p : layout_) {
+    if (p.frozen) continue;
     float* w = params_.data() + p.offset;
     const float* gg = g + p.offset;
     float* m = m_.data() + p.offset;
@@ -558,6 +652,7 @@ void Transformer::decode(const DecodeArgs& a) {
     const float* pe = P(wpe_) + static_cast<int64_t>(mpos[m]) * d;
     for (int64_t j = 0; j < d; ++j) x[m * d + j] = te[j] + pe[j];
   }
+  splice(dec_, a.media, x, 0, mpos.data());
   for (int64_t l = 0; l < nL; ++l) {
     const Layer& W = layers_[l];
     layernorm(x, P(W.ln1_w), P(W.ln1_b), h, nullptr, nullptr, M, d);

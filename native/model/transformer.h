@@ -22,9 +22,36 @@
 
 namespace grpo {
 
+// A built-in media encoder (multimodal.md in the README): each media item arrives as rows of
+// patch features [M, P] (image: p×p×3 pixels of a patch; video: the same per frame; audio: k
+// stacked log-mel frames, i.e. a 1-D convolution of kernel = stride = k), then
+//   h = feat · patch.weight + patch.bias + pos[spos] (+ temporal[tpos], video)
+//   E = gelu(h) · proj.weight + proj.bias                         (the projector / aligner)
+// and row m of E replaces the token embedding of decoder token dest[m] (a placeholder id).
+// P = 0: no such encoder (no parameters, the text-only layout is exactly today's).
+struct EncoderConfig {
+  int64_t P = 0, Hd = 0, npos = 0, ntemp = 0;
+};
+constexpr int kNumEncoders = 2;  // 0 vision (images and video frames), 1 audio
+
 struct ModelConfig {
   int64_t V = 0, d = 0, n_layers = 0, H = 0, F = 0, T = 0;
   uint64_t seed = 0;
+  EncoderConfig enc[kNumEncoders];
+  // ms-swift freeze_vit (patch embedding + positions) / freeze_aligner (projector): no gradient
+  // is accumulated into those tensors and step() leaves them unchanged.
+  bool freeze_encoder = false, freeze_projector = false;
+};
+
+// One encoder's input for a forward / decode: M rows of P features, each with its spatial
+// position id (row of pos), temporal id (row of temporal, -1: none) and destination token
+// (index into the call's flattened tokens). The binding checks every index.
+struct MediaInput {
+  int64_t M = 0;
+  const float* feat = nullptr;
+  const int32_t* spos = nullptr;
+  const int32_t* tpos = nullptr;
+  const int32_t* dest = nullptr;
 };
 
 // One named tensor inside the flat parameter buffer.
@@ -33,6 +60,7 @@ struct ParamInfo {
   std::vector<int64_t> shape;
   int64_t offset = 0, size = 0;
   bool decay = false;  // AdamW weight decay applies (matrices and embeddings, not norms/biases)
+  bool frozen = false;  // freeze_encoder / freeze_projector: no gradient, no update
 };
 
 struct AdamWOptions {
@@ -52,6 +80,7 @@ struct DecodeArgs {
   const int32_t* start = nullptr;   // [R]
   const int32_t* count = nullptr;   // [R], >= 1
   float* logits = nullptr;          // [R, V]
+  MediaInput media[kNumEncoders];   // dest indexes `tokens`
 };
 
 class Transformer {
@@ -70,7 +99,8 @@ class Transformer {
   void set_adam_step(int64_t s) { step_ = s; }
 
   // tokens [B*L] -> logits [B*L, V]. train=true keeps the activations for backward().
-  void forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train);
+  // media (optional, [kNumEncoders]): encoder rows that replace the embeddings of their dest tokens.
+  void forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train, const MediaInput* media = nullptr);
   // Accumulates dL/dparams from dL/dlogits [B*L, V] of the last train forward.
   void backward(const float* dlogits);
   bool has_train_forward() const { return train_valid_; }
@@ -89,9 +119,19 @@ class Transformer {
   struct LayerActs {
     std::vector<float> x_in, ln1, mu1, rs1, q, k, v, att, y, x_mid, ln2, mu2, rs2, fc, act;
   };
+  // One encoder's activations (kept for backward): inputs copied, h before GELU, a after.
+  struct EncActs {
+    int64_t M = 0;
+    std::vector<float> feat, h, a;
+    std::vector<int32_t> spos, tpos, dest;
+  };
+  struct EncParams {
+    int64_t w_in = -1, b_in = -1, pos = -1, temporal = -1, w_out = -1, b_out = -1;
+  };
   struct Acts {
     int64_t B = 0, L = 0;
     std::vector<int32_t> tokens;
+    EncActs enc[kNumEncoders];
     std::vector<LayerActs> layers;
     std::vector<float> x_out, lnf, muf, rsf;
     void ensure(const ModelConfig& c, int64_t B, int64_t L);
@@ -99,6 +139,11 @@ class Transformer {
 
   int64_t add_param(const std::string& name, std::vector<int64_t> shape, bool decay);
   void init_params();
+  // E [M, d] of encoder e for `in` (h, a: [M, Hd] scratch kept for backward).
+  void encode(int e, const MediaInput& in, float* h, float* a, float* E);
+  // Copies `media` into A.enc, runs the encoders and writes their rows over x0 [N, d] (+ wpe).
+  void splice(Acts& A, const MediaInput* media, float* x0, int64_t L, const int32_t* pos);
+  void encoder_backward(int e, const EncActs& a, const float* dres);
   const float* P(int64_t off) const { return params_.data() + off; }
   float* G(int64_t off) { return grads_.data() + off; }
 
@@ -106,11 +151,13 @@ class Transformer {
   std::vector<ParamInfo> layout_;
   std::vector<Layer> layers_;
   int64_t wte_ = 0, wpe_ = 0, lnf_w_ = 0, lnf_b_ = 0, head_ = 0;
+  EncParams encp_[kNumEncoders];
+  std::vector<float> s_enc_;  // encoder scratch (E rows, decode h/a)
   std::vector<float> params_, grads_, m_, v_;
   int64_t step_ = 0;
 
   // The last train forward (kept for backward) and eval forwards (which leave it intact).
-  Acts train_, eval_;
+  Acts train_, eval_, dec_;  // dec_: only its encoder activations are used (decode)
   bool train_valid_ = false;
   // Scratch, grown as needed: backward (s_*) and decode (d_*).
   std::vector<float> s_res_, s_dx_, s_big_, s_dk_, s_dv_, s_wt_, s_row_;

@@ -52,14 +52,21 @@ function linear(x: Float64Array, W: Float64Array, b: Float64Array | null, N: num
   return y;
 }
 
-const gelu = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+export const gelu = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
 /** Logits [B*L*V] in float64. */
-export function refForward(c: RefConfig, p: RefParams, tokens: ArrayLike<number>, B: number, L: number): Float64Array {
+export function refForward(
+  c: RefConfig, p: RefParams, tokens: ArrayLike<number>, B: number, L: number,
+  /** Multimodal splice: row n of `rows` replaces wte[tokens[n]] for every n in it (wpe still added). */
+  splice?: Map<number, Float64Array>,
+): Float64Array {
   const d = c.dModel, H = c.nHeads, hd = d / H, N = B * L, F = c.dFF, V = c.vocabSize;
   const wte = get(p, 'wte'), wpe = get(p, 'wpe');
   let x = new Float64Array(N * d);
-  for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) x[n * d + j] = wte[tokens[n] * d + j] + wpe[(n % L) * d + j];
+  for (let n = 0; n < N; n++) {
+    const e = splice?.get(n);
+    for (let j = 0; j < d; j++) x[n * d + j] = (e ? e[j] : wte[tokens[n] * d + j]) + wpe[(n % L) * d + j];
+  }
   for (let l = 0; l < c.nLayers; l++) {
     const k = (s: string) => get(p, `blocks.${l}.${s}`);
     const h = layernorm(x, k('ln1.weight'), k('ln1.bias'), N, d);
