@@ -11,7 +11,7 @@
  */
 import * as os from 'os';
 import { distNative, type DistAddon } from './native';
-import { StoreClient, StoreServer } from './store';
+import { HEARTBEAT_MS, StoreClient, StoreServer } from './store';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
 type Reducible = Float32Array | Float64Array | Int32Array;
@@ -172,7 +172,7 @@ export class ProcessGroup {
     // a peer's death reaches Gloo (a closed socket) and the store (a closed connection) at about
     // the same moment: ask a few times
     for (let i = 0; i < 10; i++) {
-      let st: { gone: number[]; progress: Record<string, string> };
+      let st: { gone: number[]; progress: Record<string, string>; silentMs: Record<string, number> };
       try {
         st = await Promise.race([
           this.store!.status(),
@@ -188,6 +188,10 @@ export class ProcessGroup {
         const p = Number((st.progress[String(r)] ?? '0').split(' ')[0]);
         if (r !== this.rank && p < seq) behind.push(r);
       }
+      // stopped or stuck: its heartbeat went silent (several beats missed) while its sockets stay open
+      const silent = Object.entries(st.silentMs ?? {}).filter(([r, ms]) => Number(r) !== this.rank && ms > 6 * HEARTBEAT_MS).map(([r]) => Number(r));
+      if (silent.length && i >= 2)
+        return { text: `rank ${silent.join(', rank ')} stopped responding (no heartbeat for ${silent.map((r) => `${(st.silentMs[String(r)] / 1000).toFixed(1)} s`).join(', ')}: hung or stopped)`, ranks: silent };
       if (behind.length && i >= 2)
         return {
           text: `rank ${behind.join(', rank ')} did not reach it within ${this.timeoutMs} ms (hung, or slower than --dist-timeout; last at ${behind.map((r) => `#${st.progress[String(r)] ?? 'none'}`).join(', ')})`,

@@ -10,7 +10,10 @@
  *   'S' set key = val                      -> u8 0
  *   'G' get key (val = u32 timeout in ms)  -> u8 status (0 ok, 1 timed out), u32 len, data
  *   'H' hello: key = this client's rank    -> u8 0
- *   'L' status                             -> u8 0, u32 len, JSON {gone: number[], progress: {rank: value}}
+ *   'B' heartbeat: key = this client's rank -> u8 0 (the server notes the time)
+ *   'L' status                             -> u8 0, u32 len, JSON {gone: number[], progress: {rank: value}, silentMs: {rank: ms}}
+ * A rank's client beats every HEARTBEAT_MS from its event loop: a rank that is stopped or stuck
+ * (SIGSTOP, a deadlock, swapping) goes silent while its sockets stay open.
  */
 import * as net from 'net';
 
@@ -32,6 +35,7 @@ export class StoreServer {
   private map = new Map<string, Buffer>();
   private waiters = new Map<string, Waiter[]>();
   private gone = new Set<number>();
+  private beats = new Map<number, number>();
   private sockets = new Set<net.Socket>();
   private constructor(server: net.Server) {
     this.server = server;
@@ -87,7 +91,9 @@ export class StoreServer {
   private status(): Buffer {
     const progress: Record<string, string> = {};
     for (const [k, v] of this.map) if (k.startsWith('progress/')) progress[k.slice(9)] = v.toString();
-    return frame(0, Buffer.from(JSON.stringify({ gone: [...this.gone].sort((a, b) => a - b), progress })));
+    const now = Date.now();
+    const silentMs = Object.fromEntries([...this.beats].map(([r, t]) => [r, now - t]));
+    return frame(0, Buffer.from(JSON.stringify({ gone: [...this.gone].sort((a, b) => a - b), progress, silentMs })));
   }
 
   private serve(sock: net.Socket) {
@@ -117,6 +123,10 @@ export class StoreServer {
         else if (op === 'H') {
           rank = Number(key);
           this.gone.delete(rank);
+          this.beats.set(rank, Date.now());
+          reply = Promise.resolve(frame(0));
+        } else if (op === 'B') {
+          this.beats.set(Number(key), Date.now());
           reply = Promise.resolve(frame(0));
         } else if (op === 'L') reply = Promise.resolve(this.status());
         else {
@@ -145,8 +155,11 @@ export class StoreServer {
 }
 
 /** A rank's connection to the store. */
+export const HEARTBEAT_MS = 500;
+
 export class StoreClient {
   private sock: net.Socket;
+  private beat: NodeJS.Timeout | null = null;
   private buf = Buffer.alloc(0);
   private pending: { withData: boolean; resolve: (b: { status: number; data: Buffer }) => void; reject: (e: Error) => void }[] = [];
   private error: Error | null = null;
@@ -231,17 +244,21 @@ export class StoreClient {
     return r.data;
   }
 
+  /** Registers this connection as `rank`'s and starts its heartbeat (unref'd: never keeps the process alive). */
   async hello(rank: number): Promise<void> {
     await this.request('H', String(rank), Buffer.alloc(0), false);
+    this.beat = setInterval(() => this.request('B', String(rank), Buffer.alloc(0), false).catch(() => {}), HEARTBEAT_MS);
+    this.beat.unref();
   }
 
   /** Ranks whose connection closed, and each rank's last `progress/<rank>` value. */
-  async status(): Promise<{ gone: number[]; progress: Record<string, string> }> {
+  async status(): Promise<{ gone: number[]; progress: Record<string, string>; silentMs: Record<string, number> }> {
     const r = await this.request('L', '', Buffer.alloc(0), true);
     return JSON.parse(r.data.toString());
   }
 
   close(): void {
+    if (this.beat) clearInterval(this.beat);
     this.error ??= new Error('data-parallel store: client closed');
     this.sock.destroy();
   }

@@ -28,6 +28,7 @@ import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceB
 import { checkPromptLengths, Rollout } from './rollout';
 import { InProcessEngine, type RolloutEngine } from '../rollout/engine';
 import { learningRateAt } from './schedule';
+import type { DataParallel } from '../parallel/data_parallel';
 
 export interface GrpoConfig {
   maxSteps: number;
@@ -146,6 +147,11 @@ export interface GrpoTrainerOptions {
   constantRewardSteps?: number;
   /** Called once when a reward function has been constant for constantRewardSteps steps (it carries no signal). */
   onRewardConstant?: (s: ConstantRewardState, step: number) => void;
+  /** Data-parallel training (lib/parallel/data_parallel.ts): this rank trains on its share of each
+   *  step's prompt groups; gradients, token counts and metrics are reduced over ranks. */
+  dist?: DataParallel;
+  /** After every step, check that every rank holds the same weights (a hash per rank; debug, tests). */
+  distCheckWeights?: boolean;
 }
 
 /** The first generation round of a step: what the reward metrics describe. */
@@ -185,6 +191,8 @@ export class GrpoTrainer {
   private onRewardFailure?: (f: RewardFailure, step: number) => void;
   private constantMonitor: ConstantRewardMonitor;
   private onRewardConstant?: (s: ConstantRewardState, step: number) => void;
+  private dist?: DataParallel;
+  private distCheckWeights: boolean;
 
   constructor(o: GrpoTrainerOptions) {
     this.model = o.model;
@@ -202,6 +210,9 @@ export class GrpoTrainer {
     this.onRewardFailure = o.onRewardFailure;
     this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
     this.onRewardConstant = o.onRewardConstant;
+    this.dist = o.dist;
+    this.distCheckWeights = o.distCheckWeights ?? false;
+    this.dist?.checkConfig(this.config);
     if (!this.task.train.length) throw new RangeError(`GrpoTrainer: task '${this.task.name}' has no training examples`);
     // every prompt must leave room for a full completion: found now, not at the step that draws it
     checkPromptLengths(this.task.train, this.tokenizer, this.model.maxSeqLen, this.config.maxCompletionLength, this.task.name);
@@ -244,13 +255,19 @@ export class GrpoTrainer {
     let rounds = 0;
     let generatedTokens = 0;
     const maxRounds = c.dynamicSampling ? c.maxDynamicSamplingRounds : 1;
-    while (rounds < maxRounds && kept.length < c.batchSize) {
-      const exs = this.nextPrompts(c.batchSize);
+    const localGroups = this.dist ? c.batchSize / this.dist.worldSize : c.batchSize;
+    while (rounds < maxRounds && kept.length < localGroups) {
+      // data parallel: every rank draws the global batch, keeps its share of the groups, and
+      // samples them with the row ids they have in the global batch
+      const all = this.nextPrompts(c.batchSize);
+      const share = this.dist?.share(all.length) ?? { start: 0, end: all.length };
+      const exs = all.slice(share.start, share.end);
       let t = performance.now();
       const ro = await this.engine.generate(exs, G, {
         temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
         maxCompletionLength: c.maxCompletionLength, stop: c.stop,
         seed: mixSeed(c.seed, this.state.step, rounds),
+        ...(this.dist ? { rowOffset: share.start * G } : {}),
       });
       time.generate += performance.now() - t;
       for (const tk of ro.tokens) generatedTokens += tk.length;
@@ -274,7 +291,7 @@ export class GrpoTrainer {
       });
       time.reward += performance.now() - t;
       firstRound ??= { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
-      for (let g = 0; g < exs.length && kept.length < c.batchSize; g++) {
+      for (let g = 0; g < exs.length && kept.length < localGroups; g++) {
         // dynamic sampling: a group whose rewards all agree (σ = 0, or no reward) carries no signal
         if (c.dynamicSampling && !(ga.groupStd[g] > 0)) continue;
         kept.push({ seqs: Array.from({ length: G }, (_, j) => g * G + j), ro, adv: ga.advantages.subarray(g * G, (g + 1) * G) });
@@ -320,6 +337,7 @@ export class GrpoTrainer {
       metrics.skipped = true;
     }
     this.state.step++;
+    if (this.dist) generatedTokens = await this.dist.sum(generatedTokens);
     this.state.numTokens += generatedTokens;
     const stepTime = (performance.now() - tStart) / 1000;
     for (const [k, v] of Object.entries(lossStats)) metrics[k] = mean(v);
@@ -327,6 +345,10 @@ export class GrpoTrainer {
     metrics.step_time = stepTime;
     metrics.tokens_per_second = generatedTokens / stepTime;
     for (const [k, v] of Object.entries(time)) metrics[`time/${k}`] = v / 1000;
+    if (this.dist) {
+      if (this.distCheckWeights) await this.dist.checkSameWeights(this.model, this.state.step);
+      return this.dist.reduceMetrics(metrics);
+    }
     return metrics;
   }
 
@@ -384,6 +406,9 @@ export class GrpoTrainer {
     for (let s0 = 0; s0 < S; s0 += chunk) micro.push(Array.from({ length: Math.min(chunk, S - s0) }, (_, i) => s0 + i));
     let numItems = 0;
     for (let i = 0; i < batch.mask.length; i++) numItems += batch.mask[i];
+    // data parallel: dapo's token count over all ranks, divided by their number because the
+    // ranks' gradients are averaged (TRL's num_items_in_batch / num_processes)
+    const dapoItems = this.dist && c.lossType === 'dapo' ? Math.max(1, await this.dist.sum(numItems)) / this.dist.worldSize : Math.max(1, numItems);
     // TRL: dapo normalises by the step's global token count; the others average over micro-batches
     const gradScale = c.lossType === 'dapo' ? 1 : 1 / micro.length;
     const stats: Record<string, number[]> = {};
@@ -408,7 +433,7 @@ export class GrpoTrainer {
           oldLogp: mb.old, refLogp: mb.ref, temperature: c.temperature,
           importanceSamplingLevel: c.importanceSamplingLevel, policyLoss: c.policyLoss,
           epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
-          lossType: c.lossType, numItemsInBatch: c.lossType === 'dapo' ? Math.max(1, numItems) : undefined,
+          lossType: c.lossType, numItemsInBatch: c.lossType === 'dapo' ? dapoItems : undefined,
           maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
           cispoClip: c.cispoClip, sapoTemperaturePos: c.sapoTemperaturePos, sapoTemperatureNeg: c.sapoTemperatureNeg,
           useBiasCorrectionKl: c.useBiasCorrectionKl,
@@ -426,6 +451,11 @@ export class GrpoTrainer {
         t = performance.now();
         await this.model.backward(scatterCompletionGrad(r.gradLogits as Float32Array, mb.b, V, gradScale));
         time.backward += performance.now() - t;
+      }
+      if (this.dist) {
+        const t = performance.now();
+        await this.dist.averageGradients(this.model);
+        time.allreduce = (time.allreduce ?? 0) + performance.now() - t;
       }
       const t = performance.now();
       const lr = learningRateAt(this.state.updates, { learningRate: c.learningRate, totalUpdates: this.totalUpdates, warmupRatio: c.warmupRatio, minLrRatio: c.minLrRatio });
