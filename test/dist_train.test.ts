@@ -95,5 +95,19 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
   });
 }
 
+glooTest('grpo train --nproc-per-node 2: starts both ranks, rank 0 alone writes metrics and checkpoints, exit 0', () => {
+  const dir = path.join(tmp, 'run-nproc');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', ...CLI.map((x) => (x === '40' ? '3' : x)), '--output-dir', dir, '--nproc-per-node', '2'],
+    { cwd: ROOT, encoding: 'utf8', env: { ...process.env, RANK: undefined, WORLD_SIZE: undefined } });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /data parallel over 2 ranks \(torchrun/);
+  const rows = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // one writer: each step once, in order, with the global token count
+  assert.equal(rows.filter((x) => x.phase === 'grpo').map((x) => x.step), [1, 2, 3]);
+  assert.ok(rows.every((x) => x.phase !== 'grpo' || x['time/allreduce'] >= 0));
+  assert.is(loadCheckpoint(latestCheckpoint(dir)!).meta.step, 3);
+  assert.is(JSON.parse(fs.readFileSync(path.join(dir, RUN_MARKER), 'utf8')).status, 'completed');
+});
+
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 test.run();
