@@ -23,7 +23,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 
 export const GLOO_INSTALL_HINT =
   'data-parallel training (more than one rank) needs the Gloo collectives addon, built when Gloo is installed: ' +
-  '`apt-get install libgloo-dev` (Debian/Ubuntu), then rebuild (`npm rebuild grpo-kernels`, or `npx cmake-js compile --out build` in a clone)';
+  '`apt-get install libgloo-dev` (Debian/Ubuntu), then rebuild from source (`GRPO_BUILD_FROM_SOURCE=1 npm rebuild grpo-kernels`, or `npx cmake-js compile --out build` in a clone)';
 
 let cached: DistAddon | null = null;
 let cachedError: string | null = null;
