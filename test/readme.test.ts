@@ -24,7 +24,7 @@ const NORUN: Record<string, string> = {
   'npx grpo sft   --output-dir runs/sft --ops + --sft-stop-accuracy 0.2': 'trains for minutes; run and measured in bench/results/readme_trainer.md',
   'npm install grpo-kernels': "a consumer's install from the registry; scripts/check-pack.js installs the packed tarball the same way in CI",
   'npm install --save-dev cmake-js node-addon-api': "a consumer's source-build setup (network, minutes of compiling); the source build is what npm install runs in this repository",
-  'npx grpo train --nproc-per-node 2 --output-dir runs/dp          # starts 2 local ranks itself': 'needs Gloo (libgloo-dev) and starts several processes; test/dist_train.test.ts runs --nproc-per-node 2 and the torchrun environment (skipped with the reason without Gloo)',
+  'npx grpo train --nproc-per-node 2 --output-dir runs/dp': 'needs Gloo (libgloo-dev) and starts several processes; test/dist_train.test.ts runs --nproc-per-node 2 and the torchrun environment (skipped with the reason without Gloo)',
   'GRPO_CUDA=0 npm rebuild grpo-kernels': "rebuilds in a consumer project (minutes); bench/install.js measures GRPO_CUDA=0 from the tarball",
   'npx grpo train --model ./Qwen2.5-0.5B-Instruct --task arithmetic --output-dir runs/qwen --beta 0.04': 'needs a downloaded Hugging Face checkpoint (no model hub here); test/hf_train.test.ts runs the same command path on a tiny checkpoint it writes',
 };
