@@ -48,7 +48,8 @@ export function hashFloats(a: Float32Array): Uint32Array {
 /** How a metric is reduced over ranks. */
 function rule(key: string): 'sum' | 'min' | 'max' | 'avg' | 'same' {
   if (key === 'step' || key === 'num_tokens') return 'same';
-  if (key === 'no_reward' || key.startsWith('no_reward/') || key === 'dynamic_sampling/kept_groups' || key === 'tokens_per_second') return 'sum';
+  // (tokens_per_second is already global tokens / this rank's step time: averaged like the rest)
+  if (key === 'no_reward' || key.startsWith('no_reward/') || key === 'dynamic_sampling/kept_groups') return 'sum';
   if (key.includes('/min_')) return 'min';
   if (key.includes('/max_') || key.startsWith('time/') || key === 'step_time' || key === 'dynamic_sampling/rounds') return 'max';
   return 'avg';
