@@ -30,6 +30,8 @@ for (const lossType of ['dapo', 'grpo']) {
     // every rank holds the same weights (also checked by hash after every step: distCheckWeights)
     assert.equal(a.hash, b.hash);
     assert.equal(a.state, b.state);
+    // the trainer state (data order, token count, constant-reward monitor) is the 1-rank run's
+    assert.equal(a.state, r1.state);
     // the global token count and the metrics are those of the joined batch
     assert.equal(a.numTokens, r1.numTokens);
     (r1.loss as number[]).forEach((l, i) => assert.ok(Math.abs(l - (a.loss as number[])[i]) < 1e-5, `step ${i + 1} loss ${l} vs ${(a.loss as number[])[i]}`));

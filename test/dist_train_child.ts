@@ -15,7 +15,8 @@ async function main() {
   const model = tinyModel(7, 16);
   const trainer = new GrpoTrainer({
     model, tokenizer: tok, task, rewardFunctions: rewards(),
-    config: tinyConfig({ maxSteps: steps, batchSize: 4, numGenerations: 4, lossType: lossType as 'dapo', beta: 0.04, maxGradNorm: 0 }),
+    // stop strings make completion lengths differ, so dapo (per token) and grpo (per sequence) differ
+    config: tinyConfig({ maxSteps: steps, batchSize: 4, numGenerations: 4, lossType: lossType as 'dapo', beta: 0.04, maxGradNorm: 0, stop: ['1', '5', '='] }),
     dist, distCheckWeights: true,
   });
   if (dist) await dist.broadcastParameters(model);

@@ -91,6 +91,11 @@ export class DataParallel {
     return b[0];
   }
 
+  /** Every rank's `a` (the same length on each), concatenated in rank order: the global batch's rows. */
+  gather(a: Float32Array): Promise<Float32Array> {
+    return this.pg.allGather(a);
+  }
+
   /** Averages the model's gradients over ranks, in one all-reduce of the flattened buffer. */
   async averageGradients(model: PolicyModel): Promise<void> {
     if (this.worldSize === 1) return;

@@ -313,7 +313,8 @@ export class GrpoTrainer {
     const S = comps.length;
     const metrics: StepMetrics = { step: this.state.step + 1 };
     const fr = firstRound!;
-    this.rewardMetrics(metrics, fr);
+    // data parallel: the constant-reward monitor sees the whole batch's rewards (the same state on every rank)
+    this.rewardMetrics(metrics, fr, this.dist ? await this.dist.gather(fr.rewards) : fr.rewards);
     metrics['dynamic_sampling/rounds'] = rounds;
     metrics['dynamic_sampling/kept_groups'] = kept.length;
 
@@ -352,7 +353,7 @@ export class GrpoTrainer {
     return metrics;
   }
 
-  private rewardMetrics(m: StepMetrics, fr: ScoredRound) {
+  private rewardMetrics(m: StepMetrics, fr: ScoredRound, allRewards: Float32Array) {
     const K = this.rewardFunctions.length;
     const S = fr.ro.tokens.length;
     this.rewardFunctions.forEach((f, k) => {
@@ -365,7 +366,7 @@ export class GrpoTrainer {
     });
     // a function that gives every completion the same value, step after step, carries no signal
     this.constantMonitor.restore(this.state.constantRewards);
-    const constant = this.constantMonitor.update(fr.rewards);
+    const constant = this.constantMonitor.update(allRewards);
     this.state.constantRewards = this.constantMonitor.snapshot();
     for (const c of constant) {
       m[`rewards/${c.name}/constant_steps`] = c.steps;
