@@ -35,6 +35,8 @@ void register_model_ops(Napi::Env env, Napi::Object exports);
 void register_device_ops(Napi::Env env, Napi::Object exports);
 // native/common/buffer_pool.cc: reusable memory for large default outputs.
 void register_pool_ops(Napi::Env env, Napi::Object exports);
+// native/parallel/nccl.cc: NCCL collectives over device tensors (libnccl opened at run time).
+void register_nccl_ops(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -354,6 +356,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_model_ops(env, exports);
   register_device_ops(env, exports);
   register_pool_ops(env, exports);
+  register_nccl_ops(env, exports);
   return exports;
 }
 

@@ -24,6 +24,7 @@ const NORUN: Record<string, string> = {
   'npx grpo sft   --output-dir runs/sft --ops + --sft-stop-accuracy 0.2': 'trains for minutes; run and measured in bench/results/readme_trainer.md',
   'npm install grpo-kernels': "a consumer's install from the registry; scripts/check-pack.js installs the packed tarball the same way in CI",
   'npm install --save-dev cmake-js node-addon-api': "a consumer's source-build setup (network, minutes of compiling); the source build is what npm install runs in this repository",
+  'npx grpo train --nproc-per-node 2 --output-dir runs/dp': 'needs Gloo (libgloo-dev) and starts several processes; test/dist_train.test.ts runs --nproc-per-node 2 and the torchrun environment (skipped with the reason without Gloo)',
   'GRPO_CUDA=0 npm rebuild grpo-kernels': "rebuilds in a consumer project (minutes); bench/install.js measures GRPO_CUDA=0 from the tarball",
   'npx grpo serve --checkpoint runs/sft --port 8001 &': 'needs the runs/sft checkpoint and keeps servers running; test/rollout_remote.test.ts runs grpo serve processes, samples and trains through them (runTrain with --rollout-engine remote); rollout_remote_eval.test.ts runs grpo eval --endpoint',
   'npx grpo sft   --task clevr_count --train-size 2000 --output-dir runs/clevr-sft --sft-stop-accuracy 0.3 --max-completion-length 3': 'trains for minutes; run and measured in bench/results/multimodal.md',

@@ -16,6 +16,7 @@ import { runDemo, runEval, runSft, runTrain } from '../trainer/run';
 import { writeRunReport } from '../report';
 import { runServe } from '../serve';
 import { COMMANDS, Command, parseArgs, TRL_ALIASES } from './args';
+import { launchLocal } from '../parallel/launch';
 
 interface CommandInfo {
   summary: string;
@@ -127,6 +128,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'sft') await runSft(options);
+  else if (command === 'train' && (options.nprocPerNode as number) > 1 && process.env.RANK === undefined)
+    // --nproc-per-node N: this process only launches the ranks (each runs this same command)
+    return launchLocal(options.nprocPerNode as number, { argv: process.argv.slice(1) });
   else if (command === 'train') await runTrain(options);
   else if (command === 'eval') await runEval(options);
   else if (command === 'demo') await runDemo(options);

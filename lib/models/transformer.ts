@@ -291,6 +291,23 @@ export class Transformer implements PolicyModel {
     return this.toMap(this.flat(GRADS));
   }
 
+  /** Gradients / weights as one flat buffer in layout order (a fresh copy): what data-parallel
+   *  training all-reduces and broadcasts (lib/parallel/data_parallel.ts), one collective per step. */
+  flatGradients(): Float32Array {
+    return this.flat(GRADS);
+  }
+  setFlatGradients(g: Float32Array): void {
+    v.float32Array(`${OP}.setFlatGradients`, 'g', g, this.numParameters);
+    this.native.copy(GRADS, g, true);
+  }
+  flatParameters(): Float32Array {
+    return this.flat(PARAMS);
+  }
+  setFlatParameters(p: Float32Array): void {
+    v.float32Array(`${OP}.setFlatParameters`, 'p', p, this.numParameters);
+    this.native.copy(PARAMS, p, true);
+  }
+
   loadStateDict(sd: TensorMap): void {
     this.native.copy(PARAMS, this.fromMap(`${OP}.loadStateDict`, sd), true);
   }

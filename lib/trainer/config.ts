@@ -43,6 +43,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'saveMerged', type: 'boolean', default: false, help: 'with --use-peft: also save the base with the adapters merged (outputDir/hf-model)' },
   { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
   { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },
+  // data parallel (lib/parallel/, README "Data-parallel training")
+  { section: S_RUN, name: 'nprocPerNode', type: 'int', default: 1, help: 'grpo train: start N local ranks (child processes) of a data-parallel run, as torchrun --nproc-per-node (needs Gloo: apt-get install libgloo-dev)' },
+  { section: S_RUN, name: 'distTimeout', type: 'number', default: 300, help: 'data parallel: seconds a collective may wait for the other ranks (covers rank 0\'s evaluations and checkpoints); a dead or hung rank fails the others within it' },
+  { section: S_RUN, name: 'distCheckWeights', type: 'boolean', default: false, help: 'data parallel: after every step check (by hash) that every rank holds the same weights' },
   // task
   { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', 'clevr_count', 'video_direction', 'video_direction_shuffled', 'beep_count', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
   { section: S_TASK, name: 'testFile', type: 'string', default: undefined, help: 'held-out JSONL for a dataset task (default: 10% of the training file)' },

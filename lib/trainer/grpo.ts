@@ -30,6 +30,7 @@ import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceB
 import { checkPromptLengths, Rollout } from './rollout';
 import { InProcessEngine, type RolloutEngine } from '../rollout/engine';
 import { learningRateAt } from './schedule';
+import type { DataParallel } from '../parallel/data_parallel';
 
 export interface GrpoConfig {
   maxSteps: number;
@@ -165,6 +166,11 @@ export interface GrpoTrainerOptions {
   constantRewardSteps?: number;
   /** Called once when a reward function has been constant for constantRewardSteps steps (it carries no signal). */
   onRewardConstant?: (s: ConstantRewardState, step: number) => void;
+  /** Data-parallel training (lib/parallel/data_parallel.ts): this rank trains on its share of each
+   *  step's prompt groups; gradients, token counts and metrics are reduced over ranks. */
+  dist?: DataParallel;
+  /** After every step, check that every rank holds the same weights (a hash per rank; debug, tests). */
+  distCheckWeights?: boolean;
 }
 
 /** The first generation round of a step: what the reward metrics describe. */
@@ -204,6 +210,8 @@ export class GrpoTrainer {
   private onRewardFailure?: (f: RewardFailure, step: number) => void;
   private constantMonitor: ConstantRewardMonitor;
   private onRewardConstant?: (s: ConstantRewardState, step: number) => void;
+  private dist?: DataParallel;
+  private distCheckWeights: boolean;
 
   constructor(o: GrpoTrainerOptions) {
     this.model = o.model;
@@ -221,6 +229,9 @@ export class GrpoTrainer {
     this.onRewardFailure = o.onRewardFailure;
     this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
     this.onRewardConstant = o.onRewardConstant;
+    this.dist = o.dist;
+    this.distCheckWeights = o.distCheckWeights ?? false;
+    this.dist?.checkConfig(this.config);
     if (!this.task.train.length) throw new RangeError(`GrpoTrainer: task '${this.task.name}' has no training examples`);
     // every prompt must leave room for a full completion: found now, not at the step that draws it
     checkPromptLengths(this.task.train, this.tokenizer, this.model.maxSeqLen, this.config.maxCompletionLength, this.task.name);
@@ -296,13 +307,19 @@ export class GrpoTrainer {
     let rounds = 0;
     let generatedTokens = 0;
     const maxRounds = c.dynamicSampling ? c.maxDynamicSamplingRounds : 1;
-    while (rounds < maxRounds && kept.length < c.batchSize) {
-      const exs = this.nextPrompts(c.batchSize);
+    const localGroups = this.dist ? c.batchSize / this.dist.worldSize : c.batchSize;
+    while (rounds < maxRounds && kept.length < localGroups) {
+      // data parallel: every rank draws the global batch, keeps its share of the groups, and
+      // samples them with the row ids they have in the global batch
+      const all = this.nextPrompts(c.batchSize);
+      const share = this.dist?.share(all.length) ?? { start: 0, end: all.length };
+      const exs = all.slice(share.start, share.end);
       let t = performance.now();
       const ro = await this.engine.generate(exs, G, {
         temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
         maxCompletionLength: c.maxCompletionLength, stop: c.stop,
         seed: mixSeed(c.seed, this.state.step, rounds),
+        ...(this.dist ? { rowOffset: share.start * G } : {}),
       });
       time.generate += performance.now() - t;
       for (const tk of ro.tokens) generatedTokens += tk.length;
@@ -332,7 +349,7 @@ export class GrpoTrainer {
       });
       time.reward += performance.now() - t;
       firstRound ??= { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
-      for (let g = 0; g < exs.length && kept.length < c.batchSize; g++) {
+      for (let g = 0; g < exs.length && kept.length < localGroups; g++) {
         // dynamic sampling: a group whose rewards all agree (σ = 0, or no reward) carries no signal
         if (c.dynamicSampling && !(ga.groupStd[g] > 0)) continue;
         kept.push({ seqs: Array.from({ length: G }, (_, j) => g * G + j), ro, adv: ga.advantages.subarray(g * G, (g + 1) * G) });
@@ -356,7 +373,8 @@ export class GrpoTrainer {
     const S = comps.length;
     const metrics: StepMetrics = { step: this.state.step + 1 };
     const fr = firstRound!;
-    this.rewardMetrics(metrics, fr);
+    // data parallel: the constant-reward monitor sees the whole batch's rewards (the same state on every rank)
+    this.rewardMetrics(metrics, fr, this.dist ? await this.dist.gather(fr.rewards) : fr.rewards);
     metrics['dynamic_sampling/rounds'] = rounds;
     metrics['dynamic_sampling/kept_groups'] = kept.length;
 
@@ -380,6 +398,7 @@ export class GrpoTrainer {
       metrics.skipped = true;
     }
     this.state.step++;
+    if (this.dist) generatedTokens = await this.dist.sum(generatedTokens);
     this.state.numTokens += generatedTokens;
     const stepTime = (performance.now() - tStart) / 1000;
     for (const [k, v] of Object.entries(lossStats)) metrics[k] = mean(v);
@@ -387,10 +406,14 @@ export class GrpoTrainer {
     metrics.step_time = stepTime;
     metrics.tokens_per_second = generatedTokens / stepTime;
     for (const [k, v] of Object.entries(time)) metrics[`time/${k}`] = v / 1000;
+    if (this.dist) {
+      if (this.distCheckWeights) await this.dist.checkSameWeights(this.model, this.state.step);
+      return this.dist.reduceMetrics(metrics);
+    }
     return metrics;
   }
 
-  private rewardMetrics(m: StepMetrics, fr: ScoredRound) {
+  private rewardMetrics(m: StepMetrics, fr: ScoredRound, allRewards: Float32Array) {
     const K = this.rewardFunctions.length;
     const S = fr.ro.tokens.length;
     this.rewardFunctions.forEach((f, k) => {
@@ -403,7 +426,7 @@ export class GrpoTrainer {
     });
     // a function that gives every completion the same value, step after step, carries no signal
     this.constantMonitor.restore(this.state.constantRewards);
-    const constant = this.constantMonitor.update(fr.rewards);
+    const constant = this.constantMonitor.update(allRewards);
     this.state.constantRewards = this.constantMonitor.snapshot();
     for (const c of constant) {
       m[`rewards/${c.name}/constant_steps`] = c.steps;
@@ -454,6 +477,11 @@ export class GrpoTrainer {
       activeSeqs += any ? 1 : 0;
     }
     const agg = c.lossAggMode;
+    // data parallel: the step's counts over all ranks, divided by their number because the ranks'
+    // gradients are averaged (TRL's num_items_in_batch / num_processes; verl's dp_size factor)
+    const dpCount = async (x: number) => (this.dist ? Math.max(1, await this.dist.sum(x)) / this.dist.worldSize : Math.max(1, x));
+    const itemsInBatch = (agg === undefined ? c.lossType === 'dapo' : agg === 'token-mean') ? await dpCount(numItems) : undefined;
+    const globalSeqs = agg === 'seq-mean-token-sum' || agg === 'seq-mean-token-mean' ? await dpCount(activeSeqs) : undefined;
     const gradScale = c.lossType === 'dapo' || agg !== undefined ? 1 : 1 / micro.length;
     const stats: Record<string, number[]> = {};
     const push = (k: string, v: number) => (stats[k] ??= []).push(v);
@@ -478,8 +506,8 @@ export class GrpoTrainer {
           importanceSamplingLevel: c.importanceSamplingLevel, policyLoss: c.policyLoss,
           epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
           lossType: agg === undefined ? c.lossType : undefined, lossAggMode: agg,
-          numItemsInBatch: (agg === undefined ? c.lossType === 'dapo' : agg === 'token-mean') ? Math.max(1, numItems) : undefined,
-          globalBatchSize: agg === 'seq-mean-token-sum' || agg === 'seq-mean-token-mean' ? Math.max(1, activeSeqs) : undefined,
+          numItemsInBatch: itemsInBatch,
+          globalBatchSize: globalSeqs,
           lossScaleFactor: agg === 'seq-mean-token-sum-norm' ? c.lossScaleFactor : undefined,
           clampSequenceLogRatio: c.clampSequenceLogRatio, clipCovRatio: c.clipCovRatio, clipCovLb: c.clipCovLb, clipCovUb: c.clipCovUb,
           klCovRatio: c.klCovRatio, ppoKlCoef: c.ppoKlCoef, vespoKPos: c.vespoKPos, vespoLambdaPos: c.vespoLambdaPos,
@@ -501,6 +529,11 @@ export class GrpoTrainer {
         t = performance.now();
         await this.model.backward(scatterCompletionGrad(r.gradLogits as Float32Array, mb.b, V, gradScale));
         time.backward += performance.now() - t;
+      }
+      if (this.dist) {
+        const t = performance.now();
+        await this.dist.averageGradients(this.model);
+        time.allreduce = (time.allreduce ?? 0) + performance.now() - t;
       }
       const t = performance.now();
       const lr = learningRateAt(this.state.updates, { learningRate: c.learningRate, totalUpdates: this.totalUpdates, warmupRatio: c.warmupRatio, minLrRatio: c.minLrRatio });

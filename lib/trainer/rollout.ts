@@ -20,6 +20,9 @@ export interface SamplingOptions {
   maxCompletionLength: number;
   /** Extra strings that end a completion (the tokenizer's EOS always does). */
   stop?: string[];
+  /** Philox row id of the first sequence (default 0): a data-parallel rank samples its share of
+   *  the global batch with the row ids that share has in it, so its tokens are those of one rank. */
+  rowOffset?: number;
 }
 
 export interface Rollout {
@@ -126,7 +129,7 @@ export async function rollout(
   const maxBatch = o.maxBatch ?? 1024;
   for (let s0 = 0; s0 < S; s0 += maxBatch) {
     const n = Math.min(maxBatch, S - s0);
-    const rowIds = Array.from({ length: n }, (_, i) => s0 + i);
+    const rowIds = Array.from({ length: n }, (_, i) => (o.rowOffset ?? 0) + s0 + i);
     const gen = await model.generate(
       promptIds.slice(s0, s0 + n).map((a) => Array.from(a)),
       {

@@ -21,6 +21,9 @@ import { checkPromptLengths } from './rollout';
 import { finishRunDir, isRunDir, prepareRunDir, readMetricsFile, RunDirError, writeTextAtomic } from './rundir';
 import { RemoteEngine } from '../rollout/remote';
 import type { RolloutEngine } from '../rollout/engine';
+import { closeDataParallel, openDataParallel } from '../parallel/run';
+import type { DataParallel } from '../parallel/data_parallel';
+import { distEnv } from '../parallel/env';
 
 /** Where messages go (the CLI prints them; tests can collect them). */
 export interface Io {
@@ -168,18 +171,20 @@ function savedOptions(meta: CheckpointMeta): Options {
 }
 
 class MetricsLog {
-  /** Appends to `file` (prepareRunDir has removed an earlier run's file unless resuming). */
-  constructor(readonly file: string) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+  /** Appends to `file` (prepareRunDir has removed an earlier run's file unless resuming).
+   *  Disabled on data-parallel ranks other than 0 (rank 0 alone writes). */
+  constructor(readonly file: string, readonly enabled = true) {
+    if (enabled) fs.mkdirSync(path.dirname(file), { recursive: true });
   }
   write(row: Record<string, unknown>) {
-    fs.appendFileSync(this.file, JSON.stringify(row) + '\n');
+    if (this.enabled) fs.appendFileSync(this.file, JSON.stringify(row) + '\n');
   }
   /**
    * Drops rows of `phase` after `step` (a resumed run rewrites what follows its checkpoint), and
    * a torn last line (a kill mid-append); returns what was dropped, for the report.
    */
   truncateAfter(step: number, phases: string[]): { dropped: number; torn: boolean } {
+    if (!this.enabled) return { dropped: 0, torn: false };
     const { rows, torn } = readMetricsFile(this.file);
     const kept = rows.filter((r) => !(phases.includes(r.phase as string) && (r.step as number) > step));
     if (kept.length === rows.length && torn === null) return { dropped: 0, torn: false };
@@ -305,7 +310,15 @@ export async function runTrain(opts: Options, io: Io = consoleIo): Promise<Train
     // only when this run logged something: a run refused or failed before its first row must
     // not rewrite the report of whatever run the directory already holds
     const after = stamp();
-    if (after && after !== before) {
+    // data parallel: rank 0 alone writes (distEnv is the launcher's environment, checked again in trainRun)
+    const lead = (() => {
+      try {
+        return distEnv().rank === 0;
+      } catch {
+        return true;
+      }
+    })();
+    if (lead && after && after !== before) {
       try {
         const report = writeRunReport(runDir, { status });
         io.log(`train: report ${report}`);
@@ -345,6 +358,9 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   const o = resolvePaths(withDefaults(ck ? { ...savedOptions(ck.meta), ...opts } : opts));
   o.outputDir = runDir;
   applyThreads(o);
+  // data parallel (WORLD_SIZE > 1 or mpirun): every rank joins here; rank 0 alone writes
+  const dist = await openDataParallel(o, io.log);
+  const lead = !dist || dist.isMain;
   const t0 = Date.now();
   const dir = runDir;
   const task = buildTask(o);
@@ -379,24 +395,32 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
     // a lower bound in characters: the built-in CharTokenizer makes one character per token; an HF
     // tokenizer's tokens are longer, so no bound is checked there
     if (!hf) checkFormatRewardFits(rewards.fns, task, cfg0.maxCompletionLength);
-    prepareRunDir(dir, { kind: 'grpo', overwrite: o.overwriteOutputDir as boolean, resume: resumeInPlace });
+    if (lead) prepareRunDir(dir, { kind: 'grpo', overwrite: o.overwriteOutputDir as boolean, resume: resumeInPlace });
   } catch (e) {
     model?.dispose();
     refModel?.dispose();
     await disposeRewards(rewards);
+    await closeDataParallel(dist, false);
     throw e;
   }
   const rw = rewards, m = model;
-  return inRunDir(dir, () => trainBody(o, io, t0, task, tok, m, refModel, rw, ck)).finally(() => disposeRewards(rw));
+  const body = () => trainBody(o, io, t0, task, tok, m, refModel, rw, ck, dist);
+  let ok = false;
+  return (lead ? inRunDir(dir, body) : body())
+    .then((r) => ((ok = true), r))
+    .finally(async () => {
+      await disposeRewards(rw);
+      await closeDataParallel(dist, ok);
+    });
 }
 
 async function trainBody(
   o: Options, io: Io, t0: number, task: Task, tok: Tokenizer, model: PolicyModel, refModel: PolicyModel | null,
-  rewards: { fns: RewardFunction[]; weights: number[] }, ck: ReturnType<typeof loadCheckpoint> | null,
+  rewards: { fns: RewardFunction[]; weights: number[] }, ck: ReturnType<typeof loadCheckpoint> | null, dist: DataParallel | null = null,
 ): Promise<TrainResult> {
   const dir = o.outputDir as string;
   const cfg = resolveGrpoConfig({ ...o, rewardWeights: rewards.weights });
-  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'));
+  const log = new MetricsLog(path.join(dir, 'metrics.jsonl'), !dist || dist.isMain);
   let state: TrainerState | null = null;
   if (ck) {
     state = ck.meta.state as unknown as TrainerState;
@@ -413,7 +437,10 @@ async function trainBody(
       model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel, engine,
       onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
       onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
+      ...(dist ? { dist, distCheckWeights: o.distCheckWeights as boolean } : {}),
     });
+    // identical weights on every rank from the first step, whatever each loaded
+    if (dist) await dist.broadcastParameters(model);
   } catch (e) {
     await engine?.close();
     model.dispose();
@@ -423,7 +450,7 @@ async function trainBody(
   try {
     // the servers start from the trainer's weights (an init or resumed checkpoint, or a fresh model)
     if (engine) await engine.syncWeights(model, state?.updates ?? 0);
-    return await trainLoop(o, io, t0, task, tok, model, rewards, cfg, log, trainer, state);
+    return await trainLoop(o, io, t0, task, tok, model, rewards, cfg, log, trainer, state, dist);
   } finally {
     await engine?.close();
     model.dispose();
@@ -447,9 +474,11 @@ function rolloutEngine(o: Options, tok: Tokenizer, model: PolicyModel): RolloutE
 
 async function trainLoop(
   o: Options, io: Io, t0: number, task: Task, tok: Tokenizer, model: PolicyModel, rewards: { fns: RewardFunction[]; weights: number[] },
-  cfg: ReturnType<typeof resolveGrpoConfig>, log: MetricsLog, trainer: GrpoTrainer, state: TrainerState | null,
+  cfg: ReturnType<typeof resolveGrpoConfig>, log: MetricsLog, trainer: GrpoTrainer, state: TrainerState | null, dist: DataParallel | null = null,
 ): Promise<TrainResult> {
   const dir = o.outputDir as string;
+  // data parallel: rank 0 alone evaluates and writes; the others wait in the next collective
+  const lead = !dist || dist.isMain;
   if (state) trainer.state = { ...state };
   io.log(
     `train: ${task.name}, ${cfg.maxSteps} steps × ${cfg.batchSize} prompts × ${cfg.numGenerations} completions, μ=${cfg.numIterations}, β=${cfg.beta}` +
@@ -464,9 +493,9 @@ async function trainLoop(
     writeTextAtomic(path.join(dir, `eval-step-${step}.json`), JSON.stringify(r, null, 2));
     return r;
   };
-  const bar = new ProgressBar('grpo', cfg.maxSteps, trainer.state.step, o.progress as boolean, 5);
+  const bar = new ProgressBar('grpo', cfg.maxSteps, trainer.state.step, lead && (o.progress as boolean), 5);
   const note = (m: string) => (o.progress ? bar.log(m) : io.log(m));
-  if (evalSteps > 0 && trainer.state.step === 0) {
+  if (lead && evalSteps > 0 && trainer.state.step === 0) {
     const r = await doEval(0);
     note(`eval step 0: pass@1 ${(100 * r['pass@1']).toFixed(1)}%  pass@${r.k} ${(100 * r['pass@k']).toFixed(1)}%  format ${(100 * r.formatRate).toFixed(1)}%`);
   }
@@ -480,13 +509,14 @@ async function trainLoop(
     log.write({ phase: 'grpo', ...m });
     bar.update(m.step, { reward: m.reward as number, kl: m.kl as number | undefined, entropy: m.entropy as number });
     const step = trainer.state.step;
-    if (evalSteps > 0 && step % evalSteps === 0 && step < cfg.maxSteps) {
+    if (lead && evalSteps > 0 && step % evalSteps === 0 && step < cfg.maxSteps) {
       const r = await doEval(step);
       note(`eval step ${step}: pass@1 ${(100 * r['pass@1']).toFixed(1)}%  pass@${r.k} ${(100 * r['pass@k']).toFixed(1)}%`);
     }
-    if ((o.saveSteps as number) > 0 && step % (o.saveSteps as number) === 0 && step < cfg.maxSteps) ck = save();
+    if (lead && (o.saveSteps as number) > 0 && step % (o.saveSteps as number) === 0 && step < cfg.maxSteps) ck = save();
   }
   bar.done();
+  if (!lead) return { checkpoint: '', evals, seconds: (Date.now() - t0) / 1000, steps: trainer.state.step, lastMetrics: last };
   if (!evals.length || evals[evals.length - 1].step !== trainer.state.step) await doEval(trainer.state.step);
   ck = save();
   // an HF model is also saved as a folder transformers can load (bf16, tokenizer files copied)

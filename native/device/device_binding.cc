@@ -23,6 +23,7 @@
 #include "../common/napi_args.h"
 #include "../tensor.h"
 
+#include "device_ref.h"
 #ifdef GRPO_HAVE_CUDA
 #include "cuda_ops.h"
 #include "../../cuda/check.h"
@@ -539,6 +540,22 @@ Napi::Value EmuLaunches(const Napi::CallbackInfo& info) { return Napi::Number::N
 #endif
 
 }  // namespace
+
+#ifdef GRPO_HAVE_CUDA
+// device_ref.h: for NCCL collectives over device tensors (native/parallel/nccl.cc).
+DeviceTensorRef device_tensor_ref(Napi::Env env, const Napi::Value& v, const char* name) {
+  DeviceHandle* h = handle_of(env, v, name);
+  DeviceTensorRef r;
+  r.mem = h->mem;
+  r.ptr = h->mem->ptr;
+  r.dtype = h->dtype;
+  r.numel = h->numel;
+  StreamPtr s = stream_ptr(env);
+  r.stream = s->s;
+  r.stream_keep = s;
+  return r;
+}
+#endif
 
 void register_device_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable, "cudaAvailable"));

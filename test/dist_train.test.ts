@@ -1,0 +1,115 @@
+// Data-parallel GRPO (lib/parallel/data_parallel.ts in GrpoTrainer, `grpo train` under torchrun's
+// environment): two ranks as processes over loopback. Skipped, with the reason, where
+// grpo_dist.node was not built (no Gloo: apt-get install libgloo-dev).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { NO_GLOO, ROOT, startRanks } from './dist_helpers';
+import { checkTrainerState, latestCheckpoint, loadCheckpoint } from '../lib/trainer/checkpoint';
+import { RUN_MARKER } from '../lib/trainer/rundir';
+
+const glooTest = NO_GLOO ? test.skip : test;
+if (NO_GLOO) console.log(`dist_train.test.ts: data-parallel training skipped: ${NO_GLOO}`);
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-dist-'));
+const readF32 = (f: string) => {
+  const b = fs.readFileSync(f);
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+};
+
+for (const lossType of ['dapo', 'grpo']) {
+  glooTest(`${lossType}: 2 ranks train to the weights 1 rank reaches on the joined batch (2 steps), identical on both ranks`, async () => {
+    const one = await startRanks(1, ['test/dist_train_child.ts', lossType, '2', path.join(tmp, `${lossType}-1.bin`)]);
+    const two = await startRanks(2, ['test/dist_train_child.ts', lossType, '2', path.join(tmp, `${lossType}-2.bin`)]);
+    const codes = await Promise.all([...one, ...two].map((r) => r.done));
+    assert.equal(codes, [0, 0, 0], [...one, ...two].map((r) => r.stderr).join('\n'));
+    const r1 = one[0].result()!, a = two[0].result()!, b = two[1].result()!;
+    // every rank holds the same weights (also checked by hash after every step: distCheckWeights)
+    assert.equal(a.hash, b.hash);
+    assert.equal(a.state, b.state);
+    // the trainer state (data order, token count, constant-reward monitor) is the 1-rank run's
+    assert.equal(a.state, r1.state);
+    // the global token count and the metrics are those of the joined batch
+    assert.equal(a.numTokens, r1.numTokens);
+    (r1.loss as number[]).forEach((l, i) => assert.ok(Math.abs(l - (a.loss as number[])[i]) < 1e-5, `step ${i + 1} loss ${l} vs ${(a.loss as number[])[i]}`));
+    (r1.reward as number[]).forEach((x, i) => assert.ok(Math.abs(x - (a.reward as number[])[i]) < 1e-6, `step ${i + 1} reward`));
+    const w1 = readF32(path.join(tmp, `${lossType}-1.bin`)), w2 = readF32(path.join(tmp, `${lossType}-2.bin`));
+    assert.is(w1.length, w2.length);
+    let maxDiff = 0;
+    for (let i = 0; i < w1.length; i++) maxDiff = Math.max(maxDiff, Math.abs(w1[i] - w2[i]));
+    // the gradients differ only in summation order (one backward over 16 sequences vs the mean of
+    // two over 8); after two AdamW steps of lr 1e-2 that is far below one step's size
+    console.log(`${lossType}: max |w(1 rank) - w(2 ranks)| after 2 steps = ${maxDiff}`);
+    assert.ok(maxDiff < 1e-4, `max |w1 - w2| = ${maxDiff}`);
+  });
+}
+
+const CLI = ['lib/cli/main.ts', 'train', '--max-steps', '40', '--save-steps', '2', '--batch-size', '4', '--num-generations', '4',
+  '--d-model', '16', '--n-layers', '1', '--n-heads', '2', '--d-ff', '32', '--max-seq-len', '16', '--max-completion-length', '4',
+  '--digits', '1', '--ops', '+', '--train-size', '60', '--test-size', '8', '--eval-steps', '0', '--eval-limit', '4', '--eval-k', '2',
+  '--progress', 'false', '--dist-check-weights'];
+
+async function untilCheckpoint(dir: string, step: number, ms: number) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    const l = latestCheckpoint(dir);
+    if (l && loadCheckpoint(l).meta.step >= step) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no checkpoint of step ${step} in ${dir} after ${ms} ms`);
+}
+
+for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
+  glooTest(`grpo train on 2 ranks, rank 1 ${fault === 'SIGKILL' ? 'killed' : 'stopped (hung)'} mid-run: rank 0 exits non-zero naming rank 1; the last checkpoint resumes on 1 rank`, async () => {
+    const dir = path.join(tmp, `run-${fault}`);
+    const ranks = await startRanks(2, [...CLI, '--output-dir', dir, '--dist-timeout', '4']);
+    try {
+      await untilCheckpoint(dir, 2, 120000);
+      ranks[1].proc.kill(fault);
+      const t0 = Date.now();
+      const code = await ranks[0].done;
+      const took = Date.now() - t0;
+      assert.is.not(code, 0);
+      assert.match(ranks[0].stderr, fault === 'SIGKILL' ? /rank 1 exited/ : /rank 1 (did not reach it within 4000 ms|stopped responding)/, ranks[0].stderr.slice(-1500));
+      // bounded: the timeout (4 s), plus a step and the diagnosis
+      assert.ok(took < 30000, `rank 0 took ${took} ms to give up`);
+    } finally {
+      ranks[1].proc.kill('SIGKILL');
+      await ranks[1].done;
+    }
+    // rank 0 alone wrote: the run is marked failed, the latest checkpoint is complete and loads
+    const marker = JSON.parse(fs.readFileSync(path.join(dir, RUN_MARKER), 'utf8'));
+    assert.is(marker.status, 'failed');
+    const latest = latestCheckpoint(dir)!;
+    const ck = loadCheckpoint(latest);
+    checkTrainerState(ck);
+    const step = ck.meta.step;
+    assert.ok(step >= 2 && step % 2 === 0);
+    // resume with another rank count (1): completes from that step
+    const r = spawnSync(process.execPath, ['--import', 'tsx', ...CLI.map((x) => (x === '40' ? String(step + 2) : x)), '--output-dir', dir, '--resume'],
+      { cwd: ROOT, encoding: 'utf8', env: { ...process.env, RANK: undefined, WORLD_SIZE: undefined } });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`resuming .* at step ${step}`));
+    assert.is(loadCheckpoint(latestCheckpoint(dir)!).meta.step, step + 2);
+  });
+}
+
+glooTest('grpo train --nproc-per-node 2: starts both ranks, rank 0 alone writes metrics and checkpoints, exit 0', () => {
+  const dir = path.join(tmp, 'run-nproc');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', ...CLI.map((x) => (x === '40' ? '3' : x)), '--output-dir', dir, '--nproc-per-node', '2'],
+    { cwd: ROOT, encoding: 'utf8', env: { ...process.env, RANK: undefined, WORLD_SIZE: undefined } });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /data parallel over 2 ranks \(torchrun/);
+  const rows = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // one writer: each step once, in order, with the global token count
+  assert.equal(rows.filter((x) => x.phase === 'grpo').map((x) => x.step), [1, 2, 3]);
+  assert.ok(rows.every((x) => x.phase !== 'grpo' || x['time/allreduce'] >= 0));
+  assert.is(loadCheckpoint(latestCheckpoint(dir)!).meta.step, 3);
+  assert.is(JSON.parse(fs.readFileSync(path.join(dir, RUN_MARKER), 'utf8')).status, 'completed');
+});
+
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+test.run();
