@@ -14,10 +14,10 @@
 //   logits = rms(x)·w_norm · headᵀ              (head = lm_head, or embed when tied)
 // Matrices are kept transposed from the HF files, as [in, out], so that the forward pass runs
 // on the tuned kernels of matmul.h (the binding transposes at load and save); the embedding and
-// lm_head stay [V, d], the layout grpoLossFromHidden reads. All weights are
-// float32 in memory (bf16/f16 files are widened at load): the trained parameters are their own
-// fp32 master copies. Gradients and Adam moments are allocated on first use, so a frozen
-// reference model costs only its weights.
+// lm_head stay [V, d], the layout grpoLossFromHidden reads. Trained parameters are float32 (their
+// own master copies); frozen matrices may stay bf16 in the HF layout (HfConfig::bf16_frozen).
+// Gradients and Adam moments are allocated on first use, so a frozen reference model costs only
+// its weights.
 //
 // Determinism: as in transformer.h, every reduction has a fixed order independent of the
 // thread count, so resumed training continues bit-exactly.
