@@ -2,9 +2,10 @@
 // config: 896 hidden, 24 layers, 14/2 heads, 4864 MLP, vocab 151936, tied) — forward and
 // forward+backward tokens/s against a straightforward HF-style PyTorch model of the same shape
 // (bench/peers/torch_qwen2.py, OpenBLAS, same threads), each trial in its own process and the
-// two alternating; then `grpo train --model DIR` steps with LoRA and full fine-tuning: time per
-// phase, tokens/s, peak RSS. Writes bench/results/hf_model.md.
-//   node --import tsx bench/hf_model.ts [--layers 24] [--tokens 64] [--reps 3] [--steps 2]
+// two alternating; then GRPO steps (GrpoTrainer, the code `grpo train --model DIR` runs) with LoRA
+// and full fine-tuning, through the hidden-state loss and through the logits: time per phase,
+// tokens/s, peak RSS. Writes bench/results/hf_model.md.
+//   node --import tsx bench/hf_model.ts [--layers 24] [--tokens 64] [--reps 3] [--steps 1] [--step-batch 1] [--step-g 8] [--step-tokens 16]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -72,8 +73,10 @@ async function trialOurs(dir: string, B: number, L: number, reps: number) {
   const lib = await import('../lib');
   lib.setNumThreads(THREADS);
   let t = performance.now();
+  const cpu0 = process.cpuUsage();
   const m = await lib.loadHfModel(dir);
   const load = (performance.now() - t) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const V = m.vocabSize;
   const ids = Int32Array.from({ length: B * L }, (_, i) => (i * 7919) % 150000);
   const g = Float32Array.from({ length: B * L * V }, (_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
@@ -91,13 +94,47 @@ async function trialOurs(dir: string, B: number, L: number, reps: number) {
     await m.backward(g);
     fb.push((performance.now() - t) / 1000);
   }
-  console.log(JSON.stringify({ load_s: load, forward_s: fw, fwdbwd_s: fb, maxRSS_MB: process.resourceUsage().maxRSS / 1024 }));
+  console.log(JSON.stringify({ load_s: load, load_cpu_s: (cpu.user + cpu.system) / 1e6, forward_s: fw, fwdbwd_s: fb, maxRSS_MB: process.resourceUsage().maxRSS / 1024 }));
+}
+
+/**
+ * One GRPO step in this process (GrpoTrainer on the checkpoint, no checkpoint writing, so the peak
+ * RSS is the step's): `lora` 1/0, `hidden` 1/0 (grpoLossFromHidden vs logits). Prints the load
+ * time, the step's metrics and the process's peak RSS.
+ */
+async function trialStep(dir: string, lora: boolean, hidden: boolean, B: number, G: number, C: number, steps: number) {
+  const lib = await import('../lib');
+  const { GrpoTrainer } = await import('../lib/trainer/grpo');
+  lib.setNumThreads(THREADS);
+  let t = performance.now();
+  const tokenizer = lib.HfTokenizer.fromDir(dir);
+  const tokS = (performance.now() - t) / 1000;
+  t = performance.now();
+  const cpu0 = process.cpuUsage();
+  const model = await lib.loadHfModel(dir, {
+    maxSeqLen: 256,
+    lora: lora ? { r: 16, alpha: 32, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] } : undefined,
+  });
+  const load = (performance.now() - t) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const loadCpu = (cpu.user + cpu.system) / 1e6;
+  const rssLoad = process.memoryUsage().rss / 2 ** 20;
+  const task = lib.arithmeticTask({ seed: 1, digits: 2, ops: ['+'], trainSize: 100, testSize: 10 });
+  const tr = new GrpoTrainer({
+    model, tokenizer, task, rewardFunctions: [lib.accuracyReward(), lib.formatReward()], hiddenPath: hidden,
+    refModel: lora ? model.referenceModel() : undefined,
+    config: { maxSteps: steps, batchSize: B, numGenerations: G, maxCompletionLength: C, beta: 0.04, learningRate: 1e-5, temperature: 1, seed: 3 },
+  });
+  const ms: Record<string, unknown>[] = [];
+  for (let i = 0; i < steps; i++) ms.push(await tr.step());
+  console.log(JSON.stringify({ load_s: load, load_cpu_s: loadCpu, tokenizer_s: tokS, rss_after_load_MB: rssLoad, metrics: ms[ms.length - 1], maxRSS_MB: process.resourceUsage().maxRSS / 1024 }));
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 async function main() {
   if (args[0] === '--trial') return trialOurs(args[1], Number(args[2]), Number(args[3]), Number(args[4]));
+  if (args[0] === '--trial-step') return trialStep(args[1], args[2] === '1', args[3] === '1', Number(args[4]), Number(args[5]), Number(args[6]), Number(args[7]));
   const dir = path.join(os.tmpdir(), `grpo-bench-qwen2.5-0.5b-shape-${SHAPE.layers}l`);
   const B = 1, L = arg('tokens', 64), reps = arg('reps', 3);
   const lines: string[] = [];
@@ -125,29 +162,34 @@ async function main() {
   log('|---|---|---|---|---|---|');
   log(`| forward | ${fwO.toFixed(2)} | ${(N / fwO).toFixed(1)} | ${fwT.toFixed(2)} | ${(N / fwT).toFixed(1)} | ${(fwT / fwO).toFixed(2)}× |`);
   log(`| forward+backward | ${fbO.toFixed(2)} | ${(N / fbO).toFixed(1)} | ${fbT.toFixed(2)} | ${(N / fbT).toFixed(1)} | ${(fbT / fbO).toFixed(2)}× |`);
-  log(`\nOurs: checkpoint load (mmap, bf16 → f32) ${median(ours.map((r) => r.load_s)).toFixed(2)} s; peak RSS ${median(ours.map((r) => r.maxRSS_MB)).toFixed(0)} MB. Load after: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.\n`);
+  log(`\nOurs (full fine-tuning layout): checkpoint load (mmap, bf16 → f32 [in, out]) ${median(ours.map((r) => r.load_s)).toFixed(2)} s wall, ${median(ours.map((r) => r.load_cpu_s)).toFixed(2)} s CPU; peak RSS ${median(ours.map((r) => r.maxRSS_MB)).toFixed(0)} MB. Load after: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.\n`);
 
-  const steps = arg('steps', 2);
+  const steps = arg('steps', 1);
+  const SB = arg('step-batch', 1), SG = arg('step-g', 8), SC = arg('step-tokens', 16);
   if (steps > 0) {
-    log(`## GRPO steps: \`grpo train --model DIR\`, arithmetic, 1 prompt × 4 completions, ≤ 16 new tokens, β = 0.04, ${steps} steps\n`);
-    log('| mode | peak RSS (MB) | step time (s, last) | generate | reference | forward | loss | backward | optimizer | tokens/s |');
-    log('|---|---|---|---|---|---|---|---|---|---|');
-    for (const [mode, extra] of [['LoRA r=16 (q,k,v,o,gate,up,down)', ['--use-peft', '--lora-r', '16', '--lora-alpha', '32', '--lora-target-modules', 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj']], ['full fine-tuning', []]] as const) {
-      const out = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-bench-run-'));
-      const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', process.execPath, path.join(__dirname, '..', 'dist', 'cli', 'main.js'), 'train', '--model', dir, '--output-dir', out,
-        '--task', 'arithmetic', '--max-steps', String(steps), '--batch-size', '1', '--num-generations', '4', '--max-completion-length', '16', '--beta', '0.04',
-        '--eval-steps', '0', '--eval-limit', '1', '--eval-k', '1', '--save-steps', '0', '--threads', String(THREADS), '--no-progress', ...extra], { encoding: 'utf8', maxBuffer: 1 << 26 });
-      const rss = Number(/MAXRSS (\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024;
-      const rows = fs.existsSync(path.join(out, 'metrics.jsonl')) ? fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x)).filter((x) => x.phase === 'grpo') : [];
-      fs.rmSync(out, { recursive: true, force: true });
-      if (!rows.length) {
-        log(`| ${mode} | ${rss.toFixed(0)} | failed: ${r.stderr.trim().split('\n').slice(-2).join(' ')} |`);
-        continue;
+    log(`## GRPO steps: GrpoTrainer on the checkpoint, 2-digit addition, ${SB} prompt × ${SG} completions, ≤ ${SC} new tokens, β = 0.04, ${steps} step(s), each configuration in its own process\n`);
+    log('Hidden path = the trainer\'s default for HF models (PolicyModel.forwardHidden + grpoLossFromHidden, reference log-probs chunked the same way); logits = `--no-hidden-path` (forward to the N×V logits + grpoLossFromLogits). Peak RSS is the process\'s (`maxRSS`), checkpoint writing excluded.\n');
+    log('| mode | loss path | model load (s wall / s CPU) | RSS after load (MB) | peak RSS (MB) | step time (s) | generate | reference | forward | loss | backward | optimizer | tokens/s |');
+    log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    const avail = () => Number(/MemAvailable:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 2 ** 20;
+    for (const [mode, lora] of [['LoRA r=16 (all 7 projections)', true], ['full fine-tuning', false]] as const) {
+      for (const hidden of [true, false]) {
+        if (!lora && avail() < 14) {
+          log(`| ${mode} | ${hidden ? 'hidden' : 'logits'} | skipped: ${avail().toFixed(1)} GiB available (< 14 GiB; the box is shared) |`);
+          continue;
+        }
+        const r = spawnSync(process.execPath, ['--import', 'tsx', __filename, '--trial-step', dir, lora ? '1' : '0', hidden ? '1' : '0', String(SB), String(SG), String(SC), String(steps)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+        if (r.status !== 0) {
+          log(`| ${mode} | ${hidden ? 'hidden' : 'logits'} | failed: ${r.stderr.trim().split('\n').slice(-2).join(' ')} |`);
+          continue;
+        }
+        const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        const m = o.metrics;
+        const f = (k: string) => (m[`time/${k}`] === undefined ? '–' : Number(m[`time/${k}`]).toFixed(2));
+        log(`| ${mode} | ${hidden ? 'hidden' : 'logits'} | ${o.load_s.toFixed(1)} / ${o.load_cpu_s.toFixed(1)} | ${o.rss_after_load_MB.toFixed(0)} | ${o.maxRSS_MB.toFixed(0)} | ${Number(m.step_time).toFixed(2)} | ${f('generate')} | ${f('reference')} | ${f('forward')} | ${f('loss')} | ${f('backward')} | ${f('optimizer')} | ${Number(m.tokens_per_second).toFixed(1)} |`);
       }
-      const m = rows[rows.length - 1];
-      const f = (k: string) => (m[`time/${k}`] === undefined ? '–' : Number(m[`time/${k}`]).toFixed(2));
-      log(`| ${mode} | ${rss.toFixed(0)} | ${Number(m.step_time).toFixed(2)} | ${f('generate')} | ${f('reference')} | ${f('forward')} | ${f('loss')} | ${f('backward')} | ${f('optimizer')} | ${Number(m.tokens_per_second).toFixed(1)} |`);
     }
+    log(`\nThe tokenizer (151k-entry tokenizer.json through @huggingface/tokenizers) loads separately, not in the model load column. Load after: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.`);
   }
   fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
   fs.writeFileSync(path.join(__dirname, 'results', 'hf_model.md'), lines.join('\n') + '\n');

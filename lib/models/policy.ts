@@ -66,6 +66,16 @@ export interface ForwardOptions {
   media?: (ExampleMedia | undefined)[];
 }
 
+/** The output layer as the fused loss reads it (grpoLossFromHidden's `weight` / `gradWeight`). */
+export interface OutputHead {
+  /** W [V, D] row-major (Hugging Face's lm_head layout; the embedding when tied). */
+  weight: Float32Array | Uint16Array;
+  /** Element type of `weight`; required for a Uint16Array (bfloat16 / float16 bits), default 'float32'. */
+  weightDtype?: 'float32' | 'bfloat16' | 'float16';
+  /** The buffer ∂L/∂W accumulates into (+=, part of the model's gradients), or null when the head is frozen (LoRA). */
+  grad: Float32Array | null;
+}
+
 export interface PolicyModel {
   readonly vocabSize: number;
   /** Prompt + completion must fit. */
@@ -85,15 +95,35 @@ export interface PolicyModel {
   generate(prompts: number[][], opts: GenerateOptions): Promise<Generation>;
   /** Deep copy (frozen reference model = a clone never stepped). */
   clone(): PolicyModel;
+  /** Optional: the frozen reference for the KL term, cheaper than clone() (no optimizer state,
+   *  lower-precision storage, or a view of shared base weights); the trainer prefers it. */
+  referenceCopy?(): PolicyModel;
   /** Weights as named float32 tensors (safetensors-ready) and back; optimiser state too. */
   stateDict(): TensorMap;
   loadStateDict(sd: TensorMap): void;
   optimizerState(): TensorMap & { step?: number };
   loadOptimizerState(s: TensorMap, step: number): void;
+  /**
+   * Optional hidden-state path: a model that has all of hiddenSize, forwardHidden, backwardHidden
+   * and outputHead is trained without the N×V logits (the trainer runs grpoLossFromHidden on the
+   * hidden states and the head, chunked). forwardHidden returns the final normed hidden states
+   * [rows.length·D] of positions `rows` (indices b·L + p into the batch, −1 = a zero row); with
+   * train = true, backwardHidden(∂L/∂h for those rows) accumulates every parameter gradient
+   * except the head's own, which the loss adds to outputHead().grad.
+   */
+  readonly hiddenSize?: number;
+  forwardHidden?(tokens: Int32Array, batch: number, length: number, rows: Int32Array, opts?: { train?: boolean }): Promise<Float32Array>;
+  backwardHidden?(gradHidden: Float32Array): Promise<void>;
+  outputHead?(): OutputHead;
   /** The model's own description (the built-in TransformerConfig, an HF config, ...): the
    *  trainer never reads it; checkpoints record it. */
   readonly config: object;
   dispose(): void;
+}
+
+/** True when `m` implements the whole optional hidden-state path. */
+export function hasHiddenPath(m: PolicyModel): m is PolicyModel & Required<Pick<PolicyModel, 'hiddenSize' | 'forwardHidden' | 'backwardHidden' | 'outputHead'>> {
+  return typeof m.hiddenSize === 'number' && typeof m.forwardHidden === 'function' && typeof m.backwardHidden === 'function' && typeof m.outputHead === 'function';
 }
 
 /** The built-in native model (lib/models/transformer.ts), re-exported here as the contract names it. */

@@ -40,6 +40,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'loraR', type: 'int', default: 16, help: 'LoRA rank r' },
   { section: S_RUN, name: 'loraAlpha', type: 'number', default: 32, help: 'LoRA alpha (adapters scaled by alpha / r)' },
   { section: S_RUN, name: 'loraTargetModules', type: 'strings', default: ['q_proj', 'v_proj'], help: 'LoRA target modules from q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
+  { section: S_RUN, name: 'hiddenPath', type: 'boolean', default: true, help: 'train models that have a hidden-state path (the HF models) with the fused loss from hidden states (grpoLossFromHidden: no N×V logits); --no-hidden-path: logits' },
   { section: S_RUN, name: 'saveMerged', type: 'boolean', default: false, help: 'with --use-peft: also save the base with the adapters merged (outputDir/hf-model)' },
   { section: S_RUN, name: 'threads', type: 'int', default: 0, help: 'CPU threads for the kernels and the model (0 = the package default)' },
   { section: S_RUN, name: 'progress', type: 'boolean', default: true, help: 'show the progress bar (a line per step when stderr is not a terminal)' },

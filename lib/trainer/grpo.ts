@@ -16,12 +16,13 @@
  * policy that generated the batch (spec §9), which is what TRL recomputes with an extra forward
  * pass; they are computed once per batch and reused by all μ iterations.
  */
-import type { PolicyModel } from '../models/policy';
+import { hasHiddenPath, type PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
 import { ADVANTAGE_ESTIMATORS, groupAdvantages, LENGTH_ESTIMATORS, SCALED_ESTIMATORS } from '../ops/group_advantages';
 import type { AdvantageEstimator } from '../ops/group_advantages';
 import type { ExampleMedia } from '../media/types';
 import { grpoLossFromLogits } from '../ops/grpo_loss_from_logits';
+import { grpoLossFromHidden } from '../ops/grpo_loss_from_hidden';
 import { logprobs } from '../ops/logprobs';
 import { ConstantRewardMonitor, ConstantRewardSnapshot, ConstantRewardState, RewardFailure, RewardFunction, scoreRewards } from '../rewards';
 import { Example, Task } from '../tasks/types';
@@ -153,13 +154,18 @@ export interface GrpoTrainerOptions {
   task: Task;
   rewardFunctions: RewardFunction[];
   config: Partial<GrpoConfig> | Record<string, unknown>;
-  /** The frozen reference model; default a clone of `model` at construction when β > 0. */
+  /** The frozen reference model; default `model.referenceCopy()` (else a clone) at construction when β > 0. */
   refModel?: PolicyModel | null;
   /** Where completions come from (default: in-process sampling with `model`). The trainer calls
    *  its syncWeights after every optimiser update; the caller closes it. */
   engine?: RolloutEngine;
-  /** The loss (default grpoLossFromLogits); tests substitute a spy. */
+  /** The loss (default grpoLossFromLogits); tests substitute a spy. Given, it forces the logits path. */
   lossFn?: LossFn;
+  /**
+   * Train through the model's hidden-state path (grpoLossFromHidden: no N×V logits) when it has
+   * one (PolicyModel.forwardHidden ...). Default true unless `lossFn` is given; false: logits.
+   */
+  hiddenPath?: boolean;
   /** Reported reward failures (default: collected in `rewardFailures`). */
   onRewardFailure?: (f: RewardFailure, step: number) => void;
   /** Steps a reward function may give every completion one same value before it is reported. Default 20. */
@@ -205,6 +211,7 @@ export class GrpoTrainer {
   rewardFailures: (RewardFailure & { step: number })[] = [];
   readonly engine: RolloutEngine;
   private lossFn: LossFn;
+  private useHidden: boolean;
   private perm: number[] | null = null;
   private permEpoch = -1;
   private onRewardFailure?: (f: RewardFailure, step: number) => void;
@@ -223,8 +230,9 @@ export class GrpoTrainer {
     this.weights = this.config.rewardWeights ?? new Array(this.rewardFunctions.length).fill(1);
     if (this.weights.length !== this.rewardFunctions.length)
       throw new RangeError(`GrpoTrainer: expected ${this.rewardFunctions.length} rewardWeights (one per reward function: ${this.rewardFunctions.map((f) => f.name).join(', ')}) but received ${this.weights.length}`);
-    this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.clone()) : null;
+    this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.referenceCopy?.() ?? o.model.clone()) : null;
     this.lossFn = o.lossFn ?? grpoLossFromLogits;
+    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model);
     this.engine = o.engine ?? new InProcessEngine(o.model, o.tokenizer);
     this.onRewardFailure = o.onRewardFailure;
     this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
@@ -451,6 +459,19 @@ export class GrpoTrainer {
 
   /** ℓ_ref [S·T] under the frozen reference model (temperature-scaled like the policy's). */
   private async referenceLogprobs(batch: PackedBatch): Promise<Float32Array> {
+    const ref = this.refModel!;
+    if (this.useHidden && hasHiddenPath(ref)) {
+      // ℓ_ref chunk by chunk: the fused loss with no gradients gives ℓ = log softmax(z/τ)[y]
+      // without the N×V logits (its loss value is unused)
+      const head = ref.outputHead();
+      const hidden = await ref.forwardHidden(batch.tokens, batch.n, batch.L, batch.rowIndex);
+      const r = await grpoLossFromHidden({
+        hidden, weight: head.weight, weightDtype: head.weightDtype, hiddenSize: ref.hiddenSize, vocabSize: ref.vocabSize,
+        targets: batch.targets, advantages: new Float32Array(batch.n), mask: batch.mask, temperature: this.config.temperature,
+        gradHidden: false, gradWeight: false,
+      });
+      return r.logp;
+    }
     const logits = await completionLogits(this.refModel!, batch, false);
     const r = await logprobs({ logits, vocabSize: this.refModel!.vocabSize, targets: batch.targets, temperature: this.config.temperature });
     return r.logp;
@@ -497,11 +518,12 @@ export class GrpoTrainer {
       let loss = 0;
       for (const mb of mbs) {
         let t = performance.now();
-        const logits = await completionLogits(this.model, mb.b, true);
+        const hid = this.useHidden ? await this.model.forwardHidden!(mb.b.tokens, mb.b.n, mb.b.L, mb.b.rowIndex, { train: true }) : null;
+        const logits = hid ? null : await completionLogits(this.model, mb.b, true);
         time.forward += performance.now() - t;
         t = performance.now();
-        const r = await this.lossFn({
-          logits, vocabSize: V, targets: mb.b.targets, advantages: mb.adv, mask: mb.b.mask,
+        const lossOpts = {
+          vocabSize: V, targets: mb.b.targets, advantages: mb.adv, mask: mb.b.mask,
           oldLogp: mb.old, refLogp: mb.ref, temperature: c.temperature,
           importanceSamplingLevel: c.importanceSamplingLevel, policyLoss: c.policyLoss,
           epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
@@ -515,8 +537,8 @@ export class GrpoTrainer {
           maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
           cispoClip: c.cispoClip, sapoTemperaturePos: c.sapoTemperaturePos, sapoTemperatureNeg: c.sapoTemperatureNeg,
           useBiasCorrectionKl: c.useBiasCorrectionKl,
-          gradient: 'inplace',
-        } as Parameters<LossFn>[0]);
+        };
+        const r = hid ? await this.hiddenLoss(hid, lossOpts, gradScale) : await this.lossFn({ logits, ...lossOpts, gradient: 'inplace' } as Parameters<LossFn>[0]);
         time.loss += performance.now() - t;
         loss += r.loss * gradScale;
         const m = r.metrics;
@@ -527,7 +549,11 @@ export class GrpoTrainer {
         push('clip_ratio/region_mean', m.clipRegion);
         push('ratio', m.ratio);
         t = performance.now();
-        await this.model.backward(scatterCompletionGrad(r.gradLogits as Float32Array, mb.b, V, gradScale));
+        if (hid) {
+          const gh = (r as { gradHidden: Float32Array }).gradHidden;
+          if (gradScale !== 1) for (let i = 0; i < gh.length; i++) gh[i] *= gradScale;
+          await this.model.backwardHidden!(gh);
+        } else await this.model.backward(scatterCompletionGrad((r as { gradLogits: Float32Array }).gradLogits, mb.b, V, gradScale));
         time.backward += performance.now() - t;
       }
       if (this.dist) {
@@ -546,5 +572,20 @@ export class GrpoTrainer {
       push('learning_rate', lr);
     }
     return stats;
+  }
+
+  /** The fused linear loss on the policy's hidden states; ∂L/∂W (times gradScale) lands in the head's gradient. */
+  private async hiddenLoss(hidden: Float32Array, lossOpts: object, gradScale: number) {
+    const m = this.model;
+    const head = m.outputHead!();
+    // the kernel accumulates unscaled; with a scale (micro-batches averaged) it goes through a temporary
+    const scaled = head.grad && gradScale !== 1 ? new Float32Array(head.grad.length) : null;
+    const r = await grpoLossFromHidden({
+      ...(lossOpts as Omit<Parameters<typeof grpoLossFromHidden>[0], 'hidden' | 'weight' | 'hiddenSize'>),
+      hidden, weight: head.weight, weightDtype: head.weightDtype, hiddenSize: m.hiddenSize!,
+      gradHidden: true, gradWeight: scaled ?? head.grad ?? false,
+    });
+    if (scaled) for (let i = 0; i < scaled.length; i++) head.grad![i] += gradScale * scaled[i];
+    return r;
   }
 }

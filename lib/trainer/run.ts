@@ -382,7 +382,7 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
         // LoRA: the reference is the base model, the same weights with the adapters off
         refModel = cfg0.beta > 0 ? hf.model.referenceModel() : null;
       } else if (ck.reference) {
-        refModel = hf ? new HfCausalLM(hf.model.config, { maxSeqLen: hf.model.maxSeqLen }) : createTransformer(ck.meta.modelConfig);
+        refModel = hf ? new HfCausalLM(hf.model.config, { maxSeqLen: hf.model.maxSeqLen, frozen: true, frozenDtype: hf.model.frozenDtype }) : createTransformer(ck.meta.modelConfig);
         restoreTensors(ck, 'reference', refModel);
       }
     } else {
@@ -434,7 +434,7 @@ async function trainBody(
   try {
     engine = rolloutEngine(o, tok, model);
     trainer = new GrpoTrainer({
-      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel, engine,
+      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel, engine, hiddenPath: o.hiddenPath as boolean,
       onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
       onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
       ...(dist ? { dist, distCheckWeights: o.distCheckWeights as boolean } : {}),

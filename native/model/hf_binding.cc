@@ -61,7 +61,10 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfMode
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeHfModel",
                        {InstanceMethod("layout", &NativeHfModel::Layout), InstanceMethod("forward", &NativeHfModel::Forward),
-                        InstanceMethod("backward", &NativeHfModel::Backward), InstanceMethod("decode", &NativeHfModel::Decode),
+                        InstanceMethod("backward", &NativeHfModel::Backward),
+                        InstanceMethod("forwardHidden", &NativeHfModel::ForwardHidden),
+                        InstanceMethod("backwardHidden", &NativeHfModel::BackwardHidden),
+                        InstanceMethod("headViews", &NativeHfModel::HeadViews), InstanceMethod("decode", &NativeHfModel::Decode),
                         InstanceMethod("zeroGrad", &NativeHfModel::ZeroGrad), InstanceMethod("step", &NativeHfModel::Step),
                         InstanceMethod("getTensor", &NativeHfModel::GetTensor), InstanceMethod("setTensor", &NativeHfModel::SetTensor),
                         InstanceMethod("loadFile", &NativeHfModel::LoadFile), InstanceMethod("adamStep", &NativeHfModel::AdamStep),
@@ -88,6 +91,8 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfMode
     c.lora_r = r.has("loraR") ? r.integer("loraR", 0, 1 << 16) : 0;
     c.lora_scale = c.lora_r > 0 ? static_cast<float>(r.num("loraScale")) : 0.f;
     c.lora_targets = c.lora_r > 0 ? static_cast<uint32_t>(r.integer("loraTargets", 1, 127)) : 0;
+    c.frozen = r.flag("frozen", false);
+    c.bf16_frozen = r.flag("bf16Frozen", false);
     const float* f = r.typed<float>("invFreq", napi_float32_array, c.hd / 2);
     c.inv_freq.assign(f, f + c.hd / 2);
     std::shared_ptr<HfModel> m;
@@ -96,7 +101,7 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfMode
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
-    const int64_t bytes = static_cast<int64_t>(sizeof(float)) * m->num_params();
+    const int64_t bytes = m->weight_bytes();
     adopt(info.Env(), std::move(m), bytes);
   }
 
@@ -157,6 +162,76 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfMode
       if (mp->train_tokens() != N) throw std::invalid_argument("grpo-kernels (native): gradLogits does not match the last train forward");
       mp->backward(g);
     });
+  }
+
+  // forwardHidden({ tokens, B, L, R, rows: Int32Array [R] (positions in [0, B*L) or -1), hidden:
+  // Float32Array [R*d], train, adapters }, async)
+  Napi::Value ForwardHidden(const Napi::CallbackInfo& info) {
+    HfModel& m = model(info.Env());
+    auto job = std::make_unique<Job>();
+    ArgReader r(info, *job);
+    const HfConfig& c = m.config();
+    const int64_t B = r.integer("B", 1, int64_t(1) << 31);
+    const int64_t L = r.integer("L", 1, c.T);
+    const int64_t N = r.product("L", B, L);
+    const int32_t* tokens = r.ids<int32_t>("tokens", napi_int32_array, N, 0, c.V, "ids in [0, vocabSize)");
+    const int64_t R = r.integer("R", 1, int64_t(1) << 40);
+    const int32_t* rows = r.ids<int32_t>("rows", napi_int32_array, R, -1, N, "positions in [0, batch*length) or -1");
+    float* hidden = r.typed<float>("hidden", napi_float32_array, r.product("hidden", R, c.d));
+    const bool train = r.flag("train", false);
+    const bool adapters = r.flag("adapters", true);
+    std::shared_ptr<HfModel> mp = share();
+    job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+    return run(info, std::move(job), [mp, tokens, B, L, rows, R, hidden, train, adapters] {
+      mp->set_adapters(adapters);
+      mp->forward_hidden(tokens, B, L, rows, R, hidden, train);
+      mp->set_adapters(true);
+    });
+  }
+
+  Napi::Value BackwardHidden(const Napi::CallbackInfo& info) {
+    HfModel& m = model(info.Env());
+    auto job = std::make_unique<Job>();
+    ArgReader r(info, *job);
+    if (!m.has_train_hidden() && pending_->load() == 0) r.fail("gradHidden", "preceded by a forwardHidden with train: true");
+    const int64_t R = r.integer("R", 1, int64_t(1) << 40);
+    const float* g = r.typed<float>("gradHidden", napi_float32_array, r.product("gradHidden", R, m.config().d));
+    std::shared_ptr<HfModel> mp = share();
+    job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+    return run(info, std::move(job), [mp, g, R] {
+      if (mp->train_hidden_rows() != R) throw std::invalid_argument("grpo-kernels (native): gradHidden does not match the last train forwardHidden");
+      mp->backward_hidden(g);
+    });
+  }
+
+  // { weight: Float32Array [V*d], grad: Float32Array [V*d] | null }: views of the output weight
+  // and its gradient in the model's own memory (no V×d copy per loss call). Each view holds a
+  // share of the model, so dispose() cannot free memory a view still reaches.
+  Napi::Value HeadViews(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    HfModel& m = idle_model(env);
+    const size_t n = static_cast<size_t>(m.config().V * m.config().d);
+    auto hold = [&] { return new std::shared_ptr<HfModel>(share()); };
+    auto fin = [](Napi::Env, void*, std::shared_ptr<HfModel>* h) { delete h; };
+    Napi::Object o = Napi::Object::New(env);
+    const void* w = m.head_weight();
+    if (m.head_bf16()) {
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, const_cast<void*>(w), n * 2, fin, hold());
+      o.Set("weight", Napi::Uint16Array::New(env, n, ab, 0));
+      o.Set("dtype", "bfloat16");
+    } else {
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, const_cast<void*>(w), n * 4, fin, hold());
+      o.Set("weight", Napi::Float32Array::New(env, n, ab, 0));
+      o.Set("dtype", "float32");
+    }
+    float* g = m.head_grad();
+    if (g) {
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, g, n * 4, fin, hold());
+      o.Set("grad", Napi::Float32Array::New(env, n, ab, 0));
+    } else {
+      o.Set("grad", env.Null());
+    }
+    return o;
   }
 
   Napi::Value Decode(const Napi::CallbackInfo& info) {
@@ -274,7 +349,6 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfMode
     job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     return run(info, std::move(job), [mp, path, index, offset, dtype, n] {
       MappedFile f(path);
-      std::vector<float> tmp;
       for (int64_t i = 0; i < n; ++i) {
         const ParamInfo& p = mp->layout()[static_cast<size_t>(index[i])];
         const size_t es = dtype[i] == 0 ? 4 : 2;
@@ -282,17 +356,8 @@ class NativeHfModel : public Napi::ObjectWrap<NativeHfModel>, ModelHandle<HfMode
         if (off > f.size || bytes > f.size - off)
           throw std::runtime_error(path + ": tensor '" + p.name + "' lies past the end of the file (" + std::to_string(f.size) +
                                    " bytes; truncated?)");
-        tmp.resize(static_cast<size_t>(p.size));
-        const uint8_t* src = f.data + off;
-        if (dtype[i] == 0)
-          std::memcpy(tmp.data(), src, bytes);
-        else
-          for (int64_t j = 0; j < p.size; ++j) {
-            uint16_t h;
-            std::memcpy(&h, src + 2 * j, 2);
-            tmp[j] = dtype[i] == 1 ? bf16_to_float(h) : f16_to_float(h);
-          }
-        mp->set_tensor(0, static_cast<size_t>(index[i]), tmp.data());
+        // straight from the mapping into the model's storage (a copy when the dtypes agree)
+        mp->load_tensor(static_cast<size_t>(index[i]), f.data + off, dtype[i]);
       }
     });
   }

@@ -7,10 +7,13 @@
 
 #include "../common/threadpool.h"
 #include "matmul.h"
+#include "../common/half.h"
 
 namespace grpo {
 
 using model::matmul;
+using model::matmul_bf16_nn;
+using model::matmul_bf16_nt;
 using model::matmul_dw;
 using model::transpose;
 
@@ -179,7 +182,7 @@ HfModel::HfModel(const HfConfig& c) : cfg_(c) {
     layers_.push_back(L);
   }
   norm_ = add("model.norm.weight", {d}, false, false);
-  if (!c.tied) head_ = add("lm_head.weight", {c.V, d}, true, true);
+  if (!c.tied) head_ = add("lm_head.weight", {c.V, d}, true, false);  // kept [V, d] like the embedding
   static const char* kMod[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
   const size_t n_base = layout_.size();
   for (int64_t l = 0; l < c.n_layers; ++l)
@@ -193,11 +196,77 @@ HfModel::HfModel(const HfConfig& c) : cfg_(c) {
       L.lb[m] = add(p + "lora_B.weight", {out_of(m), c.lora_r}, true, true);
     }
   if (c.lora_r > 0 && layout_.size() == n_base) throw std::invalid_argument("grpo-kernels (native): LoRA with no target modules");
-  train_base_ = c.lora_r <= 0;
-  grad_base_ = train_base_ ? 0 : layout_[n_base].offset;
+  if (c.frozen && c.lora_r > 0) throw std::invalid_argument("grpo-kernels (native): a frozen model has no LoRA adapters");
+  train_base_ = c.lora_r <= 0 && !c.frozen;
+  n_logical_ = layout_.back().offset + layout_.back().size;
+  grad_base_ = train_base_ ? 0 : n_base < layout_.size() ? layout_[n_base].offset : n_logical_;
   trainable_.assign(layout_.size(), false);
-  for (size_t i = 0; i < layout_.size(); ++i) trainable_[i] = train_base_ || i >= n_base;
-  params_.assign(static_cast<size_t>(layout_.back().offset + layout_.back().size), 0.f);
+  for (size_t i = 0; i < layout_.size(); ++i) trainable_[i] = train_base_ || (i >= n_base && !c.frozen);
+  // storage: float32 tensors packed in layout order in params_, bf16 ones in pbf_
+  bf_.assign(layout_.size(), false);
+  store_.assign(layout_.size(), 0);
+  int64_t nf = 0, nb = 0;
+  for (size_t i = 0; i < layout_.size(); ++i) {
+    tidx_[layout_[i].offset] = i;
+    bf_[i] = c.bf16_frozen && !trainable_[i] && i < n_base && layout_[i].shape.size() == 2;
+    if (bf_[i]) transposed_[i] = false;  // kept as the file has it, [out, in]
+    store_[i] = bf_[i] ? nb : nf;
+    (bf_[i] ? nb : nf) += layout_[i].size;
+  }
+  params_.assign(static_cast<size_t>(nf), 0.f);
+  pbf_.assign(static_cast<size_t>(nb), 0);
+}
+
+void HfModel::embed_row(int64_t tok, float* dst) const {
+  const int64_t d = cfg_.d;
+  if (bf(embed_)) {
+    const uint16_t* r = BF(embed_) + tok * d;
+    for (int64_t j = 0; j < d; ++j) dst[j] = bf16_to_float(r[j]);
+  } else {
+    std::memcpy(dst, P(embed_) + tok * d, sizeof(float) * d);
+  }
+}
+
+void HfModel::load_tensor(size_t t, const uint8_t* src, int dtype) {
+  const ParamInfo& p = layout_.at(t);
+  const int64_t n = p.size;
+  auto val = [src, dtype](int64_t i) -> float {
+    if (dtype == 0) {
+      float f;
+      std::memcpy(&f, src + 4 * i, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    return dtype == 1 ? bf16_to_float(h) : f16_to_float(h);
+  };
+  if (bf_[t]) {
+    uint16_t* dst = pbf_.data() + store_[t];
+    if (dtype == 1) {
+      std::memcpy(dst, src, 2 * static_cast<size_t>(n));  // bf16 file into bf16 memory: a copy
+    } else {
+      parallel_for(n, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) dst[i] = float_to_bf16(val(i));
+      }, 1 << 16);
+    }
+  } else if (transposed_[t]) {  // HF [out, in] -> [in, out], 32x32 blocks, rows of blocks in parallel
+    const int64_t O = p.shape[0], I = p.shape[1];
+    float* dst = params_.data() + store_[t];
+    parallel_for((O + 31) / 32, [&](int64_t b, int64_t e, int) {
+      for (int64_t ob = b; ob < e; ++ob)
+        for (int64_t i0 = 0; i0 < I; i0 += 32)
+          for (int64_t o = ob * 32; o < std::min(O, ob * 32 + 32); ++o)
+            for (int64_t i = i0; i < std::min(I, i0 + 32); ++i) dst[i * O + o] = val(o * I + i);
+    }, 1);
+  } else {
+    float* dst = params_.data() + store_[t];
+    if (dtype == 0) std::memcpy(dst, src, 4 * static_cast<size_t>(n));
+    else
+      parallel_for(n, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) dst[i] = val(i);
+      }, 1 << 16);
+  }
+  if (t == tensor_at(head_off())) head_valid_ = false;
 }
 
 int64_t HfModel::in_of(int m) const { return m == 3 ? cfg_.H * cfg_.hd : m == 6 ? cfg_.F : cfg_.d; }
@@ -212,7 +281,11 @@ int64_t HfModel::b_of(const Layer& W, int m) const { return m == 0 ? W.bq : m ==
 
 void HfModel::proj_forward(const Layer& W, int m, const float* X, int64_t N, float* Y, float* t) {
   const int64_t in = in_of(m), out = out_of(m), b = b_of(W, m), r = cfg_.lora_r;
-  matmul(X, P(w_of(W, m)), b >= 0 ? P(b) : nullptr, Y, N, in, out, false);
+  const int64_t w = w_of(W, m);
+  if (bf(w))
+    matmul_bf16_nt(X, BF(w), b >= 0 ? P(b) : nullptr, Y, N, in, out, false);
+  else
+    matmul(X, P(w), b >= 0 ? P(b) : nullptr, Y, N, in, out, false);
   if (W.la[m] < 0 || !adapters_on_) return;
   if (!t) {
     grow(s_lt_, static_cast<size_t>(N * r));
@@ -229,9 +302,13 @@ void HfModel::proj_forward(const Layer& W, int m, const float* X, int64_t N, flo
 void HfModel::proj_backward(const Layer& W, int m, const float* X, const float* t, const float* dY, int64_t N, float* dX, bool acc) {
   const int64_t in = in_of(m), out = out_of(m), w = w_of(W, m), b = b_of(W, m), r = cfg_.lora_r;
   if (train_base_) matmul_dw(X, dY, G(w), b >= 0 ? G(b) : nullptr, N, in, out);
-  float* wt = s_wt_.data();
-  transpose(P(w), wt, in, out);
-  matmul(dY, wt, nullptr, dX, N, out, in, acc);
+  if (bf(w)) {
+    matmul_bf16_nn(dY, BF(w), dX, N, out, in, acc);  // W is [out, in] as stored: dX = dY·W
+  } else {
+    float* wt = s_wt_.data();
+    transpose(P(w), wt, in, out);
+    matmul(dY, wt, nullptr, dX, N, out, in, acc);
+  }
   if (W.la[m] < 0) return;
   grow(s_sdy_, static_cast<size_t>(N * std::max(out, r)));
   grow(s_lt_, static_cast<size_t>(N * r));
@@ -250,7 +327,7 @@ void HfModel::proj_backward(const Layer& W, int m, const float* X, const float* 
 float* HfModel::buffer(int which) {
   std::vector<float>* b = which == 0 ? &params_ : which == 1 ? &grads_ : which == 2 ? &m_ : which == 3 ? &v_ : nullptr;
   if (!b) throw std::invalid_argument("grpo-kernels (native): buffer which must be 0..3");
-  const size_t n = which == 0 ? params_.size() : params_.size() - static_cast<size_t>(grad_base_);
+  const size_t n = which == 0 ? params_.size() : static_cast<size_t>(n_logical_ - grad_base_);
   if (b->size() != n) b->assign(n, 0.f);
   return b->data();
 }
@@ -258,18 +335,26 @@ float* HfModel::buffer(int which) {
 void HfModel::set_tensor(int which, size_t t, const float* src) {
   const ParamInfo& p = layout_.at(t);
   if (which != 0 && !trainable_[t]) throw std::invalid_argument("grpo-kernels (native): " + p.name + " is frozen (no gradient or optimizer state)");
-  float* dst = buffer(which) + p.offset - (which == 0 ? 0 : grad_base_);
+  if (which == 0) {
+    load_tensor(t, reinterpret_cast<const uint8_t*>(src), 0);
+    return;
+  }
+  float* dst = buffer(which) + p.offset - grad_base_;
   if (transposed_[t])
     transpose(src, dst, p.shape[0], p.shape[1]);  // HF [out, in] -> [in, out]
   else
     std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(p.size));
-  if (which == 0) head_valid_ = false;
 }
 
 void HfModel::get_tensor(int which, size_t t, float* dst) {
   const ParamInfo& p = layout_.at(t);
   if (which != 0 && !trainable_[t]) throw std::invalid_argument("grpo-kernels (native): " + p.name + " is frozen (no gradient or optimizer state)");
-  const float* src = buffer(which) + p.offset - (which == 0 ? 0 : grad_base_);
+  if (which == 0 && bf_[t]) {
+    const uint16_t* b = pbf_.data() + store_[t];
+    for (int64_t i = 0; i < p.size; ++i) dst[i] = bf16_to_float(b[i]);
+    return;
+  }
+  const float* src = which == 0 ? params_.data() + store_[t] : buffer(which) + p.offset - grad_base_;
   if (transposed_[t])
     transpose(src, dst, p.shape[1], p.shape[0]);
   else
@@ -277,13 +362,28 @@ void HfModel::get_tensor(int which, size_t t, float* dst) {
 }
 
 const float* HfModel::head_t() {
-  if (!cfg_.tied) return P(head_);
   if (!head_valid_) {
     grow(s_head_, static_cast<size_t>(cfg_.V * cfg_.d));
-    transpose(P(embed_), s_head_.data(), cfg_.V, cfg_.d);
+    const int64_t ho = head_off();
+    if (bf(ho)) {  // (the forward and decode use the bf16 kernel instead; kept for completeness)
+      const uint16_t* w = BF(ho);
+      float* t = s_head_.data();
+      for (int64_t v = 0; v < cfg_.V; ++v)
+        for (int64_t j = 0; j < cfg_.d; ++j) t[j * cfg_.V + v] = bf16_to_float(w[v * cfg_.d + j]);
+    } else {
+      transpose(P(ho), s_head_.data(), cfg_.V, cfg_.d);
+    }
     head_valid_ = true;
   }
   return s_head_.data();
+}
+
+void HfModel::head_logits(const float* h, int64_t N, float* logits) {
+  const int64_t ho = head_off();
+  if (bf(ho))
+    matmul_bf16_nt(h, BF(ho), nullptr, logits, N, cfg_.d, cfg_.V, false);
+  else
+    matmul(h, head_t(), nullptr, logits, N, cfg_.d, cfg_.V, false);
 }
 
 void HfModel::zero_grad() {
@@ -352,11 +452,30 @@ void rope_table(const std::vector<float>& inv_freq, const int32_t* pos, int64_t 
 // Forward
 
 void HfModel::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train) {
+  Acts& A = body(tokens, B, L, train);
+  head_logits(A.hf.data(), B * L, logits);
+  if (train) train_valid_ = adapters_on_;  // gradients are only defined for the model that trains
+}
+
+void HfModel::forward_hidden(const int32_t* tokens, int64_t B, int64_t L, const int32_t* rows, int64_t R, float* hidden, bool train) {
+  Acts& A = body(tokens, B, L, train);
+  const int64_t d = cfg_.d;
+  for (int64_t r = 0; r < R; ++r) {
+    if (rows[r] < 0) std::fill(hidden + r * d, hidden + (r + 1) * d, 0.f);
+    else std::memcpy(hidden + r * d, A.hf.data() + static_cast<int64_t>(rows[r]) * d, sizeof(float) * d);
+  }
+  if (train) {
+    train_rows_.assign(rows, rows + R);
+    train_hidden_valid_ = adapters_on_;
+  }
+}
+
+HfModel::Acts& HfModel::body(const int32_t* tokens, int64_t B, int64_t L, bool train) {
   const HfConfig& c = cfg_;
-  const int64_t N = B * L, d = c.d, H = c.H, KVH = c.KVH, hd = c.hd, qd = H * hd, kvd = KVH * hd, F = c.F, V = c.V;
+  const int64_t N = B * L, d = c.d, H = c.H, KVH = c.KVH, hd = c.hd, qd = H * hd, kvd = KVH * hd, F = c.F;
   const int64_t group = H / KVH;
   Acts& A = train ? train_ : eval_;
-  if (train) train_valid_ = false;
+  if (train) train_valid_ = train_hidden_valid_ = false;
   A.ensure(c, B, L);
   A.B = B;
   A.L = L;
@@ -368,7 +487,7 @@ void HfModel::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits
 
   float* x0 = A.layers[0].x_in.data();
   parallel_for(N, [&](int64_t n0, int64_t n1, int) {
-    for (int64_t n = n0; n < n1; ++n) std::memcpy(x0 + n * d, P(embed_) + static_cast<int64_t>(tokens[n]) * d, sizeof(float) * d);
+    for (int64_t n = n0; n < n1; ++n) embed_row(tokens[n], x0 + n * d);
   }, chunk_for(d));
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -403,8 +522,7 @@ void HfModel::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits
     add_inplace(next, a.x_mid.data(), N * d);
   }
   rmsnorm(A.x_out.data(), P(norm_), A.hf.data(), A.rsf.data(), N, d, c.eps);
-  matmul(A.hf.data(), head_t(), nullptr, logits, N, d, V, false);
-  if (train) train_valid_ = adapters_on_;  // gradients are only defined for the model that trains
+  return A;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,44 +531,70 @@ void HfModel::forward(const int32_t* tokens, int64_t B, int64_t L, float* logits
 void HfModel::backward(const float* dlogits) {
   if (!train_valid_) throw std::logic_error("grpo-kernels (native): backward() needs a forward with train: true first");
   const HfConfig& c = cfg_;
+  const int64_t N = train_.B * train_.L, d = c.d, V = c.V;
+  buffer(1);  // gradients exist from here on
+  grow(s_dx_, static_cast<size_t>(N * std::max(d, c.H * c.hd)));
+  grow(s_wt_, static_cast<size_t>(std::max({d * c.F, d * V, d * c.H * c.hd})));
+  float* dx = s_dx_.data();
+  float* wt = s_wt_.data();
+  const int64_t ho = head_off();
+  // head [V, d]: dHead += dlogitsᵀ·hf (through a [d, V] scratch, rows of dHead in a fixed order);
+  // dhf = dlogits·head
+  if (train_base_) {
+    std::fill(wt, wt + d * V, 0.f);
+    matmul_dw(train_.hf.data(), dlogits, wt, nullptr, N, d, V);
+    float* gh = G(ho);
+    parallel_for(V, [&](int64_t v0, int64_t v1, int) {
+      for (int64_t v = v0; v < v1; ++v)
+        for (int64_t j = 0; j < d; ++j) gh[v * d + j] += wt[j * V + v];
+    }, chunk_for(d));
+  }
+  if (bf(ho))
+    matmul_bf16_nn(dlogits, BF(ho), dx, N, V, d, false);
+  else
+    matmul(dlogits, P(ho), nullptr, dx, N, V, d, false);
+  backward_body(dx);
+}
+
+void HfModel::backward_hidden(const float* dh) {
+  if (!train_hidden_valid_) throw std::logic_error("grpo-kernels (native): backwardHidden() needs a forwardHidden with train: true first");
+  const int64_t N = train_.B * train_.L, d = cfg_.d, R = static_cast<int64_t>(train_rows_.size());
+  buffer(1);
+  grow(s_dx_, static_cast<size_t>(N * std::max(d, cfg_.H * cfg_.hd)));
+  float* dx = s_dx_.data();
+  std::fill(dx, dx + N * d, 0.f);
+  // rows in order: a row listed twice adds in a fixed order
+  for (int64_t r = 0; r < R; ++r)
+    if (train_rows_[r] >= 0) axpy(dx + static_cast<int64_t>(train_rows_[r]) * d, 1.f, dh + r * d, d);
+  backward_body(dx);
+}
+
+float* HfModel::head_grad() {
+  if (!train_base_) return nullptr;
+  buffer(1);
+  return G(head_off());
+}
+
+// From dL/d(final normed hidden) [N, d] (in s_dx_) down to the embedding.
+void HfModel::backward_body(float* dx) {
+  const HfConfig& c = cfg_;
   Acts& A = train_;
   const int64_t B = A.B, L = A.L, N = B * L, d = c.d, H = c.H, KVH = c.KVH, hd = c.hd, qd = H * hd, kvd = KVH * hd, F = c.F, V = c.V;
   const int64_t group = H / KVH;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  buffer(1);  // gradients exist from here on
   grow(s_res_, static_cast<size_t>(N * d));
-  grow(s_dx_, static_cast<size_t>(N * std::max(d, qd)));
   grow(s_big_, static_cast<size_t>(N * F));
   grow(s_big2_, static_cast<size_t>(N * std::max(F, qd)));
   grow(s_dq_, static_cast<size_t>(N * qd));
   grow(s_dk_, static_cast<size_t>(N * kvd));
   grow(s_dv_, static_cast<size_t>(N * kvd));
-  grow(s_wt_, static_cast<size_t>(std::max({d * F, d * V, d * qd})));
+  grow(s_wt_, static_cast<size_t>(std::max({d * F, d * qd})));
   grow(s_row_, static_cast<size_t>(num_threads() * L));
   grow(pos_, static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n) pos_[n] = static_cast<int32_t>(n % L);
   rope_table(c.inv_freq, pos_.data(), N, cos_, sin_);
   float* dres = s_res_.data();
-  float* dx = s_dx_.data();
-  float* wt = s_wt_.data();
-
-  // head: dHeadᵀ[d, V] += hfᵀ·dlogits; dhf = dlogits·head[V, d]
-  if (!train_base_) {
-    matmul(dlogits, c.tied ? P(embed_) : (transpose(P(head_), wt, d, V), wt), nullptr, dx, N, V, d, false);
-  } else if (c.tied) {
-    std::fill(wt, wt + d * V, 0.f);
-    matmul_dw(A.hf.data(), dlogits, wt, nullptr, N, d, V);
-    float* ge = G(embed_);
-    parallel_for(V, [&](int64_t v0, int64_t v1, int) {
-      for (int64_t v = v0; v < v1; ++v)
-        for (int64_t j = 0; j < d; ++j) ge[v * d + j] += wt[j * V + v];
-    }, chunk_for(d));
-    matmul(dlogits, P(embed_), nullptr, dx, N, V, d, false);
-  } else {
-    matmul_dw(A.hf.data(), dlogits, G(head_), nullptr, N, d, V);
-    transpose(P(head_), wt, d, V);
-    matmul(dlogits, wt, nullptr, dx, N, V, d, false);
-  }
+  (void)V;
   auto GW = [&](int64_t off) { return train_base_ ? G(off) : nullptr; };
   rmsnorm_backward(dx, A.x_out.data(), A.rsf.data(), P(norm_), dres, false, GW(norm_), N, d);
 
@@ -568,7 +712,7 @@ double HfModel::step(const AdamWOptions& o) {
   for (size_t t = 0; t < layout_.size(); ++t) {
     if (!trainable_[t]) continue;
     const ParamInfo& p = layout_[t];
-    float* w = params_.data() + p.offset;
+    float* w = params_.data() + store_[t];
     const float* gg = g + (p.offset - grad_base_);
     float* m = m_.data() + (p.offset - grad_base_);
     float* v = v_.data() + (p.offset - grad_base_);
@@ -625,7 +769,7 @@ void HfModel::decode(const DecodeArgs& a) {
   auto kc = [&](int64_t l, int64_t slot) { return a.cache + ((0 * nL + l) * S + slot) * T * kvd; };
   auto vc = [&](int64_t l, int64_t slot) { return a.cache + ((1 * nL + l) * S + slot) * T * kvd; };
 
-  for (int64_t m = 0; m < M; ++m) std::memcpy(x + m * d, P(embed_) + static_cast<int64_t>(a.tokens[m]) * d, sizeof(float) * d);
+  for (int64_t m = 0; m < M; ++m) embed_row(a.tokens[m], x + m * d);
   for (int64_t l = 0; l < nL; ++l) {
     const Layer& W = layers_[l];
     rmsnorm(x, P(W.ln_in), h, nullptr, M, d, c.eps);
@@ -657,7 +801,8 @@ void HfModel::decode(const DecodeArgs& a) {
   }
   for (int64_t r = 0; r < R; ++r) std::memcpy(t2 + r * d, x + (first[r + 1] - 1) * d, sizeof(float) * d);
   rmsnorm(t2, P(norm_), h, nullptr, R, d, c.eps);
-  matmul(h, head_t(), nullptr, a.logits, R, d, V, false);
+  head_logits(h, R, a.logits);
+  (void)V;
 }
 
 }  // namespace grpo

@@ -13,16 +13,18 @@
 //              h = rms(x)·w_post;  x += (silu(h·Wg) ⊙ h·Wu)·Wd
 //   logits = rms(x)·w_norm · headᵀ              (head = lm_head, or embed when tied)
 // Matrices are kept transposed from the HF files, as [in, out], so that the forward pass runs
-// on the tuned kernels of matmul.h; the binding transposes at load and save. All weights are
-// float32 in memory (bf16/f16 files are widened at load): the trained parameters are their own
-// fp32 master copies. Gradients and Adam moments are allocated on first use, so a frozen
-// reference model costs only its weights.
+// on the tuned kernels of matmul.h (the binding transposes at load and save); the embedding and
+// lm_head stay [V, d], the layout grpoLossFromHidden reads. Trained parameters are float32 (their
+// own master copies); frozen matrices may stay bf16 in the HF layout (HfConfig::bf16_frozen).
+// Gradients and Adam moments are allocated on first use, so a frozen reference model costs only
+// its weights.
 //
 // Determinism: as in transformer.h, every reduction has a fixed order independent of the
 // thread count, so resumed training continues bit-exactly.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "transformer.h"  // ParamInfo, AdamWOptions, DecodeArgs
@@ -43,6 +45,13 @@ struct HfConfig {
   int64_t lora_r = 0;
   float lora_scale = 0.f;  // alpha / r
   uint32_t lora_targets = 0;
+  // Nothing trains (a frozen reference copy): no gradients or optimizer state at all.
+  bool frozen = false;
+  // Frozen matrices (the embedding, lm_head and the seven projections, when they get no
+  // gradient: the LoRA base, a frozen copy) stay bfloat16 in memory, in the HF layout [out, in],
+  // read by the matmuls that widen one panel at a time and accumulate in float32. Trained
+  // parameters, norms and biases are float32 (the trained ones their own master copies).
+  bool bf16_frozen = false;
 };
 
 
@@ -54,7 +63,13 @@ class HfModel {
   // ParamInfo.shape is the HF shape; `transposed[i]` says the tensor is stored [in, out].
   const std::vector<ParamInfo>& layout() const { return layout_; }
   const std::vector<bool>& transposed() const { return transposed_; }
-  int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
+  int64_t num_params() const { return n_logical_; }
+  // Bytes of weights held (float32 and bfloat16 storage together).
+  int64_t weight_bytes() const { return static_cast<int64_t>(params_.size() * 4 + pbf_.size() * 2); }
+  bool is_bf16(size_t t) const { return bf_.at(t); }
+  // Copies tensor t from checkpoint bytes (HF layout; dtype 0 F32, 1 BF16, 2 F16) into its storage,
+  // converting, rounding (float -> bf16, to nearest even) or transposing as it is stored.
+  void load_tensor(size_t t, const uint8_t* src, int dtype);
 
   // which: 0 params, 1 grads, 2 Adam m, 3 Adam v (allocated on demand). Buffers 1..3 hold the
   // trainable tensors only, from offset grad_base() of the parameter buffer on.
@@ -72,6 +87,18 @@ class HfModel {
 
   void forward(const int32_t* tokens, int64_t B, int64_t L, float* logits, bool train);
   void backward(const float* dlogits);
+  // The final normed hidden states of `rows` (indices into the B*L positions; -1 = a zero row)
+  // into hidden [R, d], without the head. With train, backward_hidden(dh [R, d]) follows; the
+  // head's own gradient is the caller's (head_weight / head_grad: it accumulates there).
+  void forward_hidden(const int32_t* tokens, int64_t B, int64_t L, const int32_t* rows, int64_t R, float* hidden, bool train);
+  void backward_hidden(const float* dh);
+  bool has_train_hidden() const { return train_hidden_valid_; }
+  int64_t train_hidden_rows() const { return train_hidden_valid_ ? static_cast<int64_t>(train_rows_.size()) : 0; }
+  // The output weight [V, d] (lm_head, or the embedding when tied) and its gradient (null when
+  // frozen); both stay at fixed addresses for the model's life.
+  const void* head_weight() const { return bf_[tensor_at(head_off())] ? static_cast<const void*>(BF(head_off())) : P(head_off()); }
+  bool head_bf16() const { return bf_[tensor_at(head_off())]; }
+  float* head_grad();
   bool has_train_forward() const { return train_valid_; }
   int64_t train_tokens() const { return train_valid_ ? train_.B * train_.L : 0; }
   void zero_grad();
@@ -94,6 +121,10 @@ class HfModel {
   int64_t w_of(const Layer& W, int m) const;
   int64_t b_of(const Layer& W, int m) const;
   int64_t in_of(int m) const;
+  int64_t head_off() const { return cfg_.tied ? embed_ : head_; }
+  struct Acts;
+  Acts& body(const int32_t* tokens, int64_t B, int64_t L, bool train);
+  void backward_body(float* dx);
   int64_t out_of(int m) const;
   struct Acts {
     int64_t B = 0, L = 0;
@@ -104,11 +135,18 @@ class HfModel {
   };
 
   int64_t add(const std::string& name, std::vector<int64_t> shape, bool decay, bool transposed);
-  const float* P(int64_t off) const { return params_.data() + off; }
+  size_t tensor_at(int64_t off) const { return tidx_.at(off); }
+  const float* P(int64_t off) const { return params_.data() + store_[tensor_at(off)]; }
+  float* Pm(int64_t off) { return params_.data() + store_[tensor_at(off)]; }
+  const uint16_t* BF(int64_t off) const { return pbf_.data() + store_[tensor_at(off)]; }
+  bool bf(int64_t off) const { return bf_[tensor_at(off)]; }
+  // Row `tok` of the embedding, as float32, into dst[d].
+  void embed_row(int64_t tok, float* dst) const;
   float* G(int64_t off) { return grads_.data() + (off - grad_base_); }
   // q/k of N tokens at positions pos[n]: per-head RMS norm (Qwen3) then RoPE, in place.
   void qk_prepare(float* q, float* k, float* qrs, float* krs, const int32_t* pos, int64_t N, const Layer& W);
-  const float* head_t();  // the head as [d, V] (the tied embedding transposed into scratch)
+  void head_logits(const float* h, int64_t N, float* logits);  // logits [N, V] = h·headᵀ
+  const float* head_t();  // the head [V, d] transposed into scratch [d, V] (for the logits matmul)
 
   HfConfig cfg_;
   std::vector<ParamInfo> layout_;
@@ -116,6 +154,11 @@ class HfModel {
   std::vector<Layer> layers_;
   int64_t embed_ = 0, norm_ = 0, head_ = -1;
   std::vector<float> params_, grads_, m_, v_;
+  std::vector<uint16_t> pbf_;       // the bf16-stored tensors
+  std::vector<int64_t> store_;      // per tensor: its offset in params_ or pbf_
+  std::vector<bool> bf_;            // per tensor: stored bf16
+  std::unordered_map<int64_t, size_t> tidx_;  // layout offset -> tensor index
+  int64_t n_logical_ = 0;
   std::vector<bool> trainable_;
   int64_t grad_base_ = 0;
   bool train_base_ = true, adapters_on_ = true;
@@ -123,7 +166,8 @@ class HfModel {
   std::vector<float> s_lt_, s_sdy_, s_wt2_;
 
   Acts train_, eval_;
-  bool train_valid_ = false;
+  bool train_valid_ = false, train_hidden_valid_ = false;
+  std::vector<int32_t> train_rows_;
   bool head_valid_ = false;  // s_head_ holds the tied head transposed for the current weights
   std::vector<int32_t> pos_;
   std::vector<float> cos_, sin_;  // RoPE table of the last qk_prepare positions [N, hd/2]

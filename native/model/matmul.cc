@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#include "../common/half.h"
 
 #include "../common/cpu.h"
 #include "../common/threadpool.h"
@@ -80,6 +83,54 @@ void matmul_dw(const float* X, const float* dY, float* dW, float* db, int64_t N,
       generic::db_range(dY, db, o0, o1, N, out);
     }
   }, 1);
+}
+
+namespace {
+// Output columns per panel of the bf16 matmuls: a [256, 64] block of the widened panel (64 KiB)
+// stays in L2 while every row block uses it.
+constexpr int64_t kPanel = 64;
+
+// Y = init + X · Wf where Wf[i, o] = widen(i, o) (a bf16 matrix read in either layout): the
+// float32 panel [in, 64] of each 64 outputs is built per thread and multiplied as mm_range would.
+template <class Widen>
+void panel_matmul(const float* X, const float* bias, float* Y, int64_t N, int64_t in, int64_t out, bool acc, Widen widen) {
+  const int64_t panels = (out + kPanel - 1) / kPanel;
+  const bool fast = use_avx2();
+  parallel_for(panels, [&](int64_t p0, int64_t p1, int) {
+    thread_local std::vector<float> wp;
+    if (wp.size() < static_cast<size_t>(in * kPanel)) wp.resize(static_cast<size_t>(in * kPanel));
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t o0 = p * kPanel, cols = std::min(kPanel, out - o0);
+      widen(wp.data(), o0, cols);
+      const float* b = bias ? bias + o0 : nullptr;
+#if GRPO_MODEL_AVX2
+      if (fast) {
+        avx2::mm_panel(X, wp.data(), kPanel, b, Y + o0, N, in, out, cols, acc);
+        continue;
+      }
+#endif
+      generic::mm_panel(X, wp.data(), kPanel, b, Y + o0, N, in, out, cols, acc);
+    }
+  }, std::max<int64_t>(1, min_chunk(N * in * kPanel)));
+}
+}  // namespace
+
+void matmul_bf16_nt(const float* X, const uint16_t* W, const float* bias, float* Y, int64_t N, int64_t in, int64_t out, bool accumulate) {
+  panel_matmul(X, bias, Y, N, in, out, accumulate, [&](float* wp, int64_t o0, int64_t cols) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint16_t* row = W + (o0 + c) * in;
+      for (int64_t i = 0; i < in; ++i) wp[i * kPanel + c] = bf16_to_float(row[i]);
+    }
+  });
+}
+
+void matmul_bf16_nn(const float* X, const uint16_t* W, float* Y, int64_t N, int64_t in, int64_t out, bool accumulate) {
+  panel_matmul(X, nullptr, Y, N, in, out, accumulate, [&](float* wp, int64_t o0, int64_t cols) {
+    for (int64_t i = 0; i < in; ++i) {
+      const uint16_t* row = W + i * out + o0;
+      for (int64_t c = 0; c < cols; ++c) wp[i * kPanel + c] = bf16_to_float(row[c]);
+    }
+  });
 }
 
 void transpose(const float* W, float* WT, int64_t in, int64_t out) {

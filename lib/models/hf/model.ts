@@ -1,8 +1,9 @@
 /**
  * A Hugging Face causal LM (Llama / Qwen2 / Qwen3 checkpoint folder) as a PolicyModel: native
  * forward, backward, AdamW and KV-cache generation (native/model/hf_model.cc), weights mapped
- * from the safetensors files by the addon (bf16, f16 or f32 on disk; float32 in memory, the
- * trained parameters' master copies). Tensor names and shapes are HF's
+ * from the safetensors files by the addon (bf16, f16 or f32 on disk). Trained parameters are
+ * float32 in memory (their own master copies); frozen matrices (the LoRA base, a reference copy)
+ * may stay bfloat16 (frozenDtype), read by matmuls that accumulate in float32. Tensor names and shapes are HF's
  * (`model.layers.{i}.self_attn.q_proj.weight` [out, in], ...), so stateDict() saves back to a
  * folder transformers can load (saveHfModel).
  */
@@ -11,7 +12,7 @@ import * as path from 'path';
 import { native } from '../../native';
 import * as v from '../../validate';
 import { generateWithCache } from '../generate';
-import type { GenerateOptions, Generation, PolicyModel, StepOptions } from '../policy';
+import type { GenerateOptions, Generation, OutputHead, PolicyModel, StepOptions } from '../policy';
 import type { TensorMap } from '../safetensors';
 import { writeFileAtomic } from '../safetensors';
 import { HfModelConfig, parseHfConfig } from './config';
@@ -33,6 +34,9 @@ interface NativeHandle {
   layout(): ParamEntry[];
   forward(a: Args, async: boolean): Promise<void> | void;
   backward(a: Args, async: boolean): Promise<void> | void;
+  forwardHidden(a: Args, async: boolean): Promise<void> | void;
+  backwardHidden(a: Args, async: boolean): Promise<void> | void;
+  headViews(): { weight: Float32Array | Uint16Array; dtype: 'float32' | 'bfloat16'; grad: Float32Array | null };
   decode(a: Args, async: boolean): Promise<void> | void;
   loadFile(a: Args, async: boolean): Promise<void> | void;
   zeroGrad(): void;
@@ -66,6 +70,15 @@ export interface HfModelOptions {
   maxSeqLen?: number;
   /** Train LoRA adapters (dropout 0) instead of every weight; the base weights stay frozen. */
   lora?: LoraOptions;
+  /**
+   * Memory type of the frozen matrices (embedding, lm_head, projections of the LoRA base or of a
+   * frozen copy): 'bfloat16' halves them (the matmuls widen per panel, accumulate in float32; a
+   * float32 value loaded into one is rounded to nearest even). Trained parameters are always
+   * float32. Default: loadHfModel picks 'bfloat16' when the checkpoint's matrices are bf16 (lossless), else 'float32'.
+   */
+  frozenDtype?: 'bfloat16' | 'float32';
+  /** Nothing trains (a reference copy): no gradients or optimizer state; forward and generate only. */
+  frozen?: boolean;
 }
 
 function checkLora(lo: LoraOptions | undefined): { r: number; alpha: number; targets: string[]; mask: number; seed: number } | null {
@@ -92,8 +105,16 @@ export class HfCausalLM implements PolicyModel {
   readonly maxSeqLen: number;
   readonly numParameters: number;
   readonly parameters: readonly ParamEntry[];
+  /** D (hidden_size): the rows of forwardHidden. */
+  readonly hiddenSize: number;
   private h: NativeHandle | null;
   private lastTrainTokens = 0;
+  private lastTrainRows = 0;
+  private head: { weight: Float32Array | Uint16Array; dtype: 'float32' | 'bfloat16'; grad: Float32Array | null } | null = null;
+  /** Memory type of the frozen matrices (HfModelOptions.frozenDtype). */
+  readonly frozenDtype: 'bfloat16' | 'float32';
+  /** Nothing trains (HfModelOptions.frozen). */
+  readonly frozen: boolean;
   /** The LoRA settings, or null in full fine-tuning. */
   readonly lora: { r: number; alpha: number; targets: string[]; mask: number; seed: number } | null;
   private readonly index = new Map<string, number>();
@@ -102,14 +123,23 @@ export class HfCausalLM implements PolicyModel {
   constructor(config: HfModelConfig, opts: HfModelOptions = {}) {
     this.config = config;
     this.lora = checkLora(opts.lora);
+    const fd = opts.frozenDtype ?? 'float32';
+    if (fd !== 'bfloat16' && fd !== 'float32') throw v.rangeError(OP, 'frozenDtype', "'bfloat16' or 'float32'", fd);
+    this.frozenDtype = fd;
+    this.frozen = v.boolean(OP, 'frozen', opts.frozen, false);
+    if (this.frozen && this.lora) throw v.rangeError(OP, 'frozen', 'false with lora (the adapters train)', true);
     const Ctor = native().NativeHfModel as new (a: Args) => NativeHandle;
     const l = this.lora;
-    this.h = new Ctor({ ...config, raw: undefined, ...(l ? { loraR: l.r, loraScale: l.alpha / l.r, loraTargets: l.mask } : {}) });
+    this.h = new Ctor({
+      ...config, raw: undefined, frozen: this.frozen, bf16Frozen: fd === 'bfloat16',
+      ...(l ? { loraR: l.r, loraScale: l.alpha / l.r, loraTargets: l.mask } : {}),
+    });
     this.parameters = Object.freeze(this.h.layout().map((p) => Object.freeze(p)));
     this.parameters.forEach((p, i) => this.index.set(p.name, i));
     const last = this.parameters[this.parameters.length - 1];
     this.numParameters = last.offset + last.size;
     this.vocabSize = config.vocabSize;
+    this.hiddenSize = config.hiddenSize;
     this.maxSeqLen = v.integer(OP, 'maxSeqLen', opts.maxSeqLen, 1, config.maxPositions, Math.min(config.maxPositions, 4096));
     if (l) {
       // PEFT: A ~ kaiming_uniform(a=√5) = U(±1/√fan_in), B = 0
@@ -204,6 +234,66 @@ export class HfCausalLM implements PolicyModel {
   /** Synchronous twin of {@link backward}. */
   backwardSync(gradLogits: Float32Array): void {
     this.native.backward(this.backwardArgs(gradLogits), false);
+  }
+
+  private hiddenArgs(tokens: Int32Array, batch: number, length: number, rows: Int32Array, opts?: { train?: boolean; adapters?: boolean }) {
+    const op = `${OP}.forwardHidden`;
+    const B = v.integer(op, 'batch', batch, 1, 2 ** 31);
+    const L = v.integer(op, 'length', length, 1, this.maxSeqLen);
+    v.ids(op, 'tokens', tokens, B * L, this.vocabSize);
+    if (!(rows instanceof Int32Array) || rows.length === 0) throw v.typeError(op, 'rows', 'a non-empty Int32Array of positions b·length + p (or -1)', rows);
+    for (let i = 0; i < rows.length; i++)
+      if (rows[i] < -1 || rows[i] >= B * L) throw v.rangeError(op, `rows[${i}]`, `a position in [0, ${B * L}) or -1`, rows[i]);
+    const o = opts === undefined ? {} : v.options(op, opts);
+    const train = v.boolean(op, 'opts.train', o.train, false);
+    const adapters = v.boolean(op, 'opts.adapters', o.adapters, true);
+    if (train && !adapters) throw v.rangeError(op, 'opts.adapters', 'true when train is true (the adapters are what trains)', adapters);
+    const hidden = new Float32Array(rows.length * this.hiddenSize);
+    return { tokens, B, L, R: rows.length, rows, hidden, train, adapters };
+  }
+
+  /** Final normed hidden states [rows.length·D] of positions `rows` (b·length + p; −1 = zero row): the PolicyModel hidden-state path, no logits. */
+  async forwardHidden(tokens: Int32Array, batch: number, length: number, rows: Int32Array, opts?: { train?: boolean; adapters?: boolean }): Promise<Float32Array> {
+    const a = this.hiddenArgs(tokens, batch, length, rows, opts);
+    const p = this.native.forwardHidden(a, true);
+    if (a.train) this.lastTrainRows = a.R;
+    await p;
+    return a.hidden;
+  }
+
+  /** Synchronous twin of {@link forwardHidden}. */
+  forwardHiddenSync(tokens: Int32Array, batch: number, length: number, rows: Int32Array, opts?: { train?: boolean; adapters?: boolean }): Float32Array {
+    const a = this.hiddenArgs(tokens, batch, length, rows, opts);
+    this.native.forwardHidden(a, false);
+    if (a.train) this.lastTrainRows = a.R;
+    return a.hidden;
+  }
+
+  private backwardHiddenArgs(gradHidden: Float32Array) {
+    const op = `${OP}.backwardHidden`;
+    if (this.lastTrainRows === 0) throw new Error(`${op}: call forwardHidden(..., { train: true }) first`);
+    v.float32Array(op, 'gradHidden', gradHidden, this.lastTrainRows * this.hiddenSize);
+    return { R: this.lastTrainRows, gradHidden };
+  }
+
+  /** Accumulates the parameter gradients (all but the head's, see outputHead) from ∂L/∂h of the last train forwardHidden. */
+  async backwardHidden(gradHidden: Float32Array): Promise<void> {
+    await this.native.backwardHidden(this.backwardHiddenArgs(gradHidden), true);
+  }
+
+  /** Synchronous twin of {@link backwardHidden}. */
+  backwardHiddenSync(gradHidden: Float32Array): void {
+    this.native.backwardHidden(this.backwardHiddenArgs(gradHidden), false);
+  }
+
+  /**
+   * The output weight [V, D] (lm_head.weight, or the embedding when tied) and the gradient buffer
+   * it accumulates into (null with LoRA: the head is frozen): views of the model's own memory,
+   * read-only by contract, valid for the model's life.
+   */
+  outputHead(): OutputHead {
+    this.head ??= this.native.headViews();
+    return { weight: this.head.weight, weightDtype: this.head.dtype, grad: this.head.grad };
   }
 
   zeroGrad(): void {
@@ -310,6 +400,10 @@ export class HfCausalLM implements PolicyModel {
       get numParameters() { return self.parameters.filter((p) => !p.trainable).reduce((a, p) => a + p.size, 0); },
       get config() { return self.config; },
       forward: (t, b, l, o) => self.forward(t, b, l, { ...o, train: false, adapters: false }),
+      hiddenSize: self.hiddenSize,
+      forwardHidden: (t, b, l, rows, o) => self.forwardHidden(t, b, l, rows, { ...o, train: false, adapters: false }),
+      backwardHidden: ro('backwardHidden'),
+      outputHead: () => ({ ...self.outputHead(), grad: null }),
       backward: ro('backward'), zeroGrad: ro('zeroGrad'), step: ro('step'), generate: ro('generate'),
       // nothing of its own to checkpoint: the base weights are in the policy's state dict
       clone: () => self.referenceModel(), stateDict: () => new Map(), loadStateDict: () => {},
@@ -317,17 +411,39 @@ export class HfCausalLM implements PolicyModel {
     } as PolicyModel;
   }
 
+  /**
+   * The frozen reference for GRPO's KL term: with LoRA the base itself ({@link referenceModel},
+   * no copy); otherwise a frozen copy of the current weights with no gradients or optimizer
+   * state, its matrices in `frozenDtype` (bf16: half the memory; exact for weights loaded from a
+   * bf16 checkpoint and not yet trained).
+   */
+  referenceCopy(): PolicyModel {
+    if (this.lora) return this.referenceModel();
+    const c = new HfCausalLM(this.config, { maxSeqLen: this.maxSeqLen, frozen: true, frozenDtype: this.frozenDtype });
+    // tensor by tensor: never a second full float32 copy of the weights at once
+    this.parameters.forEach((p, i) => {
+      const data = new Float32Array(p.size);
+      this.native.getTensor(PARAMS, i, data);
+      c.native.setTensor(PARAMS, i, data);
+    });
+    return c;
+  }
+
   /** Deep copy: weights, Adam moments and step (gradients start at zero). */
   clone(): HfCausalLM {
     const l = this.lora;
-    const c = new HfCausalLM(this.config, { maxSeqLen: this.maxSeqLen, lora: l ? { r: l.r, alpha: l.alpha, targetModules: l.targets, seed: l.seed } : undefined });
+    const c = new HfCausalLM(this.config, {
+      maxSeqLen: this.maxSeqLen, frozen: this.frozen, frozenDtype: this.frozenDtype,
+      lora: l ? { r: l.r, alpha: l.alpha, targetModules: l.targets, seed: l.seed } : undefined,
+    });
     c.loadStateDict(this.stateDict());
-    if (this.native.adamStep() > 0) c.loadOptimizerState(this.optimizerState(), this.native.adamStep());
+    if (!this.frozen && this.native.adamStep() > 0) c.loadOptimizerState(this.optimizerState(), this.native.adamStep());
     return c;
   }
 
   dispose(): void {
     if (!this.h) return;
+    this.head = null;
     this.h.dispose();
     this.h = null;
   }
@@ -345,12 +461,18 @@ function readConfig(dir: string): HfModelConfig {
   return parseHfConfig(raw, file);
 }
 
+/** 'bfloat16' when every 2-D tensor of the checkpoint is stored bf16 (keeping them bf16 loses nothing). */
+function defaultFrozenDtype(entries: Map<string, StEntry>): 'bfloat16' | 'float32' {
+  for (const e of entries.values()) if (e.shape.length === 2 && e.dtype !== 'BF16') return 'float32';
+  return 'bfloat16';
+}
+
 /** Loads a checkpoint folder's model (config.json + safetensors); the files are mapped by the addon off the event loop. */
 export async function loadHfModel(dir: string, opts: HfModelOptions = {}): Promise<HfCausalLM> {
   // (with opts.lora the adapters start fresh: A random, B zero)
   const cfg = readConfig(dir);
   const entries = readCheckpointIndex(dir);
-  const m = new HfCausalLM(cfg, opts);
+  const m = new HfCausalLM(cfg, { ...opts, frozenDtype: opts.frozenDtype ?? defaultFrozenDtype(entries) });
   try {
     await m.loadEntries(entries, dir);
   } catch (e) {
@@ -364,7 +486,7 @@ export async function loadHfModel(dir: string, opts: HfModelOptions = {}): Promi
 export function loadHfModelSync(dir: string, opts: HfModelOptions = {}): HfCausalLM {
   const cfg = readConfig(dir);
   const entries = readCheckpointIndex(dir);
-  const m = new HfCausalLM(cfg, opts);
+  const m = new HfCausalLM(cfg, { ...opts, frozenDtype: opts.frozenDtype ?? defaultFrozenDtype(entries) });
   try {
     m.loadEntriesSync(entries, dir);
   } catch (e) {
@@ -452,14 +574,17 @@ export function saveLoraAdapter(model: HfCausalLM, dir: string, opts: { baseMode
 }
 
 /** Loads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) onto a base checkpoint folder. */
-export async function loadHfModelWithAdapter(baseDir: string, adapterDir: string, opts: { maxSeqLen?: number } = {}): Promise<HfCausalLM> {
+export async function loadHfModelWithAdapter(baseDir: string, adapterDir: string, opts: { maxSeqLen?: number; frozenDtype?: 'bfloat16' | 'float32' } = {}): Promise<HfCausalLM> {
   const cfgFile = path.join(adapterDir, 'adapter_config.json');
   if (!fs.existsSync(cfgFile)) throw new RangeError(`${adapterDir}: no adapter_config.json`);
   const ac = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
   if (ac.peft_type !== 'LORA') throw new RangeError(`${cfgFile}: expected peft_type "LORA" but received ${JSON.stringify(ac.peft_type)}`);
-  const m = new HfCausalLM(readConfig(baseDir), { maxSeqLen: opts.maxSeqLen, lora: { r: ac.r, alpha: ac.lora_alpha, targetModules: ac.target_modules } });
+  const entries = readCheckpointIndex(baseDir);
+  const m = new HfCausalLM(readConfig(baseDir), {
+    maxSeqLen: opts.maxSeqLen, frozenDtype: opts.frozenDtype ?? defaultFrozenDtype(entries),
+    lora: { r: ac.r, alpha: ac.lora_alpha, targetModules: ac.target_modules },
+  });
   try {
-    const entries = readCheckpointIndex(baseDir);
     for (const [k, e] of readSafetensorsHeader(path.join(adapterDir, 'adapter_model.safetensors'))) entries.set(k, e);
     for (const p of m.parameters) if (HfCausalLM.isAdapter(p.name) && !entries.has(p.name)) throw new RangeError(`${adapterDir}: adapter tensor '${p.name}' is missing`);
     await m.loadEntries(entries, baseDir);
