@@ -6,6 +6,11 @@ import * as assert from 'uvu/assert';
 import { InProcessEngine } from '../lib/rollout/engine';
 import { WorkerEngine } from '../lib/rollout/workers';
 import { GrpoTrainer } from '../lib/trainer/grpo';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { loadHfCheckpoint } from '../lib/models/hf';
+import { ARCHS, randomWeights, writeHfCheckpoint, writeTinyTokenizer } from './hf_helpers';
 import { tok, task, tinyModel, rewards, tinyConfig, sameWeights } from './trainer_setup';
 
 const rejects = async (f: () => Promise<unknown>, re: RegExp) => {
@@ -42,6 +47,33 @@ test('2 workers: identical tokens, log-probs and texts to in-process; weights an
   } finally {
     await eng.close();
     m.dispose();
+  }
+});
+
+test('an HF model with LoRA adapters: 2 workers give the in-process tokens, before and after new weights', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-hf-workers-'));
+  const V = writeTinyTokenizer(dir);
+  const cfg = { ...ARCHS.qwen3, V };
+  writeHfCheckpoint(dir, cfg, randomWeights(cfg, 3));
+  const { model, tokenizer } = await loadHfCheckpoint(dir, { maxSeqLen: 24, lora: { r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj'], seed: 5 } });
+  tokenizer.useChatTemplate = false;
+  const eng = await WorkerEngine.create(model, tokenizer, { workers: 2, threadsPerWorker: 1 });
+  try {
+    const prompts = ['1+2=', '3+4=', '5+1='];
+    const so = { maxCompletionLength: 6, temperature: 1, seed: 5 };
+    same(await eng.generate(prompts, 3, so), await new InProcessEngine(model, tokenizer).generate(prompts, 3, so));
+    // change the adapters (what LoRA training changes) and sync
+    const sd = model.stateDict();
+    for (const [k, t] of sd) if (k.includes('lora_B')) t.data.fill(0.05);
+    model.loadStateDict(sd);
+    await eng.syncWeights(model, 1);
+    const b = await eng.generate(prompts, 3, so);
+    same(b, await new InProcessEngine(model, tokenizer).generate(prompts, 3, so));
+    assert.equal(b.policyVersion, new Array(9).fill(1));
+  } finally {
+    await eng.close();
+    model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

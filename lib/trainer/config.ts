@@ -91,6 +91,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_SAMPLE, name: 'minP', type: 'number', default: 0.0, help: 'min-p (0 = off)' },
   { section: S_SAMPLE, name: 'maxCompletionLength', type: 'int', default: 8, help: 'completion tokens at most' },
   { section: S_SAMPLE, name: 'stop', type: 'strings', default: [], help: 'extra stop strings, space- or comma-separated (EOS always stops)' },
+  { section: S_SAMPLE, name: 'rolloutEngine', type: 'string', default: 'in-process', choices: ['in-process', 'workers'], help: "where rollouts are sampled: in this process, or in --rollout-workers local worker processes (same tokens for the same seed)" },
+  { section: S_SAMPLE, name: 'rolloutWorkers', type: 'int', default: 2, help: 'workers engine: number of worker processes (each holds a copy of the weights; rows split across them)' },
+  { section: S_SAMPLE, name: 'rolloutTimeout', type: 'number', default: 600, help: 'workers engine: seconds a worker may take for its share of a generate call before the step fails naming it' },
+  { section: S_SAMPLE, name: 'asyncRollouts', type: 'boolean', default: false, help: "one-step-off: sample the next step's rollouts (from a weight snapshot) while this step trains" },
+  { section: S_SAMPLE, name: 'rolloutImportanceSamplingMode', type: 'string', default: undefined, choices: ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'], help: "rollout IS correction between the training policy and the sampler's log-probs (ms-swift's modes; TIS = truncate, MIS = mask); default off" },
+  { section: S_SAMPLE, name: 'rolloutImportanceSamplingThreshold', type: 'number', default: 2, help: 'the rollout IS threshold C: weights truncated at C, or tokens/sequences with ratio > C masked' },
+  { section: S_SAMPLE, name: 'maxStaleness', type: 'int', default: 1, help: 'async: drop (and resample) rollouts more than this many optimiser updates older than the policy being trained' },
   // rewards
   { section: S_REWARD, name: 'rewards', type: 'strings', default: ['accuracy', 'format'], help: 'reward functions: accuracy, format, cosine, repetition, soft_overlong' },
   { section: S_REWARD, name: 'rewardWeights', type: 'numbers', default: undefined, help: 'one weight per reward function (built-ins, then the module\'s); default all 1' },

@@ -15,6 +15,7 @@ import { ProgressBar, formatDuration } from '../cli/progress';
 import { writeReport, writeRunReport, readMetrics } from '../report';
 import { defaultOptions, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
+import { WorkerEngine } from '../rollout/workers';
 import { supervisedFineTune } from './sft';
 import { CheckpointMeta, checkTrainerState, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
 import { checkPromptLengths } from './rollout';
@@ -386,13 +387,17 @@ async function trainBody(
     io.log(`train: resuming ${ck.dir} at step ${state.step}`);
   }
   let trainer: GrpoTrainer;
+  let engine: WorkerEngine | undefined;
   try {
+    if (o.rolloutEngine === 'workers')
+      engine = await WorkerEngine.create(model, tok, { workers: o.rolloutWorkers as number, timeout: o.rolloutTimeout as number }, state?.updates ?? 0);
     trainer = new GrpoTrainer({
-      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel,
+      model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel, engine,
       onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
       onRewardConstant: (c, step) => io.log(`warning: step ${step}: reward '${c.name}' has been ${c.value} for every completion for ${c.steps} steps: it adds nothing to the advantages (metrics: rewards/${c.name}/stuck)`),
     });
   } catch (e) {
+    await engine?.close();
     model.dispose();
     refModel?.dispose();
     throw e;
@@ -400,6 +405,8 @@ async function trainBody(
   try {
     return await trainLoop(o, io, t0, task, tok, model, rewards, cfg, log, trainer, state);
   } finally {
+    await trainer.close();
+    await engine?.close();
     model.dispose();
     trainer.refModel?.dispose();
   }
