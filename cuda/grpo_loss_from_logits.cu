@@ -161,7 +161,8 @@ void grpo_loss_from_logits_cuda(GrpoLossFromLogitsArgs& a, cudaStream_t stream) 
   const bool grad = a.grad_mode != GradMode::None && a.grad_logits.data != nullptr;
   const float inv = 1.0f / a.temperature;
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
-  const bool one_pass = grad && a.opt.level == Level::Token && !(a.opt.top_entropy_quantile < 1) && a.opt.policy_loss != PolicyLoss::GeoMean;
+  const bool one_pass = grad && a.opt.level == Level::Token && !(a.opt.top_entropy_quantile < 1) && a.opt.policy_loss != PolicyLoss::GeoMean &&
+                        a.opt.rollout_is == RolloutIs::Off;  // the IS weight comes from the loss core
   const size_t o_info = 0, o_g = o_info + align_up(N * sizeof(RowInfo)), o_nseq = o_g + align_up(N * 4), o_nb = o_nseq + align_up(S * 8),
                total = o_nb + 16;
   auto* base = static_cast<unsigned char*>(cuda::workspace(total, stream));

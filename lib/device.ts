@@ -408,6 +408,8 @@ export interface CudaGrpoLossOptions extends GrpoLossConfig {
   refLogp?: DeviceTensor;
   /** Token entropies [N] (metrics; required for topEntropyQuantile < 1). */
   entropy?: DeviceTensor;
+  /** The sampler's log-probs [N] (rolloutImportanceSamplingMode). */
+  rolloutLogp?: DeviceTensor;
   /** Compute dL/dℓ (default true). */
   grad?: boolean;
   /** Also return L per token (default false). */
@@ -429,8 +431,9 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
   const oldLogp = opts.oldLogp == null ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
   const refLogp = opts.refLogp == null ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
   const entropy = opts.entropy == null ? undefined : dev(op, 'entropy', opts.entropy, 'float32', N);
+  const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
-  const { cfg, wantGrad, wantPtl } = grpoLossConfig(op, opts, N, { refLogp: !!refLogp, entropy: !!entropy });
+  const { cfg, wantGrad, wantPtl } = grpoLossConfig(op, opts, N, { refLogp: !!refLogp, entropy: !!entropy, rolloutLogp: !!rolloutLogp });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (maskIn === undefined) {
@@ -443,7 +446,7 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
   const perTokenLoss = wantPtl ? DeviceTensor.empty('float32', [N]) : null;
   const args = {
     S, T, logp: h(logp), oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages), mask: h(mask), entropy: h(entropy),
-    ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss),
+    rolloutLogp: h(rolloutLogp), ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss),
   };
   recordBackend('grpoLoss', 'cuda');
   return {
@@ -470,6 +473,8 @@ export interface CudaGrpoLossFromLogitsOptions extends GrpoLossConfig {
   mask?: DeviceTensor;
   oldLogp?: DeviceTensor;
   refLogp?: DeviceTensor;
+  /** The sampler's log-probs [N] (rolloutImportanceSamplingMode). */
+  rolloutLogp?: DeviceTensor;
   temperature?: number;
   /** 'separate' (default: a new device tensor), 'inplace' (over the logits) or 'none'. */
   gradient?: 'none' | 'separate' | 'inplace';
@@ -493,8 +498,9 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const targets = dev(op, 'targets', opts.targets, 'int32', N);
   const oldLogp = opts.oldLogp == null ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
   const refLogp = opts.refLogp == null ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
-  const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp);
+  const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp, !!rolloutLogp);
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (maskIn === undefined) {
@@ -509,7 +515,7 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const gradLogits = gradient === 'separate' ? DeviceTensor.empty(z.dtype, [...z.shape]) : gradient === 'inplace' ? z : null;
   const args = {
     S, T, V, logits: h(z), targets: h(targets), temperature, oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages),
-    mask: h(mask), ...cfg, gradMode: GRADIENT_MODES.indexOf(gradient),
+    rolloutLogp: h(rolloutLogp), mask: h(mask), ...cfg, gradMode: GRADIENT_MODES.indexOf(gradient),
     gradLogits: gradient === 'separate' ? h(gradLogits) : undefined, logp: h(logp), entropy: h(entropy), gradLogp: h(gradLogp),
   };
   recordBackend('grpoLossFromLogits', 'cuda');
@@ -578,6 +584,7 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
   const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(op, opts);
+  if (cfg.rolloutIsMode) throw v.rangeError(op, 'rolloutImportanceSamplingMode', 'none: grpoLossFromHidden has no rollout IS correction yet (use grpoLossFromLogits)', opts.rolloutImportanceSamplingMode);
   if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
   const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
   const wantDh = v.boolean(op, 'gradHidden', opts.gradHidden, true);

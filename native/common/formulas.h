@@ -31,6 +31,9 @@ enum class Level : int { Token = 0, Sequence = 1 };
 // (native/ops/grpo_loss_core.h); policy_term() gives it nothing.
 enum class PolicyLoss : int { Clip = 0, DualClip = 1, Cispo = 2, Sapo = 3, GeoMean = 4 };
 enum class LossType : int { Grpo = 0, Bnpo = 1, Dapo = 2, DrGrpo = 3, SeqSum = 4 };
+// Rollout importance-sampling correction (ms-swift rollout_importance_sampling_mode, TRL's vLLM
+// IS correction): a detached weight on the policy term between the training policy and the sampler.
+enum class RolloutIs : int { Off = 0, TokenTruncate = 1, TokenMask = 2, SequenceTruncate = 3, SequenceMask = 4 };
 
 struct GrpoOptions {
   Level level = Level::Token;
@@ -51,6 +54,9 @@ struct GrpoOptions {
   double sapo_tau_pos = 1.0;     // SAPO gate temperature for A > 0 (TRL sapo_temperature_pos, verl tau_pos)
   double sapo_tau_neg = 1.05;    // ... for A <= 0
   bool bias_correction_kl = false;  // TRL use_bias_correction_kl: the KL term is D·rho (rho not detached)
+  // Added options (issue 9): rollout IS correction, needs the sampler's log-probs; off by default.
+  RolloutIs rollout_is = RolloutIs::Off;
+  double rollout_is_threshold = 2.0;  // C: truncate the weight at C, or mask where the ratio > C
 };
 
 constexpr double kLogRatioClamp = 20.0;  // |d| bound before exp: exp(20) is finite in float32

@@ -19,6 +19,8 @@ inline Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
   o.Set("clipRegion", m.clip_region);
   o.Set("ratio", m.ratio);
   o.Set("maskedTokens", m.masked_tokens);
+  o.Set("isWeightMean", m.is_weight_mean);
+  o.Set("isClippedFrac", m.is_clipped_frac);
   return o;
 }
 
@@ -41,6 +43,8 @@ inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.sapo_tau_pos = r.num_or("sapoTemperaturePos", 1.0);
   o.sapo_tau_neg = r.num_or("sapoTemperatureNeg", 1.05);
   o.bias_correction_kl = r.flag("useBiasCorrectionKl", false);
+  o.rollout_is = static_cast<RolloutIs>(r.has("rolloutIsMode") ? r.integer("rolloutIsMode", 0, 4) : 0);
+  o.rollout_is_threshold = r.num_or("rolloutIsThreshold", 2.0);
 }
 
 }  // namespace grpo

@@ -133,6 +133,7 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
   static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
   const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && o.policy_loss != PolicyLoss::GeoMean &&
+                        o.rollout_is == RolloutIs::Off &&  // the IS weight comes from the loss core
                         (force_one_pass || inplace || dtype != DType::F32);
 
   std::vector<float> grad_logp_local;
