@@ -19,6 +19,8 @@ export * from './rewards';
 export * from './eval';
 export * from './trainer';
 export * from './rollout/engine';
+export { WorkerEngine, type WorkerEngineOptions } from './rollout/workers';
+export { SnapshotEngine } from './rollout/async';
 export type * from './media/types';
 export * from './report';
 export type { FloatDType } from './validate';

@@ -205,6 +205,7 @@ export class GrpoTrainer {
   private ownEngine: RolloutEngine | null = null;
   /** asyncRollouts: prefetched samples dropped for being older than maxStaleness, over the run. */
   staleDropped = 0;
+  private versionSynced = false;
 
   constructor(o: GrpoTrainerOptions) {
     this.model = o.model;
@@ -301,6 +302,11 @@ export class GrpoTrainer {
     let rounds = 0;
     let generatedTokens = 0;
     const maxRounds = c.dynamicSampling ? c.maxDynamicSamplingRounds : 1;
+    if (!this.versionSynced) {
+      // a resumed run (state set after construction): engines start at version 0, tell them the real one
+      this.versionSynced = true;
+      if (this.state.updates > 0) await this.engine.syncWeights(this.model, this.state.updates);
+    }
     const metrics: StepMetrics = { step: this.state.step + 1 };
     metrics['async/stale_dropped'] = 0;
     let offPolicy = false;
