@@ -405,6 +405,7 @@ test('grpoConfigToNative: defaults and native codes', () => {
     level: 0, policyLoss: 0, epsilonLow: 0.2, epsilonHigh: 0.2, delta: undefined, clipRatioC: 3, beta: 0, klEstimator: 2,
     clampLogRatio: true, lossType: 2, numItemsInBatch: undefined, maxCompletionLength: undefined, topEntropyQuantile: 1,
     cispoRange: false, sapoTemperaturePos: 1, sapoTemperatureNeg: 1.05, useBiasCorrectionKl: false,
+    rolloutIsMode: 0, rolloutIsThreshold: 2,
   });
   const sp = grpoConfigToNative('x', { policyLoss: 'sapo', sapoTemperaturePos: 2, sapoTemperatureNeg: 0.5, klEstimator: 'k3+' });
   assert.equal([sp.policyLoss, sp.sapoTemperaturePos, sp.sapoTemperatureNeg, sp.klEstimator], [3, 2, 0.5, 6]);
