@@ -27,6 +27,7 @@ struct CoreArgs {
   const float* advantages;
   const uint8_t* mask;
   const float* entropy;
+  const float* rollout_logp;
   int64_t S, T;
   GrpoOptions o;
   bool select;
@@ -73,6 +74,7 @@ __global__ void core_loss(CoreArgs c) {
     q.old_logp = c.old_logp ? c.old_logp + base : nullptr;
     q.ref_logp = c.ref_logp ? c.ref_logp + base : nullptr;
     q.entropy = c.entropy ? c.entropy + base : nullptr;
+    q.rollout_logp = c.rollout_logp ? c.rollout_logp + base : nullptr;
     q.grad_logp = c.grad_logp ? c.grad_logp + base : nullptr;
     q.per_token_loss = c.per_token_loss ? c.per_token_loss + base : nullptr;
     q.T = T;
@@ -110,6 +112,7 @@ void grpo_loss_core_cuda(const GrpoLossArgs& a, float* grad_logp, GrpoMetrics* m
   c.advantages = a.advantages;
   c.mask = a.mask;
   c.entropy = a.entropy;
+  c.rollout_logp = a.rollout_logp;
   c.S = S;
   c.T = T;
   c.o = a.opt;

@@ -462,6 +462,8 @@ export interface CudaGrpoLossOptions extends GrpoLossConfig {
   refLogp?: DeviceTensor;
   /** Token entropies [N] (metrics; required for topEntropyQuantile < 1). */
   entropy?: DeviceTensor;
+  /** The sampler's log-probs [N] (rolloutImportanceSamplingMode). */
+  rolloutLogp?: DeviceTensor;
   /** Compute dL/dℓ (default true). */
   grad?: boolean;
   /** Also return L per token (default false). */
@@ -485,8 +487,9 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
   const oldLogp = opts.oldLogp == null ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
   const refLogp = opts.refLogp == null ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
   const entropy = opts.entropy == null ? undefined : dev(op, 'entropy', opts.entropy, 'float32', N);
+  const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
-  const { cfg, wantGrad, wantPtl } = grpoLossConfig(op, opts, N, { refLogp: !!refLogp, entropy: !!entropy });
+  const { cfg, wantGrad, wantPtl } = grpoLossConfig(op, opts, N, { refLogp: !!refLogp, entropy: !!entropy, rolloutLogp: !!rolloutLogp });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (maskIn === undefined) {
@@ -500,7 +503,7 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
   const gradEntropy = wantGrad && cfg.entropyCoef !== 0 ? DeviceTensor.empty('float32', [N]) : null;
   const args = {
     S, T, logp: h(logp), oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages), mask: h(mask), entropy: h(entropy),
-    ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss), gradEntropy: h(gradEntropy),
+    rolloutLogp: h(rolloutLogp), ...cfg, gradLogp: h(gradLogp), perTokenLoss: h(perTokenLoss), gradEntropy: h(gradEntropy),
   };
   recordBackend('grpoLoss', 'cuda');
   return {
@@ -527,6 +530,8 @@ export interface CudaGrpoLossFromLogitsOptions extends GrpoLossConfig {
   mask?: DeviceTensor;
   oldLogp?: DeviceTensor;
   refLogp?: DeviceTensor;
+  /** The sampler's log-probs [N] (rolloutImportanceSamplingMode). */
+  rolloutLogp?: DeviceTensor;
   temperature?: number;
   /** 'separate' (default: a new device tensor), 'inplace' (over the logits) or 'none'. */
   gradient?: 'none' | 'separate' | 'inplace';
@@ -550,8 +555,9 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const targets = dev(op, 'targets', opts.targets, 'int32', N);
   const oldLogp = opts.oldLogp == null ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
   const refLogp = opts.refLogp == null ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
-  const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp);
+  const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp, !!rolloutLogp);
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (maskIn === undefined) {
@@ -566,7 +572,7 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const gradLogits = gradient === 'separate' ? DeviceTensor.empty(z.dtype, [...z.shape]) : gradient === 'inplace' ? z : null;
   const args = {
     S, T, V, logits: h(z), targets: h(targets), temperature, oldLogp: h(oldLogp), refLogp: h(refLogp), advantages: h(advantages),
-    mask: h(mask), ...cfg, gradMode: GRADIENT_MODES.indexOf(gradient),
+    rolloutLogp: h(rolloutLogp), mask: h(mask), ...cfg, gradMode: GRADIENT_MODES.indexOf(gradient),
     gradLogits: gradient === 'separate' ? h(gradLogits) : undefined, logp: h(logp), entropy: h(entropy), gradLogp: h(gradLogp),
   };
   recordBackend('grpoLossFromLogits', 'cuda');
@@ -635,6 +641,7 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
   const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(op, opts);
+  if (cfg.rolloutIsMode) throw v.rangeError(op, 'rolloutImportanceSamplingMode', 'none: grpoLossFromHidden has no rollout IS correction yet (use grpoLossFromLogits)', opts.rolloutImportanceSamplingMode);
   if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
   if (cfg.entropyCoef !== 0) throw v.rangeError(op, 'entropyCoef', '0: the entropy bonus is not yet in the fused linear loss (use grpoLossFromLogits)', cfg.entropyCoef);
   const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));

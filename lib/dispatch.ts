@@ -108,7 +108,7 @@ export function groupAdvantagesSync(o: adv.GroupAdvantagesOptions | CudaGroupAdv
   return r.device ? cuda.groupAdvantagesSync(r.snap) : adv.groupAdvantagesSync(r.snap);
 }
 
-const GL = ['logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy'];
+const GL = ['logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy', 'rolloutLogp'];
 const GL_KEYS = keySets(gl.GRPO_LOSS_HOST_KEYS, gl.GRPO_LOSS_KEYS, gl.GRPO_LOSS_OUT_KEYS);
 /** The GRPO loss from per-token log-probs (spec §4-§6): host or device tensors. */
 export function grpoLoss(o: gl.GrpoLossOptions): Promise<gl.GrpoLossResult>;
@@ -125,7 +125,7 @@ export function grpoLossSync(o: gl.GrpoLossOptions | CudaGrpoLossOptions): gl.Gr
   return r.device ? cuda.grpoLossSync(r.snap) : gl.grpoLossSync(r.snap);
 }
 
-const GLF = ['logits', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp'];
+const GLF = ['logits', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'rolloutLogp'];
 const GLF_KEYS = keySets(glf.GRPO_LOSS_FROM_LOGITS_HOST_KEYS, glf.GRPO_LOSS_FROM_LOGITS_KEYS, glf.GRPO_LOSS_FROM_LOGITS_OUT_KEYS);
 /** The fused GRPO loss from logits (spec §7): host or device tensors. */
 export function grpoLossFromLogits<L extends glf.LogitsArray>(o: glf.GrpoLossFromLogitsOptions<L>): Promise<glf.GrpoLossFromLogitsResult<L>>;

@@ -24,6 +24,8 @@ export * from './rollout/remote';
 export { startServer, complete, type RunningServer, type ServerOptions } from './serve/server';
 export { writeRolloutWeights, loadServedModel, reloadWeights, type ServedModel } from './serve/weights';
 export { parseCompletionRequest, ApiError, type CompletionRequest } from './serve/protocol';
+export { WorkerEngine, type WorkerEngineOptions } from './rollout/workers';
+export { SnapshotEngine } from './rollout/async';
 export type * from './media/types';
 export * from './report';
 // Media in datasets: ms-swift rows, decoding (sharp / wavefile / ffmpeg), writing (lib/media).

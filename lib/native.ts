@@ -18,6 +18,8 @@ export interface NativeMetrics {
   clipRegion: number;
   ratio: number;
   maskedTokens: number;
+  isWeightMean: number;
+  isClippedFrac: number;
 }
 
 export interface CudaInfo {

@@ -408,6 +408,7 @@ test('grpoConfigToNative: defaults and native codes', () => {
     cispoRange: false, sapoTemperaturePos: 1, sapoTemperatureNeg: 1.05, useBiasCorrectionKl: false,
     clampSequenceLogRatio: false, clipCovRatio: 2e-4, clipCovLb: 1, clipCovUb: 5, klCovRatio: 2e-4, ppoKlCoef: 0.1,
     vespoKPos: 2, vespoLambdaPos: 3, vespoKNeg: 3, vespoLambdaNeg: 2, globalBatchSize: undefined, lossScaleFactor: undefined, entropyCoef: 0,
+    rolloutIsMode: 0, rolloutIsThreshold: 2,
   });
   // verl / TRL names to native codes (formulas.h PolicyLoss / LossType)
   assert.equal(['vespo', 'clip_cov', 'kl_cov'].map((p) => grpoConfigToNative('x', { policyLoss: p }).policyLoss), [5, 6, 7]);

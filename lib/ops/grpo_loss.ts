@@ -47,6 +47,14 @@ const LOSS_AGG_MODE_CODES: Record<LossAggMode, number> = {
   'token-mean': 2, 'seq-mean-token-sum': 6, 'seq-mean-token-mean': 7, 'seq-mean-token-sum-norm': 8,
 };
 
+/**
+ * Rollout importance-sampling correction (ms-swift `rollout_importance_sampling_mode`; TRL's vLLM
+ * IS correction is 'token_truncate'): token or sequence level, truncate (TIS) or mask (MIS).
+ * Native enum order (formulas.h `RolloutIs`, 0 = off).
+ */
+export type RolloutImportanceSamplingMode = 'token_truncate' | 'token_mask' | 'sequence_truncate' | 'sequence_mask';
+export const ROLLOUT_IS_MODES: readonly RolloutImportanceSamplingMode[] = ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'];
+
 /** Default CISPO cap on ρ when `epsilonHigh` is not given (the value TRL recommends). */
 export const CISPO_DEFAULT_EPSILON_HIGH = 5.0;
 
@@ -168,6 +176,17 @@ export interface GrpoLossConfig {
    * interpolation). Default 1 (off). Needs `entropy`. The KL term is never masked by it.
    */
   topEntropyQuantile?: number;
+  /**
+   * Rollout IS correction against the sampler's log-probs `rolloutLogp` (required with it):
+   * per token lr_t = ℓ_train − rolloutLogp, ℓ_train = oldLogp when given (the old-policy pass) else ℓ
+   * detached, clamped to ±20; r_t = exp(lr_t), R_i = exp(masked mean of lr_t). The policy term of
+   * every token is multiplied by a detached weight: 'token_truncate' min(r_t, C), 'token_mask'
+   * r_t·[r_t ≤ C], 'sequence_truncate' min(R_i, C), 'sequence_mask' r_t·[R_i ≤ C] (C =
+   * rolloutImportanceSamplingThreshold). The KL term is not weighted (TRL). Default off.
+   */
+  rolloutImportanceSamplingMode?: RolloutImportanceSamplingMode;
+  /** C > 0 of the rollout IS correction (ms-swift `rollout_importance_sampling_threshold`, TRL `vllm_importance_sampling_cap`). Default 2. */
+  rolloutImportanceSamplingThreshold?: number;
 }
 
 /**
@@ -191,6 +210,10 @@ export interface GrpoMetrics {
   ratio: number;
   /** Σ mask: the number of masked (real) tokens. */
   maskedTokens: number;
+  /** Rollout IS: masked mean of the weight on the policy term (1 when off). */
+  isWeightMean: number;
+  /** Rollout IS: fraction truncated or masked (ratio > C): of masked tokens at token level, of sequences at sequence level. */
+  isClippedFrac: number;
 }
 
 /** The native option fields (native/binding.cc read_options) produced by grpoConfigToNative. */
@@ -226,6 +249,8 @@ export interface GrpoNativeOptions {
   globalBatchSize: number | undefined;
   lossScaleFactor: number | undefined;
   entropyCoef: number;
+  rolloutIsMode: number;
+  rolloutIsThreshold: number;
 }
 
 /** The option keys of {@link GrpoLossConfig}, in every op that takes the loss options. */
@@ -235,6 +260,7 @@ export const GRPO_CONFIG_KEYS = [
   'cispoClip', 'sapoTemperaturePos', 'sapoTemperatureNeg', 'useBiasCorrectionKl',
   'lossAggMode', 'globalBatchSize', 'lossScaleFactor', 'clampSequenceLogRatio', 'clipCovRatio', 'clipCovLb', 'clipCovUb',
   'klCovRatio', 'ppoKlCoef', 'vespoKPos', 'vespoLambdaPos', 'vespoKNeg', 'vespoLambdaNeg', 'entropyCoef',
+  'rolloutImportanceSamplingMode', 'rolloutImportanceSamplingThreshold',
 ] as const;
 
 /**
@@ -322,6 +348,10 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   const sapoTemperaturePos = v.float(op, 'sapoTemperaturePos', c.sapoTemperaturePos, 0, Infinity, 1, { loOpen: true });
   const sapoTemperatureNeg = v.float(op, 'sapoTemperatureNeg', c.sapoTemperatureNeg, 0, Infinity, 1.05, { loOpen: true });
   const useBiasCorrectionKl = v.boolean(op, 'useBiasCorrectionKl', c.useBiasCorrectionKl, false);
+  const ris = c.rolloutImportanceSamplingMode === undefined || c.rolloutImportanceSamplingMode === null ? null
+    : v.oneOf(op, 'rolloutImportanceSamplingMode', c.rolloutImportanceSamplingMode, ROLLOUT_IS_MODES, 'token_truncate');
+  if (ris && policyLoss === 'geo_mean') throw v.rangeError(op, 'rolloutImportanceSamplingMode', "none with policyLoss 'geo_mean' (a per-sequence objective of its own)", ris);
+  const rolloutIsThreshold = v.float(op, 'rolloutImportanceSamplingThreshold', c.rolloutImportanceSamplingThreshold, 0, Infinity, 2, { loOpen: true });
   return {
     level: IMPORTANCE_SAMPLING_LEVELS.indexOf(level),
     policyLoss: POLICY_LOSSES.indexOf(policyLoss),
@@ -353,6 +383,8 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
     globalBatchSize,
     lossScaleFactor,
     entropyCoef,
+    rolloutIsMode: ris ? ROLLOUT_IS_MODES.indexOf(ris) + 1 : 0,
+    rolloutIsThreshold,
   };
 }
 
@@ -370,6 +402,8 @@ export interface GrpoLossOptions extends GrpoLossConfig {
   mask?: Uint8Array | Float32Array | Int32Array | boolean[] | number[];
   /** Token entropies [S·T]: the entropy metric, and required for topEntropyQuantile < 1. */
   entropy?: Float32Array;
+  /** The sampler's log-probs [S·T] (behaviour policy): required by rolloutImportanceSamplingMode, and only used by it. */
+  rolloutLogp?: Float32Array;
   /** Compute gradLogp (default true). */
   grad?: boolean;
   /** Return the per-token loss L[n] (before aggregation weights; 0 where mask is 0). Default false. */
@@ -396,11 +430,19 @@ const OP = 'grpoLoss';
 
 /** Option keys every form of grpoLoss takes (the CUDA form: these and no others). */
 export const GRPO_LOSS_KEYS = [
-  'logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy', 'grad', 'perTokenLoss', ...GRPO_CONFIG_KEYS,
+  'logp', 'oldLogp', 'refLogp', 'advantages', 'mask', 'entropy', 'rolloutLogp', 'grad', 'perTokenLoss', ...GRPO_CONFIG_KEYS,
 ] as const;
 /** The host form's keys, and its `out` keys. */
 export const GRPO_LOSS_HOST_KEYS = [...GRPO_LOSS_KEYS, 'out'] as const;
 export const GRPO_LOSS_OUT_KEYS = ['gradLogp', 'perTokenLoss', 'gradEntropy'] as const;
+
+/** rolloutImportanceSamplingMode and rolloutLogp come together (errors name the missing one). */
+export function checkRolloutIs(op: string, cfg: GrpoNativeOptions, s: Record<string, unknown>, N: number, hasRolloutLogp: boolean): void {
+  if (cfg.rolloutIsMode && !hasRolloutLogp)
+    throw v.typeError(op, 'rolloutLogp', `a tensor of length ${N} (the sampler's log-probs) when rolloutImportanceSamplingMode is set`, s.rolloutLogp);
+  if (!cfg.rolloutIsMode && hasRolloutLogp)
+    throw v.typeError(op, 'rolloutImportanceSamplingMode', `one of ${ROLLOUT_IS_MODES.join(', ')} when rolloutLogp is given (it is only used by the correction)`, s.rolloutImportanceSamplingMode);
+}
 
 /** S, T from the element counts of advantages and logp: shared by the host op and its CUDA form. */
 export function lossShape(op: string, S: number, N: number, advantages: unknown, logp: unknown): { S: number; T: number; N: number } {
@@ -415,8 +457,9 @@ export function lossShape(op: string, S: number, N: number, advantages: unknown,
  * tie them to optional tensors, validated the same way for the host op and its CUDA form.
  * `has` says which optional tensors were given.
  */
-export function grpoLossConfig(op: string, s: Record<string, unknown>, N: number, has: { refLogp: boolean; entropy: boolean }) {
+export function grpoLossConfig(op: string, s: Record<string, unknown>, N: number, has: { refLogp: boolean; entropy: boolean; rolloutLogp?: boolean }) {
   const cfg = grpoConfigToNative(op, s);
+  checkRolloutIs(op, cfg, s, N, !!has.rolloutLogp);
   if (cfg.beta > 0 && !has.refLogp) throw v.typeError(op, 'refLogp', `a tensor of length ${N} when beta > 0`, s.refLogp);
   if (cfg.topEntropyQuantile < 1 && !has.entropy)
     throw v.typeError(op, 'entropy', `a tensor of length ${N} when topEntropyQuantile < 1`, s.entropy);
@@ -438,18 +481,20 @@ function prepare(o: GrpoLossOptions) {
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
   const entropy = v.optionalFloat32Array(OP, 'entropy', opts.entropy, N);
-  const { cfg, wantGrad, wantPtl } = grpoLossConfig(OP, opts, N, { refLogp: !!refLogp, entropy: !!entropy });
+  const rolloutLogp = v.optionalFloat32Array(OP, 'rolloutLogp', opts.rolloutLogp, N);
+  const { cfg, wantGrad, wantPtl } = grpoLossConfig(OP, opts, N, { refLogp: !!refLogp, entropy: !!entropy, rolloutLogp: !!rolloutLogp });
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   const gradLogp = wantGrad ? v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N) : null;
   const perTokenLoss = wantPtl ? v.outFloat32(OP, 'out.perTokenLoss', out.perTokenLoss, N) : null;
   const gradEntropy = wantGrad && cfg.entropyCoef !== 0 ? v.outFloat32(OP, 'out.gradEntropy', out.gradEntropy, N) : null;
-  if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss, 'out.gradEntropy': gradEntropy }, { logp, oldLogp, refLogp, advantages, mask, entropy });
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.gradLogp': gradLogp, 'out.perTokenLoss': perTokenLoss, 'out.gradEntropy': gradEntropy }, { logp, oldLogp, refLogp, advantages, mask, entropy, rolloutLogp });
   v.allFinite(OP, 'advantages', advantages);
   v.allFiniteWhere(OP, 'logp', logp, mask);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
   if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
   if (entropy) v.allFiniteWhere(OP, 'entropy', entropy, mask);
-  const args = { S, T, logp, oldLogp, refLogp, advantages, mask, entropy, ...cfg, gradLogp, perTokenLoss, gradEntropy };
+  if (rolloutLogp) v.allFiniteWhere(OP, 'rolloutLogp', rolloutLogp, mask);
+  const args = { S, T, logp, oldLogp, refLogp, advantages, mask, entropy, rolloutLogp, ...cfg, gradLogp, perTokenLoss, gradEntropy };
   const result = (m: GrpoMetrics): GrpoLossResult => ({ loss: m.loss, gradLogp, perTokenLoss, gradEntropy, metrics: { ...m } });
   return { args, result };
 }

@@ -18,7 +18,7 @@
 import { native } from '../native';
 import * as v from '../validate';
 import type { FloatDType } from '../validate';
-import { GRPO_CONFIG_KEYS, grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
+import { checkRolloutIs, GRPO_CONFIG_KEYS, grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
 import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
 import { fullKlLossFromLogits, fullKlLossFromLogitsSync, wantsFullKl } from './grpo_loss_full_kl';
 
@@ -53,6 +53,8 @@ export interface GrpoLossFromLogitsOptions<L extends LogitsArray = LogitsArray> 
    * term is the exact KL(π‖π_ref) of each row (lib/ops/grpo_loss_full_kl.ts) instead of refLogp's estimate.
    */
   refLogits?: L;
+  /** The sampler's log-probs [N] (behaviour policy): required by rolloutImportanceSamplingMode, and only used by it. */
+  rolloutLogp?: Float32Array;
   /** Softmax temperature τ > 0 (the logits are divided by it), a normal float32 (≥ 1.18e-38, ≤ 3.4e38). Default 1. */
   temperature?: number;
   /**
@@ -88,7 +90,7 @@ const OP = 'grpoLossFromLogits';
 
 /** Option keys every form of grpoLossFromLogits takes (the CUDA form: these and no others). */
 export const GRPO_LOSS_FROM_LOGITS_KEYS = [
-  'logits', 'dtype', 'vocabSize', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'temperature', 'gradient', ...GRPO_CONFIG_KEYS,
+  'logits', 'dtype', 'vocabSize', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'rolloutLogp', 'temperature', 'gradient', ...GRPO_CONFIG_KEYS,
 ] as const;
 /** The host form's keys (+ `refLogits`, klEstimator 'full'), and its `out` keys. */
 export const GRPO_LOSS_FROM_LOGITS_HOST_KEYS = [...GRPO_LOSS_FROM_LOGITS_KEYS, 'refLogits', 'out'] as const;
@@ -106,9 +108,10 @@ export function logitsLossShape(op: string, S: number, N: number, advantages: un
  * The non-tensor options of grpoLossFromLogits (loss config, temperature, gradient mode),
  * validated the same way for the host op and its CUDA form.
  */
-export function grpoLossFromLogitsConfig(op: string, s: Record<string, unknown>, N: number, hasRefLogp: boolean) {
+export function grpoLossFromLogitsConfig(op: string, s: Record<string, unknown>, N: number, hasRefLogp: boolean, hasRolloutLogp = false) {
   const temperature = temperatureOption(op, s.temperature);
   const cfg = grpoConfigToNative(op, s);
+  checkRolloutIs(op, cfg, s, N, hasRolloutLogp);
   if (cfg.beta > 0 && !hasRefLogp) throw v.typeError(op, 'refLogp', `a tensor of length ${N} when beta > 0`, s.refLogp);
   const mode = v.oneOf(op, 'gradient', s.gradient, GRADIENT_MODES, 'separate');
   return { temperature, cfg, mode };
@@ -125,7 +128,8 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
   if (opts.refLogits !== undefined) throw v.typeError(OP, 'refLogits', "undefined unless klEstimator is 'full'", opts.refLogits);
-  const { temperature, cfg, mode } = grpoLossFromLogitsConfig(OP, opts, N, !!refLogp);
+  const rolloutLogp = v.optionalFloat32Array(OP, 'rolloutLogp', opts.rolloutLogp, N);
+  const { temperature, cfg, mode } = grpoLossFromLogitsConfig(OP, opts, N, !!refLogp, !!rolloutLogp);
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
   let gradLogits: Float32Array | Uint16Array | null = null;
   if (mode === 'separate') {
@@ -153,14 +157,15 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   if (opts.out !== undefined) v.noAliases(
     OP,
     { 'out.gradLogits': mode === 'separate' ? gradLogits : null, 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp },
-    { logits: lt.data, targets: opts.targets as Int32Array, advantages, mask, oldLogp, refLogp },
+    { logits: lt.data, targets: opts.targets as Int32Array, advantages, mask, oldLogp, refLogp, rolloutLogp },
   );
   const targets = v.ids(OP, 'targets', opts.targets, N, V);
   v.allFinite(OP, 'advantages', advantages);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
   if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
+  if (rolloutLogp) v.allFiniteWhere(OP, 'rolloutLogp', rolloutLogp, mask);
   const args = {
-    S, T, V, logits: lt.data, logitsDtype: lt.dtype, targets, temperature, oldLogp, refLogp, advantages, mask, ...cfg,
+    S, T, V, logits: lt.data, logitsDtype: lt.dtype, targets, temperature, oldLogp, refLogp, rolloutLogp, advantages, mask, ...cfg,
     gradMode: GRADIENT_MODES.indexOf(mode),
     gradLogits: mode === 'separate' ? gradLogits : undefined,
     gradLogitsDtype: lt.dtype,

@@ -115,6 +115,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_SAMPLE, name: 'minP', type: 'number', default: 0.0, help: 'min-p (0 = off)' },
   { section: S_SAMPLE, name: 'maxCompletionLength', type: 'int', default: 8, help: 'completion tokens at most' },
   { section: S_SAMPLE, name: 'stop', type: 'strings', default: [], help: 'extra stop strings, space- or comma-separated (EOS always stops)' },
+  { section: S_SAMPLE, name: 'asyncRollouts', type: 'boolean', default: false, help: "one-step-off: sample the next step's rollouts (from a weight snapshot) while this step trains" },
+  { section: S_SAMPLE, name: 'rolloutImportanceSamplingMode', type: 'string', default: undefined, choices: ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'], help: "rollout IS correction between the training policy and the sampler's log-probs (ms-swift's modes; TIS = truncate, MIS = mask); default off" },
+  { section: S_SAMPLE, name: 'rolloutImportanceSamplingThreshold', type: 'number', default: 2, help: 'the rollout IS threshold C: weights truncated at C, or tokens/sequences with ratio > C masked' },
+  { section: S_SAMPLE, name: 'maxStaleness', type: 'int', default: 1, help: 'async: drop (and resample) rollouts more than this many optimiser updates older than the policy being trained' },
   // rewards
   { section: S_REWARD, name: 'rewards', type: 'strings', default: ['accuracy', 'format'], help: 'reward functions: accuracy, format, cosine, repetition, soft_overlong' },
   { section: S_REWARD, name: 'rewardWeights', type: 'numbers', default: undefined, help: 'one weight per reward function (built-ins, then the module\'s); default all 1' },
@@ -148,9 +152,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_EVAL, name: 'saveTotalLimit', type: 'int', default: 2, help: 'checkpoints kept (older ones are deleted)' },
   { section: S_EVAL, name: 'checkpoint', type: 'string', default: undefined, help: 'grpo eval: checkpoint directory (default: latest in outputDir)' },
   // rollout engines and grpo serve
-  { section: S_SERVE, name: 'rolloutEngine', type: 'string', default: 'in-process', choices: ['in-process', 'remote'], help: "where GRPO samples: in this process, or 'remote' OpenAI-compatible servers (--rollout-urls: grpo serve, vLLM, SGLang)" },
+  { section: S_SERVE, name: 'rolloutEngine', type: 'string', default: 'in-process', choices: ['in-process', 'workers', 'remote'], help: "where GRPO samples: in this process, in --rollout-workers local worker processes, or on 'remote' OpenAI-compatible servers (--rollout-urls: grpo serve, vLLM, SGLang); the same tokens for the same seed" },
+  { section: S_SERVE, name: 'rolloutWorkers', type: 'int', default: 2, help: 'workers engine: number of worker processes (each holds a copy of the weights; rows split across them)' },
   { section: S_SERVE, name: 'rolloutUrls', type: 'strings', default: [], help: 'remote engine: base URLs of the completion servers (comma- or space-separated); requests are split across them' },
-  { section: S_SERVE, name: 'rolloutTimeout', type: 'number', default: 600, help: 'remote engine: seconds one request may take before it is retried on another server' },
+  { section: S_SERVE, name: 'rolloutTimeout', type: 'number', default: 600, help: 'seconds a worker (workers engine) or one request (remote engine: then retried on another server) may take before the step fails naming it' },
   { section: S_SERVE, name: 'rolloutRetries', type: 'int', default: 2, help: 'remote engine: retries of a failed request (each on the next server) before the step fails' },
   { section: S_SERVE, name: 'endpoint', type: 'string', default: undefined, help: 'grpo eval: evaluate the model behind this OpenAI-compatible base URL instead of a checkpoint' },
   { section: S_SERVE, name: 'port', type: 'int', default: 8000, help: 'grpo serve: TCP port (0 = any free port, printed at start)' },

@@ -30,6 +30,7 @@ import { mixSeed, permutation } from '../tasks/rng';
 import { completionLogits, packBatch, PackedBatch, scatterCompletionGrad, sliceBatch, slicePerToken } from './batch';
 import { checkPromptLengths, Rollout } from './rollout';
 import { InProcessEngine, type RolloutEngine } from '../rollout/engine';
+import { SnapshotEngine } from '../rollout/async';
 import { learningRateAt } from './schedule';
 import type { DataParallel } from '../parallel/data_parallel';
 
@@ -92,6 +93,13 @@ export interface GrpoConfig {
   maxGradNorm: number;
   gradientAccumulationSteps: number;
   seed: number;
+  /** One-step-off: the next step's rollouts are generated while this step trains (from a weight snapshot). */
+  asyncRollouts: boolean;
+  /** Async: samples more than this many optimiser updates older than the policy being trained are dropped (and regenerated). */
+  maxStaleness: number;
+  /** Rollout IS correction (TIS/MIS) between the training policy and the sampler's log-probs; undefined = off. */
+  rolloutImportanceSamplingMode?: 'token_truncate' | 'token_mask' | 'sequence_truncate' | 'sequence_mask';
+  rolloutImportanceSamplingThreshold: number;
 }
 
 export const GRPO_DEFAULTS: GrpoConfig = {
@@ -101,11 +109,12 @@ export const GRPO_DEFAULTS: GrpoConfig = {
   dynamicSampling: false, maxDynamicSamplingRounds: 3, temperature: 1, topK: 0, topP: 1, minP: 0,
   maxCompletionLength: 8, stop: [], rewardTimeout: 120, rewardErrors: 'abort', learningRate: 1e-3, warmupRatio: 0.05, minLrRatio: 0.1,
   weightDecay: 0, adamBeta1: 0.9, adamBeta2: 0.99, maxGradNorm: 1, gradientAccumulationSteps: 1, seed: 42,
+  asyncRollouts: false, maxStaleness: 1, rolloutImportanceSamplingThreshold: 2,
 };
 
 function pick<T extends object>(o: Record<string, unknown>, base: T): T {
   const r = { ...base } as Record<string, unknown>;
-  for (const k of Object.keys(base).concat(['epsilonHigh', 'delta', 'rewardWeights'])) if (o[k] !== undefined) r[k] = o[k];
+  for (const k of Object.keys(base).concat(['epsilonHigh', 'delta', 'rewardWeights', 'rolloutImportanceSamplingMode'])) if (o[k] !== undefined) r[k] = o[k];
   return r as T;
 }
 
@@ -117,7 +126,12 @@ export function resolveGrpoConfig(o: Partial<GrpoConfig> | Record<string, unknow
     if (!Number.isInteger(v) || v < min) throw new RangeError(`GRPO config: expected an integer >= ${min} for ${k} but received ${v}`);
   };
   posInt('maxSteps', 0); posInt('batchSize'); posInt('numGenerations'); posInt('numIterations');
-  posInt('maxCompletionLength'); posInt('gradientAccumulationSteps'); posInt('maxDynamicSamplingRounds');
+  posInt('maxCompletionLength'); posInt('gradientAccumulationSteps'); posInt('maxDynamicSamplingRounds'); posInt('maxStaleness', 0);
+  const ris = ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'];
+  if (c.rolloutImportanceSamplingMode !== undefined && !ris.includes(c.rolloutImportanceSamplingMode))
+    throw new RangeError(`GRPO config: expected rolloutImportanceSamplingMode one of ${ris.join(', ')} but received ${JSON.stringify(c.rolloutImportanceSamplingMode)}`);
+  if (!(c.rolloutImportanceSamplingThreshold > 0)) throw new RangeError(`GRPO config: expected rolloutImportanceSamplingThreshold > 0 but received ${c.rolloutImportanceSamplingThreshold}`);
+  if (typeof c.asyncRollouts !== 'boolean') throw new RangeError(`GRPO config: expected true or false for asyncRollouts but received ${JSON.stringify(c.asyncRollouts)}`);
   if (!ADVANTAGE_ESTIMATORS.includes(c.advantageEstimator)) throw new RangeError(`GRPO config: expected advantageEstimator one of ${ADVANTAGE_ESTIMATORS.join(', ')} but received ${JSON.stringify(c.advantageEstimator)}`);
   if ((c.advantageEstimator === 'rloo' || c.advantageEstimator === 'grpo_passk') && c.numGenerations < 2) throw new RangeError(`GRPO config: advantageEstimator '${c.advantageEstimator}' needs numGenerations >= 2`);
   if (!(c.temperature > 0)) throw new RangeError(`GRPO config: expected temperature > 0 for training but received ${c.temperature}`);
@@ -219,6 +233,13 @@ export class GrpoTrainer {
   private onRewardConstant?: (s: ConstantRewardState, step: number) => void;
   private dist?: DataParallel;
   private distCheckWeights: boolean;
+  /** asyncRollouts: the next step's first generation round, started before this step trained. */
+  private prefetch: { step: number; ids: string[]; promise: Promise<Rollout> } | null = null;
+  /** The engine the trainer made itself (closed by close()). */
+  private ownEngine: RolloutEngine | null = null;
+  /** asyncRollouts: prefetched samples dropped for being older than maxStaleness, over the run. */
+  staleDropped = 0;
+  private versionSynced = false;
 
   constructor(o: GrpoTrainerOptions) {
     this.model = o.model;
@@ -232,8 +253,12 @@ export class GrpoTrainer {
       throw new RangeError(`GrpoTrainer: expected ${this.rewardFunctions.length} rewardWeights (one per reward function: ${this.rewardFunctions.map((f) => f.name).join(', ')}) but received ${this.weights.length}`);
     this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.referenceCopy?.() ?? o.model.clone()) : null;
     this.lossFn = o.lossFn ?? grpoLossFromLogits;
-    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model);
-    this.engine = o.engine ?? new InProcessEngine(o.model, o.tokenizer);
+    // the fused hidden-state loss has no rollout IS correction yet: that run takes the logits path
+    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model) && !this.config.rolloutImportanceSamplingMode;
+    if (this.config.asyncRollouts && o.engine instanceof InProcessEngine)
+      throw new RangeError('GrpoTrainer: asyncRollouts samples while the model trains: give an engine that samples from its own copy of the weights (workers, remote) or none (a snapshot in-process), not an InProcessEngine');
+    // async sampling must not read the weights the optimiser writes: by default a snapshot copy
+    this.engine = o.engine ?? (this.ownEngine = this.config.asyncRollouts ? new SnapshotEngine(o.model, o.tokenizer) : new InProcessEngine(o.model, o.tokenizer));
     this.onRewardFailure = o.onRewardFailure;
     this.constantMonitor = new ConstantRewardMonitor(this.rewardFunctions.map((f) => f.name), o.constantRewardSteps ?? 20);
     this.onRewardConstant = o.onRewardConstant;
@@ -301,13 +326,52 @@ export class GrpoTrainer {
     return out;
   }
 
+  private samplingOptions(step: number, round: number) {
+    const c = this.config;
+    return {
+      temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
+      maxCompletionLength: c.maxCompletionLength, stop: c.stop,
+      seed: mixSeed(c.seed, step, round),
+    };
+  }
+
+  /** Starts the next step's first round: the prompts it will draw (the data order is not advanced). */
+  private startPrefetch() {
+    const { epoch, cursor } = this.state;
+    const all = this.nextPrompts(this.config.batchSize);
+    this.state.epoch = epoch;
+    this.state.cursor = cursor;
+    // data parallel: this rank's share of the groups, with their global row ids (as step() draws them)
+    const G = this.config.numGenerations;
+    const share = this.dist?.share(all.length) ?? { start: 0, end: all.length };
+    const exs = all.slice(share.start, share.end);
+    const so = { ...this.samplingOptions(this.state.step + 1, 0), ...(this.dist ? { rowOffset: share.start * G } : {}) };
+    const promise = this.engine.generate(exs, G, so);
+    promise.catch(() => {});  // awaited by the next step (or close()), which reports a failure
+    this.prefetch = { step: this.state.step + 1, ids: exs.map((e) => e.id), promise };
+  }
+
+  private takePrefetch() {
+    const p = this.prefetch;
+    this.prefetch = null;
+    return p;
+  }
+
+  /** Waits for a rollout still running ahead (its result is dropped) and closes the engine the trainer made. */
+  async close(): Promise<void> {
+    const p = this.takePrefetch();
+    if (p) await p.promise.catch(() => {});
+    await this.ownEngine?.close();
+    this.ownEngine = null;
+  }
+
   /** One GRPO step; returns its metrics (TRL's names). */
   async step(): Promise<StepMetrics> {
     const c = this.config;
     const G = c.numGenerations;
     const K = this.rewardFunctions.length;
     const tStart = performance.now();
-    const time = { generate: 0, reward: 0, reference: 0, forward: 0, loss: 0, backward: 0, optimizer: 0 };
+    const time = { generate: 0, reward: 0, reference: 0, old_policy: 0, forward: 0, loss: 0, backward: 0, optimizer: 0 };
 
     // ---- rollouts (+ dynamic sampling) ----
     const kept: { seqs: number[]; ro: Rollout; adv: Float32Array }[] = [];
@@ -315,6 +379,14 @@ export class GrpoTrainer {
     let rounds = 0;
     let generatedTokens = 0;
     const maxRounds = c.dynamicSampling ? c.maxDynamicSamplingRounds : 1;
+    if (!this.versionSynced) {
+      // a resumed run (state set after construction): engines start at version 0, tell them the real one
+      this.versionSynced = true;
+      if (this.state.updates > 0) await this.engine.syncWeights(this.model, this.state.updates);
+    }
+    const metrics: StepMetrics = { step: this.state.step + 1 };
+    metrics['async/stale_dropped'] = 0;
+    let offPolicy = false;
     const localGroups = this.dist ? c.batchSize / this.dist.worldSize : c.batchSize;
     while (rounds < maxRounds && kept.length < localGroups) {
       // data parallel: every rank draws the global batch, keeps its share of the groups, and
@@ -323,12 +395,29 @@ export class GrpoTrainer {
       const share = this.dist?.share(all.length) ?? { start: 0, end: all.length };
       const exs = all.slice(share.start, share.end);
       let t = performance.now();
-      const ro = await this.engine.generate(exs, G, {
-        temperature: c.temperature, topK: c.topK, topP: c.topP, minP: c.minP,
-        maxCompletionLength: c.maxCompletionLength, stop: c.stop,
-        seed: mixSeed(c.seed, this.state.step, rounds),
-        ...(this.dist ? { rowOffset: share.start * G } : {}),
-      });
+      const so = { ...this.samplingOptions(this.state.step, rounds), ...(this.dist ? { rowOffset: share.start * G } : {}) };
+      let ro: Rollout | null = null;
+      const pf = rounds === 0 ? this.takePrefetch() : null;
+      // a prefetch for another step or other prompts (the state was set between steps) is not used
+      if (pf && pf.step === this.state.step && pf.ids.join('\u0000') === exs.map((e) => e.id).join('\u0000')) {
+        ro = await pf.promise;
+        const pv = ro.policyVersion ?? new Array(ro.tokens.length).fill(this.state.updates);
+        const stale = pv.filter((v) => this.state.updates - v > c.maxStaleness).length;
+        metrics['async/prefetched'] = 1;
+        if (stale > 0) {
+          // past the bound: drop the batch and sample it again (same prompts and seed) with the current weights
+          metrics['async/stale_dropped'] = ro.tokens.length;
+          this.staleDropped += ro.tokens.length;
+          ro = null;
+        }
+      }
+      ro ??= await this.engine.generate(exs, G, so);
+      if (rounds === 0) {
+        const st = (ro.policyVersion ?? []).map((v) => this.state.updates - v);
+        metrics['async/staleness_mean'] = st.length ? mean(st) : 0;
+        metrics['async/staleness_max'] = st.length ? Math.max(...st) : 0;
+        offPolicy = st.some((x) => x > 0);
+      }
       time.generate += performance.now() - t;
       for (const tk of ro.tokens) generatedTokens += tk.length;
       t = performance.now();
@@ -379,7 +468,7 @@ export class GrpoTrainer {
       advList.push(k.adv[j]);
     }
     const S = comps.length;
-    const metrics: StepMetrics = { step: this.state.step + 1 };
+    metrics['async/stale_dropped_total'] = this.staleDropped;
     const fr = firstRound!;
     // data parallel: the constant-reward monitor sees the whole batch's rewards (the same state on every rank)
     this.rewardMetrics(metrics, fr, this.dist ? await this.dist.gather(fr.rewards) : fr.rewards);
@@ -391,17 +480,31 @@ export class GrpoTrainer {
       const batch = packBatch(prompts, comps, this.tokenizer.padId, maskOut, media);
       const advantages = Float32Array.from(advList);
       let oldLogp: Float32Array | undefined;
-      if (c.numIterations > 1) {
-        oldLogp = new Float32Array(S * batch.T);
-        oldLp.forEach((lp, i) => oldLogp!.set(lp, i * batch.T));
+      const behaviour = new Float32Array(S * batch.T);
+      oldLp.forEach((lp, i) => behaviour.set(lp, i * batch.T));
+      let rolloutLogp: Float32Array | undefined;
+      if (c.rolloutImportanceSamplingMode) {
+        // TIS/MIS: ℓ_old is the training policy's (an old-policy pass for μ > 1, else ℓ detached),
+        // and the loss weighs each token by its (truncated or masked) ratio to the sampler's
+        rolloutLogp = behaviour;
+        if (c.numIterations > 1) {
+          const t = performance.now();
+          oldLogp = await this.policyLogprobs(this.model, batch);
+          time.old_policy += performance.now() - t;
+        }
+      } else if (c.numIterations > 1 || offPolicy) {
+        // the behaviour log-probs serve as ℓ_old (no extra forward): ρ = π_θ / π_behaviour
+        oldLogp = behaviour;
       }
+      // one-step-off: the next step's rollouts are sampled (from a snapshot) while this batch trains
+      if (c.asyncRollouts && this.state.step + 1 < c.maxSteps) this.startPrefetch();
       let refLogp: Float32Array | undefined;
       if (this.refModel) {
         const t = performance.now();
         refLogp = await this.referenceLogprobs(batch);
         time.reference += performance.now() - t;
       }
-      lossStats = await this.optimise(batch, advantages, oldLogp, refLogp, time);
+      lossStats = await this.optimise(batch, advantages, oldLogp, refLogp, time, rolloutLogp);
     } else {
       metrics.skipped = true;
     }
@@ -459,26 +562,30 @@ export class GrpoTrainer {
 
   /** ℓ_ref [S·T] under the frozen reference model (temperature-scaled like the policy's). */
   private async referenceLogprobs(batch: PackedBatch): Promise<Float32Array> {
-    const ref = this.refModel!;
-    if (this.useHidden && hasHiddenPath(ref)) {
-      // ℓ_ref chunk by chunk: the fused loss with no gradients gives ℓ = log softmax(z/τ)[y]
+    return this.policyLogprobs(this.refModel!, batch);
+  }
+
+  /** ℓ [S·T] of `model` over the batch (temperature-scaled), no gradient. */
+  private async policyLogprobs(model: PolicyModel, batch: PackedBatch): Promise<Float32Array> {
+    if (this.useHidden && hasHiddenPath(model)) {
+      // ℓ chunk by chunk: the fused loss with no gradients gives ℓ = log softmax(z/τ)[y]
       // without the N×V logits (its loss value is unused)
-      const head = ref.outputHead();
-      const hidden = await ref.forwardHidden(batch.tokens, batch.n, batch.L, batch.rowIndex);
+      const head = model.outputHead();
+      const hidden = await model.forwardHidden(batch.tokens, batch.n, batch.L, batch.rowIndex);
       const r = await grpoLossFromHidden({
-        hidden, weight: head.weight, weightDtype: head.weightDtype, hiddenSize: ref.hiddenSize, vocabSize: ref.vocabSize,
+        hidden, weight: head.weight, weightDtype: head.weightDtype, hiddenSize: model.hiddenSize, vocabSize: model.vocabSize,
         targets: batch.targets, advantages: new Float32Array(batch.n), mask: batch.mask, temperature: this.config.temperature,
         gradHidden: false, gradWeight: false,
       });
       return r.logp;
     }
-    const logits = await completionLogits(this.refModel!, batch, false);
-    const r = await logprobs({ logits, vocabSize: this.refModel!.vocabSize, targets: batch.targets, temperature: this.config.temperature });
+    const logits = await completionLogits(model, batch, false);
+    const r = await logprobs({ logits, vocabSize: model.vocabSize, targets: batch.targets, temperature: this.config.temperature });
     return r.logp;
   }
 
   /** μ optimiser updates over the batch; returns the loss metrics of every loss call. */
-  private async optimise(batch: PackedBatch, advantages: Float32Array, oldLogp: Float32Array | undefined, refLogp: Float32Array | undefined, time: Record<string, number>) {
+  private async optimise(batch: PackedBatch, advantages: Float32Array, oldLogp: Float32Array | undefined, refLogp: Float32Array | undefined, time: Record<string, number>, rolloutLogp?: Float32Array) {
     const c = this.config;
     const S = batch.n;
     const V = this.model.vocabSize;
@@ -512,6 +619,7 @@ export class GrpoTrainer {
       adv: micro.length === 1 ? advantages : Float32Array.from(idx.map((i) => advantages[i])),
       old: oldLogp && (micro.length === 1 ? oldLogp : slicePerToken(oldLogp, batch.T, idx)),
       ref: refLogp && (micro.length === 1 ? refLogp : slicePerToken(refLogp, batch.T, idx)),
+      rollout: rolloutLogp && (micro.length === 1 ? rolloutLogp : slicePerToken(rolloutLogp, batch.T, idx)),
     }));
     for (let it = 0; it < c.numIterations; it++) {
       this.model.zeroGrad();
@@ -537,6 +645,7 @@ export class GrpoTrainer {
           maxCompletionLength: c.maxCompletionLength, topEntropyQuantile: c.topEntropyQuantile,
           cispoClip: c.cispoClip, sapoTemperaturePos: c.sapoTemperaturePos, sapoTemperatureNeg: c.sapoTemperatureNeg,
           useBiasCorrectionKl: c.useBiasCorrectionKl,
+          ...(c.rolloutImportanceSamplingMode ? { rolloutLogp: mb.rollout, rolloutImportanceSamplingMode: c.rolloutImportanceSamplingMode, rolloutImportanceSamplingThreshold: c.rolloutImportanceSamplingThreshold } : {}),
         };
         const r = hid ? await this.hiddenLoss(hid, lossOpts, gradScale) : await this.lossFn({ logits, ...lossOpts, gradient: 'inplace' } as Parameters<LossFn>[0]);
         time.loss += performance.now() - t;
@@ -548,6 +657,10 @@ export class GrpoTrainer {
         push('clip_ratio/high_mean', m.clipHigh);
         push('clip_ratio/region_mean', m.clipRegion);
         push('ratio', m.ratio);
+        if (c.rolloutImportanceSamplingMode) {
+          push('rollout_is/weight_mean', m.isWeightMean);
+          push('rollout_is/clipped_frac', m.isClippedFrac);
+        }
         t = performance.now();
         if (hid) {
           const gh = (r as { gradHidden: Float32Array }).gradHidden;

@@ -2,7 +2,7 @@
  * Rollouts: tokenise prompts, sample completions through the policy's generate (KV cache and
  * the package's `sample` op), cut at stop strings, decode.
  */
-import type { PolicyModel } from '../models/policy';
+import type { GenerateOptions, Generation, PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
 import type { Example } from '../tasks/types';
 import type { ExampleMedia } from '../media/types';
@@ -115,12 +115,31 @@ export async function rollout(
   repeat: number,
   o: SamplingOptions & { seed: number; maxBatch?: number },
 ): Promise<Rollout> {
+  return rolloutWith((p, g) => model.generate(p, g), model.maxSeqLen, tok, prompts, repeat, o);
+}
+
+/** What rolloutWith samples through: a model's generate, or an engine that spreads the rows over workers. */
+export type GenerateFn = (prompts: number[][], opts: GenerateOptions) => Promise<Generation>;
+
+/**
+ * rollout() over any generate function with the policy's semantics (row ids decide the random
+ * stream): tokenising, stop strings and decoding stay here, so every engine cuts and decodes
+ * exactly as the in-process path does.
+ */
+export async function rolloutWith(
+  generate: GenerateFn,
+  maxSeqLen: number,
+  tok: Tokenizer,
+  prompts: PromptInput[],
+  repeat: number,
+  o: SamplingOptions & { seed: number; maxBatch?: number },
+): Promise<Rollout> {
   const promptIds: Int32Array[] = [];
   const media = prompts.some((p) => promptMedia(p) !== undefined) ? prompts.flatMap((p) => new Array(repeat).fill(promptMedia(p))) : undefined;
   for (const p of prompts) {
     const ids = encodeExamplePrompt(tok, p);
-    if (ids.length + o.maxCompletionLength > model.maxSeqLen)
-      throw new RangeError(`prompt '${(typeof p === 'string' ? p : p.prompt).slice(0, 40)}' is ${ids.length} tokens: with maxCompletionLength ${o.maxCompletionLength} it exceeds the model's maxSeqLen ${model.maxSeqLen}`);
+    if (ids.length + o.maxCompletionLength > maxSeqLen)
+      throw new RangeError(`prompt '${(typeof p === 'string' ? p : p.prompt).slice(0, 40)}' is ${ids.length} tokens: with maxCompletionLength ${o.maxCompletionLength} it exceeds the model's maxSeqLen ${maxSeqLen}`);
     for (let j = 0; j < repeat; j++) promptIds.push(Int32Array.from(ids));
   }
   const S = promptIds.length;
@@ -130,7 +149,7 @@ export async function rollout(
   for (let s0 = 0; s0 < S; s0 += maxBatch) {
     const n = Math.min(maxBatch, S - s0);
     const rowIds = Array.from({ length: n }, (_, i) => (o.rowOffset ?? 0) + s0 + i);
-    const gen = await model.generate(
+    const gen = await generate(
       promptIds.slice(s0, s0 + n).map((a) => Array.from(a)),
       {
         maxNewTokens: o.maxCompletionLength,

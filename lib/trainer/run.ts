@@ -15,6 +15,7 @@ import { ProgressBar, formatDuration } from '../cli/progress';
 import { writeReport, writeRunReport, readMetrics } from '../report';
 import { defaultOptions, Options } from './config';
 import { GrpoTrainer, resolveGrpoConfig, StepMetrics, TrainerState } from './grpo';
+import { WorkerEngine } from '../rollout/workers';
 import { supervisedFineTune } from './sft';
 import { CheckpointMeta, checkTrainerState, latestCheckpoint, loadCheckpoint, restoreTensors, saveCheckpoint } from './checkpoint';
 import { checkPromptLengths } from './rollout';
@@ -432,7 +433,7 @@ async function trainBody(
   let trainer: GrpoTrainer;
   let engine: RolloutEngine | undefined;
   try {
-    engine = rolloutEngine(o, tok, model);
+    engine = await rolloutEngine(o, tok, model, state?.updates ?? 0);
     trainer = new GrpoTrainer({
       model, tokenizer: tok, task, rewardFunctions: rewards.fns, config: cfg, refModel, engine, hiddenPath: o.hiddenPath as boolean,
       onRewardFailure: (f, step) => io.log(`warning: step ${step + 1}: reward '${f.name}' ${f.message} (counted as no reward)`),
@@ -452,6 +453,7 @@ async function trainBody(
     if (engine) await engine.syncWeights(model, state?.updates ?? 0);
     return await trainLoop(o, io, t0, task, tok, model, rewards, cfg, log, trainer, state, dist);
   } finally {
+    await trainer.close();
     await engine?.close();
     model.dispose();
     trainer.refModel?.dispose();
@@ -459,8 +461,10 @@ async function trainBody(
 }
 
 /** --rollout-engine: undefined for in-process (the trainer's default), else the engine. */
-function rolloutEngine(o: Options, tok: Tokenizer, model: PolicyModel): RolloutEngine | undefined {
+async function rolloutEngine(o: Options, tok: Tokenizer, model: PolicyModel, version: number): Promise<RolloutEngine | undefined> {
   if (o.rolloutEngine === 'in-process' || o.rolloutEngine === undefined) return undefined;
+  if (o.rolloutEngine === 'workers')
+    return await WorkerEngine.create(model, tok, { workers: o.rolloutWorkers as number, timeout: o.rolloutTimeout as number }, version);
   if (o.rolloutEngine === 'remote') {
     const urls = (o.rolloutUrls as string[] | undefined) ?? [];
     if (!urls.length) throw new RangeError('--rollout-engine remote: expected --rollout-urls URL[,URL...] (servers such as grpo serve, vLLM or SGLang) but received none');
@@ -469,7 +473,7 @@ function rolloutEngine(o: Options, tok: Tokenizer, model: PolicyModel): RolloutE
       weightsDir: path.join(o.outputDir as string, 'rollout-weights'), sourceDir: o.model as string | undefined,
     });
   }
-  throw new RangeError(`--rollout-engine: expected in-process or remote but received ${JSON.stringify(o.rolloutEngine)}`);
+  throw new RangeError(`--rollout-engine: expected in-process, workers or remote but received ${JSON.stringify(o.rolloutEngine)}`);
 }
 
 async function trainLoop(

@@ -35,6 +35,9 @@ enum class PolicyLoss : int { Clip = 0, DualClip = 1, Cispo = 2, Sapo = 3, GeoMe
 // Luspo: TRL `luspo`. SeqMeanTokenSum / SeqMeanTokenMean / SeqMeanTokenSumNorm: verl's
 // loss_agg_mode of those names (verl `token-mean` is Dapo).
 enum class LossType : int { Grpo = 0, Bnpo = 1, Dapo = 2, DrGrpo = 3, SeqSum = 4, Luspo = 5, SeqMeanTokenSum = 6, SeqMeanTokenMean = 7, SeqMeanTokenSumNorm = 8 };
+// Rollout importance-sampling correction (ms-swift rollout_importance_sampling_mode, TRL's vLLM
+// IS correction): a detached weight on the policy term between the training policy and the sampler.
+enum class RolloutIs : int { Off = 0, TokenTruncate = 1, TokenMask = 2, SequenceTruncate = 3, SequenceMask = 4 };
 
 struct GrpoOptions {
   Level level = Level::Token;
@@ -66,6 +69,9 @@ struct GrpoOptions {
   // Not an option: the batch's sequences with at least one masked token, filled in by the kernels
   // (the seq-mean-* default denominator) before the per-sequence pass.
   double n_seq_active = 0;
+  // Added options (issue 9): rollout IS correction, needs the sampler's log-probs; off by default.
+  RolloutIs rollout_is = RolloutIs::Off;
+  double rollout_is_threshold = 2.0;  // C: truncate the weight at C, or mask where the ratio > C
 };
 
 constexpr double kSeqLogRatioClamp = 10.0;  // verl GSPO: clamp(log s_i, max=10)
@@ -76,7 +82,8 @@ constexpr double kSeqLogRatioClamp = 10.0;  // verl GSPO: clamp(log s_i, max=10)
 GRPO_HD bool loss_needs_core_pass(const GrpoOptions& o) {
   return o.policy_loss == PolicyLoss::GeoMean || o.policy_loss == PolicyLoss::Vespo || o.policy_loss == PolicyLoss::ClipCov ||
          o.policy_loss == PolicyLoss::KlCov || o.loss_type == LossType::Luspo || o.loss_type == LossType::SeqMeanTokenSum ||
-         o.loss_type == LossType::SeqMeanTokenMean || o.loss_type == LossType::SeqMeanTokenSumNorm || o.entropy_coef != 0;
+         o.loss_type == LossType::SeqMeanTokenMean || o.loss_type == LossType::SeqMeanTokenSumNorm || o.entropy_coef != 0 ||
+         o.rollout_is != RolloutIs::Off;  // the IS weight comes from the loss core
 }
 
 constexpr double kLogRatioClamp = 20.0;  // |d| bound before exp: exp(20) is finite in float32

@@ -19,6 +19,8 @@ inline Napi::Object metrics_to_js(Napi::Env env, const GrpoMetrics& m) {
   o.Set("clipRegion", m.clip_region);
   o.Set("ratio", m.ratio);
   o.Set("maskedTokens", m.masked_tokens);
+  o.Set("isWeightMean", m.is_weight_mean);
+  o.Set("isClippedFrac", m.is_clipped_frac);
   return o;
 }
 
@@ -54,6 +56,8 @@ inline void read_options(ArgReader& r, GrpoOptions& o) {
   o.global_batch_size = r.num_or("globalBatchSize", 0);
   o.loss_scale_factor = r.num_or("lossScaleFactor", 0);
   o.entropy_coef = r.num_or("entropyCoef", 0);
+  o.rollout_is = static_cast<RolloutIs>(r.has("rolloutIsMode") ? r.integer("rolloutIsMode", 0, 4) : 0);
+  o.rollout_is_threshold = r.num_or("rolloutIsThreshold", 2.0);
 }
 
 }  // namespace grpo

@@ -85,6 +85,7 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
       q.old_logp = a.old_logp ? a.old_logp + base : nullptr;
       q.ref_logp = a.ref_logp ? a.ref_logp + base : nullptr;
       q.entropy = a.entropy ? a.entropy + base : nullptr;
+      q.rollout_logp = a.rollout_logp ? a.rollout_logp + base : nullptr;
       q.grad_logp = a.grad_logp ? a.grad_logp + base : nullptr;
       q.per_token_loss = a.per_token_loss ? a.per_token_loss + base : nullptr;
       q.T = T;

@@ -16,6 +16,8 @@ struct GrpoMetrics {
   double clip_region = 0;  // low or high
   double ratio = 0;        // masked mean of rho
   double masked_tokens = 0;
+  double is_weight_mean = 0;   // rollout IS: masked mean of the weight applied (1 when off)
+  double is_clipped_frac = 0;  // rollout IS: fraction truncated/masked (of tokens; of sequences at sequence level)
 };
 
 struct GrpoLossArgs {
@@ -25,6 +27,7 @@ struct GrpoLossArgs {
   const float* advantages = nullptr;  // [S]
   const uint8_t* mask = nullptr;      // [N], 0 or 1
   const float* entropy = nullptr;     // [N] or null (metrics, top-entropy selection)
+  const float* rollout_logp = nullptr;  // [N] or null: the sampler's log-probs (rollout IS correction)
   int64_t S = 0, T = 0;
   GrpoOptions opt;
   float* grad_logp = nullptr;       // [N] out, optional: dL/dlogp

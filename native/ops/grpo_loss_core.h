@@ -18,6 +18,7 @@ namespace grpo {
 // Metric partial sums of one sequence (the loss is already weighted by a[n]).
 struct SeqSums {
   double loss, kl, entropy, ratio, clip_low, clip_high, clip_region;
+  double is_weight, is_clipped_tok, is_clipped_seq;  // rollout IS metrics
 };
 
 // Inputs of one sequence i: pointers already offset to its first token (row i*T).
@@ -38,7 +39,15 @@ struct SeqInputs {
   double threshold;  // its entropy threshold
   const uint8_t* cov_sel = nullptr;  // clip_cov / kl_cov: 1 on the tokens the batch-wide selection picked
   float* grad_entropy = nullptr;     // out or null: dL/dH (the entropy bonus)
+  const float* rollout_logp = nullptr;  // the sampler's log-probs, or null (no rollout IS correction)
 };
+
+// The rollout IS log-ratio of one token: log π_train − log π_sampler, π_train = ℓ_old when given
+// (the old-policy pass) else ℓ detached, clamped to ±20 before exp (ms-swift's safety bound).
+GRPO_HD double rollout_log_ratio(const float* lp, const float* old, const float* rl, int64_t t) {
+  const double lr = static_cast<double>(old ? old[t] : lp[t]) - static_cast<double>(rl[t]);
+  return lr < -kLogRatioClamp ? -kLogRatioClamp : (lr > kLogRatioClamp ? kLogRatioClamp : lr);
+}
 
 // Decisions where the spec is terse (they follow TRL's GRPOTrainer):
 // - masked-out tokens are skipped, never multiplied by 0: padding may hold NaN/Inf;
@@ -61,7 +70,22 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   const double w_kl = kl_aggregation_weight(o, q.n_i, q.n_batch, q.S, T);
   const bool split_kl = w_kl != w;  // luspo at sequence level: the KL term has a weight of its own
   const double inv_n = 1.0 / (q.n_i > 1.0 ? q.n_i : 1.0);
-  SeqSums s{0, 0, 0, 0, 0, 0, 0};
+  SeqSums s{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
+  // Rollout IS correction: a detached weight w_t on the policy term. Token modes: r_t = exp(lr_t),
+  // truncate min(r_t, C), mask r_t·[r_t ≤ C]. Sequence modes: R_i = exp(masked mean of lr_t),
+  // truncate min(R_i, C) on every token, mask r_t·[R_i ≤ C] (ms-swift's four modes).
+  const float* rl = q.rollout_logp;
+  const bool ris = rl && o.rollout_is != RolloutIs::Off;
+  const double C = o.rollout_is_threshold;
+  double ris_seq = 1.0;
+  if (ris && (o.rollout_is == RolloutIs::SequenceTruncate || o.rollout_is == RolloutIs::SequenceMask)) {
+    double lr = 0;
+    for (int64_t t = 0; t < T; ++t)
+      if (m[t]) lr += rollout_log_ratio(lp, old, rl, t);
+    ris_seq = exp(lr * inv_n);
+    s.is_clipped_seq = ris_seq > C ? 1.0 : 0.0;
+  }
 
   // GSPO: s_i = exp(mean masked log-ratio); without old_logp the log-ratio is 0.
   double seq_ratio = 1.0;
@@ -137,7 +161,22 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     const double l = lp[t];
     double rho = seq_ratio;
     if (o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
-    const double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
+    double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
+    if (ris) {
+      double wis = 1.0;
+      const double r = o.rollout_is == RolloutIs::SequenceTruncate ? 0.0 : exp(rollout_log_ratio(lp, old, rl, t));
+      switch (o.rollout_is) {
+        case RolloutIs::TokenTruncate: wis = r > C ? C : r; s.is_clipped_tok += r > C; break;
+        case RolloutIs::TokenMask: wis = r <= C ? r : 0.0; s.is_clipped_tok += !(r <= C); break;
+        case RolloutIs::SequenceTruncate: wis = ris_seq > C ? C : ris_seq; break;
+        case RolloutIs::SequenceMask: wis = ris_seq <= C ? r : 0.0; break;
+        default: break;
+      }
+      s.is_weight += wis;
+      emask *= wis;  // the policy term only (as TRL: the KL term is added after the IS weight)
+    } else {
+      s.is_weight += 1.0;
+    }
     if (geo) rho = geo_ratio;
     PolicyValue pv = policy_term(rho, A, l, o);
     const bool cov_picked = q.cov_sel && q.cov_sel[t];
@@ -210,8 +249,11 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
 
 // The metrics from the per-sequence sums, added serially in sequence order.
 GRPO_HD void grpo_sum_metrics(const SeqSums* sums, int64_t S, double n_batch, GrpoMetrics* out) {
-  SeqSums tot{0, 0, 0, 0, 0, 0, 0};
+  SeqSums tot{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t i = 0; i < S; ++i) {
+    tot.is_weight += sums[i].is_weight;
+    tot.is_clipped_tok += sums[i].is_clipped_tok;
+    tot.is_clipped_seq += sums[i].is_clipped_seq;
     tot.loss += sums[i].loss;
     tot.kl += sums[i].kl;
     tot.entropy += sums[i].entropy;
@@ -229,6 +271,8 @@ GRPO_HD void grpo_sum_metrics(const SeqSums* sums, int64_t S, double n_batch, Gr
   out->clip_high = tot.clip_high * inv_batch;
   out->clip_region = tot.clip_region * inv_batch;
   out->masked_tokens = n_batch;
+  out->is_weight_mean = tot.is_weight * inv_batch;
+  out->is_clipped_frac = tot.is_clipped_tok * inv_batch + (S > 0 ? tot.is_clipped_seq / static_cast<double>(S) : 0.0);
 }
 
 // verl clip_cov / kl_cov: the batch-wide token selection, on the host (both backends), into sel

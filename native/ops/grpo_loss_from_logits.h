@@ -17,6 +17,7 @@ struct GrpoLossFromLogitsArgs {
   const float* ref_logp = nullptr;    // [N] or null
   const float* advantages = nullptr;  // [S]
   const uint8_t* mask = nullptr;      // [N]
+  const float* rollout_logp = nullptr;  // [N] or null: the sampler's log-probs (rollout IS correction)
   GrpoOptions opt;
   GradMode grad_mode = GradMode::None;
   TensorView grad_logits;  // [N, V], same dtype as logits; == logits for InPlace
@@ -36,6 +37,7 @@ inline GrpoLossArgs per_token_loss_args(const GrpoLossFromLogitsArgs& a) {
   la.advantages = a.advantages;
   la.mask = a.mask;
   la.entropy = a.entropy;
+  la.rollout_logp = a.rollout_logp;
   la.S = a.S;
   la.T = a.T;
   la.opt = a.opt;
