@@ -636,7 +636,6 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(op, opts);
   if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
-  if (cfg.entropyCoef !== 0) throw v.rangeError(op, 'entropyCoef', '0: the entropy bonus is not yet in the fused linear loss (use grpoLossFromLogits)', cfg.entropyCoef);
   const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
   const wantDh = v.boolean(op, 'gradHidden', opts.gradHidden, true);
   const gw = opts.gradWeight;
