@@ -101,14 +101,30 @@ __global__ void __launch_bounds__(kThreads) chunk_stats(const float* __restrict_
 // −g/(τ s), ty = g(1 − p_y)/τ; zero where g = 0 (masked, clipped, deselected).
 __global__ void __launch_bounds__(kThreads) chunk_grads(float* z, const int32_t* __restrict__ targets, int64_t r0, int64_t V, float inv,
                                                         double inv_d, const uint8_t* __restrict__ mask, const float* __restrict__ grad_logp,
-                                                        const RowInfo* __restrict__ info) {
+                                                        const RowInfo* __restrict__ info, const float* __restrict__ grad_h,
+                                                        const float* __restrict__ logp, const float* __restrict__ entropy) {
   const int64_t j = blockIdx.x, n = r0 + j;
   float* row = z + j * V;
   const double g = mask[n] ? static_cast<double>(grad_logp[n]) : 0.0;
+  const double gh = grad_h && mask[n] ? static_cast<double>(grad_h[n]) : 0.0;
   const int64_t y = targets[n];
   const RowInfo ri = info[n];
-  if (g == 0 || !(ri.s > 0)) {
+  if ((g == 0 && gh == 0) || !(ri.s > 0)) {
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) row[v] = 0.f;
+    return;
+  }
+  if (gh != 0) {
+    // The entropy bonus (as the CPU's row_grads and grpoLossFromLogits' pass B):
+    // dL/dz_v = e_v·(c + cd·d_v), ∂H/∂z = −(p/τ)(log p + H).
+    const double H = entropy[n], lp = logp[n], py = 1.0 - ri.one_minus_py;
+    const float ch = static_cast<float>(-(g + gh * (H - log(ri.s))) * inv_d / ri.s);
+    const float cd = static_cast<float>(-gh * inv_d / ri.s);
+    const float tyh = static_cast<float>(g * inv_d * ri.one_minus_py - gh * py * inv_d * (lp + H));
+    const float zmax = ri.zmax;
+    cuda::map_row<0>(row, row, V, [&](int64_t v, float x) {
+      const float d = fmaxf((x - zmax) * inv, -88.f);
+      return v == y ? tyh : expf(d) * (ch + cd * d);
+    });
     return;
   }
   const float c = static_cast<float>(-g * inv_d / ri.s);
@@ -132,7 +148,8 @@ void grpo_loss_from_hidden_cuda(GrpoLossFromHiddenArgs& a, cudaStream_t stream) 
   const int dh = static_cast<int>(a.hidden.dtype), dw = static_cast<int>(a.weight.dtype);
   const int64_t hsz = dtype_size(a.hidden.dtype);
   const size_t o_z = 0, o_info = o_z + align_up(static_cast<size_t>(C * V) * 4), o_g = o_info + align_up(static_cast<size_t>(N) * sizeof(RowInfo)),
-               total = o_g + align_up(static_cast<size_t>(N) * 4);
+               o_gh = o_g + align_up(static_cast<size_t>(N) * 4),
+               total = o_gh + (grad && a.opt.entropy_coef != 0 ? align_up(static_cast<size_t>(N) * 4) : 0);
   auto* base = static_cast<unsigned char*>(cuda::workspace(total, stream));
   float* z = reinterpret_cast<float*>(base + o_z);
   RowInfo* info = reinterpret_cast<RowInfo*>(base + o_info);
@@ -150,13 +167,16 @@ void grpo_loss_from_hidden_cuda(GrpoLossFromHiddenArgs& a, cudaStream_t stream) 
                  static_cast<const float*>(z), a.targets, r0, V, inv, inv_d, a.logp, a.entropy, info);
   }
   GrpoLossArgs la = per_token_loss_args(a);
+  float* gh = grad && a.opt.entropy_coef != 0 ? reinterpret_cast<float*>(base + o_gh) : nullptr;  // dL/dH (the entropy bonus)
+  la.grad_entropy = gh;
   grpo_loss_core_cuda(la, grad ? g : a.grad_logp, &a.metrics, stream);
   if (grad) {
     for (int64_t r0 = 0; r0 < N; r0 += C) {  // pass B
       const int64_t c = C < N - r0 ? C : N - r0;
       forward(r0, c);
       cuda::launch("grpo_loss_from_hidden grads", chunk_grads, dim3(static_cast<unsigned>(c)), dim3(kThreads), 0, stream, z, a.targets, r0, V,
-                   inv, inv_d, a.mask, static_cast<const float*>(g), static_cast<const RowInfo*>(info));
+                   inv, inv_d, a.mask, static_cast<const float*>(g), static_cast<const RowInfo*>(info), static_cast<const float*>(gh),
+                   static_cast<const float*>(a.logp), static_cast<const float*>(a.entropy));
       // dh[c, D] = dZ[c, V] · W[V, D]
       if (a.grad_hidden)
         gemm_any("grpo_loss_from_hidden dh", 0, dw, z, V, 1, a.weight.data, D, 1, a.grad_hidden + r0 * D, D, c, D, V, false, stream);

@@ -643,7 +643,6 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const cfg = grpoConfigToNative(op, opts);
   if (cfg.rolloutIsMode) throw v.rangeError(op, 'rolloutImportanceSamplingMode', 'none: grpoLossFromHidden has no rollout IS correction yet (use grpoLossFromLogits)', opts.rolloutImportanceSamplingMode);
   if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
-  if (cfg.entropyCoef !== 0) throw v.rangeError(op, 'entropyCoef', '0: the entropy bonus is not yet in the fused linear loss (use grpoLossFromLogits)', cfg.entropyCoef);
   const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
   const wantDh = v.boolean(op, 'gradHidden', opts.gradHidden, true);
   const gw = opts.gradWeight;

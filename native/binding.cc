@@ -138,6 +138,22 @@ Napi::Value KlFull(const Napi::CallbackInfo& info) {
     a->grad = g.data;
   }
   a->accumulate = r.flag("accumulate", false);
+  // gradInPlace: the gradient over the policy logits (one pinned array, never pinned twice)
+  if (r.flag("gradInPlace", false)) {
+    if (a->grad || a->accumulate) r.fail("gradInPlace", "given without grad and accumulate");
+    a->grad = const_cast<void*>(z.data);
+  }
+  // internal (grpoLossFromLogits, klEstimator 'full', in place): the fused policy term
+  a->policy_grad = r.typed<float>("policyGrad", napi_float32_array, a->N, true);
+  a->policy_grad_h = r.typed<float>("policyGradEntropy", napi_float32_array, a->N, true);
+  if (a->policy_grad) {
+    a->targets = r.ids<int32_t>("targets", napi_int32_array, a->N, 0, a->V, "ids in [0, V)");
+    if (!a->grad || a->accumulate) r.fail("policyGrad", "given only with grad and without accumulate");
+  }
+  if (a->policy_grad_h) {
+    if (!a->policy_grad) r.fail("policyGradEntropy", "given only with policyGrad");
+    a->entropy = r.typed<float>("entropy", napi_float32_array, a->N);
+  }
   job->execute = [a] { kl_full_cpu(*a); };
   job->result = [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
   return run_job(info.Env(), std::move(job), is_async(info));

@@ -24,6 +24,8 @@ const CONFIGS: [string, GrpoLossConfig][] = [
   ['top entropy 0.5 + seq_sum + low_var_kl', { topEntropyQuantile: 0.5, lossType: 'seq_sum', beta: 0.1, klEstimator: 'low_var_kl' }],
   ['vespo (TRL)', { policyLoss: 'vespo' }],
   ['kl_cov (verl) + seq-mean-token-mean', { policyLoss: 'kl_cov', klCovRatio: 0.2, lossAggMode: 'seq-mean-token-mean' }],
+  ['entropy bonus (entropyCoef) + grpo + k3 beta', { entropyCoef: 0.05, lossType: 'grpo', beta: 0.04 }],
+  ['entropy bonus (negative entropyCoef) + top entropy 0.5', { entropyCoef: -0.1, topEntropyQuantile: 0.5 }],
 ];
 
 function inputs(seed: number, S: number, T: number, V: number, D: number) {

@@ -24,6 +24,8 @@ const CONFIGS: [string, GrpoLossConfig][] = [
   ['top entropy 0.5 + seq_sum + low_var_kl', { topEntropyQuantile: 0.5, lossType: 'seq_sum', beta: 0.1, klEstimator: 'low_var_kl' }],
   ['vespo (TRL)', { policyLoss: 'vespo' }],
   ['kl_cov (verl) + seq-mean-token-mean', { policyLoss: 'kl_cov', klCovRatio: 0.2, lossAggMode: 'seq-mean-token-mean' }],
+  ['entropy bonus (entropyCoef) + grpo + k3 beta', { entropyCoef: 0.05, lossType: 'grpo', beta: 0.04 }],
+  ['entropy bonus (negative entropyCoef) + top entropy 0.5', { entropyCoef: -0.1, topEntropyQuantile: 0.5 }],
 ];
 
 interface Batch {
@@ -111,7 +113,7 @@ for (const [name, cfg] of CONFIGS) {
   });
 }
 
-for (const [name, cfg] of [CONFIGS[1], CONFIGS[2], CONFIGS[5]]) {
+for (const [name, cfg] of [CONFIGS[1], CONFIGS[2], CONFIGS[5], CONFIGS[8], CONFIGS[9]]) {
   test(`grpoLossFromHidden ${name}: gradients match central differences of the float64 loss`, () => {
     const b = batch(77 + name.length, 2, 4, 29, 12);
     const got = grpoLossFromHiddenSync(opts(b, cfg, { chunkSize: 3, temperature: 0.9 }));
@@ -208,7 +210,7 @@ test('grpoLossFromHidden: bad input is an error naming the argument', () => {
   const bad = (extra: Record<string, unknown>, re: RegExp) =>
     assert.throws(() => grpoLossFromHiddenSync({ ...opts(b, {}), ...extra } as GrpoLossFromHiddenOptions), re);
   bad({ hiddenSize: 0 }, /grpoLossFromHidden: expected an integer in \[1, \d+\] for hiddenSize but received 0/);
-  bad({ entropyCoef: 0.1 }, /not yet in the fused linear loss .* for entropyCoef but received 0.1/);
+  bad({ entropyCoef: Number.NaN }, /entropyCoef/);
   bad({ hiddenSize: 7 }, /expected a length that is a multiple of hiddenSize = 7 for hidden/);
   bad({ hidden: new Float64Array(b.hidden.length) }, /expected Float32Array or Uint16Array .* for hidden but received Float64Array/);
   bad({ weight: new Float32Array(5) }, /expected Float32Array of length 1060 (\(dtype float32\) )?for weight but received Float32Array\(5\)/);

@@ -180,8 +180,48 @@ for (const lossType of ['grpo', 'bnpo', 'dr_grpo'] as const) {
       const fd = (full(zp) - full(zm)) / (2 * h);
       assert.ok(Math.abs((got.gradLogits as Float32Array)[i] - fd) < 1e-5, `grad[${i}] ${(got.gradLogits as Float32Array)[i]} vs fd ${fd}`);
     }
+    // gradient: 'inplace' (policy term fused into klFull's pass over the logits): the same loss,
+    // metrics and ∂L/∂ℓ bits, and the float64 gradient, written over the caller's logits
+    const zc = Float32Array.from(c.z);
+    const ip = grpoLossFromLogitsSync({
+      logits: zc, refLogits: c.zr, vocabSize: c.V, targets: c.targets, advantages: c.advantages, mask: c.mask, oldLogp: c.oldLogp,
+      temperature: c.tau, lossType, beta, klEstimator: 'full', epsilon: 0.2, gradient: 'inplace',
+    });
+    assert.ok(ip.gradLogits === zc, 'the gradient is the logits buffer');
+    assert.is(ip.loss, got.loss, 'in place: loss bits');
+    assert.equal(ip.metrics, got.metrics, 'in place: metrics');
+    assert.equal(Array.from(ip.gradLogp), Array.from(got.gradLogp), 'in place: gradLogp bits');
+    close(zc, gradWant, 1e-5, 1e-7, 'in place: gradLogits vs float64');
   });
 }
+
+test("grpoLossFromLogits klEstimator 'full' in place with the entropy bonus and bfloat16 logits: the separate gradient's values", async () => {
+  const c = fullCase(9);
+  const o = {
+    refLogits: c.zr, vocabSize: c.V, targets: c.targets, advantages: c.advantages, mask: c.mask, oldLogp: c.oldLogp, temperature: c.tau,
+    beta: 0.2, klEstimator: 'full' as const, entropyCoef: 0.07, lossType: 'grpo' as const, topEntropyQuantile: 0.5,
+  };
+  // float32: the separate form against float64 (reference: policy term + β·a·m·∇KL), then in place
+  const sep = grpoLossFromLogitsSync({ ...o, logits: c.z });
+  const inp = { z: refWiden(c.z), V: c.V, targets: c.targets, advantages: c.advantages, mask: c.mask, oldLogp: c.oldLogp, temperature: c.tau };
+  const pol = refGrpoLossFromLogits(inp, { entropyCoef: 0.07, lossType: 'grpo', topEntropyQuantile: 0.5 });
+  const kl = refKl(c.z, c.zr, c.N, c.V, c.tau);
+  const gradWant = Float64Array.from(pol.gradLogits);
+  for (let n = 0; n < c.N; n++)
+    for (let v = 0; v < c.V; v++) gradWant[n * c.V + v] += 0.2 * aggWeight('grpo', c.S, c.T, c.mask, n) * c.mask[n] * kl.grad[n * c.V + v];
+  close(sep.gradLogits as Float32Array, gradWant, 1e-5, 1e-7, 'separate vs float64');
+  const zc = Float32Array.from(c.z);
+  const ip = await grpoLossFromLogits({ ...o, logits: zc, gradient: 'inplace' });
+  assert.is(ip.loss, sep.loss);
+  close(zc, gradWant, 1e-5, 1e-7, 'in place vs float64');
+  // bfloat16: in place equals the separate gradient to bf16 rounding (one rounding vs two)
+  const zb = refToHalf(c.z, 'bfloat16'), zrb = refToHalf(c.zr, 'bfloat16');
+  const sb = grpoLossFromLogitsSync({ ...o, logits: zb, refLogits: zrb, dtype: 'bfloat16' });
+  const zbc = Uint16Array.from(zb);
+  const ib = grpoLossFromLogitsSync({ ...o, logits: zbc, refLogits: zrb, dtype: 'bfloat16', gradient: 'inplace' });
+  assert.is(ib.loss, sb.loss);
+  close(refWiden(zbc, 'bfloat16') as unknown as Float32Array, refWiden(sb.gradLogits as Uint16Array, 'bfloat16'), 1e-2, 1e-5, 'bf16 in place vs separate');
+});
 
 test("grpoLossFromLogits klEstimator 'full': async equals sync, gradient 'none', bad input named", async () => {
   const c = fullCase(5);
@@ -193,7 +233,7 @@ test("grpoLossFromLogits klEstimator 'full': async equals sync, gradient 'none',
   const none = grpoLossFromLogitsSync({ ...o, gradient: 'none' });
   assert.is(none.loss, s.loss);
   assert.is(none.gradLogits, null);
-  assert.throws(() => grpoLossFromLogitsSync({ ...o, gradient: 'inplace' }), /not yet.*gradient/);
+  assert.throws(() => grpoLossFromLogitsSync({ ...o, gradient: 'inplace', out: { gradLogits: new Float32Array(c.N * c.V) } }), /out\.gradLogits/);
   assert.throws(() => grpoLossFromLogitsSync({ ...o, refLogits: undefined }), /refLogits/);
   assert.throws(() => grpoLossFromLogitsSync({ ...o, refLogp: new Float32Array(c.N) }), /refLogp/);
   assert.throws(() => grpoLossFromLogitsSync({ ...o, klEstimator: 'k3', refLogp: new Float32Array(c.N) }), /refLogits/);

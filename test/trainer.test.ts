@@ -126,6 +126,25 @@ test('β = 0: no reference model is made and no reference pass runs; β > 0: fro
   assert.ok(Math.abs(s2.results[0].metrics.kl) < 1e-5, String(s2.results[0].metrics.kl));
 });
 
+test("klEstimator 'full': the reference pass hands its completion logits (per micro-batch) to the loss, KL 0 at step 1 and > 0 after", async () => {
+  const model = tinyModel();
+  const s = spy();
+  const tr = new GrpoTrainer({ model, tokenizer: tok, task, rewardFunctions: rewards(), config: tinyConfig({ beta: 0.1, klEstimator: 'full', gradientAccumulationSteps: 2 }), lossFn: s.fn });
+  await tr.step();
+  assert.is(s.calls.length, 2, 'two micro-batches');
+  for (const [i, c] of s.calls.entries()) {
+    const o = c as unknown as { refLogits: Float32Array; refLogp?: Float32Array; logits: Float32Array; klEstimator: string };
+    assert.is(o.klEstimator, 'full');
+    assert.is(o.refLogp, undefined);
+    assert.ok(o.refLogits instanceof Float32Array && o.refLogits.length === o.logits.length, `call ${i}: refLogits [n·T·V]`);
+    // policy == reference at the first step: the same completion logits, so KL = 0
+    for (let k = 0; k < o.logits.length; k++) assert.ok(Math.abs(o.refLogits[k] - o.logits[k]) <= 1e-5 * (1 + Math.abs(o.logits[k])), `call ${i}: logit ${k}`);
+    assert.ok(Math.abs(s.results[i].metrics.kl) < 1e-6, String(s.results[i].metrics.kl));
+  }
+  await tr.step();
+  assert.ok(s.results[2].metrics.kl > 0, `KL after an update: ${s.results[2].metrics.kl}`);
+});
+
 test('dynamic sampling: groups whose rewards all agree are dropped and more are drawn, up to the cap', async () => {
   const constant: RewardFunction = { name: 'constant', compute: (c) => c.completions.map(() => 1) };
   const tr = new GrpoTrainer({ model: tinyModel(), tokenizer: tok, task, rewardFunctions: [constant], config: tinyConfig({ dynamicSampling: true, maxDynamicSamplingRounds: 2 }) });
@@ -223,6 +242,7 @@ test('every TRL-named option reaches a working step', async () => {
     { policyLoss: 'cispo', cispoClip: 'range', epsilonHigh: 0.28, numIterations: 2 },
     { beta: 0.1, klEstimator: 'k3+', useBiasCorrectionKl: true, numIterations: 2 },
     { beta: 0.1, klEstimator: 'abs' },
+    { beta: 0.1, klEstimator: 'full', gradientAccumulationSteps: 2, entropyCoef: 0.01 },
     { policyLoss: 'vespo', numIterations: 2, vespoKPos: 1.5 },
     { entropyCoef: 0.01, topEntropyQuantile: 0.5, numIterations: 2 },
     { policyLoss: 'clip_cov', clipCovRatio: 0.05, clipCovLb: -5, numIterations: 2 },

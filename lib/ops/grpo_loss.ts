@@ -159,8 +159,8 @@ export interface GrpoLossConfig {
   /**
    * Entropy bonus (verl `entropy_coeff`, TRL `entropy_coef`): L[n] −= entropyCoef·H[n] on the
    * tokens the policy term keeps, aggregated like the KL term; its gradient reaches the entropy
-   * (grpoLoss: `gradEntropy`; grpoLossFromLogits: into ∂L/∂z). Default 0. Not yet in
-   * grpoLossFromHidden.
+   * (grpoLoss: `gradEntropy`; grpoLossFromLogits: into ∂L/∂z; grpoLossFromHidden: through ∂L/∂z
+   * into ∂L/∂h and ∂L/∂W). Default 0.
    */
   entropyCoef?: number;
   /**

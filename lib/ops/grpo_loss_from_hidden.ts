@@ -122,7 +122,6 @@ function prepare(o: GrpoLossFromHiddenOptions) {
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
   const temperature = v.float(OP, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(OP, opts);
-  if (cfg.entropyCoef !== 0) throw v.rangeError(OP, 'entropyCoef', '0: the entropy bonus is not yet in the fused linear loss (use grpoLossFromLogits)', cfg.entropyCoef);
   if (cfg.rolloutIsMode) throw v.rangeError(OP, 'rolloutImportanceSamplingMode', 'none: grpoLossFromHidden has no rollout IS correction yet (use grpoLossFromLogits)', opts.rolloutImportanceSamplingMode);
   v.allFinite(OP, 'advantages', advantages);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);

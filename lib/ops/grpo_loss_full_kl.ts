@@ -8,10 +8,15 @@
  *   2. grpoLoss on those ℓ with A = 0, β = 1 and k1 (∂D/∂ℓ = 1): its ∂L/∂ℓ is exactly a_n·m_n,
  *      so the weights come from the loss kernel's own aggregation code, whatever lossType,
  *   3. klFull over both logits rows: KL_n, and β·a_n·m_n·∂KL_n/∂z added into the gradient.
- * `gradient: 'inplace'` is not offered with 'full' (not yet): the KL gradient needs the policy
- * logits, which the in-place loss gradient has overwritten. `gradLogp` is the policy term's
- * ∂L/∂ℓ (the full KL has no gradient through ℓ alone).
+ * With `gradient: 'inplace'` the loss gradient would overwrite the policy logits the KL gradient
+ * needs, so the order changes: 1. the fused loss without a gradient (ℓ, H, loss, metrics), then
+ * grpoLoss on those ℓ, H with the policy options (its ∂L/∂ℓ and ∂L/∂H, the numbers the fused
+ * kernel's gradient pass uses), 2. the weights as above, 3. one klFull pass per row that writes
+ * β·a_n·m_n·∂KL_n/∂z plus the policy term g_n·(1[v=y] − p_v)/τ − g_H·(p_v/τ)(log p_v + H) over
+ * the logits (each element read, then written). No N·V scratch. `gradLogp` is the policy term's
+ * ∂L/∂ℓ (the full KL has no gradient through ℓ alone). Host form only.
  */
+import { native } from '../native';
 import * as v from '../validate';
 import { GRPO_CONFIG_KEYS, grpoLoss, grpoLossSync } from './grpo_loss';
 import type { GrpoLossOptions, GrpoLossResult } from './grpo_loss';
@@ -21,7 +26,7 @@ import {
 import type { GrpoLossFromLogitsOptions, GrpoLossFromLogitsResult, LogitsArray } from './grpo_loss_from_logits';
 import { klFull, klFullSync } from './kl_full';
 import type { KlFullOptions, KlFullResult } from './kl_full';
-import { rowsOf } from './logprobs';
+import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
 
 const OP = 'grpoLossFromLogits';
 
@@ -37,13 +42,25 @@ function plan(o: GrpoLossFromLogitsOptions) {
   v.floatTensor(OP, 'refLogits', opts.refLogits, opts.dtype, N * V);
   if (opts.refLogp !== undefined) throw v.typeError(OP, 'refLogp', "undefined with klEstimator 'full' (the KL comes from refLogits)", opts.refLogp);
   if (opts.useBiasCorrectionKl === true) throw v.typeError(OP, 'useBiasCorrectionKl', "false with klEstimator 'full' (not offered)", true);
-  const gradient = opts.gradient ?? 'separate';
-  if (gradient === 'inplace')
-    throw v.rangeError(OP, 'gradient', "'separate' or 'none' with klEstimator 'full' (not yet in place: the KL gradient needs the policy logits the in-place gradient overwrites)", gradient);
+  const inplace = opts.gradient === 'inplace';
   const beta = v.float(OP, 'beta', opts.beta, 0, Infinity, 0);
   const policy: Record<string, unknown> = { ...opts, beta: 0 };
   delete policy.klEstimator;
   delete policy.refLogits;
+  if (inplace) {
+    if ((opts.out as { gradLogits?: unknown } | undefined)?.gradLogits !== undefined)
+      throw v.typeError(OP, 'out.gradLogits', "undefined with gradient: 'inplace'", (opts.out as { gradLogits?: unknown }).gradLogits);
+    policy.gradient = 'none';  // ℓ, H, loss and metrics first; the gradient is klFull's fused pass
+  }
+  // in place: the policy term's ∂L/∂ℓ and ∂L/∂H from the loss core on the fused pass's ℓ, H
+  const policyGrads = (r: GrpoLossFromLogitsResult): GrpoLossOptions => {
+    const w: Record<string, unknown> = {};
+    for (const k of GRPO_CONFIG_KEYS) if (opts[k] !== undefined) w[k] = opts[k];
+    return {
+      ...w, beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp as never, advantages: opts.advantages as never,
+      mask: opts.mask as never, out: { gradLogp: r.gradLogp },
+    } as GrpoLossOptions;
+  };
   // the weights a_n·m_n: every aggregation option of the call, the policy and KL options fixed
   const weights = (r: GrpoLossFromLogitsResult, S: number): GrpoLossOptions => {
     const w: Record<string, unknown> = {};
@@ -77,7 +94,23 @@ function plan(o: GrpoLossFromLogitsOptions) {
     const total = r.loss + beta * loss;
     return { ...r, loss: total, metrics: { ...r.metrics, loss: total, kl: count ? klSum / count : 0 } };
   };
-  return { policy: policy as unknown as GrpoLossFromLogitsOptions, weights, kl, finish, S: (opts.advantages as Float32Array).length };
+  // in place: klFull's native pass with the policy term fused in, over the logits
+  const klInPlace = (r: GrpoLossFromLogitsResult, pr: GrpoLossResult, wr: GrpoLossResult) => {
+    const lt = logitsTensor(OP, opts.logits, opts.dtype, N * V);
+    const rt = v.floatTensor(OP, 'refLogits', opts.refLogits, opts.dtype, N * V);
+    const coef = new Float32Array(N);
+    const a = wr.gradLogp!;
+    for (let n = 0; n < N; n++) coef[n] = beta * a[n];
+    const kl = new Float32Array(N);
+    const args = {
+      N, V, logits: lt.data, logitsDtype: lt.dtype, refLogits: rt.data, refLogitsDtype: rt.dtype, temperature: temperatureOption(OP, opts.temperature),
+      coef, kl, gradInPlace: true, accumulate: false, policyGrad: pr.gradLogp!, policyGradEntropy: pr.gradEntropy ?? undefined,
+      entropy: r.entropy, targets: opts.targets as Int32Array,
+    };
+    const result = (): { r: GrpoLossFromLogitsResult; k: KlFullResult } => ({ r: { ...r, gradLogits: lt.data, gradLogp: pr.gradLogp! }, k: { kl, grad: null } });
+    return { args, result };
+  };
+  return { policy: policy as unknown as GrpoLossFromLogitsOptions, weights, kl, finish, inplace, policyGrads, klInPlace, S: (opts.advantages as Float32Array).length };
 }
 
 /** mask[n] != 0 (no mask: every row). */
@@ -91,6 +124,12 @@ export async function fullKlLossFromLogits(o: GrpoLossFromLogitsOptions): Promis
   const p = plan(o);
   const r = await grpoLossFromLogits(p.policy);
   const wr = await grpoLoss(p.weights(r, p.S));
+  if (p.inplace) {
+    const k = p.klInPlace(r, await grpoLoss(p.policyGrads(r)), wr);
+    await native().klFull(k.args, true);
+    const x = k.result();
+    return p.finish(x.r, wr, x.k);
+  }
   return p.finish(r, wr, await klFull(p.kl(r, wr)));
 }
 
@@ -98,5 +137,11 @@ export function fullKlLossFromLogitsSync(o: GrpoLossFromLogitsOptions): GrpoLoss
   const p = plan(o);
   const r = grpoLossFromLogitsSync(p.policy);
   const wr = grpoLossSync(p.weights(r, p.S));
+  if (p.inplace) {
+    const k = p.klInPlace(r, grpoLossSync(p.policyGrads(r)), wr);
+    native().klFull(k.args, false);
+    const x = k.result();
+    return p.finish(x.r, wr, x.k);
+  }
   return p.finish(r, wr, klFullSync(p.kl(r, wr)));
 }

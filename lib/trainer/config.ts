@@ -77,7 +77,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_GRPO, name: 'numGenerations', type: 'int', default: 8, help: 'G: completions per prompt (the group)' },
   { section: S_GRPO, name: 'numIterations', type: 'int', default: 1, help: 'μ: optimisation iterations per generated batch (old log-probs kept from generation)' },
   { section: S_GRPO, name: 'beta', type: 'number', default: 0.0, help: 'KL weight β; 0 = no reference model at all' },
-  { section: S_GRPO, name: 'klEstimator', type: 'string', default: 'k3', choices: ['k1', 'k2', 'k3', 'low_var_kl', 'abs', 'k1+', 'k3+', 'low_var_kl+', 'abs+'], help: "KL estimator (README, Math §3; verl's k3 is low_var_kl, '+' = straight-through k2 gradient)" },
+  { section: S_GRPO, name: 'klEstimator', type: 'string', default: 'k3', choices: ['k1', 'k2', 'k3', 'low_var_kl', 'abs', 'k1+', 'k3+', 'low_var_kl+', 'abs+', 'full'], help: "KL estimator (README, Math §3; verl's k3 is low_var_kl, '+' = straight-through k2 gradient, full = exact KL from both models' logits: trains through the logits path)" },
   { section: S_GRPO, name: 'useBiasCorrectionKl', type: 'boolean', default: false, help: 'TRL use_bias_correction_kl: KL term D·ρ (importance-weighted)' },
   { section: S_GRPO, name: 'epsilon', type: 'number', default: 0.2, help: 'ε_low: ratio clipped below at 1 − ε' },
   { section: S_GRPO, name: 'epsilonHigh', type: 'number', default: undefined, help: 'ε_high (clip-higher, DAPO); default ε' },

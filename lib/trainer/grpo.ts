@@ -40,7 +40,8 @@ export interface GrpoConfig {
   numGenerations: number;
   numIterations: number;
   beta: number;
-  klEstimator: 'k1' | 'k2' | 'k3' | 'low_var_kl' | 'abs' | 'k1+' | 'k3+' | 'low_var_kl+' | 'abs+';
+  /** 'full': the exact KL from both models' logits (the reference pass keeps its completion logits; trains through the logits path). */
+  klEstimator: 'k1' | 'k2' | 'k3' | 'low_var_kl' | 'abs' | 'k1+' | 'k3+' | 'low_var_kl+' | 'abs+' | 'full';
   useBiasCorrectionKl?: boolean;
   epsilon: number;
   epsilonHigh?: number;
@@ -226,6 +227,7 @@ export class GrpoTrainer {
   readonly engine: RolloutEngine;
   private lossFn: LossFn;
   private useHidden: boolean;
+  private fullKl: boolean;
   private perm: number[] | null = null;
   private permEpoch = -1;
   private onRewardFailure?: (f: RewardFailure, step: number) => void;
@@ -253,8 +255,12 @@ export class GrpoTrainer {
       throw new RangeError(`GrpoTrainer: expected ${this.rewardFunctions.length} rewardWeights (one per reward function: ${this.rewardFunctions.map((f) => f.name).join(', ')}) but received ${this.weights.length}`);
     this.refModel = this.config.beta > 0 ? (o.refModel ?? o.model.referenceCopy?.() ?? o.model.clone()) : null;
     this.lossFn = o.lossFn ?? grpoLossFromLogits;
-    // the fused hidden-state loss has no rollout IS correction yet: that run takes the logits path
-    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model) && !this.config.rolloutImportanceSamplingMode;
+    // klEstimator 'full' needs the policy's logits next to the reference's: grpoLossFromHidden never
+    // materialises them (an exact KL over chunks would need the reference's hidden states and head
+    // in the same kernel), so the full KL trains through the logits path.
+    this.fullKl = this.config.beta > 0 && this.config.klEstimator === 'full';
+    // the fused hidden-state loss has no rollout IS correction yet: that run takes the logits path too
+    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model) && !this.fullKl && !this.config.rolloutImportanceSamplingMode;
     if (this.config.asyncRollouts && o.engine instanceof InProcessEngine)
       throw new RangeError('GrpoTrainer: asyncRollouts samples while the model trains: give an engine that samples from its own copy of the weights (workers, remote) or none (a snapshot in-process), not an InProcessEngine');
     // async sampling must not read the weights the optimiser writes: by default a snapshot copy
@@ -560,8 +566,12 @@ export class GrpoTrainer {
     m['completions/max_terminated_length'] = term.length ? Math.max(...term) : 0;
   }
 
-  /** ℓ_ref [S·T] under the frozen reference model (temperature-scaled like the policy's). */
+  /**
+   * ℓ_ref [S·T] under the frozen reference model (temperature-scaled like the policy's); with
+   * klEstimator 'full', the reference's completion logits [S·T, V] instead.
+   */
   private async referenceLogprobs(batch: PackedBatch): Promise<Float32Array> {
+    if (this.fullKl) return completionLogits(this.refModel!, batch, false);
     return this.policyLogprobs(this.refModel!, batch);
   }
 
@@ -618,7 +628,8 @@ export class GrpoTrainer {
       b: micro.length === 1 ? batch : sliceBatch(batch, idx),
       adv: micro.length === 1 ? advantages : Float32Array.from(idx.map((i) => advantages[i])),
       old: oldLogp && (micro.length === 1 ? oldLogp : slicePerToken(oldLogp, batch.T, idx)),
-      ref: refLogp && (micro.length === 1 ? refLogp : slicePerToken(refLogp, batch.T, idx)),
+      // (klEstimator 'full': the reference logits, V per token)
+      ref: refLogp && (micro.length === 1 ? refLogp : slicePerToken(refLogp, this.fullKl ? batch.T * V : batch.T, idx)),
       rollout: rolloutLogp && (micro.length === 1 ? rolloutLogp : slicePerToken(rolloutLogp, batch.T, idx)),
     }));
     for (let it = 0; it < c.numIterations; it++) {
@@ -632,7 +643,7 @@ export class GrpoTrainer {
         t = performance.now();
         const lossOpts = {
           vocabSize: V, targets: mb.b.targets, advantages: mb.adv, mask: mb.b.mask,
-          oldLogp: mb.old, refLogp: mb.ref, temperature: c.temperature,
+          oldLogp: mb.old, ...(this.fullKl ? { refLogits: mb.ref } : { refLogp: mb.ref }), temperature: c.temperature,
           importanceSamplingLevel: c.importanceSamplingLevel, policyLoss: c.policyLoss,
           epsilon: c.epsilon, epsilonHigh: c.epsilonHigh, delta: c.delta, beta: c.beta, klEstimator: c.klEstimator,
           lossType: agg === undefined ? c.lossType : undefined, lossAggMode: agg,

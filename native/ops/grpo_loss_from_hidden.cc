@@ -29,6 +29,7 @@
 #include "grpo_loss_from_hidden.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -154,21 +155,32 @@ class Chunks {
     }, 1);
   }
 
-  // dL/dz of rows r0 .. r0+c over Z in place; false when every g is 0 (nothing to propagate).
-  bool row_grads(int64_t r0, int64_t c, const float* g, const RowKeep* keep) {
+  // dL/dz of rows r0 .. r0+c over Z in place; false when every g (and dL/dH, gh, when the
+  // entropy bonus is on; null otherwise) is 0 (nothing to propagate).
+  bool row_grads(int64_t r0, int64_t c, const float* g, const float* gh, const RowKeep* keep) {
     const int64_t V = a_.V;
     const float inv = 1.0f / a_.temperature;
     const double inv_d = 1.0 / static_cast<double>(a_.temperature);
-    bool any = false;
-    for (int64_t j = 0; j < c; ++j) any = any || (a_.mask[r0 + j] && g[r0 + j] != 0.0f);
-    if (!any) return false;
+    if (!any_grad(r0, c, g, gh)) return false;
     parallel_for(c, [&](int64_t b, int64_t e, int) {
       for (int64_t j = b; j < e; ++j) {
         const int64_t n = r0 + j;
         float* row = z_.get() + j * V;
         const double gn = a_.mask[n] ? static_cast<double>(g[n]) : 0.0;
-        if (gn == 0) {
+        const double ghn = a_.mask[n] && gh ? static_cast<double>(gh[n]) : 0.0;
+        if (gn == 0 && ghn == 0) {
           k_.zero_row(0, row, V, false);
+          continue;
+        }
+        if (ghn != 0) {
+          // The entropy bonus, as grpoLossFromLogits' pass B: ∂H/∂z_v = −(p_v/τ)(log p_v + H), so
+          // dL/dz_v = e_v·(c + cd·d_v), c = −(g + gh·(H − log s))/(τ s), cd = −gh/(τ s), and the
+          // target entry is g·(1 − p_y)/τ − gh·p_y·(ℓ + H)/τ.
+          const double s = keep[j].s, H = a_.entropy[n], lp = a_.logp[n], py = 1.0 - keep[j].one_minus_py;
+          const float cc = static_cast<float>(-(gn + ghn * (H - std::log(s))) * inv_d / s);
+          const float cd = static_cast<float>(-ghn * inv_d / s);
+          const float ty = static_cast<float>(gn * inv_d * keep[j].one_minus_py - ghn * py * inv_d * (lp + H));
+          k_.exp_scale_store_h(0, row, V, keep[j].zmax, inv, cc, cd, a_.targets[n], ty, row, false);
           continue;
         }
         const float cc = static_cast<float>(-gn * inv_d / keep[j].s);
@@ -177,6 +189,12 @@ class Chunks {
       }
     }, 1);
     return true;
+  }
+
+  bool any_grad(int64_t r0, int64_t c, const float* g, const float* gh) const {
+    for (int64_t j = 0; j < c; ++j)
+      if (a_.mask[r0 + j] && (g[r0 + j] != 0.0f || (gh && gh[r0 + j] != 0.0f))) return true;
+    return false;
   }
 
  private:
@@ -211,6 +229,14 @@ void grpo_loss_from_hidden_cpu(GrpoLossFromHiddenArgs& a) {
   }
   GrpoLossArgs la = per_token_loss_args(a);
   la.grad_logp = g;
+  // The entropy bonus: dL/dH per token from the loss core, chained into dL/dz in pass B
+  // (entropy_coef != 0 always takes the two-pass route: loss_needs_core_pass).
+  std::vector<float> grad_h;
+  if (grad && o.entropy_coef != 0) {
+    grad_h.resize(static_cast<size_t>(N));
+    la.grad_entropy = grad_h.data();
+  }
+  const float* gh = grad_h.empty() ? nullptr : grad_h.data();
 
   Chunks ch(a);
   const int64_t C = ch.chunk();
@@ -256,7 +282,7 @@ void grpo_loss_from_hidden_cpu(GrpoLossFromHiddenArgs& a) {
         grpo_sequence_pass(q, oc);
       }
       float* dh = a.grad_hidden ? a.grad_hidden + r0 * a.D : nullptr;
-      if (ch.row_grads(r0, c, g, keep.data())) {
+      if (ch.row_grads(r0, c, g, nullptr, keep.data())) {
         ch.backward(c, dh);
       } else if (dh) {
         std::fill(dh, dh + c * a.D, 0.0f);
@@ -282,15 +308,13 @@ void grpo_loss_from_hidden_cpu(GrpoLossFromHiddenArgs& a) {
   for (int64_t r0 = 0; r0 < N; r0 += C) {
     const int64_t c = std::min(C, N - r0);
     float* dh = a.grad_hidden ? a.grad_hidden + r0 * a.D : nullptr;
-    bool any = false;
-    for (int64_t j = 0; j < c; ++j) any = any || (a.mask[r0 + j] && g[r0 + j] != 0.0f);
-    if (!any) {  // masked, clipped or deselected rows: nothing to recompute
+    if (!ch.any_grad(r0, c, g, gh)) {  // masked, clipped or deselected rows: nothing to recompute
       if (dh) std::fill(dh, dh + c * a.D, 0.0f);
       continue;
     }
     ch.load_hidden(r0, c);
     ch.forward(c);
-    ch.row_grads(r0, c, g, keep.data() + r0);
+    ch.row_grads(r0, c, g, gh, keep.data() + r0);
     ch.backward(c, dh);
   }
 }

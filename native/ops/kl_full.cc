@@ -49,11 +49,18 @@ template <DType DT> void kl_full_rows(const KlFullArgs& a) {
       const double lse = static_cast<double>(m) + std::log(s), lse_r = static_cast<double>(mr) + std::log(sr);
       a.kl[n] = static_cast<float>(E - (lse - lse_r));
       if (!a.grad) continue;
-      const double c = (a.coef ? static_cast<double>(a.coef[n]) : 1.0) / static_cast<double>(a.temperature);
+      const double inv_d = 1.0 / static_cast<double>(a.temperature);
+      const double c = (a.coef ? static_cast<double>(a.coef[n]) : 1.0) * inv_d;
+      // the fused policy term (policy_grad): g·(1[v=y] − p)/τ − gh·(p/τ)(log p + H)
+      const double pg = a.policy_grad ? static_cast<double>(a.policy_grad[n]) * inv_d : 0.0;
+      const double pgh = a.policy_grad_h ? static_cast<double>(a.policy_grad_h[n]) * inv_d : 0.0;
+      const double H = a.policy_grad_h ? static_cast<double>(a.entropy[n]) : 0.0;
+      const int64_t y = a.policy_grad ? a.targets[n] : -1;
       for (int64_t v = 0; v < V; ++v) {
         const float u = load<DT>(a.logits, o + v) * inv_t, ur = load<DT>(a.ref_logits, o + v) * inv_t;
-        const double p = std::exp(static_cast<double>(u) - lse);
+        const double lp = static_cast<double>(u) - lse, p = std::exp(lp);
         double g = c * p * ((static_cast<double>(u) - static_cast<double>(ur)) - E);
+        if (a.policy_grad) g += pg * ((v == y ? 1.0 : 0.0) - p) - pgh * p * (lp + H);
         if (a.accumulate) g += static_cast<double>(load<DT>(a.grad, o + v));
         store<DT>(a.grad, o + v, static_cast<float>(g));
       }

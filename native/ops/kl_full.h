@@ -23,6 +23,14 @@ struct KlFullArgs {
   float* kl = nullptr;          // [N] out
   void* grad = nullptr;         // [N, V] out (the logits' dtype), or null: no gradient
   bool accumulate = false;      // grad += coef·∇KL instead of grad = coef·∇KL
+  // The policy term fused in (grpoLossFromLogits, klEstimator 'full', gradient in place): with
+  // policy_grad set, grad = coef·∇KL + g_n·(1[v=y_n] − p_v)/τ − gh_n·(p_v/τ)(log p_v + H_n), the
+  // fused loss's own gradient (g = dL/dℓ, gh = dL/dH from the loss core). Each element is read
+  // and then written by the same iteration, so grad may be the policy logits (not accumulate).
+  const float* policy_grad = nullptr;    // [N] g_n, or null: no policy term
+  const float* policy_grad_h = nullptr;  // [N] gh_n, or null (no entropy bonus)
+  const float* entropy = nullptr;        // [N] H_n (with policy_grad_h)
+  const int32_t* targets = nullptr;      // [N] y_n (with policy_grad)
 };
 
 void kl_full_cpu(const KlFullArgs& a);
