@@ -47,6 +47,71 @@ for (const lossType of ['dapo', 'grpo']) {
   });
 }
 
+type Run = { hash: unknown; state: unknown; numTokens: number[]; loss: number[]; metrics: Record<string, unknown>[]; local: number[] };
+// the metrics computed over the whole batch (gathered from every rank): the 1-rank run's values
+const GLOBAL_METRIC = /^(reward|reward_std|frac_reward_zero_std|no_reward|rewards\/|no_reward\/|completions\/|dynamic_sampling\/)/;
+
+/** 1 rank and 2 ranks on `cfg` (config overrides); asserts the 2 ranks' weights, state and whole-batch metrics are the 1 rank's. */
+async function oneVsTwo(name: string, cfg: Record<string, unknown>, steps: number): Promise<{ r1: Run; two: Run[]; maxDiff: number }> {
+  const f1 = path.join(tmp, `${name}-1.bin`), f2 = path.join(tmp, `${name}-2.bin`);
+  const one = await startRanks(1, ['test/dist_train_child.ts', JSON.stringify(cfg), String(steps), f1]);
+  const two = await startRanks(2, ['test/dist_train_child.ts', JSON.stringify(cfg), String(steps), f2]);
+  const codes = await Promise.all([...one, ...two].map((r) => r.done));
+  assert.equal(codes, [0, 0, 0], [...one, ...two].map((r) => r.stderr).join('\n'));
+  const r1 = one[0].result() as unknown as Run, a = two[0].result() as unknown as Run, b = two[1].result() as unknown as Run;
+  assert.equal(a.hash, b.hash);
+  assert.equal(a.state, b.state);
+  assert.equal(a.state, r1.state);
+  assert.equal(a.numTokens, r1.numTokens);
+  r1.loss.forEach((l, i) => assert.ok(Math.abs(l - a.loss[i]) < 1e-5, `${name}: step ${i + 1} loss ${l} vs ${a.loss[i]}`));
+  r1.metrics.forEach((m1, i) => {
+    const m2 = a.metrics[i];
+    const keys = Object.keys(m1).filter((k) => GLOBAL_METRIC.test(k));
+    assert.ok(keys.includes('rewards/digits/std') && keys.includes('completions/mean_terminated_length'), keys.join());
+    for (const k of keys) {
+      const x = m1[k] as number, y = m2[k] as number;
+      assert.ok(Object.is(x, y) || Math.abs(x - y) <= 1e-6 * Math.max(1, Math.abs(x)), `${name}: step ${i + 1} metric ${k}: 1 rank ${x}, 2 ranks ${y}`);
+    }
+  });
+  const w1 = readF32(f1), w2 = readF32(f2);
+  assert.is(w1.length, w2.length);
+  let maxDiff = 0;
+  for (let i = 0; i < w1.length; i++) maxDiff = Math.max(maxDiff, Math.abs(w1[i] - w2[i]));
+  console.log(`${name}: max |w(1 rank) - w(2 ranks)| after ${steps} steps = ${maxDiff}`);
+  assert.ok(maxDiff < 1e-4, `${name}: max |w1 - w2| = ${maxDiff}`);
+  return { r1, two: [a, b], maxDiff };
+}
+
+const aggLoss: Record<string, number[]> = {};
+for (const lossAggMode of ['token-mean', 'seq-mean-token-mean'] as const) {
+  glooTest(`lossAggMode ${lossAggMode}: 2 ranks train to the weights 1 rank reaches on the joined batch, with the whole batch's reward metrics`, async () => {
+    const { r1 } = await oneVsTwo(`agg-${lossAggMode}`, { lossAggMode }, 2);
+    aggLoss[lossAggMode] = r1.loss;
+    // the mode takes effect (completion lengths differ, so the two normalisations differ)
+    if (aggLoss['token-mean'] && aggLoss['seq-mean-token-mean'])
+      assert.ok(Math.abs(aggLoss['token-mean'][0] - aggLoss['seq-mean-token-mean'][0]) > 1e-4, JSON.stringify(aggLoss));
+  });
+}
+
+glooTest("scaleRewards 'batch' and normalizeAdvantages: 2 ranks use the global batch's σ (weights and metrics of 1 rank on the joined batch)", async () => {
+  await oneVsTwo('scale-batch', { lossType: 'grpo', scaleRewards: 'batch' }, 2);
+  await oneVsTwo('normalize', { lossType: 'dapo', normalizeAdvantages: true }, 2);
+});
+
+for (const lossType of ['dapo', 'grpo'] as const) {
+  glooTest(`dynamicSampling (${lossType}): 2 ranks keep the groups 1 rank keeps on the joined batch, run the same rounds and reach its weights`, async () => {
+    const { r1, two } = await oneVsTwo(`dyn-${lossType}`, { lossType, dynamicSampling: true, maxDynamicSamplingRounds: 3, batchSize: 4 }, 3);
+    // the ranks' shares together are the 1 rank's kept sequences, and at some step they are
+    // uneven (what the per-sequence losses' rescaling and the all-reduce of an idle rank are for)
+    console.log(`dyn-${lossType}: sequences per step, 1 rank ${r1.local}, rank 0 ${two[0].local}, rank 1 ${two[1].local}`);
+    r1.local.forEach((n, i) => assert.is(two[0].local[i] + two[1].local[i], n));
+    assert.ok(two[0].local.some((n, i) => n !== two[1].local[i]), 'equal shares at every step');
+    // the test means something only if groups were dropped (more than one round, or fewer kept)
+    assert.ok(r1.metrics.some((m) => (m['dynamic_sampling/rounds'] as number) > 1 || (m['dynamic_sampling/kept_groups'] as number) < 4),
+      `no group dropped: ${JSON.stringify(r1.metrics.map((m) => [m['dynamic_sampling/rounds'], m['dynamic_sampling/kept_groups'], m.frac_reward_zero_std]))}`);
+  });
+}
+
 const CLI = ['lib/cli/main.ts', 'train', '--max-steps', '40', '--save-steps', '2', '--batch-size', '4', '--num-generations', '4',
   '--d-model', '16', '--n-layers', '1', '--n-heads', '2', '--d-ff', '32', '--max-seq-len', '16', '--max-completion-length', '4',
   '--digits', '1', '--ops', '+', '--train-size', '60', '--test-size', '8', '--eval-steps', '0', '--eval-limit', '4', '--eval-k', '2',

@@ -13,8 +13,13 @@
  * numItemsInBatch = (completion tokens summed over ranks) / worldSize, so the average of the
  * ranks' gradients is the gradient of Σ loss / global token count. grpo and dr_grpo normalise per
  * sequence and per S·L, which the average over equal shares makes global too; bnpo normalises by
- * each rank's own tokens (as TRL). Metrics are reduced over ranks (means averaged, counts summed,
- * min/max kept); rank 0 alone writes them, the checkpoints and the report.
+ * each rank's own tokens (as TRL). Advantages come from every rank's rewards (gathered each
+ * round), so scaleRewards 'batch' and normalizeAdvantages see the global batch, and dynamic sampling
+ * keeps the first groups with σ > 0 in global order on every rank alike (the same rounds; a rank may
+ * keep fewer groups than another, or none, and the per-sequence losses are rescaled by its share).
+ * The reward and completion metrics are computed over the gathered batch; the loss metrics are
+ * averaged over ranks (as TRL), counts summed, min/max kept; rank 0 alone writes them, the
+ * checkpoints and the report.
  */
 import type { PolicyModel } from '../models/policy';
 import type { ProcessGroup } from './process_group';
@@ -69,12 +74,10 @@ export class DataParallel {
   }
 
   /** Refuses what data parallelism does not support yet; errors name the option. */
-  checkConfig(c: { batchSize: number; dynamicSampling: boolean; scaleRewards: string }): void {
+  checkConfig(c: { batchSize: number }): void {
     const W = this.worldSize;
     if (W === 1) return;
     if (c.batchSize % W !== 0) throw new RangeError(`data-parallel training: batchSize (${c.batchSize} prompts per step, over all ranks) must be a multiple of the number of ranks (${W})`);
-    if (c.dynamicSampling) throw new RangeError('data-parallel training: dynamicSampling is not supported yet with more than one rank (its rounds would differ between ranks)');
-    if (c.scaleRewards === 'batch') throw new RangeError("data-parallel training: scaleRewards 'batch' is not supported yet with more than one rank (it needs the whole batch's reward std); use 'group' or 'none'");
   }
 
   /** This rank's share [start, end) of n prompt groups (contiguous; n is a multiple of worldSize). */
@@ -123,14 +126,23 @@ export class DataParallel {
         throw new Error(`data-parallel training: the weights of rank ${r} differ from rank 0's after step ${step} (hash ${all[2 * r].toString(16)}${all[2 * r + 1].toString(16)} vs ${all[0].toString(16)}${all[1].toString(16)})`);
   }
 
-  /** The step's metrics reduced over ranks (the same keys on every rank; numbers only). */
-  async reduceMetrics<M extends Record<string, unknown>>(m: M): Promise<M> {
+  /**
+   * The step's metrics reduced over ranks (the same keys on every rank; numbers only). `global`:
+   * keys that already describe the whole batch on every rank (the trainer computes the reward and
+   * completion metrics from the gathered batch), left as they are. A NaN is left out of an average
+   * (a rank that had no sequence to measure).
+   */
+  async reduceMetrics<M extends Record<string, unknown>>(m: M, global: ReadonlySet<string> = new Set()): Promise<M> {
     if (this.worldSize === 1) return m;
-    const keys = Object.keys(m).filter((k) => typeof m[k] === 'number').sort();
-    const sum = new Float64Array(keys.length), max = new Float64Array(keys.length);
+    const keys = Object.keys(m).filter((k) => typeof m[k] === 'number' && !global.has(k)).sort();
+    const n = keys.length;
+    // [sums, counts of the averaged values]
+    const sum = new Float64Array(2 * n), max = new Float64Array(n);
     keys.forEach((k, i) => {
       const x = m[k] as number, r = rule(k);
-      sum[i] = r === 'sum' || r === 'avg' ? x : 0;
+      const nan = r === 'avg' && Number.isNaN(x);
+      sum[i] = (r === 'sum' || r === 'avg') && !nan ? x : 0;
+      sum[n + i] = nan ? 0 : 1;
       max[i] = r === 'max' ? x : r === 'min' ? -x : -Infinity;
     });
     await this.pg.allReduce(sum, 'sum');
@@ -139,7 +151,7 @@ export class DataParallel {
     keys.forEach((k, i) => {
       const r = rule(k);
       if (r === 'sum') out[k] = sum[i];
-      else if (r === 'avg') out[k] = sum[i] / this.worldSize;
+      else if (r === 'avg') out[k] = sum[n + i] > 0 ? sum[i] / sum[n + i] : NaN;
       else if (r === 'max') out[k] = max[i];
       else if (r === 'min') out[k] = -max[i];
     });

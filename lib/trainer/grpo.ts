@@ -113,9 +113,16 @@ export const GRPO_DEFAULTS: GrpoConfig = {
   asyncRollouts: false, maxStaleness: 1, rolloutImportanceSamplingThreshold: 2,
 };
 
+/** The options without a default: copied when given (a key missing here would be silently dropped). */
+const OPTIONAL_KEYS: (keyof GrpoConfig)[] = [
+  'epsilonHigh', 'delta', 'rewardWeights', 'useBiasCorrectionKl', 'clipCovRatio', 'clipCovLb', 'clipCovUb', 'klCovRatio', 'ppoKlCoef',
+  'vespoKPos', 'vespoLambdaPos', 'vespoKNeg', 'vespoLambdaNeg', 'clampSequenceLogRatio', 'entropyCoef', 'lossAggMode', 'lossScaleFactor',
+  'cispoClip', 'sapoTemperaturePos', 'sapoTemperatureNeg', 'rolloutImportanceSamplingMode',
+];
+
 function pick<T extends object>(o: Record<string, unknown>, base: T): T {
   const r = { ...base } as Record<string, unknown>;
-  for (const k of Object.keys(base).concat(['epsilonHigh', 'delta', 'rewardWeights', 'rolloutImportanceSamplingMode'])) if (o[k] !== undefined) r[k] = o[k];
+  for (const k of Object.keys(base).concat(OPTIONAL_KEYS)) if (o[k] !== undefined) r[k] = o[k];
   return r as T;
 }
 
@@ -196,7 +203,9 @@ export interface GrpoTrainerOptions {
 
 /** The first generation round of a step: what the reward metrics describe. */
 interface ScoredRound {
-  ro: Rollout;
+  /** Completion lengths [S] and truncation flags [S]. */
+  lens: number[];
+  truncated: boolean[];
   /** [S·K] per-function rewards (NaN = no reward). */
   rewards: Float32Array;
   /** [S] weighted sums. */
@@ -234,6 +243,8 @@ export class GrpoTrainer {
   private constantMonitor: ConstantRewardMonitor;
   private onRewardConstant?: (s: ConstantRewardState, step: number) => void;
   private dist?: DataParallel;
+  /** Sequences this rank trained on in the last step (data parallel: its share, which dynamic sampling may make uneven). */
+  lastStepSequences = 0;
   private distCheckWeights: boolean;
   /** asyncRollouts: the next step's first generation round, started before this step trained. */
   private prefetch: { step: number; ids: string[]; promise: Promise<Rollout> } | null = null;
@@ -393,8 +404,10 @@ export class GrpoTrainer {
     const metrics: StepMetrics = { step: this.state.step + 1 };
     metrics['async/stale_dropped'] = 0;
     let offPolicy = false;
-    const localGroups = this.dist ? c.batchSize / this.dist.worldSize : c.batchSize;
-    while (rounds < maxRounds && kept.length < localGroups) {
+    // groups kept over all ranks: every rank knows it (the keep flags are gathered each round), so
+    // all ranks run the same rounds and the selection is the one rank's on the joined batch
+    let keptGlobal = 0;
+    while (rounds < maxRounds && keptGlobal < c.batchSize) {
       // data parallel: every rank draws the global batch, keeps its share of the groups, and
       // samples them with the row ids they have in the global batch
       const all = this.nextPrompts(c.batchSize);
@@ -443,19 +456,39 @@ export class GrpoTrainer {
       const est = c.advantageEstimator;
       // remax: the baseline is the reward of one greedy completion of the same prompt
       const baselines = est === 'remax' ? await this.greedyBaselines(exs, G, rounds) : undefined;
+      const lens = ro.tokens.map((x) => x.length);
+      // data parallel: the advantages of the whole round's batch, from every rank's rewards (what
+      // scaleRewards 'batch' and normalizeAdvantages need: σ and whitening over the global batch, as
+      // TRL gathers the rewards before computing them); this rank reads its share
+      const d = this.dist;
       const ga = await groupAdvantages({
-        rewards, numRewardFunctions: K, weights: this.weights, groupSize: G, estimator: est,
+        rewards: d ? await d.gather(rewards) : rewards, numRewardFunctions: K, weights: this.weights, groupSize: G, estimator: est,
         // scaleRewards is the σ choice of the estimators that divide by one; the others scale themselves
         scale: SCALED_ESTIMATORS.includes(est) ? c.scaleRewards : 'none',
-        lengths: LENGTH_ESTIMATORS.includes(est) ? ro.tokens.map((x) => x.length) : undefined,
-        baselines, normalizeAdvantages: c.normalizeAdvantages,
+        lengths: LENGTH_ESTIMATORS.includes(est) ? (d ? await d.gather(Float32Array.from(lens)) : lens) : undefined,
+        baselines: baselines && d ? await d.gather(baselines) : baselines, normalizeAdvantages: c.normalizeAdvantages,
       });
       time.reward += performance.now() - t;
-      firstRound ??= { ro, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
-      for (let g = 0; g < exs.length && kept.length < localGroups; g++) {
-        // dynamic sampling: a group whose rewards all agree (σ = 0, or no reward) carries no signal
+      const advantages = d ? ga.advantages.subarray(share.start * G, share.end * G) : ga.advantages;
+      if (!firstRound) {
+        // the metrics describe the whole batch: every rank holds it
+        firstRound = d
+          ? {
+            lens: Array.from(await d.gather(Float32Array.from(lens))),
+            truncated: Array.from(await d.pg.allGather(Uint8Array.from(ro.truncated, Number)), Boolean),
+            rewards: await d.gather(rewards), weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward,
+          }
+          : { lens, truncated: ro.truncated, rewards, weighted: ga.rewards, groupStd: ga.groupStd, zeroStd: ga.zeroStdFraction, noReward: ga.numNoReward };
+      }
+      // dynamic sampling: a group whose rewards all agree (σ = 0, or no reward) carries no signal.
+      // The first groups in global order that carry one are kept, up to batchSize over all ranks.
+      // (groupStd is the global batch's on every rank, so they all agree without a collective.)
+      for (let g = 0; g < all.length && keptGlobal < c.batchSize; g++) {
         if (c.dynamicSampling && !(ga.groupStd[g] > 0)) continue;
-        kept.push({ seqs: Array.from({ length: G }, (_, j) => g * G + j), ro, adv: ga.advantages.subarray(g * G, (g + 1) * G) });
+        keptGlobal++;
+        if (g < share.start || g >= share.end) continue;
+        const l = g - share.start;
+        kept.push({ seqs: Array.from({ length: G }, (_, j) => l * G + j), ro, adv: advantages.subarray(l * G, (l + 1) * G) });
       }
       rounds++;
     }
@@ -475,11 +508,14 @@ export class GrpoTrainer {
     }
     const S = comps.length;
     metrics['async/stale_dropped_total'] = this.staleDropped;
+    this.lastStepSequences = S;
     const fr = firstRound!;
     // data parallel: the constant-reward monitor sees the whole batch's rewards (the same state on every rank)
-    this.rewardMetrics(metrics, fr, this.dist ? await this.dist.gather(fr.rewards) : fr.rewards);
+    this.rewardMetrics(metrics, fr, fr.rewards);
     metrics['dynamic_sampling/rounds'] = rounds;
-    metrics['dynamic_sampling/kept_groups'] = kept.length;
+    metrics['dynamic_sampling/kept_groups'] = keptGlobal;
+    // data parallel: these describe the whole batch already (the same on every rank): not reduced
+    const globalKeys = new Set(Object.keys(metrics));
 
     let lossStats: Record<string, number[]> = {};
     if (S > 0) {
@@ -510,7 +546,11 @@ export class GrpoTrainer {
         refLogp = await this.referenceLogprobs(batch);
         time.reference += performance.now() - t;
       }
-      lossStats = await this.optimise(batch, advantages, oldLogp, refLogp, time, rolloutLogp);
+      lossStats = await this.optimise(batch, advantages, oldLogp, refLogp, time, keptGlobal * G, rolloutLogp);
+    } else if (keptGlobal > 0) {
+      // data parallel with dynamic sampling: this rank kept no group but the others did; it still
+      // takes part in every collective of the updates (its gradient is zero)
+      lossStats = await this.optimise(null, new Float32Array(0), undefined, undefined, time, keptGlobal * G);
     } else {
       metrics.skipped = true;
     }
@@ -525,14 +565,14 @@ export class GrpoTrainer {
     for (const [k, v] of Object.entries(time)) metrics[`time/${k}`] = v / 1000;
     if (this.dist) {
       if (this.distCheckWeights) await this.dist.checkSameWeights(this.model, this.state.step);
-      return this.dist.reduceMetrics(metrics);
+      return this.dist.reduceMetrics(metrics, globalKeys);
     }
     return metrics;
   }
 
   private rewardMetrics(m: StepMetrics, fr: ScoredRound, allRewards: Float32Array) {
     const K = this.rewardFunctions.length;
-    const S = fr.ro.tokens.length;
+    const S = fr.lens.length;
     this.rewardFunctions.forEach((f, k) => {
       const vals: number[] = [];
       for (let i = 0; i < S; i++) if (!Number.isNaN(fr.rewards[i * K + k])) vals.push(fr.rewards[i * K + k]);
@@ -555,12 +595,12 @@ export class GrpoTrainer {
     m.reward_std = mean([...fr.groupStd].filter((x) => !Number.isNaN(x)));
     m.frac_reward_zero_std = fr.zeroStd;
     m.no_reward = fr.noReward;
-    const lens = fr.ro.tokens.map((t) => t.length);
-    const term = lens.filter((_, i) => !fr.ro.truncated[i]);
+    const lens = fr.lens;
+    const term = lens.filter((_, i) => !fr.truncated[i]);
     m['completions/mean_length'] = mean(lens);
     m['completions/min_length'] = Math.min(...lens);
     m['completions/max_length'] = Math.max(...lens);
-    m['completions/clipped_ratio'] = fr.ro.truncated.filter(Boolean).length / Math.max(1, S);
+    m['completions/clipped_ratio'] = fr.truncated.filter(Boolean).length / Math.max(1, S);
     m['completions/mean_terminated_length'] = term.length ? mean(term) : 0;
     m['completions/min_terminated_length'] = term.length ? Math.min(...term) : 0;
     m['completions/max_terminated_length'] = term.length ? Math.max(...term) : 0;
@@ -595,23 +635,24 @@ export class GrpoTrainer {
   }
 
   /** μ optimiser updates over the batch; returns the loss metrics of every loss call. */
-  private async optimise(batch: PackedBatch, advantages: Float32Array, oldLogp: Float32Array | undefined, refLogp: Float32Array | undefined, time: Record<string, number>, rolloutLogp?: Float32Array) {
+  private async optimise(batch: PackedBatch | null, advantages: Float32Array, oldLogp: Float32Array | undefined, refLogp: Float32Array | undefined, time: Record<string, number>, globalSeqCount: number, rolloutLogp?: Float32Array) {
     const c = this.config;
-    const S = batch.n;
+    // (batch null: a data-parallel rank with no sequence this step, see step())
+    const S = batch?.n ?? 0;
     const V = this.model.vocabSize;
     const gas = Math.min(c.gradientAccumulationSteps, S);
     const chunk = Math.ceil(S / gas);
     const micro: number[][] = [];
     for (let s0 = 0; s0 < S; s0 += chunk) micro.push(Array.from({ length: Math.min(chunk, S - s0) }, (_, i) => s0 + i));
     let numItems = 0;
-    for (let i = 0; i < batch.mask.length; i++) numItems += batch.mask[i];
+    if (batch) for (let i = 0; i < batch.mask.length; i++) numItems += batch.mask[i];
     // TRL: dapo normalises by the step's global token count; the others average over micro-batches.
     // verl's loss_agg_mode is normalised over the step's batch: its global token count
     // (token-mean), its non-empty sequences (seq-mean-*: globalBatchSize), or T (-norm).
     let activeSeqs = 0;
     for (let i = 0; i < S; i++) {
       let any = 0;
-      for (let t = 0; t < batch.T && !any; t++) any = batch.mask[i * batch.T + t];
+      for (let t = 0; t < batch!.T && !any; t++) any = batch!.mask[i * batch!.T + t];
       activeSeqs += any ? 1 : 0;
     }
     const agg = c.lossAggMode;
@@ -620,17 +661,22 @@ export class GrpoTrainer {
     const dpCount = async (x: number) => (this.dist ? Math.max(1, await this.dist.sum(x)) / this.dist.worldSize : Math.max(1, x));
     const itemsInBatch = (agg === undefined ? c.lossType === 'dapo' : agg === 'token-mean') ? await dpCount(numItems) : undefined;
     const globalSeqs = agg === 'seq-mean-token-sum' || agg === 'seq-mean-token-mean' ? await dpCount(activeSeqs) : undefined;
-    const gradScale = c.lossType === 'dapo' || agg !== undefined ? 1 : 1 / micro.length;
+    // data parallel with shares of unequal size (dynamic sampling): the losses that average over
+    // this batch's sequences (grpo, dr_grpo, seq_sum: a = 1/S·…) are rescaled by S·W/S_global so that
+    // the average of the ranks' gradients is the gradient over the global batch (1 with equal shares)
+    const perSeq = agg === undefined && (c.lossType === 'grpo' || c.lossType === 'dr_grpo' || c.lossType === 'seq_sum');
+    const shareScale = this.dist && perSeq && S > 0 ? (S * this.dist.worldSize) / globalSeqCount : 1;
+    const gradScale = (c.lossType === 'dapo' || agg !== undefined ? 1 : 1 / micro.length) * shareScale;
     const stats: Record<string, number[]> = {};
     const push = (k: string, v: number) => (stats[k] ??= []).push(v);
     const mbs = micro.map((idx) => ({
       idx,
-      b: micro.length === 1 ? batch : sliceBatch(batch, idx),
+      b: micro.length === 1 ? batch! : sliceBatch(batch!, idx),
       adv: micro.length === 1 ? advantages : Float32Array.from(idx.map((i) => advantages[i])),
-      old: oldLogp && (micro.length === 1 ? oldLogp : slicePerToken(oldLogp, batch.T, idx)),
+      old: oldLogp && (micro.length === 1 ? oldLogp : slicePerToken(oldLogp, batch!.T, idx)),
       // (klEstimator 'full': the reference logits, V per token)
-      ref: refLogp && (micro.length === 1 ? refLogp : slicePerToken(refLogp, this.fullKl ? batch.T * V : batch.T, idx)),
-      rollout: rolloutLogp && (micro.length === 1 ? rolloutLogp : slicePerToken(rolloutLogp, batch.T, idx)),
+      ref: refLogp && (micro.length === 1 ? refLogp : slicePerToken(refLogp, this.fullKl ? batch!.T * V : batch!.T, idx)),
+      rollout: rolloutLogp && (micro.length === 1 ? rolloutLogp : slicePerToken(rolloutLogp, batch!.T, idx)),
     }));
     for (let it = 0; it < c.numIterations; it++) {
       this.model.zeroGrad();
@@ -691,6 +737,11 @@ export class GrpoTrainer {
       this.state.updates++;
       time.optimizer += performance.now() - t;
       await this.engine.syncWeights(this.model, this.state.updates);
+      if (!mbs.length) {
+        // no sequence on this rank: the same keys as the others (NaN: left out of the averages over ranks)
+        if (c.beta > 0) push('kl', NaN);
+        for (const k of ['entropy', 'clip_ratio/low_mean', 'clip_ratio/high_mean', 'clip_ratio/region_mean', 'ratio']) push(k, NaN);
+      }
       push('loss', loss);
       push('grad_norm', norm);
       push('learning_rate', lr);
