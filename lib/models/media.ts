@@ -346,3 +346,17 @@ export function nativeEncoderConfig(m: MediaModelConfig | undefined): Record<str
   }
   return o;
 }
+
+/**
+ * The media sizes a built-in model's encoders take (the inverse of mediaModelConfig): what a
+ * dataset's media is decoded to when training or evaluating a checkpoint.
+ */
+export function mediaSpecOf(m: MediaModelConfig): MediaSpec {
+  const s: MediaSpec = {};
+  if (m.vision) {
+    s.image = { width: m.vision.imageSize, height: m.vision.imageSize };
+    if (m.vision.frames > 0) s.video = { width: m.vision.imageSize, height: m.vision.imageSize, numFrames: m.vision.frames };
+  }
+  if (m.audio) s.audio = { sampleRate: m.audio.sampleRate, maxSeconds: m.audio.samples / m.audio.sampleRate };
+  return s;
+}
