@@ -67,6 +67,18 @@ test('clevr_count: seeded; every answer is the count the pixels show; held-out s
   assert.ok(asks.size >= 3, 'several questions asked');
 });
 
+test('clevr_count_all: 1–5 objects, always asked for all of them; the answer is what the pixels show', () => {
+  const t = clevrCountTask({ seed: 4, trainSize: 300, testSize: 100, allOnly: true });
+  assert.is(t.name, 'clevr_count_all');
+  const counts = new Set<string>();
+  for (const e of [...t.test, ...t.train]) {
+    assert.is(e.prompt, '<image>all=');
+    assert.is(e.answer, String(readScene(e.media!.images![0]).filter((c) => c !== null).length), e.id);
+    counts.add(e.answer);
+  }
+  assert.equal([...counts].sort(), ['1', '2', '3', '4', '5']);
+});
+
 test('video_direction: the answer is the way the only moving object goes, read off the frames; the control shuffles the frames only', () => {
   const t = videoDirectionTask({ seed: 6, trainSize: 300, testSize: 80 });
   assert.ok(sameMedia(t.test, videoDirectionTask({ seed: 6, trainSize: 10, testSize: 80 }).test));

@@ -5,6 +5,8 @@
  * - `clevr_count`: a CLEVR-like 16×16 scene on a 4×4 grid of cells, 1–6 objects (square, plus,
  *   ring) in red / green / blue / yellow; the prompt asks for the count of all objects
  *   (`<image>all=`) or of one colour (`<image>red=`); the answer is the number.
+ *   `clevr_count_all` is the easier variant a tiny model learns in minutes: 1–5 objects, always
+ *   the count of all of them (one question, like beep_count's five slots).
  * - `video_direction`: a 3-frame 16×16 clip in which one object moves one cell per frame left,
  *   right, up or down among distractors that stay put; the answer is the direction word.
  *   `video_direction_shuffled` is the control: the same held-out clips with their frames in a
@@ -91,13 +93,16 @@ function makeTask(name: string, media: MediaSpec, formatPattern: RegExp, gen: (r
   };
 }
 
-/** Count objects (all, or of one colour) in a generated scene. */
-export function clevrCountTask(o: MultimodalTaskOptions = {}): Task {
-  return makeTask('clevr_count', { image: { width: SIZE, height: SIZE } }, /^\d$/, (r, i) => {
-    const n = randInt(r, 1, 6);
+/**
+ * Count objects (all, or of one colour) in a generated scene. `allOnly`: the `clevr_count_all`
+ * variant (1–5 objects, always the count of all).
+ */
+export function clevrCountTask(o: MultimodalTaskOptions & { allOnly?: boolean } = {}): Task {
+  return makeTask(o.allOnly ? 'clevr_count_all' : 'clevr_count', { image: { width: SIZE, height: SIZE } }, /^\d$/, (r, i) => {
+    const n = randInt(r, 1, o.allOnly ? 5 : 6);
     const cells = shuffle(Array.from({ length: 16 }, (_, k) => k), r).slice(0, n);
     const objs: Obj[] = cells.map((cell) => ({ cell, color: COLOR_NAMES[randInt(r, 0, 3)], shape: SHAPES[randInt(r, 0, 2)] }));
-    const ask = r() < 0.5 ? 'all' : COLOR_NAMES[randInt(r, 0, 3)];
+    const ask = o.allOnly || r() < 0.5 ? 'all' : COLOR_NAMES[randInt(r, 0, 3)];
     const count = ask === 'all' ? n : objs.filter((x) => x.color === ask).length;
     const key = `${ask}|${objs.map((x) => `${x.cell}${x.color[0]}${x.shape[0]}`).sort().join(',')}`;
     const ans = String(count);
@@ -167,10 +172,11 @@ export function beepCountTask(o: MultimodalTaskOptions = {}): Task {
   }, o);
 }
 
-export const MULTIMODAL_TASKS = ['clevr_count', 'video_direction', 'video_direction_shuffled', 'beep_count'] as const;
+export const MULTIMODAL_TASKS = ['clevr_count', 'clevr_count_all', 'video_direction', 'video_direction_shuffled', 'beep_count'] as const;
 
 export function multimodalTask(name: string, o: MultimodalTaskOptions): Task | null {
   if (name === 'clevr_count') return clevrCountTask(o);
+  if (name === 'clevr_count_all') return clevrCountTask({ ...o, allOnly: true });
   if (name === 'video_direction') return videoDirectionTask(o);
   if (name === 'video_direction_shuffled') return videoDirectionTask({ ...o, shuffleFrames: true });
   if (name === 'beep_count') return beepCountTask(o);
