@@ -117,6 +117,30 @@ test('video_direction: the answer is the way the only moving object goes, read o
   });
 });
 
+test('video_direction_2f: two frames, the mover alone; its control swaps them', () => {
+  const t = videoDirectionTask({ seed: 6, trainSize: 200, testSize: 60, twoFrames: true });
+  const c = videoDirectionTask({ seed: 6, trainSize: 200, testSize: 60, twoFrames: true, shuffleFrames: true });
+  assert.equal([t.name, c.name], ['video_direction_2f', 'video_direction_2f_shuffled']);
+  const cellOf = (img: ImageData) => {
+    const occ = readScene(img).map((x, i) => (x === null ? -1 : i)).filter((i) => i >= 0);
+    assert.is(occ.length, 1, 'the mover alone');
+    return occ[0];
+  };
+  const dirOf = (a: number, b: number) => (Math.floor(b / GRID) - Math.floor(a / GRID) === 0 ? ((b % GRID) - (a % GRID) > 0 ? 'right' : 'left') : b > a ? 'down' : 'up');
+  const opposite: Record<string, string> = { left: 'right', right: 'left', up: 'down', down: 'up' };
+  t.test.forEach((e, i) => {
+    const [f0, f1] = e.media!.videos![0].frames;
+    assert.is(e.media!.videos![0].frames.length, 2);
+    const [a, b] = [cellOf(f0), cellOf(f1)];
+    assert.is(Math.abs(Math.floor(b / GRID) - Math.floor(a / GRID)) + Math.abs((b % GRID) - (a % GRID)), 1, 'one cell per frame');
+    assert.is(e.answer, dirOf(a, b), e.id);
+    const [g0, g1] = c.test[i].media!.videos![0].frames;
+    assert.equal(c.test[i].meta!.order, [1, 0]);
+    assert.is(dirOf(cellOf(g0), cellOf(g1)), opposite[e.answer], 'the swapped clip shows the opposite move');
+    assert.is(c.test[i].answer, e.answer);
+  });
+});
+
 test('beep_count: seeded; the answer is the number of tone bursts in the samples; held-out clips not in train', () => {
   const t = beepCountTask({ seed: 8, trainSize: 200, testSize: 60 });
   assert.ok(sameMedia(t.test, beepCountTask({ seed: 8, trainSize: 5, testSize: 60 }).test));
