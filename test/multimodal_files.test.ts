@@ -31,7 +31,7 @@ test('grpo data export: beep_count as JSONL + WAV files; an existing export is k
   const args = ['export', '--task', 'beep_count', '--out', dir, '--seed', '3', '--train-size', '8', '--test-size', '4'];
   const logs: string[] = [];
   assert.is(await runData(args, (m) => logs.push(m)), 0);
-  assert.match(logs.join('\n'), /8 rows.*4 rows, 12 media files/);
+  assert.match(logs.join('\n'), /\(8 rows\).*\(4 rows\), 12 media files/);
   const rows = fs.readFileSync(path.join(dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.is(rows.length, 8);
   assert.equal(rows[0].messages, [{ role: 'user', content: '<audio>beeps=' }]);
