@@ -53,10 +53,10 @@ function refEncode(p: Map<string, Float64Array>, pre: 'vision' | 'audio', feat: 
   return e;
 }
 
-/** Patch (gy, gx) of an image as the vision encoder reads it: (dy, dx, channel) order. */
+/** Patch (gy, gx) of an image as the vision encoder reads it: (dy, dx, channel) order, pixels mapped [0, 1] → [−1, 1] (x − 0.5) / 0.5. */
 function refPatch(img: ImageData, gy: number, gx: number, p = 4): number[] {
   const out: number[] = [];
-  for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) for (let c = 0; c < 3; c++) out.push(img.data[((gy * p + dy) * img.width + gx * p + dx) * 3 + c]);
+  for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) for (let c = 0; c < 3; c++) out.push((img.data[((gy * p + dy) * img.width + gx * p + dx) * 3 + c] - 0.5) / 0.5);
   return out;
 }
 

@@ -28,6 +28,7 @@ const NORUN: Record<string, string> = {
   'GRPO_CUDA=0 npm rebuild grpo-kernels': "rebuilds in a consumer project (minutes); bench/install.js measures GRPO_CUDA=0 from the tarball",
   'npx grpo serve --checkpoint runs/sft --port 8001 &': 'needs the runs/sft checkpoint and keeps servers running; test/rollout_remote.test.ts runs grpo serve processes, samples and trains through them (runTrain with --rollout-engine remote); rollout_remote_eval.test.ts runs grpo eval --endpoint',
   'npx grpo sft   --task clevr_count --train-size 2000 --output-dir runs/clevr-sft --sft-stop-accuracy 0.3 --max-completion-length 3': 'trains for minutes; run and measured in bench/results/multimodal.md',
+  'npx grpo data export --task beep_count --out data/beeps --train-size 2000 --test-size 200': 'writes 2200 WAV files and trains for minutes; test/multimodal_files.test.ts runs the same commands (runData, runTrain --task FILE.jsonl) on a small export',
   'npx grpo train --model ./Qwen2.5-0.5B-Instruct --task arithmetic --output-dir runs/qwen --beta 0.04': 'needs a downloaded Hugging Face checkpoint (no model hub here); test/hf_train.test.ts runs the same command path on a tiny checkpoint it writes',
 };
 

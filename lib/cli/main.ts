@@ -7,6 +7,7 @@
  *   grpo demo    all of it and the HTML report
  *   grpo report  rebuild a run directory's report.html
  *   grpo serve   an OpenAI-compatible completions server for a model
+ *   grpo data export   a task written out as an ms-swift JSONL dataset with media files
  * `grpo <command> --help` prints that command's options; `grpo --version` the package version.
  */
 import * as fs from 'fs';
@@ -17,6 +18,7 @@ import { writeRunReport } from '../report';
 import { runServe } from '../serve';
 import { COMMANDS, Command, parseArgs, TRL_ALIASES } from './args';
 import { launchLocal } from '../parallel/launch';
+import { DATA_USAGE, runData } from './data';
 
 interface CommandInfo {
   summary: string;
@@ -87,6 +89,7 @@ export function usage(cmd?: Command): string {
       '',
       'Commands:',
       ...COMMANDS.map((c) => `  ${c.padEnd(7)} ${COMMAND_INFO[c].summary}`),
+      `  ${'data'.padEnd(7)} grpo data export --task NAME --out DIR: a task as ms-swift JSONL + media files (grpo data --help)`,
       '',
       'Examples:',
       ...COMMANDS.flatMap((c) => COMMAND_INFO[c].examples.map((e) => '  ' + e)),
@@ -110,7 +113,19 @@ export function usage(cmd?: Command): string {
   ].join('\n');
 }
 
-async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'data' || (argv[0] === 'help' && argv[1] === 'data')) {
+    if (argv[0] === 'help') {
+      process.stdout.write(DATA_USAGE + '\n');
+      return 0;
+    }
+    try {
+      return await runData(argv.slice(1));
+    } catch (e) {
+      process.stderr.write(`grpo data: ${(e as Error).message}\n`);
+      return e instanceof RangeError ? 2 : 1;
+    }
+  }
   let parsed;
   try {
     parsed = parseArgs(argv);

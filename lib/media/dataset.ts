@@ -337,3 +337,56 @@ export async function loadExampleMedia(examples: Example[], spec: MediaSpec = {}
 export async function loadTaskMedia(task: Task, spec: MediaSpec = {}, opts: LoadMediaOptions = {}): Promise<void> {
   await loadExampleMedia([...task.train, ...task.test], spec, opts);
 }
+
+/** Whether any example of the task refers to media files (a JSONL dataset with media columns). */
+export function taskHasMediaRefs(task: Task): boolean {
+  return task.train.some(hasMediaRefs) || task.test.some(hasMediaRefs);
+}
+
+/**
+ * The MediaSpec a built-in model takes for a dataset's media, read off the data: the first row
+ * carrying each kind fixes that encoder's input (its image size, its video's frame count and size,
+ * its clip's rate and length); every other row is then resized / resampled / frame-sampled to it
+ * by loadExampleMedia. The built-in vision encoder takes one square size for images and video
+ * frames: the image's size wins when both kinds are present. Errors name the row and the field.
+ */
+export async function inferMediaSpec(task: Task, opts: LoadMediaOptions = {}): Promise<MediaSpec> {
+  const first: Partial<Record<MediaKind, { ex: Example; ref: MediaRef }>> = {};
+  for (const ex of [...task.train, ...task.test]) {
+    if (!hasMediaRefs(ex)) continue;
+    let refs: MediaRef[];
+    try {
+      refs = exampleRefs(ex, opts.baseDir);
+    } catch (e) {
+      const x = e as MediaDecodeError & { field?: string; index?: number };
+      throw new MediaLoadError([{ file: ex.source?.file ?? `example ${ex.id}`, line: ex.source?.line, field: x.field, index: x.index, message: x.message }]);
+    }
+    for (const r of refs) first[r.kind] ??= { ex, ref: r };
+    if (first.image && first.audio && first.video) break;
+  }
+  const decodeFirst = async (kind: MediaKind): Promise<MediaData | undefined> => {
+    const f = first[kind];
+    if (!f) return undefined;
+    const { ex, ref } = f;
+    try {
+      const bytes = ref.bytes ?? (await fs.promises.readFile(ref.path!).catch((e: NodeJS.ErrnoException) => {
+        throw new MediaDecodeError(e.code === 'ENOENT' ? `file not found: ${ref.path}` : `cannot read ${ref.path} (${e.message})`);
+      }));
+      if (!bytes.length) throw new MediaDecodeError(ref.path ? `the file is empty: ${ref.path}` : 'no bytes');
+      return kind === 'image' ? await decodeImage(bytes, undefined, opts) : kind === 'audio' ? await decodeAudio(bytes, undefined, opts, ref.path) : await decodeVideo(bytes, undefined, opts, ref.path);
+    } catch (e) {
+      throw new MediaLoadError([{ file: ex.source?.file ?? `example ${ex.id}`, line: ex.source?.line, field: ref.field, index: ref.index, message: (e as Error).message }]);
+    }
+  };
+  const spec: MediaSpec = {};
+  const img = (await decodeFirst('image')) as ImageData | undefined;
+  const vid = (await decodeFirst('video')) as VideoData | undefined;
+  const aud = (await decodeFirst('audio')) as AudioData | undefined;
+  if (img) spec.image = { width: img.width, height: img.height };
+  if (vid) {
+    const f0 = vid.frames[0];
+    spec.video = { width: img ? img.width : f0.width, height: img ? img.height : f0.height, numFrames: vid.frames.length };
+  }
+  if (aud) spec.audio = { sampleRate: aud.sampleRate, maxSeconds: aud.samples.length / aud.sampleRate };
+  return spec;
+}

@@ -165,7 +165,17 @@ export function mediaModelConfig(spec: MediaSpec, o: EncoderOptions = {}): Media
 
 const featCache = new WeakMap<object, Float32Array>();
 
-/** Patch rows [g·g, p·p·3] of an image (row (gy·g + gx), pixels in (dy, dx, channel) order). */
+/**
+ * Pixel normalisation of the vision processor: x ↦ (x − 0.5) / 0.5, from [0, 1] to [−1, 1] (the
+ * mean/std normalisation real VLM processors apply). Why: with raw [0, 1] pixels every patch
+ * shares a large common offset (a grey floor is 0.45 in all 48 inputs) and the encoder's rows
+ * barely differ between an empty and an occupied patch; the built-in model then never learnt to
+ * read images (clevr_count warm start flat at the answer prior, bench/results/multimodal.md),
+ * while centred pixels are learnt in a few hundred warm-start steps.
+ */
+export const PIXEL_MEAN = 0.5, PIXEL_STD = 0.5;
+
+/** Patch rows [g·g, p·p·3] of an image (row (gy·g + gx), pixels in (dy, dx, channel) order, normalised by PIXEL_MEAN / PIXEL_STD). */
 export function patchify(img: ImageData, v: VisionEncoderConfig, what: string): Float32Array {
   const hit = featCache.get(img);
   if (hit) return hit;
@@ -179,7 +189,7 @@ export function patchify(img: ImageData, v: VisionEncoderConfig, what: string): 
       const row = (gy * g + gx) * P;
       for (let dy = 0; dy < p; dy++)
         for (let dx = 0; dx < p; dx++)
-          for (let c = 0; c < 3; c++) out[row + (dy * p + dx) * 3 + c] = img.data[((gy * p + dy) * S + gx * p + dx) * 3 + c];
+          for (let c = 0; c < 3; c++) out[row + (dy * p + dx) * 3 + c] = (img.data[((gy * p + dy) * S + gx * p + dx) * 3 + c] - PIXEL_MEAN) / PIXEL_STD;
     }
   featCache.set(img, out);
   return out;
@@ -345,4 +355,18 @@ export function nativeEncoderConfig(m: MediaModelConfig | undefined): Record<str
     Object.assign(o, { audioP: a.stride * a.nMels, audioHidden: a.hidden, audioPositions: audioTokens(a), audioFrames: 0 });
   }
   return o;
+}
+
+/**
+ * The media sizes a built-in model's encoders take (the inverse of mediaModelConfig): what a
+ * dataset's media is decoded to when training or evaluating a checkpoint.
+ */
+export function mediaSpecOf(m: MediaModelConfig): MediaSpec {
+  const s: MediaSpec = {};
+  if (m.vision) {
+    s.image = { width: m.vision.imageSize, height: m.vision.imageSize };
+    if (m.vision.frames > 0) s.video = { width: m.vision.imageSize, height: m.vision.imageSize, numFrames: m.vision.frames };
+  }
+  if (m.audio) s.audio = { sampleRate: m.audio.sampleRate, maxSeconds: m.audio.samples / m.audio.sampleRate };
+  return s;
 }

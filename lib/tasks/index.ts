@@ -15,7 +15,7 @@ import { AnswerMatchOptions } from './answer';
 
 /** Options that select and shape a task (the CLI's --task, --digits, ... flags). */
 export interface TaskSpec extends ArithmeticOptions, Omit<CountdownOptions, 'numbers'> {
-  /** 'arithmetic' (default), 'countdown', a multimodal task (clevr_count, video_direction, video_direction_shuffled, beep_count), or a path to a JSONL dataset. */
+  /** 'arithmetic' (default), 'countdown', a multimodal task (clevr_count, clevr_count_all, video_direction, video_direction_shuffled, beep_count), or a path to a JSONL dataset. */
   task?: string;
   /** countdown: how many numbers. */
   countdownNumbers?: number;

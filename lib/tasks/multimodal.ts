@@ -5,11 +5,14 @@
  * - `clevr_count`: a CLEVR-like 16×16 scene on a 4×4 grid of cells, 1–6 objects (square, plus,
  *   ring) in red / green / blue / yellow; the prompt asks for the count of all objects
  *   (`<image>all=`) or of one colour (`<image>red=`); the answer is the number.
+ *   `clevr_count_all` is the easier variant a tiny model learns in minutes: 1–5 objects, always
+ *   the count of all of them (one question, like beep_count's five slots).
  * - `video_direction`: a 3-frame 16×16 clip in which one object moves one cell per frame left,
  *   right, up or down among distractors that stay put; the answer is the direction word.
  *   `video_direction_shuffled` is the control: the same held-out clips with their frames in a
  *   seeded random non-identity order (the answer stays the true direction), so a model that reads
- *   frame order falls towards chance there.
+ *   frame order falls towards chance there. `video_direction_2f` (+ `_shuffled`): two frames, the
+ *   mover alone; its control swaps the two frames.
  * - `beep_count`: a 1 s, 4 kHz clip with 1–5 tone beeps (400–1200 Hz, 100 ms) in five slots,
  *   light noise; the answer is the number of beeps.
  *
@@ -91,13 +94,16 @@ function makeTask(name: string, media: MediaSpec, formatPattern: RegExp, gen: (r
   };
 }
 
-/** Count objects (all, or of one colour) in a generated scene. */
-export function clevrCountTask(o: MultimodalTaskOptions = {}): Task {
-  return makeTask('clevr_count', { image: { width: SIZE, height: SIZE } }, /^\d$/, (r, i) => {
-    const n = randInt(r, 1, 6);
+/**
+ * Count objects (all, or of one colour) in a generated scene. `allOnly`: the `clevr_count_all`
+ * variant (1–5 objects, always the count of all).
+ */
+export function clevrCountTask(o: MultimodalTaskOptions & { allOnly?: boolean } = {}): Task {
+  return makeTask(o.allOnly ? 'clevr_count_all' : 'clevr_count', { image: { width: SIZE, height: SIZE } }, /^\d$/, (r, i) => {
+    const n = randInt(r, 1, o.allOnly ? 5 : 6);
     const cells = shuffle(Array.from({ length: 16 }, (_, k) => k), r).slice(0, n);
     const objs: Obj[] = cells.map((cell) => ({ cell, color: COLOR_NAMES[randInt(r, 0, 3)], shape: SHAPES[randInt(r, 0, 2)] }));
-    const ask = r() < 0.5 ? 'all' : COLOR_NAMES[randInt(r, 0, 3)];
+    const ask = o.allOnly || r() < 0.5 ? 'all' : COLOR_NAMES[randInt(r, 0, 3)];
     const count = ask === 'all' ? n : objs.filter((x) => x.color === ask).length;
     const key = `${ask}|${objs.map((x) => `${x.cell}${x.color[0]}${x.shape[0]}`).sort().join(',')}`;
     const ans = String(count);
@@ -109,27 +115,37 @@ const DIRS: Record<string, [number, number]> = { left: [0, -1], right: [0, 1], u
 const DIR_NAMES = Object.keys(DIRS);
 export const VIDEO_FRAMES = 3;
 
-function directionExample(r: () => number, i: number): { key: string; ex: Example } {
-  const dir = DIR_NAMES[randInt(r, 0, 3)];
-  const [vy, vx] = DIRS[dir];
-  // start so that all three cells stay on the 4×4 grid
-  const ys = vy === 0 ? [0, 3] : vy > 0 ? [0, 1] : [2, 3];
-  const xs = vx === 0 ? [0, 3] : vx > 0 ? [0, 1] : [2, 3];
-  const y0 = randInt(r, ys[0], ys[1]), x0 = randInt(r, xs[0], xs[1]);
-  const path = Array.from({ length: VIDEO_FRAMES }, (_, t) => (y0 + vy * t) * 4 + x0 + vx * t);
-  const mover: Omit<Obj, 'cell'> = { color: COLOR_NAMES[randInt(r, 0, 3)], shape: SHAPES[randInt(r, 0, 2)] };
-  const free = shuffle(Array.from({ length: 16 }, (_, k) => k).filter((k) => !path.includes(k)), r);
-  const still: Obj[] = free.slice(0, randInt(r, 0, 2)).map((cell) => ({ cell, color: COLOR_NAMES[randInt(r, 0, 3)], shape: SHAPES[randInt(r, 0, 2)] }));
-  const frames = path.map((cell) => render([...still, { ...mover, cell }], r));
-  const video: VideoData = { kind: 'video', fps: 4, frames };
-  const key = `${dir}|${path.join('.')}|${mover.color}${mover.shape}|${still.map((s) => s.cell).join('.')}`;
-  return { key, ex: { id: `dir-${i}`, prompt: '<video>dir=', answer: dir, solution: dir, media: { videos: [video] }, meta: { path } } };
+/** `frames`-frame clips; `distractors`: up to that many still objects (0 for the two-frame variant). */
+function directionExample(frames: number, distractors: number): (r: () => number, i: number) => { key: string; ex: Example } {
+  return (r, i) => {
+    const dir = DIR_NAMES[randInt(r, 0, 3)];
+    const [vy, vx] = DIRS[dir];
+    // start so that every cell of the path stays on the 4×4 grid
+    const span = frames - 1;
+    const ys = vy === 0 ? [0, 3] : vy > 0 ? [0, 3 - span] : [span, 3];
+    const xs = vx === 0 ? [0, 3] : vx > 0 ? [0, 3 - span] : [span, 3];
+    const y0 = randInt(r, ys[0], ys[1]), x0 = randInt(r, xs[0], xs[1]);
+    const path = Array.from({ length: frames }, (_, t) => (y0 + vy * t) * 4 + x0 + vx * t);
+    const mover: Omit<Obj, 'cell'> = { color: COLOR_NAMES[randInt(r, 0, 3)], shape: SHAPES[randInt(r, 0, 2)] };
+    const free = shuffle(Array.from({ length: 16 }, (_, k) => k).filter((k) => !path.includes(k)), r);
+    const still: Obj[] = free.slice(0, randInt(r, 0, distractors)).map((cell) => ({ cell, color: COLOR_NAMES[randInt(r, 0, 3)], shape: SHAPES[randInt(r, 0, 2)] }));
+    const clip = path.map((cell) => render([...still, { ...mover, cell }], r));
+    const video: VideoData = { kind: 'video', fps: 4, frames: clip };
+    const key = `${dir}|${path.join('.')}|${mover.color}${mover.shape}|${still.map((s) => s.cell).join('.')}`;
+    return { key, ex: { id: `dir-${i}`, prompt: '<video>dir=', answer: dir, solution: dir, media: { videos: [video] }, meta: { path } } };
+  };
 }
 
-/** Direction of the moving object across frames (left/right/up/down). */
-export function videoDirectionTask(o: MultimodalTaskOptions & { shuffleFrames?: boolean } = {}): Task {
-  const spec: MediaSpec = { video: { width: SIZE, height: SIZE, numFrames: VIDEO_FRAMES } };
-  const t = makeTask('video_direction', spec, /^(left|right|up|down)$/, directionExample, o);
+/**
+ * Direction of the moving object across frames (left/right/up/down). `twoFrames`: the
+ * `video_direction_2f` variant (two frames, the mover alone), whose control can only swap the
+ * frames: a model that reads frame order then answers the opposite direction.
+ */
+export function videoDirectionTask(o: MultimodalTaskOptions & { shuffleFrames?: boolean; twoFrames?: boolean } = {}): Task {
+  const frames = o.twoFrames ? 2 : VIDEO_FRAMES;
+  const spec: MediaSpec = { video: { width: SIZE, height: SIZE, numFrames: frames } };
+  const name = o.twoFrames ? 'video_direction_2f' : 'video_direction';
+  const t = makeTask(name, spec, /^(left|right|up|down)$/, directionExample(frames, o.twoFrames ? 0 : 2), o);
   if (!o.shuffleFrames) return t;
   // the control: the very same held-out clips with their frames in a seeded non-identity order
   // (content unchanged, only the order is lost; the answer stays the true direction)
@@ -140,7 +156,7 @@ export function videoDirectionTask(o: MultimodalTaskOptions & { shuffleFrames?: 
     do order = shuffle(order.slice(), r); while (order.every((x, k) => x === k));
     return { ...e, media: { videos: [{ ...v, frames: order.map((k) => v.frames[k]) }] }, meta: { ...e.meta, order } };
   });
-  return { ...t, name: 'video_direction_shuffled', test };
+  return { ...t, name: `${name}_shuffled`, test };
 }
 
 export const BEEP_RATE = 4000, BEEP_SAMPLES = 4000;
@@ -167,12 +183,15 @@ export function beepCountTask(o: MultimodalTaskOptions = {}): Task {
   }, o);
 }
 
-export const MULTIMODAL_TASKS = ['clevr_count', 'video_direction', 'video_direction_shuffled', 'beep_count'] as const;
+export const MULTIMODAL_TASKS = ['clevr_count', 'clevr_count_all', 'video_direction', 'video_direction_shuffled', 'video_direction_2f', 'video_direction_2f_shuffled', 'beep_count'] as const;
 
 export function multimodalTask(name: string, o: MultimodalTaskOptions): Task | null {
   if (name === 'clevr_count') return clevrCountTask(o);
+  if (name === 'clevr_count_all') return clevrCountTask({ ...o, allOnly: true });
   if (name === 'video_direction') return videoDirectionTask(o);
   if (name === 'video_direction_shuffled') return videoDirectionTask({ ...o, shuffleFrames: true });
+  if (name === 'video_direction_2f') return videoDirectionTask({ ...o, twoFrames: true });
+  if (name === 'video_direction_2f_shuffled') return videoDirectionTask({ ...o, twoFrames: true, shuffleFrames: true });
   if (name === 'beep_count') return beepCountTask(o);
   return null;
 }

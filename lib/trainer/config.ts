@@ -49,7 +49,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_RUN, name: 'distTimeout', type: 'number', default: 300, help: 'data parallel: seconds a collective may wait for the other ranks (covers rank 0\'s evaluations and checkpoints); a dead or hung rank fails the others within it' },
   { section: S_RUN, name: 'distCheckWeights', type: 'boolean', default: false, help: 'data parallel: after every step check (by hash) that every rank holds the same weights' },
   // task
-  { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', 'clevr_count', 'video_direction', 'video_direction_shuffled', 'beep_count', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
+  { section: S_TASK, name: 'task', type: 'string', default: 'arithmetic', help: "'arithmetic', 'countdown', 'clevr_count', 'clevr_count_all', 'video_direction', 'video_direction_shuffled', 'video_direction_2f', 'video_direction_2f_shuffled', 'beep_count', or a JSONL dataset path (ms-swift layout: messages|prompt|query + solution)" },
   { section: S_TASK, name: 'testFile', type: 'string', default: undefined, help: 'held-out JSONL for a dataset task (default: 10% of the training file)' },
   { section: S_TASK, name: 'digits', type: 'int', default: 2, help: 'arithmetic: digits per operand (difficulty)' },
   { section: S_TASK, name: 'ops', type: 'strings', default: ['+', '-'], help: 'arithmetic: operators from + - * (space- or comma-separated)' },

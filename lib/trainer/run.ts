@@ -5,7 +5,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { CharTokenizer, createTransformer, MediaTokenizer, mediaModelConfig, mediaTokenizer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
+import { CharTokenizer, createTransformer, MediaModelConfig, MediaTokenizer, mediaModelConfig, mediaSpecOf, mediaTokenizer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
+import { inferMediaSpec, loadTaskMedia, taskHasMediaRefs } from '../media/dataset';
 import { HfCausalLM, HfTokenizer, loadHfCheckpoint, parseHfConfig, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
@@ -52,6 +53,28 @@ export function resolvePaths(o: Options): Options {
 
 export function buildTask(o: Options): Task {
   return makeTask({ ...(o as TaskSpec), task: o.task as string, formatPattern: o.formatPattern as string | undefined, ops: o.ops as TaskSpec['ops'] });
+}
+
+/**
+ * A dataset task whose rows carry media (`--task FILE.jsonl` with `images` / `audios` / `videos`
+ * columns): its media decoded once per row (loadTaskMedia: the trainer reads `example.media`
+ * every step, never the files) at the sizes of the model's encoders: the checkpoint's
+ * (`modelMedia`, for --init / --resume / eval) or, for a fresh model, read off the data
+ * (inferMediaSpec). The returned task carries that spec as `media`, so the tokenizer expands the
+ * tags into placeholders and the fresh model gets an encoder per kind present. Other tasks are
+ * returned as they are.
+ */
+export async function withTaskMedia(task: Task, modelMedia: MediaModelConfig | undefined, hf = false): Promise<Task> {
+  if (!taskHasMediaRefs(task)) return task;
+  if (hf) throw new RangeError(`--model (a Hugging Face checkpoint) with a media dataset (${task.name}): not yet supported; media rows train the built-in model (leave out --model)`);
+  const spec = modelMedia ? mediaSpecOf(modelMedia) : task.media ?? (await inferMediaSpec(task));
+  await loadTaskMedia(task, spec);
+  return { ...task, media: spec };
+}
+
+/** The media config of the model in checkpoint `dir` (undefined for a text-only or HF model). */
+function checkpointMedia(dir: string | undefined): MediaModelConfig | undefined {
+  return dir ? (loadCheckpoint(dir).meta.modelConfig as Partial<TransformerConfig>).media : undefined;
 }
 
 /**
@@ -220,7 +243,7 @@ export async function runSft(opts: Options, io: Io = consoleIo): Promise<{ check
   applyThreads(o);
   const t0 = Date.now();
   const dir = o.outputDir as string;
-  const task = buildTask(o);
+  const task = await withTaskMedia(buildTask(o), checkpointMedia(o.init as string | undefined));
   const model = loadOrCreateModel(o, taskTokenizer(task, o));
   const tok = tokenizerFor(model, taskTokenizer(task, o));
   try {
@@ -364,7 +387,7 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   const lead = !dist || dist.isMain;
   const t0 = Date.now();
   const dir = runDir;
-  const task = buildTask(o);
+  let task = buildTask(o);
   // --model DIR: a Hugging Face checkpoint (its tokenizer and chat template) instead of the built-in model
   const lora = loraOptions(o);
   let tok: Tokenizer = taskTokenizer(task, o);
@@ -373,6 +396,9 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   let refModel: PolicyModel | null = null;
   let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
   try {
+    const media = ck ? (ck.meta.modelConfig as Partial<TransformerConfig>).media : checkpointMedia(o.init as string | undefined);
+    task = await withTaskMedia(task, media, !!o.model);
+    tok = taskTokenizer(task, o);
     const hf = o.model ? await loadHfCheckpoint(o.model as string, { lora }) : null;
     if (hf) tok = hf.tokenizer;
     if (ck) {
@@ -404,8 +430,8 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
     await closeDataParallel(dist, false);
     throw e;
   }
-  const rw = rewards, m = model;
-  const body = () => trainBody(o, io, t0, task, tok, m, refModel, rw, ck, dist);
+  const rw = rewards, m = model, tk = task;
+  const body = () => trainBody(o, io, t0, tk, tok, m, refModel, rw, ck, dist);
   let ok = false;
   return (lead ? inRunDir(dir, body) : body())
     .then((r) => ((ok = true), r))
@@ -563,7 +589,7 @@ export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalRe
     model = hf ? hf.model : createTransformer(ck!.meta.modelConfig);
     if (ck) restoreTensors(ck, 'model', model);
     if (!hf) tok = tokenizerFor(model, tok);
-    const task = buildTask(o);
+    const task = await withTaskMedia(buildTask(o), hf ? undefined : (model.config as Partial<TransformerConfig>).media, !!hf);
     checkTaskFits({ ...task, train: [] }, tok, model.maxSeqLen, o);
     rewards = await buildRewards(o);
     r = await evaluate(model, tok, task, evalOptions(o, rewards));
