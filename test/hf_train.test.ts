@@ -106,6 +106,19 @@ test('train --use-peft: a checkpoint holds the adapters, their Adam moments and 
   base.dispose();
 });
 
+test('grpo serve --model DIR --checkpoint CK of a LoRA run: the adapters load on the base the checkpoint names', async () => {
+  const { loadServedModel } = await import('../lib/serve/weights');
+  const ckDir = path.join(root, 'p1');
+  const ck = loadCheckpoint(ckDir);
+  const served = await loadServedModel({ model: modelDir, checkpoint: ckDir, fresh: () => { throw new Error('not used'); } });
+  const m = served.model as import('../lib/models/hf').HfCausalLM;
+  const sd = m.trainableStateDict();
+  assert.equal([...sd.keys()].sort(), [...ck.weights.keys()].sort());
+  for (const [k, t] of ck.weights) assert.ok(bitsEqual(t.data, sd.get(k)!.data), `${k} differs in the served model`);
+  assert.is(served.version, ck.meta.step);
+  m.dispose();
+});
+
 test('train --use-peft: resuming on a changed or incomplete base is refused, naming the file', async () => {
   const peft = { ...opts, usePeft: true, loraR: 2, loraAlpha: 4, loraTargetModules: ['q_proj'] };
   const run = path.join(root, 'p4');
