@@ -59,4 +59,25 @@ test('encodePrompt: a string prompt becomes one user turn through the template',
   assert.throws(() => tok.applyChatTemplate([{ role: 'user' } as never]), /role: string, content: string/);
 });
 
+test('fromDir: a second load of a folder reuses the constructed tokenizer; a rewritten tokenizer.json is read again', async () => {
+  const { writeTinyTokenizer } = await import('./hf_helpers');
+  const d = path.join(tmp, 'tiny');
+  const V = writeTinyTokenizer(d);
+  const a = HfTokenizer.fromDir(d), b = HfTokenizer.fromDir(d);
+  assert.is.not(a, b);
+  assert.is(b.vocabSize, V);
+  assert.equal(b.encode('a+1<|im_end|>'), a.encode('a+1<|im_end|>'));
+  assert.equal(b.encode('a+1<|im_end|>'), [3 + 1 + 'a'.charCodeAt(0) - 32, 3 + 1 + '+'.charCodeAt(0) - 32, 3 + 1 + '1'.charCodeAt(0) - 32, 2]);
+  // per instance: switching one off leaves the other
+  b.useChatTemplate = false;
+  assert.ok(a.useChatTemplate);
+  // another special token appended: the cache must not serve the old vocabulary
+  const tj = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
+  tj.added_tokens.push({ id: V, content: '<|new|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify(tj));
+  const c = HfTokenizer.fromDir(d);
+  assert.is(c.vocabSize, V + 1);
+  assert.equal(c.encode('<|new|>'), [V]);
+});
+
 test.run();

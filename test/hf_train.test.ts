@@ -66,19 +66,88 @@ test('train --model DIR --use-peft: adapters train, base frozen, PEFT folder rel
   const a = await runTrain({ ...peft, outputDir: path.join(root, 'p1'), maxSteps: 2 }, quiet);
   const wa = loadCheckpoint(a.checkpoint).weights;
   const base = await loadHfModel(modelDir);
-  for (const [k, t] of base.stateDict()) assert.ok(bitsEqual(t.data, wa.get(k)!.data), `base tensor ${k} changed`);
   const adapterB = [...wa].filter(([k]) => k.endsWith('lora_B.weight'));
   assert.is(adapterB.length, 3 * cfg.nL);
   assert.ok(adapterB.some(([, t]) => t.data.some((x) => x !== 0)), 'no adapter moved');
   const { loadHfModelWithAdapter } = await import('../lib/models/hf');
   const re = await loadHfModelWithAdapter(modelDir, path.join(root, 'p1', 'adapter'));
-  for (const [k, t] of re.stateDict()) assert.ok(bitsEqual(t.data, wa.get(k)!.data), `${k} differs in the saved adapter`);
+  const rsd = re.stateDict();
+  for (const [k, t] of wa) assert.ok(bitsEqual(t.data, rsd.get(k)!.data), `${k} differs in the saved adapter`);
+  // the base stayed frozen: the reloaded base + adapters holds the folder's base tensors
+  for (const [k, t] of base.stateDict()) assert.ok(bitsEqual(t.data, rsd.get(k)!.data), `base tensor ${k} changed`);
   await runTrain({ ...peft, outputDir: path.join(root, 'p2'), maxSteps: 1 }, quiet);
   const c = await runTrain({ ...peft, outputDir: path.join(root, 'p2'), maxSteps: 2, resume: true }, quiet);
   const wc = loadCheckpoint(c.checkpoint).weights;
+  assert.is(wc.size, wa.size);
   for (const [k, t] of wa) assert.ok(bitsEqual(t.data, wc.get(k)!.data), `${k} differs after resume`);
+  const oa = loadCheckpoint(a.checkpoint).optimizer!, oc = loadCheckpoint(c.checkpoint).optimizer!;
+  for (const [k, t] of oa) assert.ok(bitsEqual(t.data, oc.get(k)!.data), `optimizer ${k} differs after resume`);
   base.dispose();
   re.dispose();
+});
+
+test('train --use-peft: a checkpoint holds the adapters, their Adam moments and the base identity, not the base weights', async () => {
+  const peft = { ...opts, usePeft: true, loraR: 2, loraAlpha: 4, loraTargetModules: ['q_proj', 'v_proj'] };
+  const r = await runTrain({ ...peft, outputDir: path.join(root, 'p3'), maxSteps: 1 }, quiet);
+  const ck = loadCheckpoint(r.checkpoint);
+  const base = await loadHfModel(modelDir, { lora: { r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj'] } });
+  const adapters = base.parameters.filter((p) => p.trainable);
+  const adapterFloats = adapters.reduce((s, p) => s + p.size, 0);
+  assert.equal([...ck.weights.keys()].sort(), adapters.map((p) => p.name).sort());
+  assert.ok(ck.meta.base && ck.meta.base.dir === path.resolve(modelDir), 'trainer_state.json names the base folder');
+  assert.equal(ck.meta.base!.files.map((f) => f.file), ['config.json', 'model.safetensors']);
+  assert.is(ck.meta.base!.files[1].size, fs.statSync(path.join(modelDir, 'model.safetensors')).size);
+  // sizes: model.safetensors = adapters (float32) + header; optimizer = 2 moments of them; no reference copy
+  const header = (f: string) => 8 + Number(fs.readFileSync(f).readBigUInt64LE(0));
+  const mf = path.join(ck.dir, 'model.safetensors'), of = path.join(ck.dir, 'optimizer.safetensors');
+  assert.is(fs.statSync(mf).size - header(mf), 4 * adapterFloats);
+  assert.is(fs.statSync(of).size - header(of), 2 * 4 * adapterFloats);
+  assert.not.ok(fs.existsSync(path.join(ck.dir, 'reference.safetensors')));
+  base.dispose();
+});
+
+test('grpo serve --model DIR --checkpoint CK of a LoRA run: the adapters load on the base the checkpoint names', async () => {
+  const { loadServedModel } = await import('../lib/serve/weights');
+  const ckDir = path.join(root, 'p1');
+  const ck = loadCheckpoint(ckDir);
+  const served = await loadServedModel({ model: modelDir, checkpoint: ckDir, fresh: () => { throw new Error('not used'); } });
+  const m = served.model as import('../lib/models/hf').HfCausalLM;
+  const sd = m.trainableStateDict();
+  assert.equal([...sd.keys()].sort(), [...ck.weights.keys()].sort());
+  for (const [k, t] of ck.weights) assert.ok(bitsEqual(t.data, sd.get(k)!.data), `${k} differs in the served model`);
+  assert.is(served.version, ck.meta.step);
+  m.dispose();
+});
+
+test('train --use-peft: resuming on a changed or incomplete base is refused, naming the file', async () => {
+  const peft = { ...opts, usePeft: true, loraR: 2, loraAlpha: 4, loraTargetModules: ['q_proj'] };
+  const run = path.join(root, 'p4');
+  await runTrain({ ...peft, outputDir: run, maxSteps: 1 }, quiet);
+  // a copy of the folder is the same base (modification times differ; nothing else does)
+  const copy = path.join(root, 'copy-of-base');
+  fs.cpSync(modelDir, copy, { recursive: true });
+  const ok = await runTrain({ ...peft, model: copy, outputDir: run, maxSteps: 2, resume: true }, quiet);
+  assert.is(ok.steps, 2);
+  // same layout (identical header), other weights: another fine-tune of the same architecture
+  const other = path.join(root, 'other-base');
+  fs.cpSync(modelDir, other, { recursive: true });
+  writeHfCheckpoint(other, cfg, randomWeights(cfg, 32));
+  const err = async (o: Record<string, unknown>, re: RegExp) => {
+    try {
+      await runTrain({ ...peft, outputDir: run, maxSteps: 3, resume: true, ...o }, quiet);
+    } catch (e) {
+      assert.match((e as Error).message, re);
+      return;
+    }
+    assert.unreachable('resume on a changed base was accepted');
+  };
+  await err({ model: other }, new RegExp(`${path.join(other, 'model.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} has other contents`));
+  fs.rmSync(path.join(copy, 'model.safetensors'));
+  fs.writeFileSync(path.join(copy, 'model.safetensors'), Buffer.alloc(16));
+  await err({ model: copy }, /model\.safetensors/);
+  // the base folder the checkpoint names is gone
+  fs.rmSync(path.join(copy, 'config.json'));
+  await err({ model: copy }, /config\.json/);
 });
 
 test.run();

@@ -7,21 +7,24 @@
  *   model.safetensors   float32 weights
  *   trainer_state.json  a checkpoint meta (kind 'grpo', step = version, no optimizer file)
  * and for a Hugging Face model a transformers folder (config.json + model.safetensors, float32 so a
- * server samples from exactly the trainer's weights). It is written into a temporary sibling,
+ * server samples from exactly the trainer's weights) — or, for a LoRA model, a PEFT adapter folder
+ * (adapter_config.json naming the base folder + float32 adapter_model.safetensors): the server
+ * loads the base from that folder and applies the adapters unmerged, as the trainer does, so its
+ * tokens are the in-process ones bit for bit (merged weights W + α/r·B·A round differently). It is written into a temporary sibling,
  * then renamed into place: a server is only ever told a complete directory, and a kill mid-write
  * leaves only a `.tmp-*` directory no one reads (and the next write removes).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { CharTokenizer, createTransformer, PolicyModel, Tokenizer } from '../models';
-import { HfCausalLM, loadHfCheckpoint, loadHfModel, saveHfModel } from '../models/hf';
+import { HfCausalLM, loadHfCheckpoint, loadHfModel, loadHfModelWithAdapter, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { readSafetensors, writeSafetensors } from '../models/safetensors';
-import { CheckpointError, loadCheckpointMeta, type CheckpointMeta } from '../trainer/checkpoint';
+import { CheckpointError, loadCheckpoint, loadCheckpointMeta, restoreTensors, type CheckpointMeta } from '../trainer/checkpoint';
 
 const VERSION_DIR = /^v-(\d+)$/;
 const TMP_DIR = /^v-\d+\.tmp-\d+$/;
 /** The files a weights directory holds (the built-in layout and a transformers folder). */
-const WEIGHT_FILE = /^(model\.safetensors|trainer_state\.json|config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|added_tokens\.json|chat_template\.jinja)(\.tmp-\d+)?$/;
+const WEIGHT_FILE = /^(model\.safetensors|trainer_state\.json|config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|added_tokens\.json|chat_template\.jinja|adapter_config\.json|adapter_model\.safetensors)(\.tmp-\d+)?$/;
 
 /** Removes a weights directory's own files, then the directory if that emptied it (a user's file stays). */
 function removeWeightsDir(dir: string): boolean {
@@ -54,7 +57,10 @@ export function writeRolloutWeights(root: string, model: PolicyModel, version: n
   const final = path.join(root, name);
   const tmp = path.join(root, `${name}.tmp-${process.pid}`);
   try {
-    if (model instanceof HfCausalLM) {
+    if (model instanceof HfCausalLM && model.lora && o.sourceDir) {
+      // the adapters only; the server reads the base from the folder the trainer loaded it from
+      saveLoraAdapter(model, tmp, { baseModel: path.resolve(o.sourceDir) });
+    } else if (model instanceof HfCausalLM) {
       saveHfModel(model, tmp, { dtype: 'float32', sourceDir: o.sourceDir });
     } else {
       fs.mkdirSync(tmp, { recursive: true });
@@ -184,17 +190,24 @@ export async function reloadWeights(cur: ServedModel, dir: string): Promise<Serv
     const hfCur = cur.model as HfCausalLM;
     let model: HfCausalLM;
     let version = 0;
-    if (isHfFolder(dir)) {
+    if (fs.existsSync(path.join(dir, 'adapter_config.json'))) {
+      model = await loadAdapterFolder(dir, hfCur.maxSeqLen);
+    } else if (isHfFolder(dir)) {
       model = await loadHfModel(dir, { maxSeqLen: hfCur.maxSeqLen });
     } else {
       const meta = loadCheckpointMeta(dir);
-      model = new HfCausalLM(hfCur.config, { maxSeqLen: hfCur.maxSeqLen });
       const file = path.join(dir, 'model.safetensors');
-      try {
-        model.loadStateDict(readSafetensors(file).tensors);
-      } catch (e) {
-        model.dispose();
-        throw new CheckpointError(file, `does not fit the served model (${(e as Error).message})`);
+      if (meta.base) {
+        // a LoRA run's checkpoint: the adapters, on the base folder it names (checked file by file)
+        model = await loadLoraCheckpoint(dir, meta, hfCur.maxSeqLen);
+      } else {
+        model = new HfCausalLM(hfCur.config, { maxSeqLen: hfCur.maxSeqLen });
+        try {
+          model.loadStateDict(readSafetensors(file).tensors);
+        } catch (e) {
+          model.dispose();
+          throw new CheckpointError(file, `does not fit the served model (${(e as Error).message})`);
+        }
       }
       version = meta.step;
     }
@@ -211,4 +224,33 @@ export async function reloadWeights(cur: ServedModel, dir: string): Promise<Serv
     throw new RangeError(`${w.dir}: the model's vocabulary has ${w.model.vocabSize} ids but the served tokenizer's ${cur.tokenizer.vocabSize}`);
   }
   return { ...cur, model: w.model, source: w.dir, version: w.meta.step };
+}
+
+/** A PEFT adapter folder (as writeRolloutWeights writes for LoRA) on the base its adapter_config.json names. */
+async function loadAdapterFolder(dir: string, maxSeqLen: number): Promise<HfCausalLM> {
+  const file = path.join(dir, 'adapter_config.json');
+  let base: unknown;
+  try {
+    base = (JSON.parse(fs.readFileSync(file, 'utf8')) as { base_model_name_or_path?: unknown }).base_model_name_or_path;
+  } catch (e) {
+    throw new RangeError(`${file}: not JSON (${(e as Error).message})`);
+  }
+  if (typeof base !== 'string' || !path.isAbsolute(base) || !fs.existsSync(path.join(base, 'config.json')))
+    throw new RangeError(`${file}: expected base_model_name_or_path to be the absolute path of the base model's folder (with config.json) but received ${JSON.stringify(base)}`);
+  return loadHfModelWithAdapter(base, dir, { maxSeqLen });
+}
+
+/** A checkpoint holding LoRA adapters only (trainer_state.json `base`): base folder + adapters, identity checked. */
+async function loadLoraCheckpoint(dir: string, meta: CheckpointMeta, maxSeqLen: number): Promise<HfCausalLM> {
+  const c = meta.config as { loraR?: number; loraAlpha?: number; loraTargetModules?: string[] };
+  const ckDir = fs.existsSync(path.join(dir, 'trainer_state.json')) ? dir : path.dirname(findLatest(dir));
+  const ck = loadCheckpoint(ckDir);
+  const model = await loadHfModel(meta.base!.dir, { maxSeqLen, lora: { r: c.loraR as number, alpha: c.loraAlpha as number, targetModules: c.loraTargetModules } });
+  try {
+    restoreTensors(ck, 'model', model, { baseDir: meta.base!.dir });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
 }

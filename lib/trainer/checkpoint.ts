@@ -1,6 +1,7 @@
 /**
  * Checkpoints: <runDir>/checkpoints/step-NNNNNN/ holding
- *   model.safetensors      policy weights
+ *   model.safetensors      policy weights (a LoRA run on a Hugging Face base: the adapters only;
+ *                          trainer_state.json's `base` names the base folder and its identity)
  *   optimizer.safetensors  AdamW moments (m, v)
  *   reference.safetensors  the frozen reference weights (only when β > 0)
  *   trainer_state.json     config, model config, optimiser step and hyper-parameters, data-order
@@ -17,6 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { PolicyModel, TransformerConfig } from '../models/policy';
 import { readSafetensors, TensorMap, writeSafetensors } from '../models/safetensors';
+import { BaseIdentity, baseIdentityProblem, baseIdentityShapeProblem } from '../models/hf/identity';
 
 export interface CheckpointMeta {
   /** Format version of trainer_state.json. */
@@ -30,6 +32,11 @@ export interface CheckpointMeta {
   /** Everything else needed to continue bit-exactly (trainer state: updates, epoch, cursor, ...). */
   state: Record<string, unknown>;
   hasReference: boolean;
+  /**
+   * Set when model.safetensors holds only the trained tensors (LoRA adapters): the frozen base
+   * weights are those of this folder, checked against the recorded identity on load.
+   */
+  base?: BaseIdentity;
   savedAt: string;
 }
 
@@ -69,6 +76,13 @@ export interface SaveOptions {
   meta: Omit<CheckpointMeta, 'version' | 'savedAt' | 'hasReference' | 'optimizer' | 'modelConfig'>;
   /** Keep at most this many checkpoints (oldest deleted after a successful save). Default 2. */
   keep?: number;
+  /**
+   * A LoRA run on a Hugging Face base: `weights` are the trained tensors only (model.safetensors
+   * then holds them instead of model.stateDict()) and `base` the identity of the folder that
+   * holds the rest. Both or neither.
+   */
+  weights?: TensorMap;
+  base?: BaseIdentity;
   /** Test hook: called after the files are written, before anything is renamed into place. */
   beforeCommit?: () => void;
 }
@@ -104,6 +118,7 @@ export function saveCheckpoint(runDir: string, o: SaveOptions): string {
   const final = path.join(root, name);
   const tmp = path.join(root, `${name}.tmp-${process.pid}`);
   fs.mkdirSync(tmp, { recursive: true });
+  if (!o.weights !== !o.base) throw new RangeError('saveCheckpoint: weights (the trained tensors) and base (the folder holding the frozen ones) go together');
   const opt = o.model.optimizerState();
   const meta: CheckpointMeta = {
     version: 1,
@@ -111,9 +126,10 @@ export function saveCheckpoint(runDir: string, o: SaveOptions): string {
     modelConfig: o.model.config as TransformerConfig,
     optimizer: { step: opt.step ?? 0 },
     hasReference: !!o.refModel,
+    ...(o.base ? { base: o.base } : {}),
     savedAt: new Date().toISOString(),
   };
-  writeSafetensors(path.join(tmp, 'model.safetensors'), o.model.stateDict(), { format: 'pt', step: String(meta.step) });
+  writeSafetensors(path.join(tmp, 'model.safetensors'), o.weights ?? o.model.stateDict(), { format: 'pt', step: String(meta.step) });
   writeSafetensors(path.join(tmp, 'optimizer.safetensors'), opt, { step: String(meta.optimizer.step) });
   if (o.refModel) writeSafetensors(path.join(tmp, 'reference.safetensors'), o.refModel.stateDict(), { format: 'pt' });
   const metaPath = path.join(tmp, 'trainer_state.json');
@@ -202,6 +218,10 @@ function metaProblem(m: unknown): string | null {
   if (!isObj(m.optimizer) || !isCount(m.optimizer.step)) return `expected optimizer.step to be an integer >= 0 but received ${JSON.stringify(isObj(m.optimizer) ? m.optimizer.step : m.optimizer)}`;
   if (typeof m.hasReference !== 'boolean') return `expected hasReference to be true or false but received ${JSON.stringify(m.hasReference)}`;
   if (!isObj(m.state)) return 'state is missing';
+  if (m.base !== undefined) {
+    const p = baseIdentityShapeProblem(m.base);
+    if (p) return p;
+  }
   return null;
 }
 
@@ -263,12 +283,31 @@ export function loadCheckpoint(dirOrRun: string): LoadedCheckpoint {
  * Loads a checkpoint's tensors into `model`; a tensor set that does not fit the model (missing,
  * extra or misshapen tensors) is an error naming the file.
  */
-export function restoreTensors(ck: LoadedCheckpoint, which: 'model' | 'optimizer' | 'reference', model: PolicyModel): void {
+export function restoreTensors(ck: LoadedCheckpoint, which: 'model' | 'optimizer' | 'reference', model: PolicyModel, opts: { baseDir?: string } = {}): void {
   const file = path.join(ck.dir, `${which}.safetensors`);
+  const base = ck.meta.base;
+  if (which === 'model' && base) checkBase(ck, opts.baseDir, model);
   try {
     if (which === 'optimizer') model.loadOptimizerState(ck.optimizer!, ck.meta.optimizer.step);
+    else if (which === 'model' && base) (model as PolicyModel & { loadTrainableStateDict(sd: TensorMap): void }).loadTrainableStateDict(ck.weights);
     else model.loadStateDict(which === 'model' ? ck.weights : ck.reference!);
   } catch (e) {
     throw new CheckpointError(file, `does not fit the model in trainer_state.json (${(e as Error).message})`);
   }
+}
+
+/**
+ * A checkpoint holding only LoRA adapters: `baseDir` (the folder `model`'s frozen weights were
+ * loaded from) must be the base recorded in trainer_state.json, file for file; otherwise a
+ * CheckpointError names the file that is missing or differs.
+ */
+function checkBase(ck: LoadedCheckpoint, baseDir: string | undefined, model: PolicyModel): void {
+  const file = path.join(ck.dir, 'trainer_state.json');
+  const base = ck.meta.base!;
+  if (baseDir === undefined)
+    throw new CheckpointError(file, `holds only the LoRA adapters; their base model is ${base.dir} (load it with --model ${base.dir})`);
+  if (typeof (model as { loadTrainableStateDict?: unknown }).loadTrainableStateDict !== 'function')
+    throw new CheckpointError(file, 'holds only the LoRA adapters of a Hugging Face model, but the model to restore is not one');
+  const problem = baseIdentityProblem(baseDir, base);
+  if (problem) throw new CheckpointError(file, `names base model ${base.dir}, but ${problem}`);
 }

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CharTokenizer, createTransformer, MediaModelConfig, MediaTokenizer, mediaModelConfig, mediaSpecOf, mediaTokenizer, PolicyModel, Tokenizer, TransformerConfig } from '../models';
 import { inferMediaSpec, loadTaskMedia, taskHasMediaRefs } from '../media/dataset';
-import { HfCausalLM, HfTokenizer, loadHfCheckpoint, parseHfConfig, saveHfModel, saveLoraAdapter } from '../models/hf';
+import { baseIdentity, HfCausalLM, HfTokenizer, loadHfCheckpoint, parseHfConfig, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { setNumThreads } from '../index';
 import { makeTask, Task, TaskSpec, mixSeed } from '../tasks';
 import { builtinReward, checkFormatRewardFits, loadRewardModuleIsolated, RewardFunction } from '../rewards';
@@ -403,7 +403,8 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
     if (hf) tok = hf.tokenizer;
     if (ck) {
       model = hf ? hf.model : createTransformer(ck.meta.modelConfig);
-      restoreTensors(ck, 'model', model);
+      // a LoRA checkpoint holds the adapters; the base weights are --model's, checked against it
+      restoreTensors(ck, 'model', model, { baseDir: o.model as string | undefined });
       restoreTensors(ck, 'optimizer', model);
       if (hf && lora) {
         // LoRA: the reference is the base model, the same weights with the adapters off
@@ -529,8 +530,18 @@ async function trainLoop(
     const r = await doEval(0);
     note(`eval step 0: pass@1 ${(100 * r['pass@1']).toFixed(1)}%  pass@${r.k} ${(100 * r['pass@k']).toFixed(1)}%  format ${(100 * r.formatRate).toFixed(1)}%`);
   }
-  const save = () =>
-    saveCheckpoint(dir, { model, refModel: trainer.refModel, meta: { kind: 'grpo', step: trainer.state.step, config: o, state: { ...trainer.state } }, keep: o.saveTotalLimit as number });
+  // LoRA on an HF base: checkpoints hold the adapters (and their optimiser state) and name the
+  // base folder, not a float32 copy of the frozen weights; the reference is that same base, so
+  // there is nothing of its own to save either. The identity is taken once: the base is read-only.
+  let base: ReturnType<typeof baseIdentity> | undefined;
+  const save = () => {
+    const lora = !!(o.model && o.usePeft);
+    if (lora) base ??= baseIdentity(o.model as string);
+    return saveCheckpoint(dir, {
+      model, refModel: lora ? null : trainer.refModel, meta: { kind: 'grpo', step: trainer.state.step, config: o, state: { ...trainer.state } }, keep: o.saveTotalLimit as number,
+      ...(lora ? { weights: (model as HfCausalLM).trainableStateDict(), base } : {}),
+    });
+  };
   let last: StepMetrics | null = null;
   let ck = '';
   while (trainer.state.step < cfg.maxSteps) {
@@ -587,7 +598,7 @@ export async function runEval(opts: Options, io: Io = consoleIo): Promise<EvalRe
     const hf = o.model ? await loadHfCheckpoint(o.model as string, { lora: loraOptions(o) }) : null;
     if (hf) tok = hf.tokenizer;
     model = hf ? hf.model : createTransformer(ck!.meta.modelConfig);
-    if (ck) restoreTensors(ck, 'model', model);
+    if (ck) restoreTensors(ck, 'model', model, { baseDir: o.model as string | undefined });
     if (!hf) tok = tokenizerFor(model, tok);
     const task = await withTaskMedia(buildTask(o), hf ? undefined : (model.config as Partial<TransformerConfig>).media, !!hf);
     checkTaskFits({ ...task, train: [] }, tok, model.maxSeqLen, o);

@@ -534,21 +534,14 @@ void HfModel::backward(const float* dlogits) {
   const int64_t N = train_.B * train_.L, d = c.d, V = c.V;
   buffer(1);  // gradients exist from here on
   grow(s_dx_, static_cast<size_t>(N * std::max(d, c.H * c.hd)));
-  grow(s_wt_, static_cast<size_t>(std::max({d * c.F, d * V, d * c.H * c.hd})));
   float* dx = s_dx_.data();
-  float* wt = s_wt_.data();
   const int64_t ho = head_off();
-  // head [V, d]: dHead += dlogitsᵀ·hf (through a [d, V] scratch, rows of dHead in a fixed order);
-  // dhf = dlogits·head
-  if (train_base_) {
-    std::fill(wt, wt + d * V, 0.f);
-    matmul_dw(train_.hf.data(), dlogits, wt, nullptr, N, d, V);
-    float* gh = G(ho);
-    parallel_for(V, [&](int64_t v0, int64_t v1, int) {
-      for (int64_t v = v0; v < v1; ++v)
-        for (int64_t j = 0; j < d; ++j) gh[v * d + j] += wt[j * V + v];
-    }, chunk_for(d));
-  }
+  // head [V, d]: dHead += dlogitsᵀ·hf straight into the gradient (dlogits as the "input" side:
+  // rows of dHead are split between threads, each row's sum over tokens in a fixed order). The
+  // former route — zero a [d, V] scratch (0.5 GB for a 151k vocabulary), fill it, add it back
+  // transposed with a stride-V read per element — cost more than the matmul itself at tens of
+  // tokens (bench/results/hf_model.md); dhf = dlogits·head
+  if (train_base_) matmul_dw(dlogits, train_.hf.data(), G(ho), nullptr, N, V, d);
   if (bf(ho))
     matmul_bf16_nn(dlogits, BF(ho), dx, N, V, d, false);
   else

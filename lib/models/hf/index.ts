@@ -3,3 +3,4 @@ export * from './config';
 export * from './safetensors';
 export * from './tokenizer';
 export * from './model';
+export * from './identity';

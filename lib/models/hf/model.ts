@@ -347,9 +347,10 @@ export class HfCausalLM implements PolicyModel {
     return m;
   }
 
-  private fromMap(op: string, which: number, sd: TensorMap, prefix = '', what = 'state dict'): void {
+  private fromMap(op: string, which: number, sd: TensorMap, prefix = '', what = 'state dict', trainableOnly = false): void {
     if (!(sd instanceof Map)) throw v.typeError(op, what, 'a Map of name -> { shape, data }', sd);
-    const list = this.parameters.filter((p) => which === PARAMS || p.trainable);
+    const keep = (p: ParamEntry) => (which === PARAMS && !trainableOnly) || p.trainable;
+    const list = this.parameters.filter(keep);
     list.forEach((p) => {
       const t = sd.get(prefix + p.name);
       const name = `${what}['${prefix + p.name}']`;
@@ -357,7 +358,9 @@ export class HfCausalLM implements PolicyModel {
       if (!Array.isArray(t.shape) || t.shape.length !== p.shape.length || t.shape.some((s, i) => s !== p.shape[i])) throw v.rangeError(op, `${name}.shape`, `[${p.shape}]`, `[${t.shape}]`);
       v.float32Array(op, `${name}.data`, t.data, p.size);
     });
-    this.parameters.forEach((p, i) => (which === PARAMS || p.trainable) && this.native.setTensor(which, i, sd.get(prefix + p.name)!.data));
+    const names = new Set(list.map((p) => prefix + p.name));
+    if (trainableOnly) for (const k of sd.keys()) if (!names.has(k)) throw v.rangeError(op, `${what}['${k}']`, 'only the trained tensors (a frozen or unknown tensor is not loaded from here)', 'a tensor');
+    this.parameters.forEach((p, i) => keep(p) && this.native.setTensor(which, i, sd.get(prefix + p.name)!.data));
   }
 
   /** Weights as named float32 tensors in HF names and shapes (fresh copies). */
@@ -370,6 +373,24 @@ export class HfCausalLM implements PolicyModel {
   }
   loadStateDict(sd: TensorMap): void {
     this.fromMap(`${OP}.loadStateDict`, PARAMS, sd);
+  }
+  /**
+   * Only the tensors that train (the LoRA adapters; every weight in full fine-tuning): what a
+   * LoRA checkpoint holds, the frozen base staying in its own folder.
+   */
+  trainableStateDict(): TensorMap {
+    const m: TensorMap = new Map();
+    this.parameters.forEach((p, i) => {
+      if (!p.trainable) return;
+      const data = new Float32Array(p.size);
+      this.native.getTensor(PARAMS, i, data);
+      m.set(p.name, { shape: p.shape.slice(), data });
+    });
+    return m;
+  }
+  /** Loads exactly the trained tensors (the counterpart of {@link trainableStateDict}); the frozen ones stay. */
+  loadTrainableStateDict(sd: TensorMap): void {
+    this.fromMap(`${OP}.loadTrainableStateDict`, PARAMS, sd, '', 'state dict', true);
   }
   optimizerState(): TensorMap & { step?: number } {
     const m = this.toMap(ADAM_M, 'm.');

@@ -26,6 +26,25 @@ function tokenText(t: unknown): string | null {
   return null;
 }
 
+/** Highest id of the vocabulary and the added tokens, plus one. */
+function vocabSizeOf(tokenizerJson: Record<string, unknown>): number {
+  let maxId = -1;
+  const model = tokenizerJson.model as { vocab?: Record<string, number> | [string, number][] } | undefined;
+  if (model?.vocab && !Array.isArray(model.vocab)) for (const id of Object.values(model.vocab)) maxId = Math.max(maxId, id);
+  else if (Array.isArray(model?.vocab)) maxId = model!.vocab.length - 1;
+  for (const t of (tokenizerJson.added_tokens ?? []) as { id: number }[]) maxId = Math.max(maxId, t.id);
+  return maxId + 1;
+}
+
+/** A file's identity for the tokenizer cache: a rewritten file (other size or mtime) is read again. */
+function fileKey(file: string): string {
+  const st = fs.statSync(file);
+  return `${path.resolve(file)}:${st.size}:${st.mtimeMs}`;
+}
+
+/** fromDir's cache of constructed library tokenizers (insertion order = age). */
+const BUILT = new Map<string, { tok: HfTok; vocabSize: number }>();
+
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   /** -1 when the tokenizer has no BOS (Qwen); encodePrompt then adds none. */
@@ -42,14 +61,11 @@ export class HfTokenizer implements Tokenizer {
   private readonly addBos: boolean;
   private readonly specials: Record<string, string | null>;
 
-  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, generationConfig?: Record<string, unknown> | null, where = 'tokenizer') {
-    this.tok = new HfTok(tokenizerJson, tokenizerConfig);
-    let maxId = -1;
-    const model = tokenizerJson.model as { vocab?: Record<string, number> | [string, number][] } | undefined;
-    if (model?.vocab && !Array.isArray(model.vocab)) for (const id of Object.values(model.vocab)) maxId = Math.max(maxId, id);
-    else if (Array.isArray(model?.vocab)) maxId = model!.vocab.length - 1;
-    for (const t of (tokenizerJson.added_tokens ?? []) as { id: number }[]) maxId = Math.max(maxId, t.id);
-    this.vocabSize = maxId + 1;
+  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, generationConfig?: Record<string, unknown> | null, where = 'tokenizer', built?: { tok: HfTok; vocabSize: number }) {
+    // `built`: the library tokenizer of these same files, from fromDir's cache (constructing it is
+    // most of the load time of a 151k-token vocabulary, see bench/hf_tokenizer_load.ts)
+    this.tok = built?.tok ?? new HfTok(tokenizerJson, tokenizerConfig);
+    this.vocabSize = built?.vocabSize ?? vocabSizeOf(tokenizerJson);
     const id = (t: unknown): number => {
       const s = tokenText(t);
       if (s === null) return -1;
@@ -73,13 +89,32 @@ export class HfTokenizer implements Tokenizer {
     this.useChatTemplate = this.template !== null;
   }
 
-  /** Loads tokenizer.json, tokenizer_config.json and (if present) generation_config.json from `dir`. */
+  /**
+   * Loads tokenizer.json, tokenizer_config.json and (if present) generation_config.json from `dir`.
+   * The parsed and constructed library tokenizer is kept for the process, keyed by the files'
+   * paths, sizes and modification times: a second load of the same folder (train then eval,
+   * a served model's reload, the trainer and its rollout servers in one process) skips the
+   * seconds that parsing tokenizer.json and building its maps take. Each call still returns its
+   * own HfTokenizer (useChatTemplate is per instance); the library tokenizer is only read.
+   */
   static fromDir(dir: string): HfTokenizer {
     const tj = path.join(dir, 'tokenizer.json');
     if (!fs.existsSync(tj)) throw new RangeError(`${dir}: no tokenizer.json`);
     const tc = path.join(dir, 'tokenizer_config.json');
     const gc = path.join(dir, 'generation_config.json');
-    return new HfTokenizer(readJson(tj), fs.existsSync(tc) ? readJson(tc) : {}, fs.existsSync(gc) ? readJson(gc) : null, dir);
+    const config = fs.existsSync(tc) ? readJson(tc) : {};
+    const gen = fs.existsSync(gc) ? readJson(gc) : null;
+    const key = `${fileKey(tj)}|${fs.existsSync(tc) ? fileKey(tc) : '-'}`;
+    let built = BUILT.get(key);
+    if (!built) {
+      const json = readJson(tj);
+      built = { tok: new HfTok(json, config), vocabSize: vocabSizeOf(json) };
+      BUILT.set(key, built);
+      // a few folders at most: each entry holds a vocabulary's maps (~100 MB for 151k tokens)
+      if (BUILT.size > 4) BUILT.delete(BUILT.keys().next().value!);
+      return new HfTokenizer(json, config, gen, dir, built);
+    }
+    return new HfTokenizer({}, config, gen, dir, built);
   }
 
   /** Ids of the text; special-token strings in it map to their ids; no BOS/EOS added. */
