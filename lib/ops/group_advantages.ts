@@ -195,6 +195,17 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
   return out;
 }
 
+/**
+ * A default output of S floats (per sequence, or per group). From 2^16 elements on, reused memory from the native pool
+ * (a buffer handed out again only once every earlier view of it was collected): a fresh 1 MB+
+ * buffer per call costs its page faults, at S = 1M more than the op itself. The kernel writes
+ * every element (the caller fills groupIds), so reused memory needs no zeroing.
+ */
+function pooledOutput(S: number): Float32Array {
+  if (S < 1 << 16) return new Float32Array(S);
+  return new Float32Array(native().pooledArrayBuffer(S * 4), 0, S);
+}
+
 function prepare(o: GroupAdvantagesOptions) {
   const opts = v.snapshot(OP, o, GROUP_ADVANTAGES_HOST_KEYS, { out: GROUP_ADVANTAGES_OUT_KEYS });
   v.integer(OP, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
@@ -205,8 +216,9 @@ function prepare(o: GroupAdvantagesOptions) {
   const baselines = opts.baselines === undefined ? undefined : hostSequenceValues(OP, 'baselines', opts.baselines, S);
   const idsIn = groupSize === undefined ? groupIdArray(opts.groupIds, S) : undefined;
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
-  const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
-  const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
+  // default outputs: reused pool memory from 2^16 elements on (pooledOutput)
+  const advantages = out.advantages === undefined ? pooledOutput(S) : v.outFloat32(OP, 'out.advantages', out.advantages, S);
+  const reward = out.rewards === undefined ? pooledOutput(S) : v.outFloat32(OP, 'out.rewards', out.rewards, S);
   if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
   // The rewards' contents (finite or NaN) are checked by the kernel in its own pass (a scan here
   // cost as much as the op at S = 1M); it reports the first ±Infinity and the call throws.
@@ -214,7 +226,7 @@ function prepare(o: GroupAdvantagesOptions) {
   let groupIds: Int32Array;
   if (idsIn === undefined) {
     const G = groupSize!;
-    groupIds = new Int32Array(S / G);
+    groupIds = new Int32Array(pooledOutput(S / G).buffer, 0, S / G);
     for (let j = 0; j < groupIds.length; j++) groupIds[j] = j;
   } else {
     const dense = new Map<number, number>();
@@ -237,8 +249,8 @@ function prepare(o: GroupAdvantagesOptions) {
     }
   }
   const numGroups = groupIds.length;
-  const groupMean = new Float32Array(numGroups);
-  const groupStd = new Float32Array(numGroups);
+  const groupMean = pooledOutput(numGroups);
+  const groupStd = pooledOutput(numGroups);
   const args = {
     S, K, numGroups, rewards, weights, group, groupSize,
     estimator: ADVANTAGE_ESTIMATORS.indexOf(estimator),
