@@ -191,6 +191,37 @@ test('groupAdvantages default outputs at S = 2^18 (pooled memory): reference val
   assert.ok(native().pooledMemory().reused > reused0, 'dropped outputs were reused (the garbage-filled case ran)');
 });
 
+test('groupAdvantages writes every output into caller buffers (out.groupMean/groupStd/groupIds), fixed size and ids', async () => {
+  for (const [what, o, ng] of [
+    ['groupSize', { rewards: makeRewards(21, 64, 1, (i) => i >> 3, true), groupSize: 8 }, 8],
+    ['groupIds', { rewards: makeRewards(22, 12, 1, (i) => i % 3, true), groupIds: [7, -2, 5, 7, -2, 5, 7, -2, 5, 7, -2, 5] }, 3],
+  ] as [string, GroupAdvantagesOptions, number][]) {
+    const S = o.rewards.length;
+    const a = groupAdvantagesSync(o);
+    for (const run of [(x: GroupAdvantagesOptions) => Promise.resolve(groupAdvantagesSync(x)), groupAdvantages]) {
+      const out = {
+        advantages: new Float32Array(S).fill(9), rewards: new Float32Array(S).fill(9),
+        groupMean: new Float32Array(ng).fill(9), groupStd: new Float32Array(ng).fill(9), groupIds: new Int32Array(ng).fill(9),
+      };
+      const b = await run({ ...o, out });
+      for (const key of ['advantages', 'rewards', 'groupMean', 'groupStd', 'groupIds'] as const) {
+        assert.is(b[key], out[key], `${what}: ${key} is the caller's buffer`);
+        assert.equal(Array.from(b[key]), Array.from(a[key]), `${what}: ${key} same values as the default outputs`);
+      }
+    }
+  }
+  // wrong lengths / kinds / aliasing are refused by name before anything is written
+  const rewards = new Float32Array([1, 0, 1, 1]);
+  const ids = new Int32Array(2);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupMean: new Float32Array(3) } }), /out\.groupMean/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupStd: new Float32Array(1) } }), /out\.groupStd/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupIds: new Float32Array(2) as never } }), /out\.groupIds/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupIds: [1, 1, 2, 2], out: { groupIds: new Int32Array(4) } }), /out\.groupIds/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupIds: new Int32Array(rewards.buffer, 0, 2) as never } }), /out\.groupIds/);
+  assert.equal(Array.from(rewards), [1, 0, 1, 1], 'the aliased input was not written');
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupIds: ids, groupMean: new Float32Array(ids.buffer) } }), /groupMean/);
+});
+
 test('groupAdvantages rejects bad input with the argument named', async () => {
   const rewards = new Float32Array([1, 2, 3, 4]);
   const bad: [string, Record<string, unknown>, RegExp, ErrorConstructor][] = [
