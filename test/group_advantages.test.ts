@@ -2,15 +2,28 @@
 // every estimator × scale × std kind, contiguous groups and shuffled ids of unequal sizes,
 // G = 1, partial and total "no reward" (NaN), several weighted reward columns, zero-std groups,
 // async/sync, and bad input.
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { groupAdvantages, groupAdvantagesSync, ADVANTAGE_SCALES } from '../lib';
 import type { GroupAdvantagesOptions } from '../lib/ops/group_advantages';
+import { native } from '../lib/native';
 import { close, closeScalar, normal, rng } from './helpers';
 import { refGroupAdvantages } from './reference/group_advantages';
 
 const STDS = ['unbiased', 'population'] as const;
+
+// the pooled default outputs are handed out again once the GC has collected their last view
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+async function settleGc() {
+  for (let k = 0; k < 4; k++) {
+    gc();
+    await new Promise((res) => setImmediate(res));
+  }
+}
 
 /** Rewards [S·K]: some groups constant (σ = 0), some NaN entries, a few sequences and one group with no reward. */
 function makeRewards(seed: number, S: number, K: number, groupOf: (i: number) => number, nan: boolean): Float32Array {
@@ -137,6 +150,76 @@ test('groupAdvantages async equals sync and writes into given buffers', async ()
   assert.equal(Array.from(b.groupStd), Array.from(a.groupStd));
   assert.is(b.zeroStdFraction, a.zeroStdFraction);
   assert.is(b.numNoReward, a.numNoReward);
+});
+
+// From 2^16 elements on, default outputs come from the native buffer pool (reused memory, not zeroed):
+// every element must still be written by the kernel (the general path, the fixed-size path, with
+// NaN rewards), and results the caller keeps must never share memory.
+test('groupAdvantages default outputs at S = 2^18 (pooled memory): reference values, kept results never shared', async () => {
+  const S = 1 << 18;
+  const reused0 = native().pooledMemory().reused;
+  const kept: ReturnType<typeof groupAdvantagesSync>[] = [];
+  for (const [k, o] of [
+    { rewards: makeRewards(11, S, 1, (i) => i >> 4, true), groupSize: 16 },
+    // 2^17 groups: groupMean, groupStd and groupIds pooled too
+    { rewards: makeRewards(12, S, 1, (i) => i >> 1, false), groupSize: 2, scale: 'batch' },
+    { rewards: makeRewards(13, S, 1, (i) => i >> 4, true), groupSize: 16, estimator: 'rloo' },
+  ].entries() as IterableIterator<[number, GroupAdvantagesOptions]>) {
+    // the buffers of earlier calls, dropped: filled with garbage that must not survive
+    for (let pass = 0; pass < 2; pass++) {
+      const got = pass === 0 ? groupAdvantagesSync(o) : await groupAdvantages(o);
+      const G = o.groupSize!;
+      // check() makes its own call (a third buffer pair) and compares it with the reference
+      check(`pooled case ${k} pass ${pass}`, o, Array.from({ length: S }, (_, i) => Math.floor(i / G)));
+      assert.is(got.advantages.length, S);
+      kept.push(got);
+    }
+    const again = groupAdvantagesSync(o);
+    const out = { advantages: new Float32Array(S).fill(7), rewards: new Float32Array(S).fill(7) };
+    groupAdvantagesSync({ ...o, out });
+    assert.equal(Array.from(again.advantages), Array.from(out.advantages), `case ${k}: pooled and caller-given outputs, same bits`);
+    assert.equal(Array.from(again.rewards), Array.from(out.rewards), `case ${k}: rewards, same bits`);
+    const viaOut = groupAdvantagesSync({ ...o, out });
+    for (const key of ['groupMean', 'groupStd', 'groupIds'] as const)
+      assert.equal(Array.from(again[key]), Array.from(viaOut[key]), `case ${k}: ${key}, same bits`);
+    // dropped with garbage in it: a reuse must overwrite every element
+    for (const key of ['advantages', 'rewards', 'groupMean', 'groupStd', 'groupIds'] as const) again[key].fill(NaN);
+    await settleGc();
+  }
+  const bufs = new Set(kept.flatMap((r) => [r.advantages.buffer, r.rewards.buffer, r.groupMean.buffer, r.groupStd.buffer, r.groupIds.buffer]));
+  assert.is(bufs.size, 5 * kept.length, 'kept results, distinct buffers');
+  assert.ok(native().pooledMemory().reused > reused0, 'dropped outputs were reused (the garbage-filled case ran)');
+});
+
+test('groupAdvantages writes every output into caller buffers (out.groupMean/groupStd/groupIds), fixed size and ids', async () => {
+  for (const [what, o, ng] of [
+    ['groupSize', { rewards: makeRewards(21, 64, 1, (i) => i >> 3, true), groupSize: 8 }, 8],
+    ['groupIds', { rewards: makeRewards(22, 12, 1, (i) => i % 3, true), groupIds: [7, -2, 5, 7, -2, 5, 7, -2, 5, 7, -2, 5] }, 3],
+  ] as [string, GroupAdvantagesOptions, number][]) {
+    const S = o.rewards.length;
+    const a = groupAdvantagesSync(o);
+    for (const run of [(x: GroupAdvantagesOptions) => Promise.resolve(groupAdvantagesSync(x)), groupAdvantages]) {
+      const out = {
+        advantages: new Float32Array(S).fill(9), rewards: new Float32Array(S).fill(9),
+        groupMean: new Float32Array(ng).fill(9), groupStd: new Float32Array(ng).fill(9), groupIds: new Int32Array(ng).fill(9),
+      };
+      const b = await run({ ...o, out });
+      for (const key of ['advantages', 'rewards', 'groupMean', 'groupStd', 'groupIds'] as const) {
+        assert.is(b[key], out[key], `${what}: ${key} is the caller's buffer`);
+        assert.equal(Array.from(b[key]), Array.from(a[key]), `${what}: ${key} same values as the default outputs`);
+      }
+    }
+  }
+  // wrong lengths / kinds / aliasing are refused by name before anything is written
+  const rewards = new Float32Array([1, 0, 1, 1]);
+  const ids = new Int32Array(2);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupMean: new Float32Array(3) } }), /out\.groupMean/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupStd: new Float32Array(1) } }), /out\.groupStd/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupIds: new Float32Array(2) as never } }), /out\.groupIds/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupIds: [1, 1, 2, 2], out: { groupIds: new Int32Array(4) } }), /out\.groupIds/);
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupIds: new Int32Array(rewards.buffer, 0, 2) as never } }), /out\.groupIds/);
+  assert.equal(Array.from(rewards), [1, 0, 1, 1], 'the aliased input was not written');
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 2, out: { groupIds: ids, groupMean: new Float32Array(ids.buffer) } }), /groupMean/);
 });
 
 test('groupAdvantages rejects bad input with the argument named', async () => {

@@ -78,6 +78,40 @@ test('klPenalty k3: relative-exact for tiny log-ratios; vector lanes and tail ag
   }
 });
 
+// The kernel's own finiteness check (Σ d·0 over d = refLogp − logp, the unclamped difference):
+// every kind of non-finite input, in a vector lane and in the scalar tail (n = 8k + 3), for a
+// clamping estimator (where the clamp would hide ±Inf in the outputs) and k1; the error names the
+// array and the index.
+test('klPenalty: a non-finite input anywhere is found and named (vector lanes and tail)', () => {
+  const n = 8 * 4 + 3;
+  const cases: [string, number, number][] = [
+    ['logp', Infinity, 0], ['logp', -Infinity, 0], ['logp', NaN, 0],
+    ['refLogp', 0, Infinity], ['refLogp', 0, -Infinity], ['refLogp', 0, NaN],
+    ['logp', Infinity, Infinity], ['logp', -Infinity, -Infinity],  // d = NaN, not ±Inf
+  ];
+  for (const est of ['k3', 'k1', 'low_var_kl'] as const) {
+    for (const at of [5, 8 * 4 + 1]) {
+      for (const [name, lp, rp] of cases) {
+        const logp = new Float32Array(n).fill(-1), refLogp = new Float32Array(n).fill(-1.5);
+        logp[at] = lp === 0 ? -1 : lp;
+        refLogp[at] = rp === 0 ? -1.5 : rp;
+        let err: unknown = null;
+        try { klPenaltySync({ logp, refLogp, estimator: est }); } catch (e) { err = e; }
+        assert.instance(err, RangeError, `${est} ${name}=${lp}/${rp} at ${at}: throws`);
+        assert.match((err as Error).message, new RegExp(`${name}.*at index ${at}`), `${est} at ${at}: ${(err as Error).message}`);
+      }
+      // and a finite extreme (|d| beyond the clamp) is not mistaken for one
+      const logp = new Float32Array(n).fill(-1), refLogp = new Float32Array(n).fill(-1.5);
+      logp[at] = -3e38;
+      refLogp[at] = 3e38;
+      const r = klPenaltySync({ logp, refLogp, estimator: est });
+      // k3: d clamped to 20, D = e^20 − 21; low_var_kl: D clamped to 10; k1: −d overflows float32
+      const want = est === 'k3' ? Math.fround(Math.exp(20) - 21) : est === 'low_var_kl' ? 10 : -Infinity;
+      assert.ok(Math.abs(r.kl[at] - want) <= 1e-6 * Math.abs(want) || r.kl[at] === want, `${est}: finite extreme accepted (${r.kl[at]} vs ${want})`);
+    }
+  }
+});
+
 test('klPenalty async equals sync and writes into given buffers', async () => {
   const r = rng(9);
   const logp = randn(r, 5000);

@@ -45,7 +45,8 @@ async function main() {
     bytes = k.n * 16;  // 2 reads + 2 writes of float32
   } else if (k.op === 'groupAdvantages') {
     const rewards = c.randn(r, k.S, 1);
-    const out = { advantages: new Float32Array(k.S), rewards: new Float32Array(k.S) };
+    const NG = k.S / k.G;
+    const out = { advantages: new Float32Array(k.S), rewards: new Float32Array(k.S), groupMean: new Float32Array(NG), groupStd: new Float32Array(NG), groupIds: new Int32Array(NG) };
     fn = () => lib.groupAdvantagesSync({ rewards, groupSize: k.G, out });
     bytes = k.S * 12;  // rewards in; advantages and the summed rewards out
   } else if (k.op === 'grpoLoss') {

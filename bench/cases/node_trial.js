@@ -129,7 +129,8 @@ const cases = {
     }
     const { lib, missing } = loadOurs('groupAdvantagesSync');
     if (missing) return { skipped: missing };
-    const opts = { rewards, groupSize: G, out: { advantages } };
+    // every output given (the simple peer, too, writes into a given array and allocates nothing)
+    const opts = { rewards, groupSize: G, out: { advantages, rewards: new Float32Array(S), groupMean: new Float32Array(S / G), groupStd: new Float32Array(S / G), groupIds: new Int32Array(S / G) } };
     const t = c.benchmarkJs(() => lib.groupAdvantagesSync(opts));
     return { ...t, check: { a0: advantages[0] } };
   },

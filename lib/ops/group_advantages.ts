@@ -70,8 +70,12 @@ export interface GroupAdvantagesOptions {
   eps?: number;
   /** 'unbiased' (default, torch.std: divide by n − 1) or 'population' (divide by n). */
   std?: 'unbiased' | 'population';
-  /** Preallocated outputs (length S). */
-  out?: { advantages?: Float32Array; rewards?: Float32Array };
+  /**
+   * Preallocated outputs: advantages and rewards of length S, groupMean, groupStd and groupIds of
+   * length numGroups (S / groupSize, or the number of distinct groupIds). A loop that passes all
+   * of them allocates nothing per call.
+   */
+  out?: { advantages?: Float32Array; rewards?: Float32Array; groupMean?: Float32Array; groupStd?: Float32Array; groupIds?: Int32Array };
 }
 
 /** Result of {@link groupAdvantages}. Group arrays are indexed by dense group index. */
@@ -101,7 +105,7 @@ const OP = 'groupAdvantages';
 export const GROUP_ADVANTAGES_KEYS = ['rewards', 'numRewardFunctions', 'weights', 'groupSize', 'groupIds', 'estimator', 'scale', 'eps', 'std', 'lengths', 'baselines', 'normalizeAdvantages'] as const;
 /** The host form's keys (plus `out`), its `out` keys, and the CUDA form's (plus `numGroups`). */
 export const GROUP_ADVANTAGES_HOST_KEYS = [...GROUP_ADVANTAGES_KEYS, 'out'] as const;
-export const GROUP_ADVANTAGES_OUT_KEYS = ['advantages', 'rewards'] as const;
+export const GROUP_ADVANTAGES_OUT_KEYS = ['advantages', 'rewards', 'groupMean', 'groupStd', 'groupIds'] as const;
 export const GROUP_ADVANTAGES_DEVICE_KEYS = [...GROUP_ADVANTAGES_KEYS, 'numGroups'] as const;
 
 /** K = numRewardFunctions and S = numel / K, shared by the host op and its CUDA form. */
@@ -195,6 +199,17 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
   return out;
 }
 
+/**
+ * A default output of S floats (per sequence, or per group). From 2^16 elements on, reused memory from the native pool
+ * (a buffer handed out again only once every earlier view of it was collected): a fresh 1 MB+
+ * buffer per call costs its page faults, at S = 1M more than the op itself. The kernel writes
+ * every element (the caller fills groupIds), so reused memory needs no zeroing.
+ */
+function pooledOutput(S: number): Float32Array {
+  if (S < 1 << 16) return new Float32Array(S);
+  return new Float32Array(native().pooledArrayBuffer(S * 4), 0, S);
+}
+
 function prepare(o: GroupAdvantagesOptions) {
   const opts = v.snapshot(OP, o, GROUP_ADVANTAGES_HOST_KEYS, { out: GROUP_ADVANTAGES_OUT_KEYS });
   v.integer(OP, 'numRewardFunctions', opts.numRewardFunctions, 1, 1 << 20, 1);
@@ -205,17 +220,19 @@ function prepare(o: GroupAdvantagesOptions) {
   const baselines = opts.baselines === undefined ? undefined : hostSequenceValues(OP, 'baselines', opts.baselines, S);
   const idsIn = groupSize === undefined ? groupIdArray(opts.groupIds, S) : undefined;
   const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
-  const advantages = v.outFloat32(OP, 'out.advantages', out.advantages, S);
-  const reward = v.outFloat32(OP, 'out.rewards', out.rewards, S);
-  if (opts.out !== undefined) v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward }, { rewards });
+  // default outputs: reused pool memory from 2^16 elements on (pooledOutput)
+  const advantages = out.advantages === undefined ? pooledOutput(S) : v.outFloat32(OP, 'out.advantages', out.advantages, S);
+  const reward = out.rewards === undefined ? pooledOutput(S) : v.outFloat32(OP, 'out.rewards', out.rewards, S);
   // The rewards' contents (finite or NaN) are checked by the kernel in its own pass (a scan here
   // cost as much as the op at S = 1M); it reports the first ±Infinity and the call throws.
   let group: Int32Array | undefined; // dense group index per sequence; none for a fixed groupSize
   let groupIds: Int32Array;
+  let fillIds: () => void;  // written once every output is known not to alias an input
   if (idsIn === undefined) {
     const G = groupSize!;
-    groupIds = new Int32Array(S / G);
-    for (let j = 0; j < groupIds.length; j++) groupIds[j] = j;
+    groupIds = out.groupIds === undefined ? new Int32Array(pooledOutput(S / G).buffer, 0, S / G)
+      : v.typedArray(OP, 'out.groupIds', out.groupIds, 'Int32Array', S / G, `Int32Array of length ${S / G} (numGroups)`);
+    fillIds = () => { for (let j = 0; j < groupIds.length; j++) groupIds[j] = j; };
   } else {
     const dense = new Map<number, number>();
     group = new Int32Array(S);
@@ -230,15 +247,25 @@ function prepare(o: GroupAdvantagesOptions) {
       group[i] = j;
       sizes[j]++;
     }
-    groupIds = Int32Array.from(dense.keys());
+    const ng = dense.size;
+    groupIds = out.groupIds === undefined ? new Int32Array(ng)
+      : v.typedArray(OP, 'out.groupIds', out.groupIds, 'Int32Array', ng, `Int32Array of length ${ng} (the number of distinct groupIds)`);
+    fillIds = () => {
+      let j = 0;
+      for (const id of dense.keys()) groupIds[j++] = id;
+    };
     if (estimator === 'rloo' || estimator === 'grpo_passk') {
       for (let j = 0; j < sizes.length; j++)
-        if (sizes[j] < 2) throw v.rangeError(OP, 'groupIds', `groups of at least 2 sequences for estimator '${estimator}'`, `a group of 1 (id ${groupIds[j]})`);
+        if (sizes[j] < 2) throw v.rangeError(OP, 'groupIds', `groups of at least 2 sequences for estimator '${estimator}'`, `a group of 1 (id ${[...dense.keys()][j]})`);
     }
   }
   const numGroups = groupIds.length;
-  const groupMean = new Float32Array(numGroups);
-  const groupStd = new Float32Array(numGroups);
+  const groupMean = out.groupMean === undefined ? pooledOutput(numGroups) : v.outFloat32(OP, 'out.groupMean', out.groupMean, numGroups);
+  const groupStd = out.groupStd === undefined ? pooledOutput(numGroups) : v.outFloat32(OP, 'out.groupStd', out.groupStd, numGroups);
+  if (opts.out !== undefined)
+    v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward, 'out.groupMean': groupMean, 'out.groupStd': groupStd, 'out.groupIds': groupIds },
+      { rewards, weights, lengths, baselines, group });
+  fillIds();
   const args = {
     S, K, numGroups, rewards, weights, group, groupSize,
     estimator: ADVANTAGE_ESTIMATORS.indexOf(estimator),

@@ -19,6 +19,12 @@ namespace grpo {
 namespace {
 
 constexpr size_t kMaxBlocks = 2;  // a training loop alternates between at most two live gradients
+// Per-sequence outputs (groupAdvantages' rewards and advantages, a few MB each) are pooled too:
+// at S = 1M a fresh 4 MB output per call cost more than the op (bench/results/small-ops.md).
+// Blocks below kSmallBytes count against their own limit, so they never push a gradient out.
+// Fresh 256 KB per-group outputs measured ~1.4 ms of page faults each at load ~20 on the 2-core box.
+constexpr size_t kSmallBytes = size_t(8) << 20;
+constexpr size_t kMaxSmallBlocks = 10;  // five outputs per call, the current and the previous call's
 
 struct Pool {
   std::mutex mu;
@@ -64,9 +70,17 @@ Napi::Value PooledArrayBuffer(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> g(p.mu);
     ++p.fresh;
     p.blocks.push_back(std::move(share));
-    if (p.blocks.size() > kMaxBlocks) {
-      dropped = std::move(p.blocks.front());
-      p.blocks.erase(p.blocks.begin());
+    // drop the oldest block of the new one's class when that class is over its limit
+    const bool small = bytes < kSmallBytes;
+    size_t in_class = 0;
+    for (auto& b : p.blocks) in_class += (b->ByteLength() < kSmallBytes) == small;
+    if (in_class > (small ? kMaxSmallBlocks : kMaxBlocks)) {
+      for (auto it = p.blocks.begin(); it != p.blocks.end(); ++it) {
+        if (((*it)->ByteLength() < kSmallBytes) != small) continue;
+        dropped = std::move(*it);
+        p.blocks.erase(it);
+        break;
+      }
     }
   }
   return Napi::Value(env, ab);
