@@ -11,24 +11,13 @@ import * as path from 'path';
 
 import { HfCausalLM, loadHfModel } from '../lib/models/hf';
 import { rng } from './helpers';
-import { ARCHS, bf16Round, randomWeights, writeHfCheckpoint } from './hf_helpers';
+import { ARCHS, bf16Round, randomWeights, relErr, tokens, writeHfCheckpoint } from './hf_helpers';
 import { refLogits, RefWeights } from './reference/hf_llama';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-bf16-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const lora = { r: 2, alpha: 4, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], seed: 5 };
 
-function tokens(r: () => number, n: number, V: number): Int32Array {
-  return Int32Array.from({ length: n }, () => Math.floor(r() * V));
-}
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num = Math.max(num, Math.abs(got[i] - want[i]));
-    den = Math.max(den, Math.abs(want[i]));
-  }
-  return num / den;
-}
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 
 function randomB(m: HfCausalLM, seed: number) {

@@ -165,3 +165,18 @@ export function writeTinyTokenizer(dir: string): number {
   fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [2, 0] }));
   return specials.length + bytes.length;
 }
+
+/** n random token ids below V. */
+export function tokens(r: () => number, n: number, V: number): Int32Array {
+  return Int32Array.from({ length: n }, () => Math.floor(r() * V));
+}
+
+/** max |got − want| / max |want|: the error relative to the largest reference value. */
+export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num = Math.max(num, Math.abs(got[i] - want[i]));
+    den = Math.max(den, Math.abs(want[i]));
+  }
+  return num / den;
+}

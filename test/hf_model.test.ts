@@ -11,23 +11,12 @@ import * as path from 'path';
 
 import { loadHfModel, loadHfModelSync, saveHfModel, HfCausalLM } from '../lib/models/hf';
 import { rng } from './helpers';
-import { ARCHS, randomWeights, toRef, writeHfCheckpoint, hfConfigJson } from './hf_helpers';
+import { ARCHS, randomWeights, relErr, toRef, tokens, writeHfCheckpoint, hfConfigJson } from './hf_helpers';
 import { refLogits, RefConfig, RefWeights } from './reference/hf_llama';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-hf-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function tokens(r: () => number, n: number, V: number): Int32Array {
-  return Int32Array.from({ length: n }, () => Math.floor(r() * V));
-}
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num = Math.max(num, Math.abs(got[i] - want[i]));
-    den = Math.max(den, Math.abs(want[i]));
-  }
-  return num / den;
-}
 
 let n = 0;
 function checkpoint(c: RefConfig, w: RefWeights, o: Parameters<typeof writeHfCheckpoint>[3] = {}): string {
