@@ -61,10 +61,12 @@ export class HfTokenizer implements Tokenizer {
   private readonly addBos: boolean;
   private readonly specials: Record<string, string | null>;
 
-  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, generationConfig?: Record<string, unknown> | null, where = 'tokenizer', built?: { tok: HfTok; vocabSize: number }) {
+  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, generationConfig?: Record<string, unknown> | null, where = 'tokenizer', built?: { tok: unknown; vocabSize: number }) {
     // `built`: the library tokenizer of these same files, from fromDir's cache (constructing it is
     // most of the load time of a 151k-token vocabulary, see bench/hf_tokenizer_load.ts)
-    this.tok = built?.tok ?? new HfTok(tokenizerJson, tokenizerConfig);
+    // (`tok: unknown` in the signature: the library's own .d.ts does not type-check under
+    // moduleResolution nodenext, so no public declaration of this package may name its types)
+    this.tok = (built?.tok as HfTok | undefined) ?? new HfTok(tokenizerJson, tokenizerConfig);
     this.vocabSize = built?.vocabSize ?? vocabSizeOf(tokenizerJson);
     const id = (t: unknown): number => {
       const s = tokenText(t);
