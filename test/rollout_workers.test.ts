@@ -1,6 +1,6 @@
 // Local rollout workers (lib/rollout/workers.ts): the same tokens and log-probs as in-process for
-// the same seed and weights, weights followed after updates, and a dead or hung worker failing the
-// call with an error that names the worker and the request.
+// the same seed and weights, weights followed after updates. Faults (killed, hung, garbage-answering
+// workers: retry, replacement, the errors) are in rollout_workers_faults.test.ts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InProcessEngine } from '../lib/rollout/engine';
@@ -97,43 +97,11 @@ test('a GRPO run through 2 workers equals the in-process run bit for bit', async
   }
 });
 
-test('a killed worker fails the call with an error naming the worker and the request; later calls fail too', async () => {
-  const m = tinyModel(5);
-  const eng = await WorkerEngine.create(m, tok, { workers: 2, threadsPerWorker: 1 });
-  try {
-    const victim = eng.pids[1];
-    const call = eng.generate(task.train.slice(0, 4), 64, { ...o, maxCompletionLength: 10, stop: [] });
-    process.kill(victim, 'SIGKILL');
-    const e = await call.then(() => null, (x: Error) => x);
-    assert.ok(e, 'the call must fail');
-    assert.match(e!.message, `rollout engine workers:2: worker 1 (pid ${victim})`);
-    assert.match(e!.message, /was killed \(SIGKILL\) during generate rows 128\.\.255 \(seed 21/);
-    const e2 = await eng.generate(task.train.slice(0, 1), 2, o).then(() => null, (x: Error) => x);
-    assert.match(e2!.message, /worker 1 .* is unusable \(it was killed \(SIGKILL\)\); cannot run generate rows 1\.\.1/);
-  } finally {
-    await eng.close();
-    m.dispose();
-  }
-});
-
-test('a hung worker times out with an error naming it and the request', async () => {
-  const m = tinyModel(5);
-  const eng = await WorkerEngine.create(m, tok, { workers: 2, threadsPerWorker: 1, timeout: 1 });
-  try {
-    // a request that never answers queues ahead of the generate rows of worker 0
-    (eng as unknown as { procs: { request(m: object, w: string): Promise<unknown> }[] }).procs[0].request({ type: 'hang' }, 'test hang').catch(() => {});
-    const e = await eng.generate(task.train.slice(0, 2), 2, o).then(() => null, (x: Error) => x);
-    assert.match(e!.message, /rollout engine workers:2: worker 0 \(pid \d+\) did not answer within 1 s during generate rows 0\.\.1 \(seed 21, policy version 0\)/);
-  } finally {
-    await eng.close();
-    m.dispose();
-  }
-});
-
 test('bad options and models are refused before any process starts', async () => {
   const m = tinyModel(5);
   await rejects(() => WorkerEngine.create(m, tok, { workers: 0 }), /expected an integer in \[1, 256\] for workers but received 0/);
   await rejects(() => WorkerEngine.create(m, tok, { workers: 1, timeout: -1 }), /timeout but received -1/);
+  await rejects(() => WorkerEngine.create(m, tok, { workers: 1, retries: 1.5 }), /expected an integer >= 0 for retries but received 1.5/);
   await rejects(() => WorkerEngine.create({ ...m } as never, tok, { workers: 1 }), /expected the built-in transformer or an HF model/);
   m.dispose();
 });

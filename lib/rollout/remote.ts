@@ -60,6 +60,27 @@ interface Chunk {
 
 const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
 
+/** A value for an error message: numbers as JavaScript prints them (NaN, Infinity), the rest as JSON. */
+const shown = (x: unknown) => (typeof x === 'number' ? String(x) : JSON.stringify(x));
+
+/**
+ * Checks one sampled sequence, shared by the remote answers and the local workers' (lib/rollout/
+ * workers.ts): at most `maxTokens` token ids, each an integer in [0, V), and exactly one log-prob
+ * per id, finite and <= 0. Throws `fail(field, what)` for the first problem; `at` names the fields.
+ */
+export function validateSequence(ids: ArrayLike<unknown>, lps: ArrayLike<unknown>, maxTokens: number, V: number, at: { ids: string; logprobs: string }, fail: (field: string, what: string) => Error): void {
+  if (ids.length > maxTokens) throw fail(at.ids, `expected at most max_tokens ${maxTokens} ids but received ${ids.length}`);
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= V) throw fail(`${at.ids}[${t}]`, `expected a token id in [0, ${V}) but received ${shown(id)}`);
+  }
+  if (lps.length !== ids.length) throw fail(at.logprobs, `expected ${ids.length} log-probs (one per token id) but received ${lps.length}`);
+  for (let t = 0; t < lps.length; t++) {
+    const x = lps[t];
+    if (typeof x !== 'number' || !Number.isFinite(x) || x > 0) throw fail(`${at.logprobs}[${t}]`, `expected a finite log-prob <= 0 but received ${shown(x)}`);
+  }
+}
+
 /**
  * Checks a /v1/completions answer for `prompts` × `n` choices of at most `maxTokens` tokens in a
  * vocabulary of V; returns per choice (in index order) ids, log-probs and whether it hit the length.
@@ -80,16 +101,9 @@ export function validateCompletionAnswer(body: unknown, prompts: number, n: numb
     if (out[index]) throw fail(`${at}.index`, `index ${index} appears twice`);
     const ids = c.token_ids;
     if (!Array.isArray(ids)) throw fail(`${at}.token_ids`, `expected an array of token ids (the server must honour return_token_ids) but received ${JSON.stringify(ids)?.slice(0, 80)}`);
-    if (ids.length > maxTokens) throw fail(`${at}.token_ids`, `expected at most max_tokens ${maxTokens} ids but received ${ids.length}`);
-    ids.forEach((id, t) => {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= V) throw fail(`${at}.token_ids[${t}]`, `expected a token id in [0, ${V}) but received ${JSON.stringify(id)}`);
-    });
     const lp = isObj(c.logprobs) ? c.logprobs.token_logprobs : undefined;
     if (!Array.isArray(lp)) throw fail(`${at}.logprobs.token_logprobs`, `expected an array of log-probs but received ${JSON.stringify(lp)?.slice(0, 80)}`);
-    if (lp.length !== ids.length) throw fail(`${at}.logprobs.token_logprobs`, `expected ${ids.length} log-probs (one per token id) but received ${lp.length}`);
-    lp.forEach((x, t) => {
-      if (typeof x !== 'number' || !Number.isFinite(x) || x > 0) throw fail(`${at}.logprobs.token_logprobs[${t}]`, `expected a finite log-prob <= 0 but received ${JSON.stringify(x)}`);
-    });
+    validateSequence(ids, lp, maxTokens, V, { ids: `${at}.token_ids`, logprobs: `${at}.logprobs.token_logprobs` }, fail);
     const fr = c.finish_reason;
     if (fr !== 'stop' && fr !== 'length') throw fail(`${at}.finish_reason`, `expected 'stop' or 'length' but received ${JSON.stringify(fr)}`);
     out[index] = { ids: Int32Array.from(ids as number[]), logprobs: Float32Array.from(lp as number[]), truncated: fr === 'length' };

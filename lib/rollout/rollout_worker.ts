@@ -4,7 +4,7 @@
  * Messages are handled one at a time in arrival order, so a weight update sent after a generate
  * request never changes the weights under it.
  */
-import type { PolicyModel } from '../models/policy';
+import type { Generation, PolicyModel } from '../models/policy';
 import { Transformer } from '../models/transformer';
 import { HfCausalLM } from '../models/hf/model';
 import type { ModelSpec } from './workers';
@@ -13,6 +13,66 @@ let model: PolicyModel | null = null;
 let layout: { name: string; shape: number[] }[] = [];
 let version = -1;
 let queue: Promise<void> = Promise.resolve();
+
+/**
+ * Test-only fault switch (test/rollout_workers_faults.test.ts), so that the engine's recovery is
+ * tested against real processes misbehaving: GRPO_ROLLOUT_WORKER_FAULT=MODE[,MODE…][@INDEX][:FROM]
+ * makes worker INDEX (every worker when omitted) misbehave from its FROM-th generate request on
+ * (default 1): its k-th process (GRPO_ROLLOUT_WORKER_SPAWN k, 0 = the first) in the k-th MODE, so
+ * each replacement shows the next fault and the one after the list is healthy. MODEs: exit (the
+ * process exits), hang (never answers), ids (a token id = the vocabulary size), nan / positive (a
+ * log-prob NaN / 0.5), rows (one row too few), count (one log-prob too many), version (another
+ * weight version than the one sent), error (reports an error).
+ */
+const fault = (() => {
+  const m = /^((?:exit|hang|ids|nan|positive|rows|count|version|error)(?:,(?:exit|hang|ids|nan|positive|rows|count|version|error))*)(?:@(\d+))?(?::(\d+))?$/.exec(process.env.GRPO_ROLLOUT_WORKER_FAULT ?? '');
+  if (!m || (m[2] !== undefined && m[2] !== process.env.GRPO_ROLLOUT_WORKER_INDEX)) return null;
+  const mode = m[1].split(',')[Number(process.env.GRPO_ROLLOUT_WORKER_SPAWN ?? 0)];
+  return mode ? { mode, from: m[3] === undefined ? 1 : Number(m[3]) } : null;
+})();
+let generated = 0;
+
+/** What a faulty worker answers instead of `g` (or never answers, or exits). */
+function misbehave(mode: string, g: Generation, vocabSize: number): Promise<unknown> | unknown {
+  // a row with at least one token, to corrupt
+  const row = () => {
+    if (!g.tokens[0].length) {
+      g.tokens[0] = Int32Array.of(0);
+      g.logprobs[0] = Float32Array.of(-1);
+    }
+  };
+  switch (mode) {
+    case 'exit':
+      process.exit(3);
+    case 'hang':
+      return new Promise(() => {});
+    case 'error':
+      throw new Error('injected fault');
+    case 'ids':
+      row();
+      g.tokens[0][0] = vocabSize;
+      break;
+    case 'nan':
+      row();
+      g.logprobs[0][0] = NaN;
+      break;
+    case 'positive':
+      row();
+      g.logprobs[0][0] = 0.5;
+      break;
+    case 'rows':
+      g.tokens.pop();
+      g.logprobs.pop();
+      g.truncated.pop();
+      break;
+    case 'count':
+      g.logprobs[0] = Float32Array.of(...g.logprobs[0], -1);
+      break;
+    case 'version':
+      return { ...g, version: version + 1 };
+  }
+  return { ...g, version };
+}
 
 /** Loads a flat weight snapshot (the state dict's tensors in `layout` order). */
 function load(flat: Float32Array, v: number) {
@@ -47,6 +107,7 @@ async function handle(m: Record<string, any>): Promise<unknown> {
     case 'generate': {
       if (!model) throw new Error('generate before init');
       const g = await model.generate(m.prompts, m.opts);
+      if (fault && ++generated >= fault.from) return misbehave(fault.mode, g, model.vocabSize);
       return { ...g, version };
     }
     case 'hang':  // tests: a worker that stops answering

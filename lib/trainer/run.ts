@@ -491,7 +491,7 @@ async function trainBody(
 async function rolloutEngine(o: Options, tok: Tokenizer, model: PolicyModel, version: number): Promise<RolloutEngine | undefined> {
   if (o.rolloutEngine === 'in-process' || o.rolloutEngine === undefined) return undefined;
   if (o.rolloutEngine === 'workers')
-    return await WorkerEngine.create(model, tok, { workers: o.rolloutWorkers as number, timeout: o.rolloutTimeout as number }, version);
+    return await WorkerEngine.create(model, tok, { workers: o.rolloutWorkers as number, timeout: o.rolloutTimeout as number, retries: o.rolloutRetries as number }, version);
   if (o.rolloutEngine === 'remote') {
     const urls = (o.rolloutUrls as string[] | undefined) ?? [];
     if (!urls.length) throw new RangeError('--rollout-engine remote: expected --rollout-urls URL[,URL...] (servers such as grpo serve, vLLM or SGLang) but received none');
