@@ -232,7 +232,7 @@ export class WorkerEngine implements RolloutEngine {
   private readonly retries: number;
   private readonly threads: number;
   private readonly V: number;
-  /** Requests sent, retried and replaced workers (for metrics and tests). */
+  /** Requests sent (shares of generate calls, retries included), retries, worker processes started to replace failed ones, and each failure's text. */
   readonly stats = { requests: 0, retries: 0, respawns: 0, failures: [] as string[] };
 
   private constructor(
@@ -385,7 +385,11 @@ export class WorkerEngine implements RolloutEngine {
   async generate(prompts: PromptInput[], repeat: number, o: SamplingOptions & { seed: number }): Promise<Rollout> {
     if (this.closed) throw new Error(`rollout engine ${this.name}: generate after close()`);
     // the pool recovers between calls: dead workers are started again, replacements awaited
-    for (const p of this.procs) if (p.failed && !this.starting.has(p.index)) this.start(p.index);
+    for (const p of this.procs) {
+      if (!p.failed || this.starting.has(p.index)) continue;
+      this.stats.respawns++;
+      this.start(p.index);
+    }
     await Promise.all(this.starting.values());
     if (this.closed) throw new Error(`rollout engine ${this.name}: generate after close()`);
     const versions: number[] = [];
