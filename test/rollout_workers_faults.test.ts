@@ -35,7 +35,11 @@ test('SIGKILL mid-request: the share is retried on the other worker, same tokens
     assert.is(eng.stats.failures.length, 1);
     assert.match(eng.stats.failures[0], `worker 1 (pid ${victim}) was killed (SIGKILL)`);
     assert.is(eng.stats.respawns, 1);
+    // right away (the replacement may still be starting: worker 0 then takes both shares)
+    same(await eng.generate(prompts, 3, o), r);
+    assert.is(eng.stats.retries, 1);
     // the pool recovered: a new process at index 1, started with version 3, then given version 4
+    await eng.ready();
     const r2 = await eng.generate(prompts, 3, { ...o, seed: 22 });
     assert.is.not(eng.pids[1], victim);
     assert.is(eng.pids[0], started[0]);
@@ -72,6 +76,7 @@ test('a GRPO step with a worker killed mid-step equals the in-process step bit f
     assert.is(a.loss, b.loss);
     assert.ok(sameWeights(m1, m2));
     // the next step samples with the replacement, given the updated weights
+    await eng.ready();
     const a2 = await t1.step(), b2 = await t2.step();
     assert.is(a2.loss, b2.loss);
     assert.ok(sameWeights(m1, m2));
@@ -100,6 +105,7 @@ test('SIGSTOP (a hang): the share times out, the worker is killed and replaced, 
     assert.match(eng.stats.failures[0], `worker 0 (pid ${victim}) did not answer within 1 s`);
     // killed, not left stopped
     await until(() => !alive(victim), 'the hung worker to be killed');
+    await eng.ready();
     same(await eng.generate(prompts, 3, o), r);
     assert.is.not(eng.pids[0], victim);
     assert.is(eng.stats.retries, 1);

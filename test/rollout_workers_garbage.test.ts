@@ -50,6 +50,8 @@ test('garbage answers (ids, NaN and positive log-probs, row and log-prob counts,
   const eng = await WorkerEngine.create(m, tok, { workers: 2, threadsPerWorker: 1, timeout: 30, retries: 1 });
   try {
     for (let k = 0; k < faults.length; k++) {
+      // the k-th process of worker 1 takes its share only once ready
+      await eng.ready();
       pids.push(...eng.pids);
       const bad = eng.pids[1];
       same(await eng.generate(prompts, 3, { ...o, stop: [] }), ref);
@@ -59,6 +61,7 @@ test('garbage answers (ids, NaN and positive log-probs, row and log-prob counts,
       await until(() => !alive(bad), `worker 1 killed after '${faults[k][0]}'`);
     }
     // past the list: a healthy worker 1, no more retries
+    await eng.ready();
     same(await eng.generate(prompts, 3, { ...o, stop: [] }), ref);
     assert.is(eng.stats.retries, faults.length);
     assert.is(eng.stats.respawns, faults.length);

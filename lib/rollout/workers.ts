@@ -22,9 +22,9 @@
  * than of tokens, another weight version; checked with remote.ts's validateSequence) is retried on
  * the next live worker, up to `retries` times. A worker that failed a request in any of these ways
  * is killed and a replacement started in the background with the engine's current weight snapshot;
- * the next generate waits for replacements still starting, so the pool recovers for later steps.
- * A retry only goes to a worker live at that moment: after the retries, or with no live worker
- * left, the call fails with an error naming the engine, every worker tried with its reason, and
+ * it takes rows once ready, so the pool recovers for later steps (until then the live workers take
+ * its share; a call with no live worker waits for the replacements). A retry only goes to a worker
+ * live at that moment: after the retries, or with no live worker left, the call fails with an error naming the engine, every worker tried with its reason, and
  * the request (rows, seed, policy version), never a silent gap or a half-filled rollout.
  */
 import { fork, type ChildProcess } from 'child_process';
@@ -273,6 +273,15 @@ export class WorkerEngine implements RolloutEngine {
     return eng;
   }
 
+  /**
+   * Resolves once no replacement worker is still starting: each then serves, or (its start failed)
+   * stays dead until the next generate starts it again. generate does not wait for this while
+   * some worker is live; tests and benchmarks do, to see the whole pool again.
+   */
+  async ready(): Promise<void> {
+    while (this.starting.size) await Promise.all(this.starting.values());
+  }
+
   /** The current worker processes' ids, by index (tests kill one to check recovery). */
   get pids(): number[] {
     return this.procs.map((p) => p.child.pid!);
@@ -384,13 +393,15 @@ export class WorkerEngine implements RolloutEngine {
 
   async generate(prompts: PromptInput[], repeat: number, o: SamplingOptions & { seed: number }): Promise<Rollout> {
     if (this.closed) throw new Error(`rollout engine ${this.name}: generate after close()`);
-    // the pool recovers between calls: dead workers are started again, replacements awaited
+    // a worker whose replacement failed to start is started again, once per call
     for (const p of this.procs) {
       if (!p.failed || this.starting.has(p.index)) continue;
       this.stats.respawns++;
       this.start(p.index);
     }
-    await Promise.all(this.starting.values());
+    // the shares go to the workers live now (a replacement joins once it is ready, so a step never
+    // stalls on a slow start); only with none live does the call wait for those starting
+    if (!this.procs.some((p) => p.ready && !p.failed)) await this.ready();
     if (this.closed) throw new Error(`rollout engine ${this.name}: generate after close()`);
     const versions: number[] = [];
     const gen = async (ids: number[][], g: GenerateOptions): Promise<Generation> => {
