@@ -15,25 +15,25 @@ let version = -1;
 let queue: Promise<void> = Promise.resolve();
 
 /**
- * Test-only fault switch (test/rollout_workers_faults.test.ts), so that the engine's recovery is
+ * Test-only fault switch (test/rollout_workers_garbage.test.ts), so that the engine's recovery is
  * tested against real processes misbehaving: GRPO_ROLLOUT_WORKER_FAULT=MODE[,MODE…][@INDEX][:FROM]
  * makes worker INDEX (every worker when omitted) misbehave from its FROM-th generate request on
  * (default 1): its k-th process (GRPO_ROLLOUT_WORKER_SPAWN k, 0 = the first) in the k-th MODE, so
  * each replacement shows the next fault and the one after the list is healthy. MODEs: exit (the
- * process exits), hang (never answers), ids (a token id = the vocabulary size), nan / positive (a
- * log-prob NaN / 0.5), rows (one row too few), count (one log-prob too many), version (another
- * weight version than the one sent), error (reports an error).
+ * process exits), ids (a token id = the vocabulary size), nan / positive (a log-prob NaN / 0.5),
+ * rows (one row too few), count (one log-prob too many), version (another weight version than the
+ * one sent), error (reports an error). A hang is a SIGSTOP from the test.
  */
 const fault = (() => {
-  const m = /^((?:exit|hang|ids|nan|positive|rows|count|version|error)(?:,(?:exit|hang|ids|nan|positive|rows|count|version|error))*)(?:@(\d+))?(?::(\d+))?$/.exec(process.env.GRPO_ROLLOUT_WORKER_FAULT ?? '');
+  const m = /^((?:exit|ids|nan|positive|rows|count|version|error)(?:,(?:exit|ids|nan|positive|rows|count|version|error))*)(?:@(\d+))?(?::(\d+))?$/.exec(process.env.GRPO_ROLLOUT_WORKER_FAULT ?? '');
   if (!m || (m[2] !== undefined && m[2] !== process.env.GRPO_ROLLOUT_WORKER_INDEX)) return null;
   const mode = m[1].split(',')[Number(process.env.GRPO_ROLLOUT_WORKER_SPAWN ?? 0)];
   return mode ? { mode, from: m[3] === undefined ? 1 : Number(m[3]) } : null;
 })();
 let generated = 0;
 
-/** What a faulty worker answers instead of `g` (or never answers, or exits). */
-function misbehave(mode: string, g: Generation, vocabSize: number): Promise<unknown> | unknown {
+/** What a faulty worker answers instead of `g` (or it throws, or exits). */
+function misbehave(mode: string, g: Generation, vocabSize: number): unknown {
   // a row with at least one token, to corrupt
   const row = () => {
     if (!g.tokens[0].length) {
@@ -44,8 +44,6 @@ function misbehave(mode: string, g: Generation, vocabSize: number): Promise<unkn
   switch (mode) {
     case 'exit':
       process.exit(3);
-    case 'hang':
-      return new Promise(() => {});
     case 'error':
       throw new Error('injected fault');
     case 'ids':
@@ -110,8 +108,6 @@ async function handle(m: Record<string, any>): Promise<unknown> {
       if (fault && ++generated >= fault.from) return misbehave(fault.mode, g, model.vocabSize);
       return { ...g, version };
     }
-    case 'hang':  // tests: a worker that stops answering
-      return new Promise(() => {});
     default:
       throw new Error(`unknown message type ${JSON.stringify(m.type)}`);
   }
