@@ -24,8 +24,9 @@
  * is killed and a replacement started in the background with the engine's current weight snapshot;
  * it takes rows once ready, so the pool recovers for later steps (until then the live workers take
  * its share; a call with no live worker waits for the replacements). A retry only goes to a worker
- * live at that moment: after the retries, or with no live worker left, the call fails with an error naming the engine, every worker tried with its reason, and
- * the request (rows, seed, policy version), never a silent gap or a half-filled rollout.
+ * live at that moment: after the retries, or with no live worker left, the call fails with an
+ * error naming the engine, every worker tried with its reason, and the request (rows, seed, policy
+ * version), never a silent gap or a half-filled rollout.
  */
 import { fork, type ChildProcess } from 'child_process';
 import * as os from 'os';
