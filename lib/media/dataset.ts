@@ -132,8 +132,10 @@ export function formatMediaRowError(e: MediaRowError): string {
 
 export class MediaLoadError extends Error {
   constructor(readonly errors: MediaRowError[]) {
+    // One row may have several bad entries: the count is of rows (file and line), the list of entries.
+    const rows = new Set(errors.map((e) => `${e.file}:${e.line ?? ''}`)).size;
     super(
-      `${errors.length} dataset row${errors.length === 1 ? '' : 's'} with unusable media:\n` +
+      `${rows} dataset row${rows === 1 ? '' : 's'} with unusable media:\n` +
         errors.slice(0, 20).map((e) => '  ' + formatMediaRowError(e)).join('\n') +
         (errors.length > 20 ? `\n  ... and ${errors.length - 20} more` : ''),
     );
@@ -324,8 +326,10 @@ export async function loadExampleMedia(examples: Example[], spec: MediaSpec = {}
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
   if (errors.length) {
-    errors.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file < b.file ? -1 : 1));
-    throw new MediaLoadError(errors);
+    // The same row parsed twice (--test-file naming the training file) is reported once.
+    const unique = [...new Map(errors.map((e) => [formatMediaRowError(e), e])).values()];
+    unique.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file < b.file ? -1 : 1));
+    throw new MediaLoadError(unique);
   }
   for (const [ex, media] of results) {
     ex.media = media;
