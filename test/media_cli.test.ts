@@ -104,20 +104,22 @@ function failsNaming(r: ReturnType<typeof grpo>, entries: [file: string, line: n
   assert.is(r.stderr.trim().split('\n').length, 1 + entries.length, r.stderr);
 }
 
-test('grpo train: a truncated PNG and a missing file in the rows exit 1 naming file:line field[index]; no run directory is made', () => {
-  const f = jsonl('images.jsonl', [row('image', 'ok.png', '2'), row('image', 'ok.png'), row('image', 'trunc.png'), row('image', 'ok.png'), row('image', 'gone/missing.png'), row('image', 'ok.png')]);
+test('grpo train: a 20000×20000 image in the first row (where a fresh model reads its encoder size), a truncated PNG and a missing file: exit 1 naming each file:line field[index], the size read off the first row that decodes, no run directory', () => {
+  const f = jsonl('images.jsonl', [row('image', 'bomb.png'), row('image', 'trunc.png'), row('image', 'ok.png', '2'), row('image', 'gone/missing.png'), row('image', 'ok.png')]);
   const out = path.join(root, 'run-images');
   // --test-file naming the same file: each bad row is still reported once
   const r = grpo(['train', '--task', f, '--test-file', f, '--output-dir', out, ...tiny]);
-  failsNaming(r, [[f, 3, 'images', 0, /cannot decode the png \(8×8\)/], [f, 5, 'images', 0, /file not found: .*gone\/missing\.png/]]);
+  failsNaming(r, [
+    [f, 1, 'images', 0, /the png is 20000×20000 = 400000000 pixels, more than the limit of 67108864/],
+    [f, 2, 'images', 0, /cannot decode the png \(8×8\)/],
+    [f, 4, 'images', 0, /file not found: .*gone\/missing\.png/],
+  ]);
   assert.not.ok(fs.existsSync(out), 'nothing written');
-});
-
-test('grpo train: a 20000×20000 image in the first row (the one the encoder size is read from) is refused before decoding', () => {
-  const f = jsonl('bomb.jsonl', [row('image', 'bomb.png'), row('image', 'ok.png'), row('image', 'ok.png')]);
-  const out = path.join(root, 'run-bomb');
-  const r = grpo(['train', '--task', f, '--test-file', f, '--output-dir', out, ...tiny]);
-  failsNaming(r, [[f, 1, 'images', 0, /the png is 20000×20000 = 400000000 pixels, more than the limit of 67108864/]]);
+  // no row of the kind decodes: there is no size to read, and each row tried is named
+  const g = jsonl('allbad.jsonl', [row('image', 'bomb.png'), row('image', 'trunc.png')]);
+  failsNaming(grpo(['train', '--task', g, '--test-file', g, '--output-dir', out, ...tiny]), [
+    [g, 1, 'images', 0, /the png is 20000×20000/], [g, 2, 'images', 0, /cannot decode the png \(8×8\)/],
+  ]);
   assert.not.ok(fs.existsSync(out));
 });
 
@@ -128,10 +130,9 @@ test('grpo train --overwrite-output-dir over an existing run: a WAV with a wrong
   assert.is(ok.status, 0, ok.stderr);
   assert.ok(fs.existsSync(path.join(out, 'checkpoints', 'latest.json')), 'the good run has a checkpoint');
   const before = snapshot(out);
-  // the first row of each kind is good (the encoder sizes are read off it); the bad ones follow
-  const f = jsonl('mixed.jsonl', [row('audio', 'ok.wav'), row('audio', 'badheader.wav'), row('video', 'ok.gif'), row('video', 'zero.gif'), row('audio', 'ok.wav')]);
+  const f = jsonl('mixed.jsonl', [row('audio', 'ok.wav'), row('audio', 'badheader.wav'), row('video', 'zero.gif'), row('video', 'ok.gif'), row('audio', 'ok.wav')]);
   const r = grpo(['train', '--task', f, '--test-file', f, '--output-dir', out, '--overwrite-output-dir', ...tiny]);
-  failsNaming(r, [[f, 2, 'audios', 0, /cannot parse the WAV header: Could not find the "fmt " chunk/], [f, 4, 'videos', 0, /cannot read the header of GIF \(20 B\): .*no frames in GIF/]]);
+  failsNaming(r, [[f, 2, 'audios', 0, /cannot parse the WAV header: Could not find the "fmt " chunk/], [f, 3, 'videos', 0, /cannot read the header of GIF \(20 B\): .*no frames in GIF/]]);
   assert.equal(snapshot(out), before, 'the existing run is byte for byte what it was');
 });
 
@@ -160,7 +161,7 @@ test('no ffmpeg on PATH: an MP4 row fails naming the row, the field and what is 
   const r = spawnSync(process.execPath, ['--import', tsxLoader, bin, 'train', '--task', f, '--test-file', f, '--output-dir', out, ...tiny], {
     encoding: 'utf8', timeout: 120_000, env: { ...process.env, PATH: path.join(root, 'empty-path') },
   });
-  failsNaming(r, [[f, 1, 'videos', 0, /decoding MP4 \(\d+ B\) video needs ffmpeg and ffprobe on PATH, which are missing \(install ffmpeg/]]);
+  failsNaming(r, [1, 2].map((line) => [f, line, 'videos', 0, /decoding MP4 \(\d+ B\) video needs ffmpeg and ffprobe on PATH, which are missing \(install ffmpeg/] as [string, number, string, number, RegExp]));
   assert.not.ok(fs.existsSync(out));
 });
 
