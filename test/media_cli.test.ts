@@ -151,8 +151,8 @@ test('grpo sft and grpo eval fail the same way on bad media; sft writes no check
   assert.equal(snapshot(run), before, 'eval wrote nothing into the run');
 });
 
-test('no ffmpeg on PATH: an MP4 row fails naming the row, the field and what is missing (not a spawn crash)', () => {
-  if (!ffmpegAvailable().ffmpeg) return; // the real ffmpeg is needed to make the file; PATH is emptied for the run only
+// the real ffmpeg makes the file; PATH is emptied for the run only
+(ffmpegAvailable().ffmpeg ? test : test.skip)('no ffmpeg on PATH: an MP4 row fails naming the row, the field and what is missing (not a spawn crash)', () => {
   const mp4 = path.join(dir, 'clip.mp4');
   const g = spawnSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=red:s=8x8:d=0.4:r=5', '-pix_fmt', 'yuv420p', mp4]);
   assert.is(g.status, 0, String(g.stderr));
