@@ -353,10 +353,10 @@ test('malformed media: truncated PNG, bad WAV header, empty WAV, zero-frame vide
   fs.writeFileSync(path.join(dir, 'empty.wav'), fmtOnly);
   const truncWav = wav.subarray(0, 44 + 100);
   fs.writeFileSync(path.join(dir, 'trunc.wav'), truncWav);
-  // Zero frames: an MP4 with only an audio stream when ffmpeg can make one, else a GIF with its frames cut off.
+  // Zero frames: a GIF with a screen and a colour table but no image (always), and an MP4 with only
+  // an audio stream when ffmpeg can make one (else the GIF again).
   let zeroFrames = 'zero.gif';
-  const gif = await rawIn(tall(), VW, VH, FRAMES).gif().toBuffer();
-  fs.writeFileSync(path.join(dir, 'zero.gif'), gif.subarray(0, 13 + 3 * 256));
+  fs.writeFileSync(path.join(dir, 'zero.gif'), Buffer.from([...Buffer.from('GIF89a'), VW, 0, VH, 0, 0x80, 0, 0, 0, 0, 0, 255, 255, 255, 0x3b]));
   if (HAVE_FFMPEG) {
     ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=0.2', path.join(dir, 'noframes.mp4')]);
     zeroFrames = 'noframes.mp4';
@@ -373,6 +373,7 @@ test('malformed media: truncated PNG, bad WAV header, empty WAV, zero-frame vide
     { messages: [{ role: 'user', content: '<audio>' }], audios: ['trunc.wav'], solution: '1' },
     { messages: [{ role: 'user', content: '<image>' }], images: ['badheader.wav'], solution: '1' },
     { messages: [{ role: 'user', content: '<video>' }], videos: ['ok.png'], solution: '1' },
+    { messages: [{ role: 'user', content: '<video>' }], videos: ['zero.gif'], solution: '1' },
   ];
   const file = path.join(dir, 'd.jsonl');
   fs.writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n'));
@@ -385,12 +386,12 @@ test('malformed media: truncated PNG, bad WAV header, empty WAV, zero-frame vide
   }
   assert.instance(err, MediaLoadError);
   const by = new Map(err!.errors.map((e) => [e.line, e]));
-  assert.equal([...by.keys()].sort((a, b) => a! - b!), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.equal([...by.keys()].sort((a, b) => a! - b!), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   for (const e of err!.errors) assert.is(e.file, file);
   const expect: [number, string, number, RegExp][] = [
     [2, 'images', 1, /cannot decode the png/],
     [3, 'audios', 0, /cannot parse the WAV header: Could not find the "fmt " chunk/],
-    [4, 'videos', 0, HAVE_FFMPEG ? /ffprobe found no video stream|0 frames/ : /cannot (read the header|decode)/],
+    [4, 'videos', 0, HAVE_FFMPEG ? /ffprobe found no video stream|0 frames/ : /no frames in GIF/],
     [5, 'images', 0, /20000×20000 = 400000000 pixels, more than the limit of 67108864/],
     [6, 'images', 0, /file not found: .*nope\/missing\.png/],
     [7, 'images', 0, /cannot (read the image header|decode the png)/],
@@ -398,6 +399,7 @@ test('malformed media: truncated PNG, bad WAV header, empty WAV, zero-frame vide
     [9, 'audios', 0, /truncated WAV: the data chunk declares 1600 bytes, the file holds 100/],
     [10, 'images', 0, /cannot read the image header of WAV/],
     [11, 'videos', 0, /expected a video .* got a still PNG image/],
+    [12, 'videos', 0, /cannot read the header of GIF \(20 B\): .*no frames in GIF/],
   ];
   for (const [line, field, index, re] of expect) {
     const e = by.get(line)!;

@@ -132,8 +132,10 @@ export function formatMediaRowError(e: MediaRowError): string {
 
 export class MediaLoadError extends Error {
   constructor(readonly errors: MediaRowError[]) {
+    // One row may have several bad entries: the count is of rows (file and line), the list of entries.
+    const rows = new Set(errors.map((e) => `${e.file}:${e.line ?? ''}`)).size;
     super(
-      `${errors.length} dataset row${errors.length === 1 ? '' : 's'} with unusable media:\n` +
+      `${rows} dataset row${rows === 1 ? '' : 's'} with unusable media:\n` +
         errors.slice(0, 20).map((e) => '  ' + formatMediaRowError(e)).join('\n') +
         (errors.length > 20 ? `\n  ... and ${errors.length - 20} more` : ''),
     );
@@ -324,8 +326,10 @@ export async function loadExampleMedia(examples: Example[], spec: MediaSpec = {}
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
   if (errors.length) {
-    errors.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file < b.file ? -1 : 1));
-    throw new MediaLoadError(errors);
+    // The same row parsed twice (--test-file naming the training file) is reported once.
+    const unique = [...new Map(errors.map((e) => [formatMediaRowError(e), e])).values()];
+    unique.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file < b.file ? -1 : 1));
+    throw new MediaLoadError(unique);
   }
   for (const [ex, media] of results) {
     ex.media = media;
@@ -343,15 +347,20 @@ export function taskHasMediaRefs(task: Task): boolean {
   return task.train.some(hasMediaRefs) || task.test.some(hasMediaRefs);
 }
 
+/** Rows of one kind inferMediaSpec tries before giving up (each failing one is reported). */
+const SPEC_TRIES = 16;
+
 /**
  * The MediaSpec a built-in model takes for a dataset's media, read off the data: the first row
- * carrying each kind fixes that encoder's input (its image size, its video's frame count and size,
- * its clip's rate and length); every other row is then resized / resampled / frame-sampled to it
- * by loadExampleMedia. The built-in vision encoder takes one square size for images and video
- * frames: the image's size wins when both kinds are present. Errors name the row and the field.
+ * carrying each kind that decodes fixes that encoder's input (its image size, its video's frame
+ * count and size, its clip's rate and length); every other row is then resized / resampled /
+ * frame-sampled to it by loadExampleMedia, which reports the rows that failed here with the rest.
+ * When the first SPEC_TRIES rows of a kind all fail, the call throws a MediaLoadError naming each
+ * one (row and field). The built-in vision encoder takes one square size for images and video
+ * frames: the image's size wins when both kinds are present.
  */
 export async function inferMediaSpec(task: Task, opts: LoadMediaOptions = {}): Promise<MediaSpec> {
-  const first: Partial<Record<MediaKind, { ex: Example; ref: MediaRef }>> = {};
+  const candidates: Record<MediaKind, { ex: Example; ref: MediaRef }[]> = { image: [], audio: [], video: [] };
   for (const ex of [...task.train, ...task.test]) {
     if (!hasMediaRefs(ex)) continue;
     let refs: MediaRef[];
@@ -361,27 +370,32 @@ export async function inferMediaSpec(task: Task, opts: LoadMediaOptions = {}): P
       const x = e as MediaDecodeError & { field?: string; index?: number };
       throw new MediaLoadError([{ file: ex.source?.file ?? `example ${ex.id}`, line: ex.source?.line, field: x.field, index: x.index, message: x.message }]);
     }
-    for (const r of refs) first[r.kind] ??= { ex, ref: r };
-    if (first.image && first.audio && first.video) break;
+    for (const r of refs) if (candidates[r.kind].length < SPEC_TRIES) candidates[r.kind].push({ ex, ref: r });
+    if (KINDS.every((k) => candidates[k].length >= SPEC_TRIES)) break;
   }
+  const failed: MediaRowError[] = [];
   const decodeFirst = async (kind: MediaKind): Promise<MediaData | undefined> => {
-    const f = first[kind];
-    if (!f) return undefined;
-    const { ex, ref } = f;
-    try {
-      const bytes = ref.bytes ?? (await fs.promises.readFile(ref.path!).catch((e: NodeJS.ErrnoException) => {
-        throw new MediaDecodeError(e.code === 'ENOENT' ? `file not found: ${ref.path}` : `cannot read ${ref.path} (${e.message})`);
-      }));
-      if (!bytes.length) throw new MediaDecodeError(ref.path ? `the file is empty: ${ref.path}` : 'no bytes');
-      return kind === 'image' ? await decodeImage(bytes, undefined, opts) : kind === 'audio' ? await decodeAudio(bytes, undefined, opts, ref.path) : await decodeVideo(bytes, undefined, opts, ref.path);
-    } catch (e) {
-      throw new MediaLoadError([{ file: ex.source?.file ?? `example ${ex.id}`, line: ex.source?.line, field: ref.field, index: ref.index, message: (e as Error).message }]);
+    const tried: MediaRowError[] = [];
+    for (const { ex, ref } of candidates[kind]) {
+      try {
+        const bytes = ref.bytes ?? (await fs.promises.readFile(ref.path!).catch((e: NodeJS.ErrnoException) => {
+          throw new MediaDecodeError(e.code === 'ENOENT' ? `file not found: ${ref.path}` : `cannot read ${ref.path} (${e.message})`);
+        }));
+        if (!bytes.length) throw new MediaDecodeError(ref.path ? `the file is empty: ${ref.path}` : 'no bytes');
+        return kind === 'image' ? await decodeImage(bytes, undefined, opts) : kind === 'audio' ? await decodeAudio(bytes, undefined, opts, ref.path) : await decodeVideo(bytes, undefined, opts, ref.path);
+      } catch (e) {
+        tried.push({ file: ex.source?.file ?? `example ${ex.id}`, line: ex.source?.line, field: ref.field, index: ref.index, message: (e as Error).message });
+      }
     }
+    // none of the tried rows decodes: there is no size to read; report them all
+    failed.push(...tried);
+    return undefined;
   };
   const spec: MediaSpec = {};
   const img = (await decodeFirst('image')) as ImageData | undefined;
   const vid = (await decodeFirst('video')) as VideoData | undefined;
   const aud = (await decodeFirst('audio')) as AudioData | undefined;
+  if (failed.length) throw new MediaLoadError([...new Map(failed.map((e) => [formatMediaRowError(e), e])).values()]);
   if (img) spec.image = { width: img.width, height: img.height };
   if (vid) {
     const f0 = vid.frames[0];

@@ -200,20 +200,16 @@ const melCache = new WeakMap<object, Float32Array>();
 function hz2mel(f: number) { return 2595 * Math.log10(1 + f / 700); }
 function mel2hz(m: number) { return 700 * (10 ** (m / 2595) - 1); }
 
-/**
- * Log-mel features of a clip, then `stride` frames stacked per token: rows [tokens, stride·nMels].
- * Hann window, power spectrum by a direct DFT (windows are small), triangular mel filters
- * (HTK mel scale) from 0 to Nyquist, log(1e-6 + energy).
- */
-export function audioFeatures(clip: AudioData, a: AudioEncoderConfig, what: string): Float32Array {
-  const hit = melCache.get(clip);
-  if (hit) return hit;
-  if (!clip || clip.kind !== 'audio' || clip.sampleRate !== a.sampleRate || !(clip.samples instanceof Float32Array))
-    throw new RangeError(`${what}: expected AudioData at ${a.sampleRate} Hz (the audio encoder's rate) but received ${clip && clip.kind === 'audio' ? `${clip.sampleRate} Hz` : typeof clip}`);
-  const W = a.window, nb = W / 2 + 1, F = melFrames(a), T = audioTokens(a);
+/** Per-(window, rate, mels) tables of the log-mel transform: built once per process, not per clip. */
+interface MelTables { hann: Float64Array; fb: Float64Array; nb: number; fft?: { rev: Uint32Array; cos: Float64Array; sin: Float64Array }; cos?: Float64Array; sin?: Float64Array }
+const melTables = new Map<string, MelTables>();
+
+function melTablesFor(a: AudioEncoderConfig): MelTables {
+  const key = `${a.window}|${a.sampleRate}|${a.nMels}`;
+  let t = melTables.get(key);
+  if (t) return t;
+  const W = a.window, nb = W / 2 + 1;
   const hann = Float64Array.from({ length: W }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / W));
-  const cos = new Float64Array(nb * W), sin = new Float64Array(nb * W);
-  for (let k = 0; k < nb; k++) for (let i = 0; i < W; i++) { cos[k * W + i] = Math.cos((2 * Math.PI * k * i) / W); sin[k * W + i] = Math.sin((2 * Math.PI * k * i) / W); }
   // mel filterbank [nMels, nb]
   const mMax = hz2mel(a.sampleRate / 2);
   const edges = Array.from({ length: a.nMels + 2 }, (_, i) => (mel2hz((mMax * i) / (a.nMels + 1)) * W) / a.sampleRate);
@@ -223,18 +219,81 @@ export function audioFeatures(clip: AudioData, a: AudioEncoderConfig, what: stri
       const l = edges[m], c = edges[m + 1], r = edges[m + 2];
       fb[m * nb + k] = Math.max(0, Math.min((k - l) / (c - l), (r - k) / (r - c)));
     }
+  t = { hann, fb, nb };
+  if ((W & (W - 1)) === 0) {
+    // power-of-two window (the default windows at 4, 8 and 16 kHz): radix-2 FFT, bit-reversal and twiddles tabulated
+    const bits = Math.log2(W);
+    const rev = new Uint32Array(W);
+    for (let i = 0; i < W; i++) {
+      let r = 0;
+      for (let b = 0; b < bits; b++) r |= ((i >> b) & 1) << (bits - 1 - b);
+      rev[i] = r;
+    }
+    const cos = new Float64Array(W / 2), sin = new Float64Array(W / 2);
+    for (let k = 0; k < W / 2; k++) { cos[k] = Math.cos((2 * Math.PI * k) / W); sin[k] = Math.sin((2 * Math.PI * k) / W); }
+    t.fft = { rev, cos, sin };
+  } else {
+    // any other window: a direct DFT against tabulated cos / sin
+    const cos = new Float64Array(nb * W), sin = new Float64Array(nb * W);
+    for (let k = 0; k < nb; k++) for (let i = 0; i < W; i++) { cos[k * W + i] = Math.cos((2 * Math.PI * k * i) / W); sin[k * W + i] = Math.sin((2 * Math.PI * k * i) / W); }
+    t.cos = cos;
+    t.sin = sin;
+  }
+  melTables.set(key, t);
+  return t;
+}
+
+/** Power spectrum |X_k|² (k = 0..W/2) of the real frame x (length W) into pw. re / im: scratch of length W. */
+function powerSpectrum(t: MelTables, x: Float64Array, pw: Float64Array, re: Float64Array, im: Float64Array): void {
+  const W = x.length, nb = t.nb;
+  if (t.fft) {
+    // iterative radix-2 decimation in time: X_k = Σ x_i e^{−2πi·ki/W}
+    const { rev, cos, sin } = t.fft;
+    for (let i = 0; i < W; i++) { re[i] = x[rev[i]]; im[i] = 0; }
+    for (let len = 2; len <= W; len <<= 1) {
+      const half = len >> 1, step = W / len;
+      for (let s = 0; s < W; s += len)
+        for (let j = 0; j < half; j++) {
+          const wr = cos[j * step], wi = -sin[j * step];
+          const a = s + j, b = a + half;
+          const tr = re[b] * wr - im[b] * wi, ti = re[b] * wi + im[b] * wr;
+          re[b] = re[a] - tr; im[b] = im[a] - ti;
+          re[a] += tr; im[a] += ti;
+        }
+    }
+    for (let k = 0; k < nb; k++) pw[k] = re[k] * re[k] + im[k] * im[k];
+    return;
+  }
+  const cos = t.cos!, sin = t.sin!;
+  for (let k = 0; k < nb; k++) {
+    let r = 0, m = 0;
+    for (let i = 0; i < W; i++) { r += x[i] * cos[k * W + i]; m -= x[i] * sin[k * W + i]; }
+    pw[k] = r * r + m * m;
+  }
+}
+
+/**
+ * Log-mel features of a clip, then `stride` frames stacked per token: rows [tokens, stride·nMels].
+ * Hann window, power spectrum (a radix-2 FFT for power-of-two windows, a direct DFT otherwise;
+ * the window, filterbank and twiddle tables are built once per configuration), triangular mel
+ * filters (HTK mel scale) from 0 to Nyquist, log(1e-6 + energy). Cached per clip.
+ */
+export function audioFeatures(clip: AudioData, a: AudioEncoderConfig, what: string): Float32Array {
+  const hit = melCache.get(clip);
+  if (hit) return hit;
+  if (!clip || clip.kind !== 'audio' || clip.sampleRate !== a.sampleRate || !(clip.samples instanceof Float32Array))
+    throw new RangeError(`${what}: expected AudioData at ${a.sampleRate} Hz (the audio encoder's rate) but received ${clip && clip.kind === 'audio' ? `${clip.sampleRate} Hz` : typeof clip}`);
+  const W = a.window, F = melFrames(a), T = audioTokens(a);
+  const t = melTablesFor(a);
+  const { hann, fb, nb } = t;
   const mel = new Float32Array(F * a.nMels);
-  const x = new Float64Array(W), pw = new Float64Array(nb);
+  const x = new Float64Array(W), pw = new Float64Array(nb), re = new Float64Array(W), im = new Float64Array(W);
   for (let f = 0; f < F; f++) {
     for (let i = 0; i < W; i++) {
       const s = f * a.hop + i;
       x[i] = (s < clip.samples.length ? clip.samples[s] : 0) * hann[i];
     }
-    for (let k = 0; k < nb; k++) {
-      let re = 0, im = 0;
-      for (let i = 0; i < W; i++) { re += x[i] * cos[k * W + i]; im -= x[i] * sin[k * W + i]; }
-      pw[k] = re * re + im * im;
-    }
+    powerSpectrum(t, x, pw, re, im);
     for (let m = 0; m < a.nMels; m++) {
       let e = 0;
       for (let k = 0; k < nb; k++) e += fb[m * nb + k] * pw[k];
