@@ -337,7 +337,7 @@ function setup2(seed: number) {
 test('temporalPatch: default 2 for video, 1 for images only; tokens, row width and ids of a tubelet clip', () => {
   assert.equal(media2.vision, { imageSize: 8, patchSize: 4, hidden: 6, frames: 3, temporalPatch: 2 });
   assert.equal(mediaModelConfig({ image: { width: 8, height: 8 } }, { patchSize: 4 }).vision, { imageSize: 8, patchSize: 4, hidden: 32, frames: 0 });
-  assert.throws(() => mediaModelConfig({ video: { width: 8, height: 8, numFrames: 3 } }, { temporalPatch: 4 }), /temporalPatch must be an integer in \[1, 3\].*received 4/);
+  assert.throws(() => mediaModelConfig({ video: { width: 8, height: 8, numFrames: 3 } }, { temporalPatch: 4 }), /temporalPatch \(--temporal-patch\) must be an integer in \[1, 3\].*received 4/);
   assert.throws(() => mediaModelConfig({ image: { width: 8, height: 8 } }, { temporalPatch: 2 }), /temporalPatch.*1 without video.*received 2/);
   assert.throws(() => createTransformer({ ...CFG2, media: { ...media2, vision: { ...media2.vision!, temporalPatch: 5 } } }), /\[1, 3\] for config\.media\.vision\.temporalPatch but received 5/);
   // 2 groups × 4 patches = 8 video tokens (3 frames, one per token, would be 12)

@@ -171,7 +171,7 @@ export function mediaModelConfig(spec: MediaSpec, o: EncoderOptions = {}): Media
     // video: two frames per token by default (see VisionEncoderConfig.temporalPatch); image-only models keep one
     const tp = o.temporalPatch ?? (frames >= 2 ? 2 : 1);
     if (!(Number.isInteger(tp) && tp >= 1 && (frames === 0 ? tp === 1 : tp <= frames)))
-      throw new RangeError(`mediaModelConfig: temporalPatch must be an integer in [1, ${Math.max(1, frames)}] (the clip's frames${frames === 0 ? '; 1 without video' : ''}) but received ${tp}`);
+      throw new RangeError(`mediaModelConfig: temporalPatch (--temporal-patch) must be an integer in [1, ${Math.max(1, frames)}] (the clip's frames${frames === 0 ? '; 1 without video' : ''}) but received ${tp}`);
     if (tp > 1) m.vision.temporalPatch = tp;
   }
   if (spec.audio) {
