@@ -35,9 +35,11 @@ export interface VisionEncoderConfig {
    * holds this many consecutive frames of one patch, frame-major ((t, dy, dx, channel) order), so
    * one row sees the change at its position; a clip whose frame count it does not divide repeats
    * its last frame, and an image fills every slot with itself (as Qwen2-VL's processor does).
-   * Why: with one frame per row (1) the built-in 2-layer model never learnt the direction of a
-   * move (the comparison across frames was left to the decoder's attention; the warm start sat at
-   * the answer prior, bench/results/multimodal.md), while with 2 it learns it in a few hundred steps.
+   * Why: a row then sees the change at its position, so comparing frames no longer rests on the
+   * decoder's attention alone; the built-in 2-layer model's warm start sits at the answer prior
+   * for a shorter time on the direction task (video_direction_2f, patch 4: > 800 steps with one
+   * frame per row, ~650 with two; patch 8: ~400 and ~200; bench/results/multimodal.md). It also
+   * halves the video tokens, as in Qwen2-VL.
    */
   temporalPatch?: number;
 }
