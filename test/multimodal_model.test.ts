@@ -12,7 +12,8 @@ import { close, normal, rng } from './helpers';
 import { randomModel } from './model_helpers';
 import { gelu, refForward, toRefParams } from './reference/transformer';
 
-const media = mediaModelConfig({ image: { width: 8, height: 8 }, video: { width: 8, height: 8, numFrames: 2 }, audio: { sampleRate: 1000, maxSeconds: 0.2 } }, { patchSize: 4, encoderHidden: 6 });
+// one frame per video token here (temporalPatch 1); the tubelet tests below use the default 2
+const media = mediaModelConfig({ image: { width: 8, height: 8 }, video: { width: 8, height: 8, numFrames: 2 }, audio: { sampleRate: 1000, maxSeconds: 0.2 } }, { patchSize: 4, encoderHidden: 6, temporalPatch: 1 });
 const tok = mediaTokenizer(media);
 const CFG: TransformerConfig = { vocabSize: tok.vocabSize, dModel: 8, nLayers: 1, nHeads: 2, dFF: 16, maxSeqLen: 40, seed: 5, media };
 
@@ -60,25 +61,35 @@ function refPatch(img: ImageData, gy: number, gx: number, p = 4): number[] {
   return out;
 }
 
-/** The reference splice of one batch: image / video / audio rows by walking the placeholders. */
-function refSplice(p: Map<string, Float64Array>, tokens: Int32Array, B: number, L: number, md: (ExampleMedia | undefined)[]): Map<number, Float64Array> {
+/**
+ * The reference splice of one batch: image / video / audio rows by walking the placeholders. With
+ * tp frames per video token (Qwen2-VL's temporal patch), token (t, j) of a clip reads patch j of
+ * frames t·tp … t·tp + tp − 1 concatenated (past the last frame: the last frame again), and an
+ * image's row is its patch repeated tp times.
+ */
+function refSplice(p: Map<string, Float64Array>, tokens: Int32Array, B: number, L: number, md: (ExampleMedia | undefined)[], mc = media): Map<number, Float64Array> {
   const out = new Map<number, Float64Array>();
-  const Hd = media.vision!.hidden, d = CFG.dModel;
+  const Hd = mc.vision!.hidden, d = CFG.dModel;
+  const tp = mc.vision!.temporalPatch ?? 1, F = mc.vision!.frames, groups = Math.ceil(F / tp);
   for (let b = 0; b < B; b++) {
     let ni = 0, nv = 0, na = 0;
     for (let i = 0; i < L; i++) {
       const id = tokens[b * L + i];
       if (id === media.imageTokenId) {
         const k = ni++, img = md[b]!.images![Math.floor(k / 4)], j = k % 4;
-        out.set(b * L + i, refEncode(p, 'vision', refPatch(img, Math.floor(j / 2), j % 2), j, -1, Hd, d));
+        const row: number[] = [];
+        for (let s = 0; s < tp; s++) row.push(...refPatch(img, Math.floor(j / 2), j % 2));
+        out.set(b * L + i, refEncode(p, 'vision', row, j, -1, Hd, d));
       } else if (id === media.videoTokenId) {
-        const k = nv++, v = md[b]!.videos![Math.floor(k / 8)], t = Math.floor((k % 8) / 4), j = k % 4;
-        out.set(b * L + i, refEncode(p, 'vision', refPatch(v.frames[t], Math.floor(j / 2), j % 2), j, t, Hd, d));
+        const k = nv++, v = md[b]!.videos![Math.floor(k / (4 * groups))], t = Math.floor((k % (4 * groups)) / 4), j = k % 4;
+        const row: number[] = [];
+        for (let s = 0; s < tp; s++) row.push(...refPatch(v.frames[Math.min(t * tp + s, F - 1)], Math.floor(j / 2), j % 2));
+        out.set(b * L + i, refEncode(p, 'vision', row, j, t, Hd, d));
       } else if (id === media.audioTokenId) {
         const k = na++, a = md[b]!.audios![0];
-        const f = audioFeatures(a, media.audio!, 'ref');
-        const P = media.audio!.stride * media.audio!.nMels;
-        out.set(b * L + i, refEncode(p, 'audio', Array.from(f.subarray(k * P, (k + 1) * P)), k, -1, media.audio!.hidden, d));
+        const f = audioFeatures(a, mc.audio!, 'ref');
+        const P = mc.audio!.stride * mc.audio!.nMels;
+        out.set(b * L + i, refEncode(p, 'audio', Array.from(f.subarray(k * P, (k + 1) * P)), k, -1, mc.audio!.hidden, d));
       }
     }
   }
@@ -302,6 +313,108 @@ test('bad media give errors naming the row and the field, before native code run
   await rejects(() => text.forward(tokens.slice(2 * L), 1, L, { media: [{ images: [image(r)] }] }), /no encoders/);
   text.dispose();
   assert.throws(() => tok.encode('<image>') && mediaTokenizer(mediaModelConfig({ audio: { sampleRate: 1000, maxSeconds: 0.2 } })).encode('<image>'), /no image encoder/);
+  m.dispose();
+});
+
+// Tubelets (temporalPatch 2, the default for video): a 3-frame clip is 2 frame groups, (0, 1) and
+// (2, 2 again); every video token's row holds its patch in both frames of its group.
+const media2 = mediaModelConfig({ image: { width: 8, height: 8 }, video: { width: 8, height: 8, numFrames: 3 }, audio: { sampleRate: 1000, maxSeconds: 0.2 } }, { patchSize: 4, encoderHidden: 6 });
+const CFG2: TransformerConfig = { ...CFG, media: media2 };
+const tok2 = mediaTokenizer(media2);
+
+function setup2(seed: number) {
+  const r = rng(seed);
+  const m = randomModel(CFG2, seed);
+  const clip3: VideoData = { kind: 'video', fps: 2, frames: [image(r), image(r), image(r)] };
+  const md: (ExampleMedia | undefined)[] = [{ images: [image(r)], audios: [clip(r)] }, { videos: [clip3] }, undefined];
+  const texts = ['a<image>b<audio>=', '<video>x=', '12+3='];
+  const len = Math.max(...texts.map((s) => tok2.encode(s).length + 1));
+  const t = new Int32Array(3 * len);
+  texts.forEach((s, b) => t.set([tok2.bosId, ...tok2.encode(s)], b * len));
+  return { r, m, md, L: len, tokens: t };
+}
+
+test('temporalPatch: default 2 for video, 1 for images only; tokens, row width and ids of a tubelet clip', () => {
+  assert.equal(media2.vision, { imageSize: 8, patchSize: 4, hidden: 6, frames: 3, temporalPatch: 2 });
+  assert.equal(mediaModelConfig({ image: { width: 8, height: 8 } }, { patchSize: 4 }).vision, { imageSize: 8, patchSize: 4, hidden: 32, frames: 0 });
+  assert.throws(() => mediaModelConfig({ video: { width: 8, height: 8, numFrames: 3 } }, { temporalPatch: 4 }), /temporalPatch \(--temporal-patch\) must be an integer in \[1, 3\].*received 4/);
+  assert.throws(() => mediaModelConfig({ image: { width: 8, height: 8 } }, { temporalPatch: 2 }), /temporalPatch.*1 without video.*received 2/);
+  assert.throws(() => createTransformer({ ...CFG2, media: { ...media2, vision: { ...media2.vision!, temporalPatch: 5 } } }), /\[1, 3\] for config\.media\.vision\.temporalPatch but received 5/);
+  // 2 groups × 4 patches = 8 video tokens (3 frames, one per token, would be 12)
+  assert.is(tok2.encode('<video>').length, 8);
+  const m = randomModel(CFG2, 1);
+  // the patch embedding reads 2 frames × 4·4·3 pixels; the temporal table has one row per group
+  assert.equal(m.parameters.find((x) => x.name === 'vision.patch.weight')!.shape, [96, 6]);
+  assert.equal(m.parameters.find((x) => x.name === 'vision.temporal')!.shape, [2, 6]);
+  m.dispose();
+  const { md, tokens, L } = setup2(1);
+  const a = buildMediaArgs('t', media2, tokens, [0, L, 2 * L], [L, L, L], md);
+  assert.equal(Array.from(a.visionTpos as Int32Array), [-1, -1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 1]);
+  assert.equal(Array.from(a.visionSpos as Int32Array), [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
+  // row values: video token (t = 1, patch 3) = patch (1, 1) of frame 2, then of frame 2 again (padding);
+  // token (0, 2) = patch (1, 0) of frame 0 then frame 1; image token 1 = its patch (0, 1) twice
+  const feat = a.visionFeat as Float32Array, W = 96;
+  const v = md[1]!.videos![0];
+  close(feat.subarray(11 * W, 12 * W), [...refPatch(v.frames[2], 1, 1), ...refPatch(v.frames[2], 1, 1)], 1e-6, 1e-6, 'padded group');
+  close(feat.subarray(6 * W, 7 * W), [...refPatch(v.frames[0], 1, 0), ...refPatch(v.frames[1], 1, 0)], 1e-6, 1e-6, 'group 0');
+  close(feat.subarray(1 * W, 2 * W), [...refPatch(md[0]!.images![0], 0, 1), ...refPatch(md[0]!.images![0], 0, 1)], 1e-6, 1e-6, 'image');
+});
+
+test('temporalPatch 2: forward matches the float64 tubelet splice, and one token row sees both frames', async () => {
+  const { m, md, tokens, L } = setup2(2);
+  const got = await m.forward(tokens, 3, L, { media: md });
+  const p = toRefParams(m.stateDict());
+  const want = refForward(REF, p, tokens, 3, L, refSplice(p, tokens, 3, L, md, media2));
+  let scale = 0;
+  for (const w of want) scale = Math.max(scale, Math.abs(w));
+  close(got, want, 1e-5, 1e-5 * scale, 'logits');
+  // moving the object between frame 0 and frame 1 inside one patch changes that token's row: the
+  // embedding of video token (0, 0) (sequence index 1 of row 1) must depend on frame 1's pixels
+  const v = md[1]!.videos![0];
+  const f1 = { ...v.frames[1], data: Float32Array.from(v.frames[1].data, (x, i) => (i < 3 ? 1 - x : x)) };
+  const md2 = [md[0], { videos: [{ ...v, frames: [v.frames[0], f1, v.frames[2]] }] }, undefined];
+  const s1 = refSplice(p, tokens, 3, L, md, media2).get(L + 1)!, s2 = refSplice(p, tokens, 3, L, md2, media2).get(L + 1)!;
+  let d = 0;
+  for (let j = 0; j < s1.length; j++) d = Math.max(d, Math.abs(s1[j] - s2[j]));
+  assert.ok(d > 1e-3, `token (0, 0) reads frame 1 (max change ${d})`);
+  close(await m.forward(tokens, 3, L, { media: md2 }), refForward(REF, p, tokens, 3, L, refSplice(p, tokens, 3, L, md2, media2)), 1e-5, 1e-5 * scale, 'logits, frame 1 changed');
+  m.dispose();
+});
+
+test('temporalPatch 2: vision encoder gradients match central differences of the float64 reference', () => {
+  const { r, m, md, tokens, L } = setup2(3);
+  const w = Float32Array.from({ length: 3 * L * CFG.vocabSize }, () => normal(r));
+  m.zeroGrad();
+  m.forwardSync(tokens, 3, L, { train: true, media: md });
+  m.backwardSync(w);
+  const grads = m.gradients();
+  const p = toRefParams(m.stateDict());
+  const loss = () => {
+    const lg = refForward(REF, p, tokens, 3, L, refSplice(p, tokens, 3, L, md, media2));
+    let s = 0;
+    for (let i = 0; i < lg.length; i++) s += w[i] * lg[i];
+    return s;
+  };
+  const h = 1e-5;
+  for (const name of ['vision.patch.weight', 'vision.patch.bias', 'vision.pos', 'vision.temporal', 'vision.proj.weight']) {
+    const g = grads.get(name)!.data, q = p.get(name)!;
+    let gmax = 0;
+    for (const x of g) gmax = Math.max(gmax, Math.abs(x));
+    assert.ok(gmax > 0, `${name} has a gradient`);
+    // rows 48.. of patch.weight are the second frame's pixels: sample them as well as the first's
+    for (let k = 0; k < 12; k++) {
+      const j = name === 'vision.patch.weight' ? (k % 2 ? 48 * 6 : 0) + Math.floor(r() * 48 * 6) : Math.floor(r() * q.length);
+      const orig = q[j];
+      q[j] = orig + h;
+      const lp = loss();
+      q[j] = orig - h;
+      const lm = loss();
+      q[j] = orig;
+      const fd = (lp - lm) / (2 * h);
+      const tol = 2e-3 * Math.abs(fd) + 1e-4 * gmax + 1e-6;
+      if (!(Math.abs(g[j] - fd) <= tol)) assert.unreachable(`${name}[${j}]: native ${g[j]}, finite difference ${fd} (tol ${tol})`);
+    }
+  }
   m.dispose();
 });
 

@@ -6,6 +6,8 @@ import * as assert from 'uvu/assert';
 import { beepCountTask, clevrCountTask, videoDirectionTask } from '../lib/tasks/multimodal';
 import type { Example } from '../lib/tasks/types';
 import type { ImageData } from '../lib/media/types';
+import { taskTokenizer } from '../lib/trainer/run';
+import type { MediaTokenizer } from '../lib/models';
 
 const GRID = 4;
 
@@ -167,6 +169,22 @@ test('beep_count: seeded; the answer is the number of tone bursts in the samples
   }
   for (const e of t.test) assert.not.ok(train.has(JSON.stringify(bursts(e.media!.audios![0].samples).starts) + '|' + JSON.stringify(e.meta!.freqs)), `${e.id} is a training clip`);
   assert.equal([...counts].sort(), ['1', '2', '3', '4', '5']);
+});
+
+test('the CLI model options reach the video encoder: --patch-size and --temporal-patch set the tokens per clip', () => {
+  const t = videoDirectionTask({ seed: 3, trainSize: 2, testSize: 2 });
+  const n = (o: Record<string, unknown>) => {
+    const tok = taskTokenizer(t, o) as MediaTokenizer;
+    return [tok.encode('<video>').length, tok.media!.vision!.temporalPatch ?? 1];
+  };
+  // 3 frames of 16×16: patch 4 → 16 patches per frame group; 2 frames per token → groups (0, 1), (2, 2)
+  assert.equal(n({}), [32, 2]);
+  assert.equal(n({ temporalPatch: 1 }), [48, 1]);
+  assert.equal(n({ temporalPatch: 3 }), [16, 3]);
+  assert.equal(n({ patchSize: 8 }), [8, 2]);
+  assert.throws(() => n({ temporalPatch: 4 }), /--temporal-patch.*\[1, 3\].*received 4/);
+  // an image task keeps one frame per token
+  assert.is((taskTokenizer(clevrCountTask({ seed: 3, trainSize: 2, testSize: 2 }), {}) as MediaTokenizer).media!.vision!.temporalPatch, undefined);
 });
 
 test.run();

@@ -10,8 +10,9 @@
  * d_model plus their (t, h, w) position ids, (3) the decoder takes those rows instead of token
  * embeddings. See README "Multimodal GRPO".
  *
- * Positions. Every spliced row has a (t, h, w) id: t the frame (video; 0 for an image, the
- * mel-token index for audio), h, w its patch row and column. The built-in decoder keeps learned
+ * Positions. Every spliced row has a (t, h, w) id: t the frame group (video: temporalPatch frames
+ * per token, as in Qwen2-VL; 0 for an image, the mel-token index for audio), h, w its patch row
+ * and column. The built-in decoder keeps learned
  * absolute positions: a token's decoder position is its sequence index (for text t = h = w =
  * index, so text-only rows get exactly today's positions); (h, w) index the encoder's learned 2-D
  * table `vision.pos` (row h·g + w) and t the learned `vision.temporal` table, added inside the
@@ -27,8 +28,20 @@ export interface VisionEncoderConfig {
   patchSize: number;
   /** Encoder hidden size (patch embedding output). */
   hidden: number;
-  /** Video: frames per clip (the temporal table's size); 0 = images only. */
+  /** Video: frames per clip; 0 = images only. */
   frames: number;
+  /**
+   * Frames per video token (Qwen2-VL's temporal_patch_size; absent = 1): each encoder input row
+   * holds this many consecutive frames of one patch, frame-major ((t, dy, dx, channel) order), so
+   * one row sees the change at its position; a clip whose frame count it does not divide repeats
+   * its last frame, and an image fills every slot with itself (as Qwen2-VL's processor does).
+   * Why: a row then sees the change at its position, so comparing frames no longer rests on the
+   * decoder's attention alone; the built-in 2-layer model's warm start sits at the answer prior
+   * for a shorter time on the direction task (video_direction_2f, patch 4: > 800 steps with one
+   * frame per row, ~650 with two; patch 8: ~400 and ~200; bench/results/multimodal.md). It also
+   * halves the video tokens, as in Qwen2-VL.
+   */
+  temporalPatch?: number;
 }
 
 /** The audio encoder: log-mel frames, `stride` of them stacked per token (a 1-D conv of kernel = stride). */
@@ -59,8 +72,14 @@ export interface MediaModelConfig {
 
 /** Tokens one image takes. */
 export const imageTokens = (v: VisionEncoderConfig) => (v.imageSize / v.patchSize) ** 2;
-/** Tokens one video takes (every frame's patches). */
-export const videoTokens = (v: VisionEncoderConfig) => v.frames * imageTokens(v);
+/** Frames per video token (1 when the config predates the option). */
+export const temporalPatch = (v: VisionEncoderConfig) => v.temporalPatch ?? 1;
+/** Video tokens per patch position: the temporal table's size (frame groups of temporalPatch, the last one padded). */
+export const videoGroups = (v: VisionEncoderConfig) => Math.ceil(v.frames / temporalPatch(v));
+/** Tokens one video takes (every frame group's patches). */
+export const videoTokens = (v: VisionEncoderConfig) => videoGroups(v) * imageTokens(v);
+/** Width of one vision encoder input row: temporalPatch frames of p·p RGB pixels. */
+export const visionRowWidth = (v: VisionEncoderConfig) => temporalPatch(v) * v.patchSize * v.patchSize * 3;
 /** Mel frames of a clip and tokens one clip takes. */
 export const melFrames = (a: AudioEncoderConfig) => Math.floor((a.samples - a.window) / a.hop) + 1;
 export const audioTokens = (a: AudioEncoderConfig) => Math.floor(melFrames(a) / a.stride);
@@ -131,6 +150,8 @@ export function mediaTokenizer(m: MediaModelConfig): MediaTokenizer {
 /** Sizes of the built-in encoders for a task's media (the CLI's --patch-size, --encoder-hidden, --freeze-*). */
 export interface EncoderOptions {
   patchSize?: number;
+  /** Frames per video token (default 2 for video: each token compares two frames; images only: 1). */
+  temporalPatch?: number;
   encoderHidden?: number;
   freezeVit?: boolean;
   freezeAligner?: boolean;
@@ -146,8 +167,14 @@ export function mediaModelConfig(spec: MediaSpec, o: EncoderOptions = {}): Media
     const h = spec.image?.height ?? spec.video?.height;
     if (h !== side || (spec.image && spec.video && (spec.image.width !== spec.video.width || spec.image.height !== spec.video.height)))
       throw new RangeError(`mediaModelConfig: the built-in vision encoder takes one square size; received ${JSON.stringify(spec)}`);
-    m.vision = { imageSize: side, patchSize: o.patchSize ?? 4, hidden, frames: spec.video?.numFrames ?? 0 };
+    const frames = spec.video?.numFrames ?? 0;
+    m.vision = { imageSize: side, patchSize: o.patchSize ?? 4, hidden, frames };
     if (side % m.vision.patchSize !== 0) throw new RangeError(`mediaModelConfig: patchSize ${m.vision.patchSize} must divide the image size ${side}`);
+    // video: two frames per token by default (see VisionEncoderConfig.temporalPatch); image-only models keep one
+    const tp = o.temporalPatch ?? (frames >= 2 ? 2 : 1);
+    if (!(Number.isInteger(tp) && tp >= 1 && (frames === 0 ? tp === 1 : tp <= frames)))
+      throw new RangeError(`mediaModelConfig: temporalPatch (--temporal-patch) must be an integer in [1, ${Math.max(1, frames)}] (the clip's frames${frames === 0 ? '; 1 without video' : ''}) but received ${tp}`);
+    if (tp > 1) m.vision.temporalPatch = tp;
   }
   if (spec.audio) {
     const rate = spec.audio.sampleRate;
@@ -310,7 +337,8 @@ export type MediaArgs = Record<string, number | Float32Array | Int32Array>;
 
 /**
  * Finds the placeholder tokens of each row and builds the encoder inputs: row b's k-th run of
- * image placeholders is `media[b].images[k]`, and so on; (t, h, w) → spos = h·g + w, tpos = t.
+ * image placeholders is `media[b].images[k]`, and so on; (t, h, w) → spos = h·g + w, tpos = t
+ * (for video the frame group: frames t·temporalPatch …; an image's row repeats it temporalPatch times).
  * `rowStart[b]` is where row b's tokens start in `tokens`, `rowLen[b]` how many there are.
  */
 export function buildMediaArgs(
@@ -352,13 +380,13 @@ export function buildMediaArgs(
       }
       const v = m.vision;
       if (!v) throw new RangeError(`${op}: row ${b} has image/video placeholder tokens but the model has no vision encoder`);
-      const per = imageTokens(v), P = v.patchSize * v.patchSize * 3;
+      const per = imageTokens(v), P = v.patchSize * v.patchSize * 3, tp = temporalPatch(v);
       if (id === m.imageTokenId) {
         const k = Math.floor(used.image / per), j = used.image % per;
         const img = md?.images?.[k];
         if (!img) throw new RangeError(`${op}: media[${b}].images[${k}]: row ${b} has image placeholder tokens for it but no such image`);
         const f = patchify(img, v, `${op}: media[${b}].images[${k}]`);
-        vis.feat.push(f.subarray(j * P, (j + 1) * P));
+        for (let s = 0; s < tp; s++) vis.feat.push(f.subarray(j * P, (j + 1) * P)); // every temporal slot: the image itself
         vis.spos.push(j);
         vis.tpos.push(-1);
         used.image++;
@@ -369,8 +397,12 @@ export function buildMediaArgs(
         if (!Array.isArray(vid.frames) || vid.frames.length !== v.frames)
           throw new RangeError(`${op}: media[${b}].videos[${k}].frames: expected ${v.frames} frames (the vision encoder's clip length) but received ${Array.isArray(vid.frames) ? vid.frames.length : typeof vid.frames}`);
         const t = Math.floor(j / per), jj = j % per;
-        const f = patchify(vid.frames[t], v, `${op}: media[${b}].videos[${k}].frames[${t}]`);
-        vis.feat.push(f.subarray(jj * P, (jj + 1) * P));
+        // token (t, jj): patch jj of frames t·tp .. t·tp + tp − 1 (past the clip: its last frame)
+        for (let s = 0; s < tp; s++) {
+          const fi = Math.min(t * tp + s, v.frames - 1);
+          const f = patchify(vid.frames[fi], v, `${op}: media[${b}].videos[${k}].frames[${fi}]`);
+          vis.feat.push(f.subarray(jj * P, (jj + 1) * P));
+        }
         vis.spos.push(jj);
         vis.tpos.push(t);
         used.video++;
@@ -407,7 +439,7 @@ export function nativeEncoderConfig(m: MediaModelConfig | undefined): Record<str
   const o: Record<string, number | boolean> = { freezeEncoder: !!m.freezeVit, freezeProjector: !!m.freezeAligner };
   if (m.vision) {
     const v = m.vision;
-    Object.assign(o, { visionP: v.patchSize * v.patchSize * 3, visionHidden: v.hidden, visionPositions: imageTokens(v), visionFrames: v.frames });
+    Object.assign(o, { visionP: visionRowWidth(v), visionHidden: v.hidden, visionPositions: imageTokens(v), visionFrames: v.frames > 0 ? videoGroups(v) : 0 });
   }
   if (m.audio) {
     const a = m.audio;

@@ -80,6 +80,11 @@ function checkMedia(raw: unknown, V: number): MediaModelConfig {
     const int = (n: string, lo: number) => v.integer(OP, `config.media.vision.${n}`, x[n], lo, 1 << 16);
     m.vision = { imageSize: int('imageSize', 1), patchSize: int('patchSize', 1), hidden: int('hidden', 1), frames: int('frames', 0) };
     if (m.vision.imageSize % m.vision.patchSize !== 0) throw v.rangeError(OP, 'config.media.vision.patchSize', `a divisor of imageSize (${m.vision.imageSize})`, m.vision.patchSize);
+    if (x.temporalPatch !== undefined) {
+      // frames per video token; a model without video reads images with one frame per row
+      const tp = v.integer(OP, 'config.media.vision.temporalPatch', x.temporalPatch, 1, Math.max(1, m.vision.frames));
+      if (tp > 1) m.vision.temporalPatch = tp;
+    }
   }
   if (o.audio !== undefined) {
     const x = v.options(OP, o.audio);

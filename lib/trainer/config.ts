@@ -68,6 +68,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { section: S_MODEL, name: 'dFF', type: 'int', default: 256, help: 'feed-forward size' },
   { section: S_MODEL, name: 'maxSeqLen', type: 'int', default: 32, help: 'longest prompt + completion in tokens' },
   { section: S_MODEL, name: 'patchSize', type: 'int', default: 4, help: 'multimodal tasks: vision encoder patch size (tokens per image = (size/patch)²)' },
+  { section: S_MODEL, name: 'temporalPatch', type: 'int', default: undefined, help: 'multimodal video tasks: frames per video token (Qwen2-VL temporal_patch_size; each token\'s input holds that many frames of its patch). Default 2 for video, 1 without' },
   { section: S_MODEL, name: 'encoderHidden', type: 'int', default: 32, help: 'multimodal tasks: hidden size of the built-in vision / audio encoders' },
   { section: S_MODEL, name: 'freezeVit', type: 'boolean', default: false, help: 'multimodal: no updates to the encoders (patch embedding, position tables) (ms-swift freeze_vit)' },
   { section: S_MODEL, name: 'freezeAligner', type: 'boolean', default: false, help: 'multimodal: no updates to the projectors (ms-swift freeze_aligner)' },

@@ -150,6 +150,7 @@ export function taskTokenizer(task: Task, o: Options): Tokenizer {
   if (!task.media) return new CharTokenizer();
   return mediaTokenizer(mediaModelConfig(task.media, {
     patchSize: o.patchSize as number | undefined, encoderHidden: o.encoderHidden as number | undefined,
+    temporalPatch: o.temporalPatch as number | undefined,
     freezeVit: o.freezeVit as boolean | undefined, freezeAligner: o.freezeAligner as boolean | undefined,
   }));
 }

@@ -23,7 +23,9 @@
 namespace grpo {
 
 // A built-in media encoder (multimodal.md in the README): each media item arrives as rows of
-// patch features [M, P] (image: p×p×3 pixels of a patch; video: the same per frame; audio: k
+// patch features [M, P] (vision: p×p×3 pixels of a patch in each of temporalPatch consecutive
+// frames, concatenated frame-major, Qwen2-VL's tubelets, an image repeating itself; built by
+// lib/models/media.ts, so P and the temporal table's size come from there; audio: k
 // stacked log-mel frames, i.e. a 1-D convolution of kernel = stride = k), then
 //   h = feat · patch.weight + patch.bias + pos[spos] (+ temporal[tpos], video)
 //   E = gelu(h) · proj.weight + proj.bias                         (the projector / aligner)
