@@ -11,8 +11,9 @@
  *
  * Memory: two chunk buffers of chunkSize·V floats (default: about 48 MiB in all), plus, for a
  * bfloat16/float16 weight, one float32 slab of it; never N·V. Cost: three matmuls of N·V·D
- * multiply-adds; `importanceSamplingLevel: 'sequence'` and `topEntropyQuantile` < 1 need every
- * row's ℓ/H before any gradient, so the logits are computed twice (four matmuls).
+ * multiply-adds; `importanceSamplingLevel: 'sequence'`, `topEntropyQuantile` < 1, the rollout IS
+ * correction (`rolloutImportanceSamplingMode` with `rolloutLogp`) and the per-sequence losses need
+ * every row's ℓ/H before any gradient, so the logits are computed twice (four matmuls).
  * On the CPU every output is bit-identical for any chunkSize and thread count.
  */
 import { native } from '../native';
