@@ -18,7 +18,7 @@ import { native } from './native';
 import type { NativeMetrics } from './native';
 import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, hostSequenceValues, rewardShape } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
-import { GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
+import { checkRolloutIs, GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
 import { defaultHiddenChunk, GRPO_LOSS_FROM_HIDDEN_KEYS } from './ops/grpo_loss_from_hidden';
 import { GRADIENT_MODES, GRPO_LOSS_FROM_LOGITS_KEYS, grpoLossFromLogitsConfig, logitsLossShape } from './ops/grpo_loss_from_logits';
 import { KL_ESTIMATORS, KL_PENALTY_KEYS, klPenaltyConfig } from './ops/kl_penalty';
@@ -605,6 +605,8 @@ export interface CudaGrpoLossFromHiddenOptions extends GrpoLossConfig {
   mask?: DeviceTensor;
   oldLogp?: DeviceTensor;
   refLogp?: DeviceTensor;
+  /** The sampler's log-probs [N] (rolloutImportanceSamplingMode). */
+  rolloutLogp?: DeviceTensor;
   temperature?: number;
   /** Compute ∂L/∂h (default true): a new float32 device tensor [N, D]. */
   gradHidden?: boolean;
@@ -639,9 +641,10 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const targets = dev(op, 'targets', opts.targets, 'int32', N);
   const oldLogp = opts.oldLogp === undefined ? undefined : dev(op, 'oldLogp', opts.oldLogp, 'float32', N);
   const refLogp = opts.refLogp === undefined ? undefined : dev(op, 'refLogp', opts.refLogp, 'float32', N);
+  const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(op, opts);
-  if (cfg.rolloutIsMode) throw v.rangeError(op, 'rolloutImportanceSamplingMode', 'none: grpoLossFromHidden has no rollout IS correction yet (use grpoLossFromLogits)', opts.rolloutImportanceSamplingMode);
+  checkRolloutIs(op, cfg, opts, N, !!rolloutLogp);
   if (cfg.beta !== 0 && !refLogp) throw v.typeError(op, 'refLogp', 'a DeviceTensor when beta > 0', refLogp);
   const chunk = v.integer(op, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
   const wantDh = v.boolean(op, 'gradHidden', opts.gradHidden, true);
@@ -666,7 +669,7 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
   const gradWeight = newGw ? DeviceTensor.fromHost(new Float32Array(V * D), { shape: [V, D] }) : gw instanceof DeviceTensor ? gw : null;
   const args = {
     S, T, V, D, chunk, hidden: h(hid), weight: h(weight), targets: h(targets), temperature, oldLogp: h(oldLogp), refLogp: h(refLogp),
-    advantages: h(advantages), mask: h(mask), ...cfg, gradHidden: h(gradHidden), gradWeight: h(gradWeight),
+    rolloutLogp: h(rolloutLogp), advantages: h(advantages), mask: h(mask), ...cfg, gradHidden: h(gradHidden), gradWeight: h(gradWeight),
     logp: h(logp), entropy: h(entropy), gradLogp: h(gradLogp),
   };
   recordBackend('grpoLossFromHidden', 'cuda');

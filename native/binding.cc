@@ -258,10 +258,11 @@ Napi::Value GrpoLossFromHidden(const Napi::CallbackInfo& info) {
   a->ref_logp = r.typed<float>("refLogp", napi_float32_array, N, true);
   a->advantages = r.typed<float>("advantages", napi_float32_array, a->S);
   a->mask = r.typed<uint8_t>("mask", napi_uint8_array, N);
+  a->rollout_logp = r.typed<float>("rolloutLogp", napi_float32_array, N, true);
   read_options(r, a->opt);
   if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
   if (a->opt.top_entropy_quantile < 1 && !(a->opt.top_entropy_quantile >= 0)) r.fail("topEntropyQuantile", "a number in [0, 1]");
-  if (a->opt.rollout_is != RolloutIs::Off) r.fail("rolloutIsMode", "off: grpoLossFromHidden has no rollout IS correction yet");
+  if (a->opt.rollout_is != RolloutIs::Off && !a->rollout_logp) r.fail("rolloutLogp", "given when rolloutIsMode is set");
   a->grad_hidden = r.typed<float>("gradHidden", napi_float32_array, ND, true);
   a->grad_weight = r.typed<float>("gradWeight", napi_float32_array, VD, true);
   // The kernel writes the gradients while it still reads h and W.

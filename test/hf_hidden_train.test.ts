@@ -3,7 +3,8 @@
 // backward): one GRPO step from the same weights, batch and seeds must give the same weights,
 // for a tiny Qwen2 (untied head, q/k/v biases) and a tiny Llama (tied head, GQA), LoRA and full
 // fine-tuning, with a KL term (the reference log-probs go through the same path) and with
-// micro-batches averaged (lossType 'grpo', the scaled head gradient).
+// micro-batches averaged (lossType 'grpo', the scaled head gradient), and with one-step-off async
+// rollouts and the rollout IS correction (two steps: the second trains on the snapshot's samples).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'fs';
@@ -47,7 +48,7 @@ async function model(dir: string, withLora: boolean): Promise<HfCausalLM> {
   return m;
 }
 
-async function oneStep(arch: 'qwen2' | 'llama', withLora: boolean, hiddenPath: boolean, cfg: Record<string, unknown>) {
+async function oneStep(arch: 'qwen2' | 'llama', withLora: boolean, hiddenPath: boolean, cfg: Record<string, unknown>, steps = 1) {
   const { dir, tok } = checkpoint(arch);
   const m = await model(dir, withLora);
   const calls = { forward: 0, forwardHidden: 0 };
@@ -64,23 +65,30 @@ async function oneStep(arch: 'qwen2' | 'llama', withLora: boolean, hiddenPath: b
     refModel: withLora ? m.referenceModel() : undefined,
     config: { maxSteps: 1, batchSize: 2, numGenerations: 3, maxCompletionLength: 5, learningRate: 1e-2, warmupRatio: 0, seed: 4, ...cfg },
   });
-  const metrics = await tr.step();
+  let metrics = await tr.step();
+  for (let s = 1; s < steps; s++) metrics = await tr.step();
+  await tr.close();
   const after = m.stateDict();
   m.dispose();
   return { before, after, metrics, calls, grads };
 }
 
-const cases: [string, 'qwen2' | 'llama', boolean, Record<string, unknown>][] = [
+const cases: [string, 'qwen2' | 'llama', boolean, Record<string, unknown>, number?][] = [
   ['qwen2 full, KL', 'qwen2', false, { beta: 0.1 }],
   ['qwen2 LoRA, KL', 'qwen2', true, { beta: 0.1 }],
   ['llama full (tied head), micro-batches averaged', 'llama', false, { lossType: 'grpo', gradientAccumulationSteps: 2, beta: 0.05 }],
   ['llama LoRA (tied head)', 'llama', true, { topEntropyQuantile: 0.5 }],
+  // the second step trains on samples drawn (and scored with behaviour log-probs) before the first update
+  ['qwen2 full, async + rollout IS token_truncate, 2 steps', 'qwen2', false,
+    { maxSteps: 2, asyncRollouts: true, rolloutImportanceSamplingMode: 'token_truncate', rolloutImportanceSamplingThreshold: 1.001 }, 2],
+  ['llama LoRA (tied head), async + rollout IS sequence_mask + KL, 2 steps', 'llama', true,
+    { maxSteps: 2, asyncRollouts: true, rolloutImportanceSamplingMode: 'sequence_mask', rolloutImportanceSamplingThreshold: 0.95, beta: 0.05 }, 2],
 ];
 
-for (const [name, arch, withLora, cfg] of cases) {
-  test(`hidden path == logits path after one step: ${name}`, async () => {
-    const h = await oneStep(arch, withLora, true, cfg);
-    const l = await oneStep(arch, withLora, false, cfg);
+for (const [name, arch, withLora, cfg, steps] of cases) {
+  test(`hidden path == logits path after ${steps ?? 1} step(s): ${name}`, async () => {
+    const h = await oneStep(arch, withLora, true, cfg, steps);
+    const l = await oneStep(arch, withLora, false, cfg, steps);
     // the paths really differ: no logits forward on the hidden path, no hidden forward on the other
     assert.is(h.calls.forward, 0);
     assert.ok(h.calls.forwardHidden >= 1);
@@ -89,6 +97,15 @@ for (const [name, arch, withLora, cfg] of cases) {
     for (const k of ['loss', 'entropy', 'grad_norm'])
       assert.ok(Math.abs((h.metrics[k] as number) - (l.metrics[k] as number)) <= 1e-5 * (1 + Math.abs(l.metrics[k] as number)), `${k}: ${h.metrics[k]} vs ${l.metrics[k]}`);
     if (cfg.beta) assert.ok(Math.abs((h.metrics.kl as number) - (l.metrics.kl as number)) <= 1e-6 + 1e-4 * Math.abs(l.metrics.kl as number), `kl ${h.metrics.kl} vs ${l.metrics.kl}`);
+    if (cfg.rolloutImportanceSamplingMode) {
+      for (const k of ['rollout_is/weight_mean', 'rollout_is/clipped_frac']) {
+        assert.type(l.metrics[k], 'number', k);
+        assert.ok(Math.abs((h.metrics[k] as number) - (l.metrics[k] as number)) <= 1e-5, `${k}: ${h.metrics[k]} vs ${l.metrics[k]}`);
+      }
+      // off-policy by one update: the IS weights are not all 1, and some ratios pass C
+      assert.ok(Math.abs((l.metrics['rollout_is/weight_mean'] as number) - 1) > 1e-4, `weight_mean ${l.metrics['rollout_is/weight_mean']}`);
+      assert.ok((l.metrics['rollout_is/clipped_frac'] as number) > 0, `clipped_frac ${l.metrics['rollout_is/clipped_frac']}`);
+    }
     // gradients: equal to float rounding (relative to the largest of the tensor)
     for (const [k, g] of l.grads) {
       const u = h.grads.get(k)!.data;

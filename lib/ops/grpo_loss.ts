@@ -182,7 +182,9 @@ export interface GrpoLossConfig {
    * detached, clamped to ±20; r_t = exp(lr_t), R_i = exp(masked mean of lr_t). The policy term of
    * every token is multiplied by a detached weight: 'token_truncate' min(r_t, C), 'token_mask'
    * r_t·[r_t ≤ C], 'sequence_truncate' min(R_i, C), 'sequence_mask' r_t·[R_i ≤ C] (C =
-   * rolloutImportanceSamplingThreshold). The KL term is not weighted (TRL). Default off.
+   * rolloutImportanceSamplingThreshold). The KL term and the entropy bonus are not weighted (TRL,
+   * verl). With policyLoss 'geo_mean' the sequence's policy loss is multiplied by the geometric mean
+   * of its tokens' weights, exp(Σ_t m·log(w_t + 1e-10) / (n_i + 1e-8)) (verl GMPO). Default off.
    */
   rolloutImportanceSamplingMode?: RolloutImportanceSamplingMode;
   /** C > 0 of the rollout IS correction (ms-swift `rollout_importance_sampling_threshold`, TRL `vllm_importance_sampling_cap`). Default 2. */
@@ -350,7 +352,6 @@ export function grpoConfigToNative(op: string, cfg: unknown): GrpoNativeOptions 
   const useBiasCorrectionKl = v.boolean(op, 'useBiasCorrectionKl', c.useBiasCorrectionKl, false);
   const ris = c.rolloutImportanceSamplingMode === undefined || c.rolloutImportanceSamplingMode === null ? null
     : v.oneOf(op, 'rolloutImportanceSamplingMode', c.rolloutImportanceSamplingMode, ROLLOUT_IS_MODES, 'token_truncate');
-  if (ris && policyLoss === 'geo_mean') throw v.rangeError(op, 'rolloutImportanceSamplingMode', "none with policyLoss 'geo_mean' (a per-sequence objective of its own)", ris);
   const rolloutIsThreshold = v.float(op, 'rolloutImportanceSamplingThreshold', c.rolloutImportanceSamplingThreshold, 0, Infinity, 2, { loOpen: true });
   return {
     level: IMPORTANCE_SAMPLING_LEVELS.indexOf(level),

@@ -11,14 +11,15 @@
  *
  * Memory: two chunk buffers of chunkSize·V floats (default: about 48 MiB in all), plus, for a
  * bfloat16/float16 weight, one float32 slab of it; never N·V. Cost: three matmuls of N·V·D
- * multiply-adds; `importanceSamplingLevel: 'sequence'` and `topEntropyQuantile` < 1 need every
- * row's ℓ/H before any gradient, so the logits are computed twice (four matmuls).
+ * multiply-adds; `importanceSamplingLevel: 'sequence'`, `topEntropyQuantile` < 1, the rollout IS
+ * correction (`rolloutImportanceSamplingMode` with `rolloutLogp`) and the per-sequence losses need
+ * every row's ℓ/H before any gradient, so the logits are computed twice (four matmuls).
  * On the CPU every output is bit-identical for any chunkSize and thread count.
  */
 import { native } from '../native';
 import * as v from '../validate';
 import type { FloatDType } from '../validate';
-import { GRPO_CONFIG_KEYS, grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
+import { checkRolloutIs, GRPO_CONFIG_KEYS, grpoConfigToNative, GrpoLossConfig, GrpoMetrics } from './grpo_loss';
 
 export interface GrpoLossFromHiddenOptions extends GrpoLossConfig {
   /** Hidden states h [N, D] (the final norm's output), row-major: Float32Array, or Uint16Array of bfloat16 / float16 bits. */
@@ -43,6 +44,8 @@ export interface GrpoLossFromHiddenOptions extends GrpoLossConfig {
   oldLogp?: Float32Array;
   /** Reference-model log-probs [N]; required when beta > 0. */
   refLogp?: Float32Array;
+  /** The sampler's log-probs [N] (behaviour policy): required by rolloutImportanceSamplingMode, and only used by it. */
+  rolloutLogp?: Float32Array;
   /** Softmax temperature τ > 0 (the logits are divided by it). Default 1. */
   temperature?: number;
   /** Compute ∂L/∂h (default true); written to `out.gradHidden` or a new buffer. */
@@ -94,7 +97,7 @@ function sameMemory(a: ArrayBufferView, b: ArrayBufferView): boolean {
 /** The option keys of both forms (host and CUDA), and the host form's `out` keys. */
 export const GRPO_LOSS_FROM_HIDDEN_KEYS = [
   'hidden', 'hiddenDtype', 'weight', 'weightDtype', 'hiddenSize', 'vocabSize', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp',
-  'temperature', 'gradHidden', 'gradWeight', 'chunkSize', ...GRPO_CONFIG_KEYS,
+  'rolloutLogp', 'temperature', 'gradHidden', 'gradWeight', 'chunkSize', ...GRPO_CONFIG_KEYS,
 ] as const;
 export const GRPO_LOSS_FROM_HIDDEN_HOST_KEYS = [...GRPO_LOSS_FROM_HIDDEN_KEYS, 'out'] as const;
 export const GRPO_LOSS_FROM_HIDDEN_OUT_KEYS = ['gradHidden', 'logp', 'entropy', 'gradLogp'] as const;
@@ -120,12 +123,14 @@ function prepare(o: GrpoLossFromHiddenOptions) {
   const mask = v.mask(OP, 'mask', opts.mask, N);
   const oldLogp = v.optionalFloat32Array(OP, 'oldLogp', opts.oldLogp, N);
   const refLogp = v.optionalFloat32Array(OP, 'refLogp', opts.refLogp, N);
+  const rolloutLogp = v.optionalFloat32Array(OP, 'rolloutLogp', opts.rolloutLogp, N);
   const temperature = v.float(OP, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
   const cfg = grpoConfigToNative(OP, opts);
-  if (cfg.rolloutIsMode) throw v.rangeError(OP, 'rolloutImportanceSamplingMode', 'none: grpoLossFromHidden has no rollout IS correction yet (use grpoLossFromLogits)', opts.rolloutImportanceSamplingMode);
+  checkRolloutIs(OP, cfg, opts, N, !!rolloutLogp);
   v.allFinite(OP, 'advantages', advantages);
   if (oldLogp) v.allFiniteWhere(OP, 'oldLogp', oldLogp, mask);
   if (refLogp) v.allFiniteWhere(OP, 'refLogp', refLogp, mask);
+  if (rolloutLogp) v.allFiniteWhere(OP, 'rolloutLogp', rolloutLogp, mask);
   if (cfg.beta > 0 && !refLogp) throw v.typeError(OP, 'refLogp', `a Float32Array of length ${N} when beta > 0`, opts.refLogp);
   const chunk = v.integer(OP, 'chunkSize', opts.chunkSize, 1, 2 ** 31 - 1, defaultHiddenChunk(V));
   const wantDh = v.boolean(OP, 'gradHidden', opts.gradHidden, true);
@@ -149,9 +154,11 @@ function prepare(o: GrpoLossFromHiddenOptions) {
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = v.outFloat32(OP, 'out.entropy', out.entropy, N);
   const gradLogp = v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N);
+  // the kernel writes ℓ, H and ∂L/∂ℓ before the loss core reads the per-token inputs
+  if (opts.out !== undefined) v.noAliases(OP, { 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp }, { advantages, mask, oldLogp, refLogp, rolloutLogp });
   const args = {
     S, T, V, D, chunk, hidden: ht.data, hiddenDtype: ht.dtype, weight: wt.data, weightDtype: wt.dtype, targets, temperature,
-    oldLogp, refLogp, advantages, mask, ...cfg, gradHidden: gradHidden ?? undefined, gradWeight: gradWeight ?? undefined,
+    oldLogp, refLogp, rolloutLogp, advantages, mask, ...cfg, gradHidden: gradHidden ?? undefined, gradWeight: gradWeight ?? undefined,
     logp, entropy, gradLogp,
   };
   const result = (m: GrpoMetrics): GrpoLossFromHiddenResult => ({ loss: m.loss, metrics: { ...m }, logp, entropy, gradLogp, gradHidden, gradWeight });

@@ -270,8 +270,8 @@ export class GrpoTrainer {
     // materialises them (an exact KL over chunks would need the reference's hidden states and head
     // in the same kernel), so the full KL trains through the logits path.
     this.fullKl = this.config.beta > 0 && this.config.klEstimator === 'full';
-    // the fused hidden-state loss has no rollout IS correction yet: that run takes the logits path too
-    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model) && !this.fullKl && !this.config.rolloutImportanceSamplingMode;
+    // (the rollout IS correction stays on the hidden path: grpoLossFromHidden takes rolloutLogp too)
+    this.useHidden = (o.hiddenPath ?? !o.lossFn) && hasHiddenPath(o.model) && !this.fullKl;
     if (this.config.asyncRollouts && o.engine instanceof InProcessEngine)
       throw new RangeError('GrpoTrainer: asyncRollouts samples while the model trains: give an engine that samples from its own copy of the weights (workers, remote) or none (a snapshot in-process), not an InProcessEngine');
     // async sampling must not read the weights the optimiser writes: by default a snapshot copy

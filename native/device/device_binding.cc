@@ -417,9 +417,10 @@ Napi::Value GrpoLossFromHiddenCuda(const Napi::CallbackInfo& info) {
   a->ref_logp = d.f32<const float>("refLogp", N, true);
   a->advantages = d.f32<const float>("advantages", a->S);
   a->mask = static_cast<const uint8_t*>(d.tensor("mask", DType::U8, N));
+  a->rollout_logp = d.f32<const float>("rolloutLogp", N, true);
   read_options(r, a->opt);
   if (a->opt.beta != 0 && !a->ref_logp) r.fail("refLogp", "given when beta != 0");
-  if (a->opt.rollout_is != RolloutIs::Off) r.fail("rolloutIsMode", "off: grpoLossFromHidden has no rollout IS correction yet");
+  if (a->opt.rollout_is != RolloutIs::Off && !a->rollout_logp) r.fail("rolloutLogp", "given when rolloutIsMode is set");
   a->grad_hidden = d.f32<float>("gradHidden", N * a->D, true);
   a->grad_weight = d.f32<float>("gradWeight", a->V * a->D, true);
   if (a->grad_hidden && (a->grad_hidden == a->hidden.data || a->grad_hidden == a->weight.data || a->grad_hidden == a->grad_weight))

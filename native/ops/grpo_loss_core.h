@@ -49,6 +49,19 @@ GRPO_HD double rollout_log_ratio(const float* lp, const float* old, const float*
   return lr < -kLogRatioClamp ? -kLogRatioClamp : (lr > kLogRatioClamp ? kLogRatioClamp : lr);
 }
 
+// The detached rollout IS weight of one token (ms-swift's four modes): r = exp(lr_t) of the token,
+// R = exp(masked mean of lr_t) of its sequence, C the threshold. Token modes truncate min(r, C) or
+// mask r·[r ≤ C]; sequence modes truncate min(R, C) on every token or mask r·[R ≤ C].
+GRPO_HD double rollout_is_weight(RolloutIs mode, double r, double R, double C) {
+  switch (mode) {
+    case RolloutIs::TokenTruncate: return r > C ? C : r;
+    case RolloutIs::TokenMask: return r <= C ? r : 0.0;
+    case RolloutIs::SequenceTruncate: return R > C ? C : R;
+    case RolloutIs::SequenceMask: return R <= C ? r : 0.0;
+    default: return 1.0;
+  }
+}
+
 // Decisions where the spec is terse (they follow TRL's GRPOTrainer):
 // - masked-out tokens are skipped, never multiplied by 0: padding may hold NaN/Inf;
 // - emask (top-entropy selection) multiplies the policy term only, not the KL term;
@@ -132,7 +145,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   // only the KL term). dm_t/dlr_t = 1 where the unclamped operand is selected (ties included),
   // else 0 (the clamp is active there). Each masked token's per-token loss carries pg_i / n_i.
   const bool geo = o.policy_loss == PolicyLoss::GeoMean;
-  double geo_ratio = 1.0, geo_pg = 0.0, geo_g = 0.0;
+  double geo_ratio = 1.0, geo_pg = 0.0, geo_g = 0.0, geo_is = 1.0;
   if (geo) {
     const double sg = A > 0 ? 1.0 : (A < 0 ? -1.0 : 0.0);
     double msum = 0;
@@ -145,9 +158,22 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     if (sg == 0.0) msum = 0.0;
     const double denom = q.n_i + 1e-8;
     geo_ratio = exp(msum / denom);
+    // Rollout IS with geo_mean (verl compute_policy_loss_geo_mean): the per-token weights w_t of
+    // the mode are folded into one detached weight per sequence, their geometric mean
+    // W_i = exp(Σ_t m·log(w_t + 1e-10) / (n_i + 1e-8)), that multiplies the sequence's policy loss
+    // (a masked token, w_t = 0, pulls W_i down by (1e-10)^(1/n_i), as upstream).
+    if (ris) {
+      double lw = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        if (!m[t]) continue;
+        const double r = o.rollout_is == RolloutIs::SequenceTruncate ? 0.0 : exp(rollout_log_ratio(lp, old, rl, t));
+        lw += log(rollout_is_weight(o.rollout_is, r, ris_seq, C) + 1e-10);
+      }
+      geo_is = exp(lw / denom);
+    }
     const double a_eff = A * q.n_i / denom;
-    geo_pg = -a_eff * geo_ratio / static_cast<double>(q.S);
-    geo_g = -a_eff * geo_ratio / denom / static_cast<double>(q.S);  // dloss/dm_t
+    geo_pg = -a_eff * geo_ratio * geo_is / static_cast<double>(q.S);
+    geo_g = -a_eff * geo_ratio * geo_is / denom / static_cast<double>(q.S);  // dloss/dm_t
     s.loss += geo_pg;
   }
 
@@ -161,19 +187,18 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     const double l = lp[t];
     double rho = seq_ratio;
     if (o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
-    double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
+    const double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
+    // pmask: what the policy term is multiplied by, the selection times the rollout IS weight.
+    // The weight reaches the policy term only: not the KL term (TRL adds it after the IS weight)
+    // nor the entropy bonus (verl's entropy loss is aggregated apart from the weighted pg_losses).
+    double pmask = emask;
     if (ris) {
-      double wis = 1.0;
       const double r = o.rollout_is == RolloutIs::SequenceTruncate ? 0.0 : exp(rollout_log_ratio(lp, old, rl, t));
-      switch (o.rollout_is) {
-        case RolloutIs::TokenTruncate: wis = r > C ? C : r; s.is_clipped_tok += r > C; break;
-        case RolloutIs::TokenMask: wis = r <= C ? r : 0.0; s.is_clipped_tok += !(r <= C); break;
-        case RolloutIs::SequenceTruncate: wis = ris_seq > C ? C : ris_seq; break;
-        case RolloutIs::SequenceMask: wis = ris_seq <= C ? r : 0.0; break;
-        default: break;
-      }
-      s.is_weight += wis;
-      emask *= wis;  // the policy term only (as TRL: the KL term is added after the IS weight)
+      const double wis = rollout_is_weight(o.rollout_is, r, ris_seq, C);
+      if (o.rollout_is == RolloutIs::TokenTruncate || o.rollout_is == RolloutIs::TokenMask) s.is_clipped_tok += !(r <= C);
+      // geo_mean: the weight applied is the sequence's W_i (geo_pg above), reported per token
+      s.is_weight += geo ? geo_is : wis;
+      if (!geo) pmask *= wis;
     } else {
       s.is_weight += 1.0;
     }
@@ -202,9 +227,9 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     // Entropy bonus −coef·H on the tokens the policy term keeps (TRL: the top-entropy mask too),
     // weighted like the KL term (verl: agg_loss of the entropy with the loss_agg_mode).
     const double ent_term = o.entropy_coef != 0 && ent ? -o.entropy_coef * emask * static_cast<double>(ent[t]) : 0.0;
-    const double L = emask * pv.P + o.beta * kv.d * kl_w + ent_term;
+    const double L = pmask * pv.P + o.beta * kv.d * kl_w + ent_term;
     if (ptl) ptl[t] = static_cast<float>(geo ? L + geo_pg * static_cast<double>(q.S) * inv_n : L);
-    s.loss += split_kl ? w * (emask * pv.P) + w_kl * (o.beta * kv.d * kl_w + ent_term) : w * L;
+    s.loss += split_kl ? w * (pmask * pv.P) + w_kl * (o.beta * kv.d * kl_w + ent_term) : w * L;
     if (gH) gH[t] = static_cast<float>(w_kl * -o.entropy_coef * emask);
     s.kl += kv.d * kl_w;
     if (ent) s.entropy += ent[t];
@@ -223,12 +248,12 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     s.clip_high += high_c;
     s.clip_region += low_c || high_c;
     if (g) {
-      double direct = split_kl ? w * (emask * pv.dP_dlogp) + w_kl * (o.beta * kv.grad * kl_w)
-                               : w * (emask * pv.dP_dlogp + o.beta * kv.grad * kl_w);
+      double direct = split_kl ? w * (pmask * pv.dP_dlogp) + w_kl * (o.beta * kv.grad * kl_w)
+                               : w * (pmask * pv.dP_dlogp + o.beta * kv.grad * kl_w);
       // dL/drho: the policy term's, plus beta·D with the bias-corrected KL term
       const double kl_drho = o.bias_correction_kl ? o.beta * kv.d : 0.0;
-      const double dL_drho = emask * pv.dP_drho + kl_drho;
-      const double wdL_drho = split_kl ? w * (emask * pv.dP_drho) + w_kl * kl_drho : w * dL_drho;
+      const double dL_drho = pmask * pv.dP_drho + kl_drho;
+      const double wdL_drho = split_kl ? w * (pmask * pv.dP_drho) + w_kl * kl_drho : w * dL_drho;
       if (o.level == Level::Token) {
         direct += wdL_drho * rho;  // d rho / d l = rho
       } else {

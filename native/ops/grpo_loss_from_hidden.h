@@ -20,6 +20,7 @@ struct GrpoLossFromHiddenArgs {
   const float* ref_logp = nullptr;    // [N] or null
   const float* advantages = nullptr;  // [S]
   const uint8_t* mask = nullptr;      // [N]
+  const float* rollout_logp = nullptr;  // [N] or null: the sampler's log-probs (rollout IS correction)
   GrpoOptions opt;
   float* grad_hidden = nullptr;  // [N, D] out (overwritten) or null: not computed
   float* grad_weight = nullptr;  // [V, D] accumulated (+=) or null: not computed
@@ -39,6 +40,7 @@ inline GrpoLossArgs per_token_loss_args(const GrpoLossFromHiddenArgs& a) {
   la.advantages = a.advantages;
   la.mask = a.mask;
   la.entropy = a.entropy;
+  la.rollout_logp = a.rollout_logp;
   la.S = a.S;
   la.T = a.T;
   la.opt = a.opt;

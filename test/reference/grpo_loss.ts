@@ -19,6 +19,13 @@ export interface RefGrpoInputs {
   /** 0/1 per token; default all 1. */
   mask?: ArrayLike<number | boolean>;
   entropy?: ArrayLike<number>;
+  /** The sampler's log-probs (rolloutImportanceSamplingMode). */
+  rolloutLogp?: ArrayLike<number>;
+  /**
+   * ℓ held fixed (detached) where the loss takes ℓ.detach(): the rollout IS weights' ℓ_train when
+   * no oldLogp is given. Default: logp (finite differences pass the base point).
+   */
+  detachedLogp?: ArrayLike<number>;
 }
 
 export interface RefGrpoResult {
@@ -76,6 +83,8 @@ export function refResolveConfig(c: GrpoLossConfig, T: number) {
     ppoKlCoef: c.ppoKlCoef ?? 0.1,
     vespo: { kPos: c.vespoKPos ?? 2, lPos: c.vespoLambdaPos ?? 3, kNeg: c.vespoKNeg ?? 3, lNeg: c.vespoLambdaNeg ?? 2 },
     entropyCoef: c.entropyCoef ?? 0,
+    rolloutIs: c.rolloutImportanceSamplingMode,
+    rolloutIsC: c.rolloutImportanceSamplingThreshold ?? 2,
   };
 }
 
@@ -154,6 +163,42 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
     }
   };
 
+  // Rollout IS correction (ms-swift's modes), detached: lr = clamp(ℓ_train − ℓ_roll, ±20), ℓ_train =
+  // ℓ_old when given else ℓ detached; r = exp(lr), R_i = exp(Σ m·lr / max(n_i, 1)). The weight w
+  // multiplies the policy term only. geo_mean (verl): W_i = exp(Σ m·log(w + 1e-10) / (n_i + 1e-8)).
+  const wIs = new Float64Array(N).fill(1), seqWIs = new Float64Array(S).fill(1);
+  let isClipped = 0;
+  if (c.rolloutIs) {
+    const C = c.rolloutIsC;
+    const clampLr = (x: number) => Math.min(20, Math.max(-20, x));
+    for (let i = 0; i < S; i++) {
+      const lr = new Float64Array(T);
+      let sum = 0;
+      for (let t = 0; t < T; t++) {
+        const n = i * T + t;
+        if (!m[n]) continue;
+        const train = inp.oldLogp ? inp.oldLogp[n] : (inp.detachedLogp ?? inp.logp)[n];
+        lr[t] = clampLr(train - inp.rolloutLogp![n]);
+        sum += lr[t];
+      }
+      const R = Math.exp(sum / Math.max(nSeq[i], 1));
+      if (c.rolloutIs.startsWith('sequence') && R > C) isClipped += 1 / S;
+      let logSum = 0;
+      for (let t = 0; t < T; t++) {
+        const n = i * T + t;
+        if (!m[n]) continue;
+        const r = Math.exp(lr[t]);
+        if (c.rolloutIs.startsWith('token') && r > C) isClipped += 1 / nBatch;
+        wIs[n] = c.rolloutIs === 'token_truncate' ? Math.min(r, C)
+          : c.rolloutIs === 'token_mask' ? (r <= C ? r : 0)
+          : c.rolloutIs === 'sequence_truncate' ? Math.min(R, C)
+          : (R <= C ? r : 0);
+        logSum += Math.log(wIs[n] + 1e-10);
+      }
+      seqWIs[i] = Math.exp(logSum / (nSeq[i] + 1e-8));
+    }
+  }
+
   // verl geo_mean (GMPO), per sequence: m_t = sgn(A)·min(sgn(A)·lr_t, sgn(A)·clamp(lr_t, −ε_low,
   // ε_high)), ratio_i = exp(Σ m_t / (n_i + 1e-8)), pg_i = −A·n_i/(n_i + 1e-8)·ratio_i, loss term
   // mean_i pg_i (verl's torch.mean); backward through torch.min (ties split, clamp passes inside).
@@ -175,8 +220,8 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
       const denom = nSeq[i] + 1e-8;
       geoRatio[i] = Math.exp(msum / denom);
       const aEff = (A * nSeq[i]) / denom;
-      geoPg[i] = -aEff * geoRatio[i];
-      for (let t = 0; t < T; t++) geoDm[i * T + t] *= -aEff * geoRatio[i] / denom / S;  // now ∂loss/∂ℓ
+      geoPg[i] = -aEff * geoRatio[i] * seqWIs[i];
+      for (let t = 0; t < T; t++) geoDm[i * T + t] *= -aEff * geoRatio[i] * seqWIs[i] / denom / S;  // now ∂loss/∂ℓ
     }
   }
 
@@ -229,7 +274,7 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
   const gradEntropy = new Float64Array(N);
   const dLogW = new Float64Array(N);  // ∂loss/∂logW
   const grad = new Float64Array(N);   // direct terms of ∂loss/∂ℓ
-  let loss = 0, klSum = 0, entSum = 0, ratioSum = 0, low = 0, high = 0, region = 0;
+  let loss = 0, klSum = 0, entSum = 0, ratioSum = 0, low = 0, high = 0, region = 0, isWeightSum = 0;
   const lo = 1 - c.epsLow, hi = 1 + c.epsHigh;
   for (let n = 0; n < N; n++) {
     if (!m[n]) continue;
@@ -281,6 +326,12 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
       dP_dcoef1 = dPpre;
       if (c.policyLoss === 'clip_cov' && picked[n]) P = dP_dcoef1 = 0;  // verl: corr = 0
     }
+    if (!geo) {  // the rollout IS weight (1 when off), detached: it scales P and its gradients
+      P *= wIs[n];
+      dP_dcoef1 *= wIs[n];
+      dP_dl *= wIs[n];
+    }
+    isWeightSum += geo ? seqWIs[i] : wIs[n];
     let D = 0, dD = 0;
     if (inp.refLogp) {
       const k = refKl(l[n], inp.refLogp[n], c.klEstimator, c.clampLogRatio);
@@ -346,6 +397,8 @@ export function refGrpoLoss(inp: RefGrpoInputs, cfg: GrpoLossConfig = {}): RefGr
       clipRegion: maskedMean(region),
       ratio: maskedMean(ratioSum),
       maskedTokens: nBatch,
+      isWeightMean: maskedMean(isWeightSum),
+      isClippedFrac: isClipped,
     },
   };
 }

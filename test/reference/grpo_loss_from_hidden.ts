@@ -15,6 +15,9 @@ export interface RefHiddenInputs {
   mask?: ArrayLike<number>;
   oldLogp?: ArrayLike<number>;
   refLogp?: ArrayLike<number>;
+  rolloutLogp?: ArrayLike<number>;
+  /** ℓ held fixed where the loss takes ℓ.detach() (see RefGrpoInputs.detachedLogp). */
+  detachedLogp?: ArrayLike<number>;
   temperature?: number;
 }
 

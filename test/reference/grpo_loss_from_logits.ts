@@ -15,6 +15,9 @@ export interface RefFusedInputs {
   mask?: ArrayLike<number>;
   oldLogp?: ArrayLike<number>;
   refLogp?: ArrayLike<number>;
+  rolloutLogp?: ArrayLike<number>;
+  /** ℓ held fixed where the loss takes ℓ.detach() (see RefGrpoInputs.detachedLogp). */
+  detachedLogp?: ArrayLike<number>;
   temperature?: number;
 }
 
@@ -27,7 +30,7 @@ export interface RefFusedResult extends RefGrpoResult {
 export function refGrpoLossFromLogits(inp: RefFusedInputs, cfg: GrpoLossConfig = {}): RefFusedResult {
   const tau = inp.temperature ?? 1;
   const { logp, entropy } = refLogprobs(inp.z, inp.V, inp.targets, tau);
-  const r = refGrpoLoss({ logp, entropy, oldLogp: inp.oldLogp, refLogp: inp.refLogp, advantages: inp.advantages, mask: inp.mask }, cfg);
+  const r = refGrpoLoss({ logp, entropy, oldLogp: inp.oldLogp, refLogp: inp.refLogp, advantages: inp.advantages, mask: inp.mask, rolloutLogp: inp.rolloutLogp, detachedLogp: inp.detachedLogp }, cfg);
   const gradLogits = refGradLogits(inp.z, inp.V, inp.targets, r.gradLogp, tau);
   // the entropy bonus: ∂H/∂z_v = −(p_v/τ)·(log p_v + H) per row
   for (let n = 0; n < logp.length; n++) {
@@ -43,5 +46,5 @@ export function refGrpoLossFromLogits(inp: RefFusedInputs, cfg: GrpoLossConfig =
 export function refFusedLoss(inp: RefFusedInputs, cfg: GrpoLossConfig = {}): number {
   const tau = inp.temperature ?? 1;
   const { logp, entropy } = refLogprobs(inp.z, inp.V, inp.targets, tau);
-  return refGrpoLoss({ logp, entropy, oldLogp: inp.oldLogp, refLogp: inp.refLogp, advantages: inp.advantages, mask: inp.mask }, cfg).loss;
+  return refGrpoLoss({ logp, entropy, oldLogp: inp.oldLogp, refLogp: inp.refLogp, advantages: inp.advantages, mask: inp.mask, rolloutLogp: inp.rolloutLogp, detachedLogp: inp.detachedLogp }, cfg).loss;
 }
