@@ -562,6 +562,9 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
   const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp, !!rolloutLogp);
+  // in place the logits are an output (its other outputs are new tensors); inputs may repeat (only read)
+  if (gradient === 'inplace')
+    v.noSameTensor(op, { logits: z }, { targets, advantages, mask: maskIn, oldLogp, refLogp, rolloutLogp }, { 'logits|*': "gradient: 'inplace' writes the gradient over logits" });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (maskIn === undefined) {
@@ -654,8 +657,7 @@ function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>
   const inplace = gradient === 'inplace';
   // in place, the gradient is written over the logits while refLogits is read: one tensor under
   // both names would be the reference overwritten (and KL(π‖π) = 0 anyway)
-  if (inplace && zr === z)
-    throw v.typeError(op, 'refLogits', "a tensor apart from logits with gradient: 'inplace' (refLogits and logits are the same tensor)", 'the logits tensor');
+  if (inplace) v.noSameTensor(op, { logits: z }, { refLogits: zr }, { 'logits|refLogits': "gradient: 'inplace' writes the gradient over logits while refLogits is read" });
   const mask = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
   const policy: Record<string, unknown> = { ...opts, beta: 0, klEstimator: undefined, refLogits: undefined };
   delete policy.refLogits;
@@ -794,6 +796,8 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
     throw v.typeError(op, 'gradWeight', 'a float32 DeviceTensor to accumulate into, or a boolean', gw);
   if (gw instanceof DeviceTensor) dev(op, 'gradWeight', gw, 'float32', V * D);
   if (gw === hid || gw === weight) throw v.rangeError(op, 'gradWeight', 'a DeviceTensor apart from hidden and weight', 'the same tensor');
+  // gradWeight is accumulated into while the kernel reads every input: none of them may be it
+  if (gw instanceof DeviceTensor) v.noSameTensor(op, { gradWeight: gw }, { targets, advantages, mask: opts.mask as DeviceTensor | undefined, oldLogp, refLogp });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (opts.mask === undefined) {
