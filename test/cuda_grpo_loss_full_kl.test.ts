@@ -3,7 +3,7 @@
 // in place, none) gives the host form's loss, metrics, ℓ, H, ∂L/∂ℓ and gradient to rounding,
 // and both match the float64 reference (policy term + β·Σ a_n·m_n·KL_n, reference/kl_full.ts);
 // every emulator thread order; bad input named; no device memory left behind.
-import { ORDERS, setOrder, useEmulatorAddon } from './cuda_emu_addon';
+import { EmuAddon, ON_GPU, ORDERS, setOrder, useEmulatorAddon } from './cuda_emu_addon';
 useEmulatorAddon();
 
 import { test } from 'uvu';
@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 
 import { grpoLossFromLogitsSync } from '../lib';
 import { cuda, deviceMemory, DeviceTensor } from '../lib/device';
+import { native } from '../lib/native';
 import type { GrpoLossConfig } from '../lib/ops/grpo_loss';
 import { close, randn, rng } from './helpers';
 import { refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
@@ -134,7 +135,7 @@ test("cuda grpoLossFromLogits 'full': bad input named, nothing written, no tenso
   // in place over the logits while the same tensor is the reference: refused by name
   assert.throws(() => cuda.grpoLossFromLogitsSync({ ...o, refLogits: d.logits, gradient: 'inplace' }), /refLogits.*logits/);
   await cuda.grpoLossFromLogits({ ...o, refLogits: d.logits, gradient: 'inplace' }).then(() => assert.unreachable('resolved'), (e: Error) => assert.match(e.message, /refLogits/));
-  // a later step's failure (a bad epsilon, caught by the fused loss's validation) leaks nothing
+  // the first step's validation (a bad epsilon) names the option and leaks nothing
   assert.throws(() => cuda.grpoLossFromLogitsSync({ ...o, epsilon: -1 }), /epsilon/);
   // (one throwaway refLogits tensor above was made by the test)
   assert.ok(deviceMemory().liveBuffers <= before + 1, `live buffers ${deviceMemory().liveBuffers} vs ${before}`);
@@ -151,6 +152,31 @@ test("cuda grpoLossFromLogits 'full': bad input named, nothing written, no tenso
   assert.is(routed.loss, direct.loss);
   assert.throws(() => grpoLossFromLogitsSync({ ...o, refLogits: c.zr } as never), /refLogits is a host array|DeviceTensor.*refLogits|refLogits.*host/);
   for (const r of [routed, direct]) for (const t of [r.logp, r.entropy, r.gradLogp, r.gradLogits]) t?.dispose();
+  for (const t of Object.values(d)) t.dispose();
+});
+
+test("cuda grpoLossFromLogits 'full': a CUDA failure in the last step (klFull) frees every tensor the call made, keeps the caller's", async () => {
+  if (ON_GPU) return;  // the emulator's fault injection
+  const c = fullCase(6);
+  const { d } = upload(c, 'float32');
+  const addon = native() as unknown as Record<string, unknown> & EmuAddon;
+  const real = addon.klFullCuda as (a: unknown, async: boolean) => unknown;
+  const before = deviceMemory().liveBuffers;
+  addon.klFullCuda = (a: unknown, async: boolean) => {
+    addon.emuFailNextLaunch(2);  // cudaErrorMemoryAllocation, raised by klFull's kernel launch
+    return real(a, async);
+  };
+  try {
+    for (const gradient of ['separate', 'inplace', 'none'] as const) {
+      const o = { ...d, temperature: c.tau, vocabSize: c.V, beta: 0.1, klEstimator: 'full' as const, gradient };
+      assert.throws(() => cuda.grpoLossFromLogitsSync(o), /memory|alloc|kl_full/i, `${gradient} sync`);
+      await cuda.grpoLossFromLogits(o).then(() => assert.unreachable('resolved'), (e: Error) => assert.match(e.message, /memory|alloc|kl_full/i));
+      assert.is(deviceMemory().liveBuffers, before, `${gradient}: no tensor left behind`);
+    }
+  } finally {
+    addon.klFullCuda = real;
+  }
+  assert.equal(Array.from(d.logits.toHost() as Float32Array), Array.from(c.z), 'the caller\'s logits are intact and usable');
   for (const t of Object.values(d)) t.dispose();
 });
 
