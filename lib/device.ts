@@ -20,6 +20,7 @@ import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, g
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
 import { GRPO_CONFIG_KEYS, GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
 import { defaultHiddenChunk, GRPO_LOSS_FROM_HIDDEN_KEYS } from './ops/grpo_loss_from_hidden';
+import { POLICY_ONLY } from './ops/grpo_loss_full_kl';
 import { GRADIENT_MODES, GRPO_LOSS_FROM_LOGITS_KEYS, grpoLossFromLogitsConfig, logitsLossShape } from './ops/grpo_loss_from_logits';
 import { KL_ESTIMATORS, KL_PENALTY_KEYS, klPenaltyConfig } from './ops/kl_penalty';
 import { LOGPROBS_KEYS, logprobsConfig, rowsOfNumel } from './ops/logprobs';
@@ -662,9 +663,9 @@ function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>
   const policy: Record<string, unknown> = { ...opts, beta: 0, klEstimator: undefined, refLogits: undefined };
   delete policy.refLogits;
   if (inplace) policy.gradient = 'none';
-  const config = (skip?: string): Record<string, unknown> => {
+  const config = (skip?: ReadonlySet<string>): Record<string, unknown> => {
     const w: Record<string, unknown> = {};
-    for (const k of GRPO_CONFIG_KEYS) if (k !== skip && opts[k] !== undefined) w[k] = opts[k];
+    for (const k of GRPO_CONFIG_KEYS) if (!skip?.has(k) && opts[k] !== undefined) w[k] = opts[k];
     return w;
   };
   const temps: (DeviceTensor | null | undefined)[] = [];
@@ -679,14 +680,15 @@ function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>
       // the policy term's ∂L/∂ℓ and ∂L/∂H from the loss core on the fused pass's ℓ, H
       const po = {
         ...config(), beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp, advantages: opts.advantages, mask: opts.mask,
+        rolloutLogp: opts.rolloutLogp,
       } as CudaGrpoLossOptions;
       pr = (yield step(() => cuda.grpoLossSync(po), () => cuda.grpoLoss(po))) as CudaGrpoLossResult;
     }
-    // 2. the weights a_n·m_n (an entropy bonus is a policy-side term: left at its default 0)
+    // 2. the weights a_n·m_n (the entropy bonus and rollout IS weight are policy-side: left out)
     const zeros = DeviceTensor.fromHost(new Float32Array(S));
     temps.push(zeros);
     const wo = {
-      ...config('entropyCoef'), beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
+      ...config(POLICY_ONLY), beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
       logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: zeros, mask: opts.mask,
     } as CudaGrpoLossOptions;
     const wr = (yield step(() => cuda.grpoLossSync(wo), () => cuda.grpoLoss(wo))) as CudaGrpoLossResult;

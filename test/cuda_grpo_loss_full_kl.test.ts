@@ -155,6 +155,42 @@ test("cuda grpoLossFromLogits 'full': bad input named, nothing written, no tenso
   for (const t of Object.values(d)) t.dispose();
 });
 
+test("grpoLossFromLogits 'full' with rollout IS: the IS weight on the policy term only (TRL: the KL is added after it); host separate = in place = device", async () => {
+  const c = fullCase(8);
+  const beta = 0.25;
+  const rolloutLogp = Float32Array.from(c.oldLogp, (x, i) => x + 0.3 * Math.sin(i + 1));
+  const cfg = { lossType: 'grpo' as const, rolloutImportanceSamplingMode: 'token_truncate' as const, rolloutImportanceSamplingThreshold: 1.2 };
+  const base = { vocabSize: c.V, targets: c.targets, advantages: c.advantages, mask: c.mask, oldLogp: c.oldLogp, rolloutLogp, temperature: c.tau, ...cfg };
+  const full = grpoLossFromLogitsSync({ ...base, logits: c.z, refLogits: c.zr, beta, klEstimator: 'full' });
+  // the policy term alone (IS on, β = 0) from the plain fused op, plus β·a_n·m_n·KL_n in float64
+  const pol = grpoLossFromLogitsSync({ ...base, logits: c.z });
+  const kl = refKl(c.z, c.zr, c.N, c.V, c.tau);
+  let want = pol.loss;
+  const gradWant = Float64Array.from(pol.gradLogits as Float32Array);
+  for (let n = 0; n < c.N; n++) {
+    const w = beta * aggWeight('grpo', c.S, c.T, c.mask, n) * c.mask[n];
+    want += w * kl.kl[n];
+    for (let v = 0; v < c.V; v++) gradWant[n * c.V + v] += w * kl.grad[n * c.V + v];
+  }
+  assert.ok(Math.abs(full.loss - want) < 1e-6 * Math.max(1, Math.abs(want)), `loss ${full.loss} vs ${want}`);
+  close(full.gradLogits as Float32Array, gradWant, 1e-5, 1e-7, 'separate gradient');
+  assert.ok(pol.metrics.isWeightMean !== 1, 'the IS weight is active in this case');
+  const zc = Float32Array.from(c.z);
+  const ip = grpoLossFromLogitsSync({ ...base, logits: zc, refLogits: c.zr, beta, klEstimator: 'full', gradient: 'inplace' });
+  assert.is(ip.loss, full.loss);
+  close(zc, gradWant, 1e-5, 1e-7, 'in place gradient');
+  const { d } = upload(c, 'float32');
+  const dr = DeviceTensor.fromHost(rolloutLogp);
+  for (const gradient of ['separate', 'inplace'] as const) {
+    const logits = gradient === 'inplace' ? DeviceTensor.fromHost(c.z) : d.logits;
+    const g = cuda.grpoLossFromLogitsSync({ ...d, logits, rolloutLogp: dr, temperature: c.tau, vocabSize: c.V, beta, klEstimator: 'full', gradient, ...cfg });
+    assert.ok(Math.abs(g.loss - full.loss) <= 1e-6 * Math.max(1, Math.abs(full.loss)), `device ${gradient} loss ${g.loss} vs ${full.loss}`);
+    close(g.gradLogits!.toHost() as Float32Array, gradWant, 1e-5, 1e-7, `device ${gradient} gradient`);
+    for (const t of [g.logp, g.entropy, g.gradLogp, g.gradLogits]) t?.dispose();
+  }
+  for (const t of [...Object.values(d), dr]) t.dispose();
+});
+
 test("cuda grpoLossFromLogits 'full': a CUDA failure in the last step (klFull) frees every tensor the call made, keeps the caller's", async () => {
   if (ON_GPU) return;  // the emulator's fault injection
   const c = fullCase(6);

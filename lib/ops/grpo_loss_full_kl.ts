@@ -33,6 +33,8 @@ import type { KlFullOptions, KlFullResult } from './kl_full';
 import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
 
 const OP = 'grpoLossFromLogits';
+/** Loss options of the policy term only: not part of the KL term's weights a_n·m_n. */
+export const POLICY_ONLY: ReadonlySet<string> = new Set(['entropyCoef', 'rolloutImportanceSamplingMode', 'rolloutImportanceSamplingThreshold']);
 
 /** Whether a grpoLossFromLogits call asks for the full KL (checked before any validation). */
 export function wantsFullKl(o: unknown): boolean {
@@ -76,14 +78,15 @@ function plan(o: GrpoLossFromLogitsOptions) {
     for (const k of GRPO_CONFIG_KEYS) if (opts[k] !== undefined) w[k] = opts[k];
     return {
       ...w, beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp as never, advantages: opts.advantages as never,
-      mask: opts.mask as never, out: { gradLogp: r.gradLogp },
+      mask: opts.mask as never, rolloutLogp: opts.rolloutLogp as never, out: { gradLogp: r.gradLogp },
     } as GrpoLossOptions;
   };
   // the weights a_n·m_n: every aggregation option of the call, the policy and KL options fixed
   const weights = (r: GrpoLossFromLogitsResult, S: number): GrpoLossOptions => {
     const w: Record<string, unknown> = {};
-    // (an entropy bonus is a policy-side term: left at its default 0)
-    for (const k of GRPO_CONFIG_KEYS) if ((k as string) !== 'entropyCoef' && opts[k] !== undefined) w[k] = opts[k];
+    // (an entropy bonus and the rollout IS weight are policy-side terms, the KL is added after
+    // them unweighted as in TRL: left at their defaults)
+    for (const k of GRPO_CONFIG_KEYS) if (!POLICY_ONLY.has(k) && opts[k] !== undefined) w[k] = opts[k];
     return {
       ...w, beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
       logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: new Float32Array(S), mask: opts.mask as never,
