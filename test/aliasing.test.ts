@@ -53,6 +53,22 @@ test('sharesMemory: buffer identity and byte ranges, whatever the element types'
   assert.not.ok(sharesMemory(new Float32Array(ab, 0, 0), new Float32Array(ab, 0, 4)), 'an empty view shares nothing');
 });
 
+test('one buffer pinned under three names, transferred while the async op runs: the right result or a rejection naming one of them, never a crash', async () => {
+  const o = { advantages: ADV, mask: MASK, beta: 0.1 };
+  const want = lib.grpoLossSync({ ...o, logp: OLD, oldLogp: OLD.slice(), refLogp: OLD.slice() });
+  for (let i = 0; i < 20; i++) {
+    const x = OLD.slice();
+    const p = lib.grpoLoss({ ...o, logp: x, oldLogp: x, refLogp: x });
+    structuredClone(x.buffer, { transfer: [x.buffer] });  // x is now detached
+    try {
+      const got = await p;
+      assert.is(got.loss, want.loss, 'pinned memory outlived the transfer');
+    } catch (e) {
+      assert.match(String(e), /logp|oldLogp|refLogp/, 'a rejection names an argument');
+    }
+  }
+});
+
 test('klPenalty: logp and refLogp the same array equal separate copies; out over an input or each other refused', async () => {
   const logp = OLD.slice();
   const same = lib.klPenaltySync({ logp, refLogp: logp });
