@@ -18,8 +18,9 @@ import { native } from './native';
 import type { NativeMetrics } from './native';
 import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, hostSequenceValues, rewardShape } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
-import { checkRolloutIs, GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
+import { checkRolloutIs, GRPO_CONFIG_KEYS, GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
 import { defaultHiddenChunk, GRPO_LOSS_FROM_HIDDEN_KEYS } from './ops/grpo_loss_from_hidden';
+import { POLICY_ONLY } from './ops/grpo_loss_full_kl';
 import { GRADIENT_MODES, GRPO_LOSS_FROM_LOGITS_KEYS, grpoLossFromLogitsConfig, logitsLossShape } from './ops/grpo_loss_from_logits';
 import { KL_ESTIMATORS, KL_PENALTY_KEYS, klPenaltyConfig } from './ops/kl_penalty';
 import { LOGPROBS_KEYS, logprobsConfig, rowsOfNumel } from './ops/logprobs';
@@ -516,7 +517,11 @@ function grpoPrepare(o: CudaGrpoLossOptions) {
 
 // ---- grpoLossFromLogits ----
 
-export interface CudaGrpoLossFromLogitsOptions extends GrpoLossConfig {
+export interface CudaGrpoLossFromLogitsOptions extends Omit<GrpoLossConfig, 'klEstimator'> {
+  /** The KL estimator of GrpoLossConfig, or 'full': the exact per-row KL from `refLogits`. */
+  klEstimator?: GrpoLossConfig['klEstimator'] | 'full';
+  /** Reference logits [N, V] on the device, the logits' dtype: with `klEstimator: 'full'` only. */
+  refLogits?: DeviceTensor;
   /** Logits [S·T, V] on the device: float32, bfloat16 or float16. */
   logits: DeviceTensor;
   /** Optional: if given, it must be the logits tensor's dtype. */
@@ -558,6 +563,9 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
   const rolloutLogp = opts.rolloutLogp == null ? undefined : dev(op, 'rolloutLogp', opts.rolloutLogp, 'float32', N);
   const maskIn = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
   const { temperature, cfg, mode: gradient } = grpoLossFromLogitsConfig(op, opts, N, !!refLogp, !!rolloutLogp);
+  // in place the logits are an output (its other outputs are new tensors); inputs may repeat (only read)
+  if (gradient === 'inplace')
+    v.noSameTensor(op, { logits: z }, { targets, advantages, mask: maskIn, oldLogp, refLogp, rolloutLogp }, { 'logits|*': "gradient: 'inplace' writes the gradient over logits" });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (maskIn === undefined) {
@@ -586,6 +594,146 @@ function lossPrepare(o: CudaGrpoLossFromLogitsOptions) {
       logp, entropy, gradLogp, gradLogits,
     }),
   };
+}
+
+// ---- grpoLossFromLogits with klEstimator 'full' ----
+//
+// The host form's composition (lib/ops/grpo_loss_full_kl.ts) on device tensors, step by step:
+//   separate / none: the fused loss with β = 0 (gradient as asked), the weights a_n·m_n from
+//     cuda.grpoLoss on its ℓ (A = 0, β = 1, k1), then klFullCuda adding β·a_n·m_n·∇KL_n into
+//     the gradient (accumulate);
+//   inplace: the fused loss without a gradient, cuda.grpoLoss with the policy options on its
+//     ℓ, H (∂L/∂ℓ, ∂L/∂H), the weights, then one klFullCuda pass over the logits writing
+//     β·a_n·m_n·∇KL_n plus the policy term (gradInPlace + policyGrad).
+// The per-row weights and KL values ([N] floats) come back to the host, where coef = β·a_n and
+// the loss β·Σ a_n·KL_n are formed exactly as the host form does (the same float32 / double
+// arithmetic), so the composition adds no device-only rounding of its own.
+
+/** One step: the same work as a sync call and as an async call (drivers below). */
+type Step<T> = { sync: () => T; async: () => Promise<T> };
+function step<T>(sync: () => T, async: () => Promise<T>): Step<T> {
+  return { sync, async };
+}
+function driveSync<R>(g: Generator<Step<unknown>, R, unknown>): R {
+  let r = g.next();
+  while (!r.done) {
+    let x: unknown;
+    try {
+      x = r.value.sync();
+    } catch (e) {
+      r = g.throw(e);
+      continue;
+    }
+    r = g.next(x);
+  }
+  return r.value;
+}
+async function driveAsync<R>(g: Generator<Step<unknown>, R, unknown>): Promise<R> {
+  let r = g.next();
+  while (!r.done) {
+    let x: unknown;
+    try {
+      x = await r.value.async();
+    } catch (e) {
+      r = g.throw(e);
+      continue;
+    }
+    r = g.next(x);
+  }
+  return r.value;
+}
+function wantsFullKl(o: unknown): boolean {
+  return typeof o === 'object' && o !== null && (o as { klEstimator?: unknown }).klEstimator === 'full';
+}
+
+function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>, CudaGrpoLossFromLogitsResult, unknown> {
+  const op = 'cuda.grpoLossFromLogits';
+  const opts = v.snapshot(op, o, [...GRPO_LOSS_FROM_LOGITS_KEYS, 'refLogits']);
+  const { z, V, N } = rows(op, opts.logits, opts.vocabSize, opts.dtype);
+  const zr = dev(op, 'refLogits', opts.refLogits, z.dtype, N * V);
+  if (opts.refLogp !== undefined) throw v.typeError(op, 'refLogp', "undefined with klEstimator 'full' (the KL comes from refLogits)", opts.refLogp);
+  if (opts.useBiasCorrectionKl === true) throw v.typeError(op, 'useBiasCorrectionKl', "false with klEstimator 'full' (not offered)", true);
+  const beta = v.float(op, 'beta', opts.beta, 0, Infinity, 0);
+  const gradient = v.oneOf(op, 'gradient', opts.gradient, GRADIENT_MODES, 'separate');
+  const inplace = gradient === 'inplace';
+  // in place, the gradient is written over the logits while refLogits is read: one tensor under
+  // both names would be the reference overwritten (and KL(π‖π) = 0 anyway)
+  if (inplace) v.noSameTensor(op, { logits: z }, { refLogits: zr }, { 'logits|refLogits': "gradient: 'inplace' writes the gradient over logits while refLogits is read" });
+  const mask = opts.mask === undefined ? undefined : dev(op, 'mask', opts.mask, 'uint8', N);
+  const policy: Record<string, unknown> = { ...opts, beta: 0, klEstimator: undefined, refLogits: undefined };
+  delete policy.refLogits;
+  if (inplace) policy.gradient = 'none';
+  const config = (skip?: ReadonlySet<string>): Record<string, unknown> => {
+    const w: Record<string, unknown> = {};
+    for (const k of GRPO_CONFIG_KEYS) if (!skip?.has(k) && opts[k] !== undefined) w[k] = opts[k];
+    return w;
+  };
+  const temps: (DeviceTensor | null | undefined)[] = [];
+  let r: CudaGrpoLossFromLogitsResult | undefined;
+  let pr: CudaGrpoLossResult | undefined;
+  let done = false;
+  try {
+    // 1. the fused loss, β = 0 (validates every other option exactly as the plain form)
+    r = (yield step(() => cuda.grpoLossFromLogitsSync(policy as never), () => cuda.grpoLossFromLogits(policy as never))) as CudaGrpoLossFromLogitsResult;
+    const S = (opts.advantages as DeviceTensor).numel;
+    if (inplace) {
+      // the policy term's ∂L/∂ℓ and ∂L/∂H from the loss core on the fused pass's ℓ, H
+      const po = {
+        ...config(), beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp, advantages: opts.advantages, mask: opts.mask,
+        rolloutLogp: opts.rolloutLogp,
+      } as CudaGrpoLossOptions;
+      pr = (yield step(() => cuda.grpoLossSync(po), () => cuda.grpoLoss(po))) as CudaGrpoLossResult;
+    }
+    // 2. the weights a_n·m_n (the entropy bonus and rollout IS weight are policy-side: left out)
+    const zeros = DeviceTensor.fromHost(new Float32Array(S));
+    temps.push(zeros);
+    const wo = {
+      ...config(POLICY_ONLY), beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
+      logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: zeros, mask: opts.mask,
+    } as CudaGrpoLossOptions;
+    const wr = (yield step(() => cuda.grpoLossSync(wo), () => cuda.grpoLoss(wo))) as CudaGrpoLossResult;
+    temps.push(wr.gradLogp, wr.perTokenLoss, wr.gradEntropy);
+    const a = (yield step(() => wr.gradLogp!.toHost(), () => wr.gradLogp!.download())) as Float32Array;
+    const coefHost = new Float32Array(N);
+    for (let n = 0; n < N; n++) coefHost[n] = beta * a[n];
+    const coef = DeviceTensor.fromHost(coefHost);
+    const kl = DeviceTensor.empty('float32', [N]);
+    temps.push(coef, kl);
+    // 3. klFull: into the separate gradient (accumulate), over the logits with the policy term, or value only
+    const temperature = v.float(op, 'temperature', opts.temperature, 0, Infinity, 1, { loOpen: true });
+    const args: Record<string, unknown> = { N, V, logits: h(z), refLogits: h(zr), temperature, coef: h(coef), kl: h(kl) };
+    if (inplace) Object.assign(args, { gradInPlace: true, policyGrad: h(pr!.gradLogp), policyGradEntropy: h(pr!.gradEntropy), entropy: h(r.entropy), targets: h(opts.targets as DeviceTensor) });
+    else if (r.gradLogits !== null) Object.assign(args, { grad: h(r.gradLogits), accumulate: true });
+    const f = nativeOp('klFullCuda');
+    yield step(() => f(args, false), async () => f(args, true));
+    const klHost = (yield step(() => kl.toHost(), () => kl.download())) as Float32Array;
+    const m = mask === undefined ? undefined : ((yield step(() => mask.toHost(), () => mask.download())) as Uint8Array);
+    let extra = 0, klSum = 0, count = 0;
+    for (let n = 0; n < N; n++) {
+      extra += a[n] * klHost[n];
+      if (m === undefined || m[n] !== 0) {
+        klSum += klHost[n];
+        count++;
+      }
+    }
+    const total = r.loss + beta * extra;
+    recordBackend('grpoLossFromLogits', 'cuda');
+    let out: CudaGrpoLossFromLogitsResult;
+    if (inplace) {
+      temps.push(r.gradLogp, pr!.perTokenLoss, pr!.gradEntropy);
+      out = { ...r, loss: total, metrics: { ...r.metrics, loss: total, kl: count ? klSum / count : 0 }, gradLogits: z, gradLogp: pr!.gradLogp! };
+    } else {
+      out = { ...r, loss: total, metrics: { ...r.metrics, loss: total, kl: count ? klSum / count : 0 } };
+    }
+    done = true;
+    return out;
+  } finally {
+    for (const t of temps) t?.dispose();  // never part of the result
+    if (!done) {
+      // a failure after step 1: its outputs are nobody's (the logits themselves never are)
+      for (const t of [r?.logp, r?.entropy, r?.gradLogp, r?.gradLogits, pr?.gradLogp, pr?.gradEntropy, pr?.perTokenLoss]) if (t && t !== z) t.dispose();
+    }
+  }
 }
 
 // ---- grpoLossFromHidden ----
@@ -653,6 +801,8 @@ function hiddenPrepare(o: CudaGrpoLossFromHiddenOptions) {
     throw v.typeError(op, 'gradWeight', 'a float32 DeviceTensor to accumulate into, or a boolean', gw);
   if (gw instanceof DeviceTensor) dev(op, 'gradWeight', gw, 'float32', V * D);
   if (gw === hid || gw === weight) throw v.rangeError(op, 'gradWeight', 'a DeviceTensor apart from hidden and weight', 'the same tensor');
+  // gradWeight is accumulated into while the kernel reads every input: none of them may be it
+  if (gw instanceof DeviceTensor) v.noSameTensor(op, { gradWeight: gw }, { targets, advantages, mask: opts.mask as DeviceTensor | undefined, oldLogp, refLogp });
   const owned: DeviceTensor[] = [];
   let mask: DeviceTensor;
   if (opts.mask === undefined) {
@@ -766,8 +916,10 @@ export const cuda = {
   logprobsSync: (o: CudaLogprobsOptions) => runSync('logprobsCuda', lpPrepare(o)),
   grpoLoss: async (o: CudaGrpoLossOptions) => runAsync('grpoLossCuda', grpoPrepare(o)),
   grpoLossSync: (o: CudaGrpoLossOptions) => runSync('grpoLossCuda', grpoPrepare(o)),
-  grpoLossFromLogits: async (o: CudaGrpoLossFromLogitsOptions) => runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
-  grpoLossFromLogitsSync: (o: CudaGrpoLossFromLogitsOptions) => runSync('grpoLossFromLogitsCuda', lossPrepare(o)),
+  grpoLossFromLogits: async (o: CudaGrpoLossFromLogitsOptions) =>
+    wantsFullKl(o) ? driveAsync(fullKlSteps(o)) : runAsync('grpoLossFromLogitsCuda', lossPrepare(o)),
+  grpoLossFromLogitsSync: (o: CudaGrpoLossFromLogitsOptions) =>
+    wantsFullKl(o) ? driveSync(fullKlSteps(o)) : runSync('grpoLossFromLogitsCuda', lossPrepare(o)),
   grpoLossFromHidden: async (o: CudaGrpoLossFromHiddenOptions) => runAsync('grpoLossFromHiddenCuda', hiddenPrepare(o)),
   grpoLossFromHiddenSync: (o: CudaGrpoLossFromHiddenOptions) => runSync('grpoLossFromHiddenCuda', hiddenPrepare(o)),
   sample: async (o: CudaSampleOptions) => runAsync('sampleCuda', samplePrepare(o)),

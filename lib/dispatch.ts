@@ -125,7 +125,7 @@ export function grpoLossSync(o: gl.GrpoLossOptions | CudaGrpoLossOptions): gl.Gr
   return r.device ? cuda.grpoLossSync(r.snap) : gl.grpoLossSync(r.snap);
 }
 
-const GLF = ['logits', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'rolloutLogp'];
+const GLF = ['logits', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp', 'rolloutLogp', 'refLogits'];
 const GLF_KEYS = keySets(glf.GRPO_LOSS_FROM_LOGITS_HOST_KEYS, glf.GRPO_LOSS_FROM_LOGITS_KEYS, glf.GRPO_LOSS_FROM_LOGITS_OUT_KEYS);
 /** The fused GRPO loss from logits (spec §7): host or device tensors. */
 export function grpoLossFromLogits<L extends glf.LogitsArray>(o: glf.GrpoLossFromLogitsOptions<L>): Promise<glf.GrpoLossFromLogitsResult<L>>;

@@ -291,17 +291,30 @@ export function plainArray(op: string, name: string, v: unknown, expected: strin
  * Rejects outputs that share memory with each other or with an input (the same array, or
  * overlapping views of one ArrayBuffer): the kernels read inputs while writing outputs and
  * write outputs in any order, so an alias would corrupt the result. Absent (null/undefined)
- * entries are skipped. O(outputs × (outputs + inputs)). The ops call it only when the caller
- * passed `out`: outputs they allocate alias nothing.
+ * entries are skipped. O(outputs × (outputs + inputs)). Inputs may share memory with each other
+ * (they are only read; the native side pins each one, and pinning one buffer twice takes two
+ * shares of its backing store: pin.cc). Distinct views of one ArrayBuffer that do not overlap
+ * are not aliases. `hints['a|b']` (or `hints['a|*']`: any pair with a) is appended to the error (what to do instead).
+ * Most ops call it only when the caller passed `out` (outputs they allocate alias nothing); an
+ * op that writes over a caller's array (gradient 'inplace', an accumulated gradWeight) always does.
  */
-export function noAliases(op: string, outputs: Record<string, ArrayBufferView | null | undefined>, inputs: Record<string, ArrayBufferView | null | undefined> = {}): void {
+export function noAliases(
+  op: string,
+  outputs: Record<string, ArrayBufferView | null | undefined>,
+  inputs: Record<string, ArrayBufferView | null | undefined> = {},
+  hints: Record<string, string> = {},
+): void {
   const outs: [string, Bytes][] = [];
+  const hint = (a: string, b: string) => {
+    const h = hints[`${a}|${b}`] ?? hints[`${b}|${a}`] ?? hints[`${a}|*`] ?? hints[`${b}|*`];
+    return h === undefined ? '' : `; ${h}`;
+  };
   for (const n in outputs) {
     const a = outputs[n];
     if (a == null) continue;
     const b = realBytes(a);
     for (const [m, c] of outs) {
-      if (overlaps(b, c)) throw new RangeError(`${op}: expected ${n} and ${m} to be separate memory but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})`);
+      if (overlaps(b, c)) throw new RangeError(`${op}: expected ${n} and ${m} to be separate memory but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})${hint(n, m)}`);
     }
     outs.push([n, b]);
   }
@@ -310,8 +323,36 @@ export function noAliases(op: string, outputs: Record<string, ArrayBufferView | 
     if (a == null) continue;
     const c = realBytes(a);
     for (const [n, b] of outs) {
-      if (overlaps(b, c)) throw new RangeError(`${op}: expected ${n} to be memory apart from the input ${m} but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})`);
+      if (overlaps(b, c)) throw new RangeError(`${op}: expected ${n} to be memory apart from the input ${m} but they overlap (the same buffer bytes ${Math.max(b.start, c.start)}..${Math.min(b.end, c.end)})${hint(n, m)}`);
     }
+  }
+}
+
+/** Whether two typed arrays share bytes: the same real ArrayBuffer and overlapping byte ranges. */
+export function sharesMemory(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return overlaps(realBytes(a), realBytes(b));
+}
+
+/**
+ * {@link noAliases} for device tensors (lib/device.ts): each is a whole allocation (no views), so
+ * two share memory exactly when they are the same tensor. Outputs the op allocates are never
+ * passed; this covers the caller's tensors an op writes (the logits in place, gradWeight).
+ */
+export function noSameTensor(
+  op: string,
+  outputs: Record<string, object | null | undefined>,
+  inputs: Record<string, object | null | undefined> = {},
+  hints: Record<string, string> = {},
+): void {
+  const hint = (a: string, b: string) => (hints[`${a}|${b}`] ? `; ${hints[`${a}|${b}`]}` : '');
+  const outs = Object.entries(outputs).filter((e): e is [string, object] => e[1] != null);
+  for (let i = 0; i < outs.length; i++)
+    for (let j = 0; j < i; j++)
+      if (outs[i][1] === outs[j][1]) throw new RangeError(`${op}: expected ${outs[i][0]} and ${outs[j][0]} to be separate memory but they are the same DeviceTensor${hint(outs[i][0], outs[j][0])}`);
+  for (const [m, x] of Object.entries(inputs)) {
+    if (x == null) continue;
+    for (const [n, o] of outs)
+      if (o === x) throw new RangeError(`${op}: expected ${n} to be memory apart from the input ${m} but they are the same DeviceTensor${hint(n, m)}`);
   }
 }
 

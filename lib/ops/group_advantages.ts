@@ -185,6 +185,13 @@ export function hostSequenceValues(op: string, name: 'lengths' | 'baselines', x:
 }
 
 /** groupIds as Int32Array (used as is), or number[] of int32 integers (copied, each read once). */
+/** The caller's typed arrays among these options (plain arrays and absent ones skipped). */
+function callerArrays(o: Record<string, unknown>): Record<string, ArrayBufferView> {
+  const r: Record<string, ArrayBufferView> = {};
+  for (const k in o) if (v.typedArrayKind(o[k]) !== undefined) r[k] = o[k] as ArrayBufferView;
+  return r;
+}
+
 function groupIdArray(ids: unknown, S: number): Int32Array {
   const expected = `Int32Array or number[] of length ${S} (one id per sequence)`;
   if (!Array.isArray(ids)) return v.typedArray(OP, 'groupIds', ids, 'Int32Array', S, expected);
@@ -264,7 +271,10 @@ function prepare(o: GroupAdvantagesOptions) {
   const groupStd = out.groupStd === undefined ? pooledOutput(numGroups) : v.outFloat32(OP, 'out.groupStd', out.groupStd, numGroups);
   if (opts.out !== undefined)
     v.noAliases(OP, { 'out.advantages': advantages, 'out.rewards': reward, 'out.groupMean': groupMean, 'out.groupStd': groupStd, 'out.groupIds': groupIds },
-      { rewards, weights, lengths, baselines, group });
+      // the caller's lengths / baselines / groupIds are copied before any output is written, so an
+      // overlap there would still compute right; refused all the same (one rule: an output never
+      // overlaps an input), the kernel's copies checked too
+      { rewards, weights, lengths, baselines, group, ...callerArrays({ lengths: opts.lengths, baselines: opts.baselines, groupIds: opts.groupIds }) });
   fillIds();
   const args = {
     S, K, numGroups, rewards, weights, group, groupSize,

@@ -90,10 +90,6 @@ export function defaultHiddenChunk(V: number): number {
   return Math.min(256, Math.max(16, c));
 }
 
-function sameMemory(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}
-
 /** The option keys of both forms (host and CUDA), and the host form's `out` keys. */
 export const GRPO_LOSS_FROM_HIDDEN_KEYS = [
   'hidden', 'hiddenDtype', 'weight', 'weightDtype', 'hiddenSize', 'vocabSize', 'targets', 'advantages', 'mask', 'oldLogp', 'refLogp',
@@ -147,15 +143,20 @@ function prepare(o: GrpoLossFromHiddenOptions) {
     gradWeight = gw;
   } else throw v.typeError(OP, 'gradWeight', `a Float32Array of length ${V * D} to accumulate into, or a boolean`, gw);
   // The kernel writes the gradients while it still reads h and W.
-  if (gradHidden && (sameMemory(gradHidden, ht.data) || sameMemory(gradHidden, wt.data) || (gradWeight && sameMemory(gradHidden, gradWeight))))
+  if (gradHidden && (v.sharesMemory(gradHidden, ht.data) || v.sharesMemory(gradHidden, wt.data) || (gradWeight && v.sharesMemory(gradHidden, gradWeight))))
     throw v.rangeError(OP, 'out.gradHidden', 'a buffer apart from hidden, weight and gradWeight', gradHidden);
-  if (gradWeight && (sameMemory(gradWeight, ht.data) || sameMemory(gradWeight, wt.data)))
+  if (gradWeight && (v.sharesMemory(gradWeight, ht.data) || v.sharesMemory(gradWeight, wt.data)))
     throw v.rangeError(OP, 'gradWeight', 'a buffer apart from hidden and weight', gradWeight);
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = v.outFloat32(OP, 'out.entropy', out.entropy, N);
   const gradLogp = v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N);
-  // the kernel writes ℓ, H and ∂L/∂ℓ before the loss core reads the per-token inputs
-  if (opts.out !== undefined) v.noAliases(OP, { 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp }, { advantages, mask, oldLogp, refLogp, rolloutLogp });
+  // every other pair: the kernel writes ℓ, H, ∂L/∂ℓ and the gradients while it reads the inputs
+  // (gradWeight is the caller's array even without `out`, so this always runs: a few compares)
+  v.noAliases(
+    OP,
+    { 'out.gradHidden': gradHidden, gradWeight: gw instanceof Float32Array ? gradWeight : null, 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp },
+    { hidden: ht.data, weight: wt.data, targets, advantages, mask, oldLogp, refLogp, rolloutLogp },
+  );
   const args = {
     S, T, V, D, chunk, hidden: ht.data, hiddenDtype: ht.dtype, weight: wt.data, weightDtype: wt.dtype, targets, temperature,
     oldLogp, refLogp, rolloutLogp, advantages, mask, ...cfg, gradHidden: gradHidden ?? undefined, gradWeight: gradWeight ?? undefined,

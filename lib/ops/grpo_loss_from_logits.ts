@@ -141,8 +141,6 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
     } else {
       const want = lt.dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
       gradLogits = v.typedArray(OP, 'out.gradLogits', out.gradLogits, want, N * V, `${want} of length ${N * V} (the logits' dtype ${lt.dtype})`);
-      if (v.realBytes(gradLogits).buffer === v.realBytes(lt.data).buffer)
-        throw v.rangeError(OP, 'out.gradLogits', "a buffer apart from logits (use gradient: 'inplace')", gradLogits);
     }
   } else if (mode === 'inplace') {
     if (out.gradLogits !== undefined) throw v.typeError(OP, 'out.gradLogits', "undefined with gradient: 'inplace'", out.gradLogits);
@@ -153,11 +151,19 @@ function prepare<L extends LogitsArray>(o: GrpoLossFromLogitsOptions<L>) {
   const logp = v.outFloat32(OP, 'out.logp', out.logp, N);
   const entropy = v.outFloat32(OP, 'out.entropy', out.entropy, N);
   const gradLogp = v.outFloat32(OP, 'out.gradLogp', out.gradLogp, N);
-  // 'inplace' writes the gradient over the logits by design; every other overlap is an alias
-  if (opts.out !== undefined) v.noAliases(
+  // 'inplace' writes the gradient over the logits by design (each row read, then written), so
+  // there the logits are an output too: no other input or output may overlap them. Every other
+  // overlap of an output with an input or another output is an alias; inputs may share memory.
+  const inputs = { targets: opts.targets as Int32Array, advantages, mask, oldLogp, refLogp, rolloutLogp };
+  if (opts.out !== undefined || mode === 'inplace') v.noAliases(
     OP,
-    { 'out.gradLogits': mode === 'separate' ? gradLogits : null, 'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp },
-    { logits: lt.data, targets: opts.targets as Int32Array, advantages, mask, oldLogp, refLogp, rolloutLogp },
+    {
+      'out.gradLogits': mode === 'separate' ? gradLogits : null, logits: mode === 'inplace' ? lt.data : null,
+      'out.logp': logp, 'out.entropy': entropy, 'out.gradLogp': gradLogp,
+    },
+    { ...(mode === 'inplace' ? {} : { logits: lt.data }), ...inputs },
+    mode === 'inplace' ? { 'logits|*': "gradient: 'inplace' writes the gradient over logits" }
+      : { 'out.gradLogits|logits': "pass gradient: 'inplace' to write the gradient over the logits" },
   );
   const targets = v.ids(OP, 'targets', opts.targets, N, V);
   v.allFinite(OP, 'advantages', advantages);

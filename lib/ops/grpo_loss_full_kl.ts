@@ -14,7 +14,11 @@
  * kernel's gradient pass uses), 2. the weights as above, 3. one klFull pass per row that writes
  * β·a_n·m_n·∂KL_n/∂z plus the policy term g_n·(1[v=y] − p_v)/τ − g_H·(p_v/τ)(log p_v + H) over
  * the logits (each element read, then written). No N·V scratch. `gradLogp` is the policy term's
- * ∂L/∂ℓ (the full KL has no gradient through ℓ alone). Host form only.
+ * ∂L/∂ℓ (the full KL has no gradient through ℓ alone). The CUDA form (lib/device.ts,
+ * cuda.grpoLossFromLogits) composes the same steps on device tensors.
+ * Aliasing: refLogits may be the logits array itself with a separate gradient (both only read:
+ * KL = 0), never an output; in place, refLogits may not overlap the logits at all (rows run in
+ * parallel, so a row written could be another row's reference before it is read).
  */
 import { native } from '../native';
 import * as v from '../validate';
@@ -29,6 +33,8 @@ import type { KlFullOptions, KlFullResult } from './kl_full';
 import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
 
 const OP = 'grpoLossFromLogits';
+/** Loss options of the policy term only: not part of the KL term's weights a_n·m_n. */
+export const POLICY_ONLY: ReadonlySet<string> = new Set(['entropyCoef', 'rolloutImportanceSamplingMode', 'rolloutImportanceSamplingThreshold']);
 
 /** Whether a grpoLossFromLogits call asks for the full KL (checked before any validation). */
 export function wantsFullKl(o: unknown): boolean {
@@ -43,6 +49,20 @@ function plan(o: GrpoLossFromLogitsOptions) {
   if (opts.refLogp !== undefined) throw v.typeError(OP, 'refLogp', "undefined with klEstimator 'full' (the KL comes from refLogits)", opts.refLogp);
   if (opts.useBiasCorrectionKl === true) throw v.typeError(OP, 'useBiasCorrectionKl', "false with klEstimator 'full' (not offered)", true);
   const inplace = opts.gradient === 'inplace';
+  // refLogits is read by the last kernel, after the fused loss wrote its outputs (and, in place,
+  // the gradient over the logits): none of them may overlap it. Checked here, before any kernel
+  // runs (the steps' own checks do not see refLogits); the fused loss checks the rest.
+  const out = (opts.out ?? v.NO_OUT) as Record<string, unknown>;
+  const ta = (x: unknown) => (v.typedArrayKind(x) !== undefined ? (x as ArrayBufferView) : null);
+  v.noAliases(
+    OP,
+    {
+      'out.gradLogits': opts.gradient === 'none' || inplace ? null : ta(out.gradLogits), logits: inplace ? ta(opts.logits) : null,
+      'out.logp': ta(out.logp), 'out.entropy': ta(out.entropy), 'out.gradLogp': ta(out.gradLogp),
+    },
+    { refLogits: ta(opts.refLogits) },
+    { 'logits|refLogits': "gradient: 'inplace' writes the gradient over logits while refLogits is read" },
+  );
   const beta = v.float(OP, 'beta', opts.beta, 0, Infinity, 0);
   const policy: Record<string, unknown> = { ...opts, beta: 0 };
   delete policy.klEstimator;
@@ -58,14 +78,15 @@ function plan(o: GrpoLossFromLogitsOptions) {
     for (const k of GRPO_CONFIG_KEYS) if (opts[k] !== undefined) w[k] = opts[k];
     return {
       ...w, beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp as never, advantages: opts.advantages as never,
-      mask: opts.mask as never, out: { gradLogp: r.gradLogp },
+      mask: opts.mask as never, rolloutLogp: opts.rolloutLogp as never, out: { gradLogp: r.gradLogp },
     } as GrpoLossOptions;
   };
   // the weights a_n·m_n: every aggregation option of the call, the policy and KL options fixed
   const weights = (r: GrpoLossFromLogitsResult, S: number): GrpoLossOptions => {
     const w: Record<string, unknown> = {};
-    // (an entropy bonus is a policy-side term: left at its default 0)
-    for (const k of GRPO_CONFIG_KEYS) if ((k as string) !== 'entropyCoef' && opts[k] !== undefined) w[k] = opts[k];
+    // (an entropy bonus and the rollout IS weight are policy-side terms, the KL is added after
+    // them unweighted as in TRL: left at their defaults)
+    for (const k of GRPO_CONFIG_KEYS) if (!POLICY_ONLY.has(k) && opts[k] !== undefined) w[k] = opts[k];
     return {
       ...w, beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
       logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: new Float32Array(S), mask: opts.mask as never,

@@ -317,6 +317,22 @@ Napi::Value KlFullCuda(const Napi::CallbackInfo& info) {
     a->grad = g.data;
   }
   a->accumulate = r.flag("accumulate", false);
+  // gradInPlace: the gradient over the policy logits (one tensor, kept once), as the host klFull
+  if (r.flag("gradInPlace", false)) {
+    if (a->grad || a->accumulate) r.fail("gradInPlace", "given without grad and accumulate");
+    a->grad = const_cast<void*>(z.data);
+  }
+  // internal (cuda.grpoLossFromLogits, klEstimator 'full', in place): the fused policy term
+  a->policy_grad = d.f32<const float>("policyGrad", a->N, true);
+  a->policy_grad_h = d.f32<const float>("policyGradEntropy", a->N, true);
+  if (a->policy_grad) {
+    a->targets = static_cast<const int32_t*>(d.tensor("targets", DType::I32, a->N));  // out of range: no one-hot term
+    if (!a->grad || a->accumulate) r.fail("policyGrad", "given only with grad and without accumulate");
+  }
+  if (a->policy_grad_h) {
+    if (!a->policy_grad) r.fail("policyGradEntropy", "given only with policyGrad");
+    a->entropy = d.f32<const float>("entropy", a->N);
+  }
   return run_on_stream(info, std::move(job), d.keep, [a](cudaStream_t s) { kl_full_cuda(*a, s); }, Undefined);
 }
 
