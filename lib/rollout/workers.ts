@@ -205,7 +205,9 @@ export class WorkerEngine implements RolloutEngine {
           loaded.catch(() => {});
         }
         const what = `generate rows ${rows[a]}..${rows[b - 1]} (seed ${String(g.seed)}, policy version ${snap.version})`;
-        const sampled = p.request<Generation & { version: number }>({ type: 'generate', prompts: ids.slice(a, b), opts: { ...g, rowIds: rows.slice(a, b) } }, what);
+        // per-row options (row ids, media) are cut to this worker's rows: the model checks media.length against its rows
+        const opts: GenerateOptions = { ...g, rowIds: rows.slice(a, b), ...(g.media ? { media: g.media.slice(a, b) } : {}) };
+        const sampled = p.request<Generation & { version: number }>({ type: 'generate', prompts: ids.slice(a, b), opts }, what);
         sampled.catch(() => {});
         try {
           await loaded;
