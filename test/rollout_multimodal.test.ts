@@ -22,6 +22,7 @@ import { GrpoTrainer } from '../lib/trainer/grpo';
 import { runEval, runTrain } from '../lib/trainer/run';
 import { startServe } from '../lib/serve';
 import { writeRolloutWeights } from '../lib/serve/weights';
+import { readSafetensors } from '../lib/models/safetensors';
 import { rewards, sameWeights } from './trainer_setup';
 
 const TASKS: [string, Task][] = [
@@ -96,6 +97,28 @@ test('a GRPO step of a multimodal task through 2 workers equals the in-process s
     await eng.close();
     a.model.dispose();
     b.model.dispose();
+  }
+});
+
+test('grpo train --task beep_count --rollout-engine workers: the same run, bit for bit, as in-process', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-mm-workers-'));
+  try {
+    const base = {
+      task: 'beep_count', trainSize: 12, testSize: 4, seed: 5, dModel: 8, nLayers: 1, nHeads: 2, dFF: 16, maxSeqLen: 48, encoderHidden: 6,
+      maxSteps: 2, batchSize: 2, numGenerations: 2, numIterations: 2, maxCompletionLength: 3, evalSteps: 0, evalLimit: 2, evalK: 1,
+      rewards: ['format'], progress: false, saveSteps: 0,
+    };
+    const quiet = { log: () => {} };
+    const local = await runTrain({ ...base, outputDir: path.join(root, 'local') }, quiet);
+    const workers = await runTrain({ ...base, outputDir: path.join(root, 'workers'), rolloutEngine: 'workers', rolloutWorkers: 2 }, quiet);
+    const a = readSafetensors(path.join(local.checkpoint, 'model.safetensors')).tensors;
+    const b = readSafetensors(path.join(workers.checkpoint, 'model.safetensors')).tensors;
+    assert.ok([...a.keys()].some((k) => k.startsWith('audio.')), 'the run trained the model with an audio encoder');
+    assert.equal([...a.keys()], [...b.keys()]);
+    for (const [k, t] of a) assert.ok(Buffer.from(t.data.buffer).equals(Buffer.from(b.get(k)!.data.buffer)), k);
+    assert.is(workers.lastMetrics!.loss, local.lastMetrics!.loss);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
 
