@@ -19,7 +19,8 @@
 import * as path from 'path';
 import type { PolicyModel } from '../models/policy';
 import type { Tokenizer } from '../models/tokenizer';
-import { encodeExamplePrompt, stopCut, type PromptInput, type Rollout, type SamplingOptions } from '../trainer/rollout';
+import type { ExampleMedia } from '../media/types';
+import { encodeExamplePrompt, promptMedia, stopCut, type PromptInput, type Rollout, type SamplingOptions } from '../trainer/rollout';
 import { pruneRolloutWeights, writeRolloutWeights } from '../serve/weights';
 import type { RolloutEngine } from './engine';
 
@@ -112,6 +113,17 @@ export function validateCompletionAnswer(body: unknown, prompts: number, n: numb
   return out.map((o) => ({ ...o!, version }));
 }
 
+/** Whether a prompt's media holds any image, audio clip or video. */
+export function hasMedia(m: ExampleMedia | undefined): boolean {
+  return !!m && ((m.images?.length ?? 0) + (m.audios?.length ?? 0) + (m.videos?.length ?? 0)) > 0;
+}
+
+/** "1 image, 2 audios" for an error message. */
+export function mediaKinds(m: ExampleMedia | undefined): string {
+  const n = (k: string, x?: unknown[]) => (x?.length ? [`${x.length} ${k}${x.length > 1 ? 's' : ''}`] : []);
+  return [...n('image', m?.images), ...n('audio', m?.audios), ...n('video', m?.videos)].join(', ');
+}
+
 export class RemoteEngine implements RolloutEngine {
   readonly name: string;
   readonly urls: string[];
@@ -191,6 +203,11 @@ export class RemoteEngine implements RolloutEngine {
   async generate(prompts: PromptInput[], repeat: number, o: SamplingOptions & { seed: number }): Promise<Rollout> {
     if (this.closed) throw new Error(`${this.name}: generate after close`);
     if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`${this.name}: expected repeat to be an integer >= 1 but received ${repeat}`);
+    // the completions API takes token-id prompts only: a prompt's images / audio / video would be
+    // dropped, leaving bare placeholder tokens, so such a prompt is refused rather than sampled blind
+    const withMedia = prompts.findIndex((p) => hasMedia(promptMedia(p)));
+    if (withMedia >= 0)
+      throw new RangeError(`${this.name}: prompts[${withMedia}]: expected a text prompt but received one with media (${mediaKinds(promptMedia(prompts[withMedia]))}); the completions API carries token ids only, so multimodal prompts need the in-process or workers engine`);
     const ids = prompts.map((p) => encodeExamplePrompt(this.tok, p));
     // one contiguous chunk per server; row offsets keep the tokens independent of the split. With
     // at least as many prompts as servers a chunk is whole prompts with n = repeat (a server can

@@ -8,7 +8,7 @@ import { CharTokenizer, createTransformer } from '../models';
 import type { Options } from '../trainer/config';
 import { modelConfig, resolvePaths, withDefaults } from '../trainer/run';
 import { startServer, type RunningServer } from './server';
-import { loadServedModel } from './weights';
+import { loadServedModel, servedMedia } from './weights';
 
 export { startServer, complete, type RunningServer } from './server';
 export { parseCompletionRequest, ApiError } from './protocol';
@@ -32,6 +32,8 @@ export async function startServe(opts: Options, log: (m: string) => void = (m) =
     served.model.dispose();
     throw new Error(`grpo serve: cannot listen on ${host}:${port} (${(e as Error).message})`);
   }
+  if (servedMedia(served.model))
+    log('grpo serve: a multimodal model: this server serves text prompts only (the completions API carries no images, audio or video; prompts with media placeholders are refused)');
   return s;
 }
 

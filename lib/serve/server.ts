@@ -16,7 +16,7 @@ import * as http from 'http';
 import { randomInt } from 'crypto';
 import { encodePrompt, stopCut } from '../trainer/rollout';
 import { ApiError, CompletionChoice, CompletionRequest, parseCompletionRequest } from './protocol';
-import { reloadWeights, type ServedModel } from './weights';
+import { mediaPlaceholders, reloadWeights, type ServedModel } from './weights';
 
 /** Largest request body accepted (token-id prompts of a large batch fit easily). */
 const MAX_BODY = 32 * 1024 * 1024;
@@ -96,6 +96,21 @@ export async function complete(s: ServedModel, req: CompletionRequest): Promise<
   return { choices, completionTokens };
 }
 
+/**
+ * A multimodal built-in model is served for text prompts only: the completions API carries token
+ * ids and no images, audio or video, so a prompt holding a media placeholder id (or a `<image>`
+ * tag, which the tokenizer expands into them) would be sampled from bare placeholders. 400.
+ */
+function refuseMediaPrompts(s: ServedModel, prompts: number[][]) {
+  const ph = mediaPlaceholders(s.model);
+  if (!ph.size) return;
+  prompts.forEach((q, i) => {
+    const at = q.findIndex((id) => ph.has(id));
+    if (at >= 0)
+      throw new ApiError('prompt', `prompt[${i}]: token ${at} is the ${ph.get(q[at])} placeholder id ${q[at]}; this server serves text prompts only (the completions API carries no media)`);
+  });
+}
+
 function send(res: http.ServerResponse, status: number, body: unknown) {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -169,6 +184,7 @@ export function startServer(initial: ServedModel, host: string, port: number, o:
         const s = cur;
         const r = parseCompletionRequest(body, s.model.vocabSize, s.model.maxSeqLen, (t) => encodePrompt(s.tokenizer, t));
         if (r.model !== undefined && r.model !== name) throw new ApiError('model', `model: '${r.model}' is not served here (this server serves '${name}')`, 404, 'not_found_error');
+        refuseMediaPrompts(s, r.prompts);
         const { choices, completionTokens } = await complete(s, r);
         const promptTokens = r.prompts.reduce((a, p) => a + p.length * r.n, 0);
         return {

@@ -16,7 +16,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { CharTokenizer, createTransformer, PolicyModel, Tokenizer } from '../models';
+import { CharTokenizer, createTransformer, mediaTokenizer, PolicyModel, Tokenizer, type MediaModelConfig } from '../models';
 import { HfCausalLM, loadHfCheckpoint, loadHfModel, loadHfModelWithAdapter, saveHfModel, saveLoraAdapter } from '../models/hf';
 import { readSafetensors, writeSafetensors } from '../models/safetensors';
 import { CheckpointError, loadCheckpoint, loadCheckpointMeta, restoreTensors, type CheckpointMeta } from '../trainer/checkpoint';
@@ -159,15 +159,38 @@ export async function loadServedModel(o: { checkpoint?: string; model?: string; 
     }
     return { model: hf.model, tokenizer: hf.tokenizer, kind: 'hf', source: path.resolve(o.model), version: 0 };
   }
-  const tokenizer = new CharTokenizer();
   if (o.checkpoint) {
     const w = loadBuiltinWeights(o.checkpoint);
+    // a multimodal checkpoint's vocabulary ends with its media placeholder ids: its own tokenizer
+    const media = servedMedia(w.model);
+    const tokenizer = media ? mediaTokenizer(media) : new CharTokenizer();
     checkVocab(w.model, tokenizer, w.dir);
     return { model: w.model, tokenizer, kind: 'builtin', source: w.dir, version: w.meta.step };
   }
   const model = o.fresh();
+  const tokenizer = new CharTokenizer();
   checkVocab(model, tokenizer, 'the fresh model');
   return { model, tokenizer, kind: 'builtin', source: 'fresh', version: 0 };
+}
+
+/** The media config of a built-in multimodal model (undefined for text-only and HF models). */
+export function servedMedia(m: PolicyModel): MediaModelConfig | undefined {
+  return (m.config as { media?: MediaModelConfig } | undefined)?.media;
+}
+
+/**
+ * The media placeholder ids of a served model, by id, with the tag they stand for. The
+ * completions API has no field for images, audio or video, so `grpo serve` serves text prompts
+ * only: a prompt holding a placeholder would be sampled from the bare placeholder embeddings.
+ */
+export function mediaPlaceholders(m: PolicyModel): Map<number, string> {
+  const media = servedMedia(m);
+  const out = new Map<number, string>();
+  if (!media) return out;
+  out.set(media.imageTokenId, '<image>');
+  out.set(media.videoTokenId, '<video>');
+  out.set(media.audioTokenId, '<audio>');
+  return out;
 }
 
 function checkVocab(m: PolicyModel, tok: Tokenizer, where: string) {

@@ -72,6 +72,20 @@ export async function withTaskMedia(task: Task, modelMedia: MediaModelConfig | u
   return { ...task, media: spec };
 }
 
+/**
+ * A multimodal task (built-in, or a dataset with media columns) cannot go through the remote
+ * engine: it sends token-id prompts to /v1/completions, which has no field for images, audio or
+ * video, so the servers would sample from the bare placeholder tokens. Refused up front, naming
+ * the option, rather than failing at the first step.
+ */
+function refuseRemoteMedia(task: Task, option: string, instead: string, remote = true) {
+  if (!remote || (!task.media && !taskHasMediaRefs(task))) return;
+  throw new RangeError(
+    `${option}: expected a text task but ${task.name} is multimodal (its prompts carry media); the remote engine sends token-id prompts ` +
+      `to /v1/completions, which has no field for images, audio or video. ${instead}`,
+  );
+}
+
 /** The media config of the model in checkpoint `dir` (undefined for a text-only or HF model). */
 function checkpointMedia(dir: string | undefined): MediaModelConfig | undefined {
   return dir ? (loadCheckpoint(dir).meta.modelConfig as Partial<TransformerConfig>).media : undefined;
@@ -397,6 +411,8 @@ async function trainRun(opts: Options, io: Io): Promise<TrainResult> {
   let refModel: PolicyModel | null = null;
   let rewards: { fns: RewardFunction[]; weights: number[] } | null = null;
   try {
+    // before any model loads or the run directory is written: the remote engine cannot carry media
+    refuseRemoteMedia(task, '--rollout-engine remote', 'Use --rollout-engine in-process or workers for multimodal tasks', o.rolloutEngine === 'remote');
     const media = ck ? (ck.meta.modelConfig as Partial<TransformerConfig>).media : checkpointMedia(o.init as string | undefined);
     task = await withTaskMedia(task, media, !!o.model);
     tok = taskTokenizer(task, o);
@@ -645,6 +661,7 @@ async function evalEndpoint(opts: Options, io: Io): Promise<EvalResult> {
   let r: EvalResult;
   try {
     const task = buildTask(o);
+    refuseRemoteMedia(task, '--endpoint', 'Evaluate the checkpoint with --checkpoint DIR instead');
     rewards = await buildRewards(o);
     r = await evaluateEngine(engine, tok, task, evalOptions(o, rewards));
   } finally {
