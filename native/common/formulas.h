@@ -174,11 +174,16 @@ GRPO_HD void k3_parts_scalar(double d, double& D, double& em1) {
 // and metric keep k3_parts (kl_estimate): its float64 metrics.kl is checked at 1e-9 relative.
 //   D = fma(t, q, fma(t, r, −d)) + (t − 1),  expm1(d) = fma(t, r + q, t − 1);
 // for |d| < ln2/2 (k = 0, t = 1) D = q + 0 exactly as above.
-template <class V, class U, class ToBits, class FromBits, class Fma>
+// kLimit false: d is known to lie in [−20, 20] (the ±20 clamp was applied), where the [−60, 100]
+// limit is the identity: skipping it gives the same bits (the CPU vector loop uses this).
+template <class V, class U, class ToBits, class FromBits, class Fma, bool kLimit = true>
 GRPO_HD void k3_parts_fma(V d, V& D, V& em1, ToBits to_bits, FromBits from_bits, Fma fma) {
   const double kMagic = 6755399441055744.0;
-  V de = d < -60.0 ? V{} - 60.0 : d;
-  de = de > 100.0 ? V{} + 100.0 : de;
+  V de = d;
+  if (kLimit) {
+    de = d < -60.0 ? V{} - 60.0 : d;
+    de = de > 100.0 ? V{} + 100.0 : de;
+  }
   V kb = fma(de, V{} + 1.4426950408889634, V{} + kMagic);
   V kd = GRPO_DADD(kb, -kMagic);
   V r = fma(kd, V{} - 6.93147180369123816490e-01, de);

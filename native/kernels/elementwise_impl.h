@@ -90,7 +90,10 @@ bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
         d = d < -kLogRatioClamp ? splat(-kLogRatioClamp) : d;
       }
       vd em1;
-      k3_parts_fma<vd, vu>(d, D, em1, [](vd x) { return (vu)x; }, [](vu u) { return (vd)u; }, VecFma());
+      auto to_bits = [](vd x) { return (vu)x; };
+      auto from_bits = [](vu u) { return (vd)u; };
+      if (clamp) k3_parts_fma<vd, vu, decltype(to_bits), decltype(from_bits), VecFma, false>(d, D, em1, to_bits, from_bits, VecFma());
+      else k3_parts_fma<vd, vu>(d, D, em1, to_bits, from_bits, VecFma());
       if (est == KlEstimator::LowVarKl) {
         active |= (D > kLowVarKlClamp) | (D < -kLowVarKlClamp);
         D = D > kLowVarKlClamp ? splat(kLowVarKlClamp) : D;

@@ -192,6 +192,7 @@ GRPO_HD SeqSums grpo_sequence_pass_t(const SeqInputs& q, const GrpoOptions& o) {
     PolicyValue pv = policy_term(rho, A, l, o);
     const bool cov_picked = q.cov_sel && q.cov_sel[t];
     if (kPlain) {
+      // policy_term()'s value as it is: the per-sequence objectives below are not plain
     } else if (o.policy_loss == PolicyLoss::Vespo) {
       pv.P = -vespo_phi * A * l;
       pv.dP_dlogp = -vespo_phi * A;
