@@ -1,4 +1,4 @@
-// CPU time (user + sys) per call of the small ops, 1 thread, median of 5 blocks: under a heavy
+// CPU time (user + sys) per call of the small ops (and their plain-JS peers), 1 thread, median of 5 blocks: under a heavy
 // load wall time varies 3-10x run to run, CPU time does not. Two checkouts side by side:
 //   node --import tsx bench/small_ops_cpu.js <tree root> [full | compat]   (compat: a tree whose
 // groupAdvantages takes only out.advantages/out.rewards). Results: bench/results/small-ops.md.
@@ -24,4 +24,11 @@ r.ga_out = cpu(() => lib.groupAdvantagesSync({ rewards, groupSize: G, out }), 8)
 r.ga_default = cpu(() => lib.groupAdvantagesSync({ rewards, groupSize: G }), 8);
 const simple = require(path.join(root, 'bench/peers/simple.js'));
 r.ga_simple = cpu(() => simple.groupAdvantages({ rewards, groupSize: G, advantages: out.advantages }), 8);
+r.kl_simple = cpu(() => simple.klPenalty({ logp, refLogp, kl, grad }), 1);
+// grpoLoss N = 1M (S = 1024, T = 1024), the bench's configuration (no oldLogp, beta 0, dapo)
+const N = 1 << 20, S2 = 1024;
+const lp = new Float32Array(N).map(() => -rnd() * 2), adv = new Float32Array(S2).map(() => rnd() - 0.5);
+const mask = new Uint8Array(N).fill(1), gradLogp = new Float32Array(N);
+r.gl = cpu(() => lib.grpoLossSync({ logp: lp, advantages: adv, mask, epsilon: 0.2, beta: 0, lossType: 'dapo', out: { gradLogp } }), 8);
+r.gl_simple = cpu(() => simple.grpoLoss({ logp: lp, advantages: adv, mask, gradLogp }), 8);
 console.log(path.basename(root), full ? 'all outs' : 'adv+rewards outs', JSON.stringify(r));

@@ -1,6 +1,6 @@
-// klPenalty on the GPU: spec §3, element-wise through kl_estimate (native/common/formulas.h, the
-// same function the CPU kernel calls), in double as on the CPU. n = tokens. One launch, a
-// grid-stride loop.
+// klPenalty on the GPU: spec §3, element-wise through kl_penalty_value (native/common/formulas.h:
+// the CPU kernel's scalar tail; its vector loop runs the same operations), in double as on the
+// CPU. n = tokens. One launch, a grid-stride loop.
 #include "../native/device/cuda_ops.h"
 #include "common.cuh"
 
@@ -9,7 +9,7 @@ namespace grpo {
 __global__ void __launch_bounds__(256) kl_penalty_kernel(const float* __restrict__ logp, const float* __restrict__ ref_logp, int64_t n,
                                                          int est, bool clamp, float* __restrict__ kl, float* __restrict__ grad) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    KlValue v = kl_estimate(logp[i], ref_logp[i], static_cast<KlEstimator>(est), clamp);
+    KlValue v = kl_penalty_value(logp[i], ref_logp[i], static_cast<KlEstimator>(est), clamp);
     kl[i] = static_cast<float>(v.d);
     if (grad) grad[i] = static_cast<float>(v.grad);
   }

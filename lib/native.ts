@@ -45,8 +45,9 @@ export interface NativeAddon {
   klPenalty(args: Args, async: true): Promise<boolean>;
   klFull(args: Args, async: false): void;
   klFull(args: Args, async: true): Promise<void>;
-  grpoLoss(args: Args, async: false): NativeMetrics;
-  grpoLoss(args: Args, async: true): Promise<NativeMetrics>;
+  // inputsOk: false when the kernel's first pass found a bad mask value or a non-finite masked input (nothing written)
+  grpoLoss(args: Args, async: false): NativeMetrics & { inputsOk: boolean };
+  grpoLoss(args: Args, async: true): Promise<NativeMetrics & { inputsOk: boolean }>;
   grpoLossFromLogits(args: Args, async: false): NativeMetrics;
   grpoLossFromLogits(args: Args, async: true): Promise<NativeMetrics>;
   grpoLossFromHidden(args: Args, async: false): NativeMetrics;

@@ -483,7 +483,7 @@ const MASK_KINDS = ['Uint8Array', 'Int32Array', 'Float32Array', 'Float64Array'] 
  * Float64Array or a plain boolean[] / number[] (copied, each element read once); any value
  * other than 0/1 (false/true) is an error.
  */
-export function mask(op: string, name: string, v: unknown, length: number): Uint8Array {
+export function mask(op: string, name: string, v: unknown, length: number, checkValues = true): Uint8Array {
   if (v === undefined) return new Uint8Array(length).fill(1);
   const expected = `Uint8Array, Int32Array, Float32Array, Float64Array or boolean[] of length ${length} (0/1)`;
   let out: Uint8Array;
@@ -502,6 +502,8 @@ export function mask(op: string, name: string, v: unknown, length: number): Uint
   src = a;
   if (typedArrayKind(a) === 'Uint8Array') {
     out = a as Uint8Array;
+    // checkValues false: the kernel checks the values in its own read of the mask (grpoLoss)
+    if (!checkValues) return out;
   } else {
     // an index loop, not Uint8Array.from: a subclass may override Symbol.iterator
     out = new Uint8Array(length);

@@ -181,8 +181,14 @@ Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   a->per_token_loss = r.typed<float>("perTokenLoss", napi_float32_array, N, true);
   a->grad_entropy = r.typed<float>("gradEntropy", napi_float32_array, N, true);
   if (a->opt.entropy_coef != 0 && !a->entropy) r.fail("entropy", "given when entropyCoef != 0");
+  a->check_inputs = true;
   job->execute = [a] { grpo_loss_cpu(*a); };
-  job->result = [a](Napi::Env env) -> Napi::Value { return metrics_to_js(env, a->metrics); };
+  job->result = [a](Napi::Env env) -> Napi::Value {
+    // inputsOk false: a mask value or a masked input was bad and nothing was written (the TS layer names it)
+    Napi::Object o = metrics_to_js(env, a->metrics);
+    o.Set("inputsOk", a->inputs_ok);
+    return o;
+  };
   return run_job(info.Env(), std::move(job), is_async(info));
 }
 

@@ -7,7 +7,7 @@ import * as vm from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { groupAdvantages, groupAdvantagesSync, ADVANTAGE_SCALES } from '../lib';
+import { groupAdvantages, groupAdvantagesSync, numThreads, setNumThreads, ADVANTAGE_SCALES } from '../lib';
 import type { GroupAdvantagesOptions } from '../lib/ops/group_advantages';
 import { native } from '../lib/native';
 import { close, closeScalar, normal, rng } from './helpers';
@@ -66,12 +66,14 @@ for (const estimator of ["grpo", "rloo"] as const) {  // the other estimators: a
   for (const scale of ADVANTAGE_SCALES) {
     for (const std of STDS) {
       test(`groupAdvantages ${estimator}/${scale}/${std} matches the float64 reference`, () => {
-        for (const [K, weights] of [[1, undefined], [3, [1, 0.5, -2]]] as [number, number[] | undefined][]) {
+        for (const [K, weights] of [[1, undefined], [1, [-1.5]], [3, [1, 0.5, -2]]] as [number, number[] | undefined][]) {
           for (const nan of [false, true]) {
             const what = `${estimator}/${scale}/${std} K=${K} nan=${nan}`;
-            // contiguous groups of G (G = 1 only for grpo: rloo needs a second member)
-            for (const G of estimator === 'rloo' ? [2, 4, 8] : [1, 2, 4, 8]) {
-              const S = 8 * G;
+            // contiguous groups of G (G = 1 only for grpo: rloo needs a second member). 11 groups:
+            // with K = 1 and G <= 64 the kernel runs 8 groups in lockstep (vector lanes), then a
+            // block of 3 (spare lanes); G = 65 takes the one-group-at-a-time loop
+            for (const G of estimator === 'rloo' ? [2, 4, 8, 16] : [1, 2, 4, 8, 16, 65]) {
+              const S = 11 * G;
               const rewards = makeRewards(S * 7 + K, S, K, (i) => Math.floor(i / G), nan);
               const o: GroupAdvantagesOptions = { rewards, numRewardFunctions: K, weights, groupSize: G, estimator, scale, std };
               const got = check(`${what} G=${G}`, o, Array.from({ length: S }, (_, i) => Math.floor(i / G)));
@@ -309,3 +311,29 @@ test('groupAdvantages survives hundreds of random malformed calls', async () => 
 });
 
 test.run();
+
+// The lockstep path (K = 1, contiguous groups of <= 64: 8 groups per vector step) split over the
+// pool: chunk boundaries fall inside blocks of 8, so spare lanes occur in every chunk. The bits
+// must not depend on the thread count and must equal the general (groupIds) path.
+test('groupAdvantages lockstep groups over the pool: the bits of the general path at any thread count', () => {
+  const before = numThreads();
+  for (const [G, estimator, scale] of [[16, 'grpo', 'group'], [5, 'rloo', 'batch'], [64, 'grpo', 'none']] as const) {
+    const NG = 4099, S = NG * G;
+    const rewards = makeRewards(40 + G, S, 1, (i) => Math.floor(i / G), true);
+    const viaIds = groupAdvantagesSync({ rewards, groupIds: Int32Array.from({ length: S }, (_, i) => Math.floor(i / G)), estimator, scale });
+    for (const k of [1, 2, 3]) {
+      setNumThreads(k);
+      const got = groupAdvantagesSync({ rewards, groupSize: G, estimator, scale });
+      for (const key of ['advantages', 'rewards', 'groupMean', 'groupStd'] as const)
+        assert.ok(Buffer.from(got[key].buffer, got[key].byteOffset, got[key].byteLength).equals(Buffer.from(viaIds[key].buffer, viaIds[key].byteOffset, viaIds[key].byteLength)),
+          `G=${G} ${estimator}/${scale} threads=${k}: ${key} bits`);
+      assert.is(got.zeroStdFraction, viaIds.zeroStdFraction);
+      assert.is(got.numNoReward, viaIds.numNoReward);
+    }
+  }
+  setNumThreads(before);
+  // a ±Infinity reward in a lane: named with its index
+  const rewards = new Float32Array(16 * 20).fill(1);
+  rewards[16 * 13 + 5] = -Infinity;
+  assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 16 }), (e: Error) => e instanceof RangeError && /rewards.*-Infinity at index 213/.test(e.message));
+});

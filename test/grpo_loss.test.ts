@@ -674,3 +674,69 @@ test('grpoLoss entropyCoef (verl entropy_coeff / TRL entropy_coef): loss, gradLo
 });
 
 test.run();
+
+// The kernel's first pass checks the mask's values and every per-token input's finiteness where
+// the mask is set (no JS scan before the call): each kind of bad value, in each input, in a
+// later sequence of a batch the pool splits, is named with its index, and nothing is written
+// (the given gradLogp keeps its contents); the same value in padding is accepted.
+test('grpoLoss: a bad mask value or a non-finite masked input is found by the kernel, named, and nothing is written', async () => {
+  const S = 9, T = 37, N = S * T;
+  const base = () => {
+    const r = rng(5);
+    const logp = new Float32Array(N).map(() => -0.5 - r());
+    return {
+      logp, oldLogp: logp.map((x) => x + 0.05), refLogp: logp.map((x) => x - 0.1), entropy: new Float32Array(N).fill(1.5),
+      rolloutLogp: logp.map((x) => x + 0.02), advantages: new Float32Array(S).map((_, i) => i - 4), mask: new Uint8Array(N).fill(1),
+    };
+  };
+  const at = 6 * T + 11;
+  for (const name of ['logp', 'oldLogp', 'refLogp', 'entropy', 'rolloutLogp'] as const) {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const b = base();
+      b[name][at] = bad;
+      const gradLogp = new Float32Array(N).fill(7);
+      const o: GrpoLossOptions = { ...b, beta: 0.04, rolloutImportanceSamplingMode: 'token_truncate', out: { gradLogp } };
+      let err: unknown = null;
+      try { grpoLossSync(o); } catch (e) { err = e; }
+      assert.instance(err, RangeError, `${name}=${bad}: throws`);
+      assert.match((err as Error).message, new RegExp(`^grpoLoss: ${name}\\b.*at index ${at}`), `${name}=${bad}: ${(err as Error).message}`);
+      assert.ok(gradLogp.every((x) => x === 7), `${name}=${bad}: nothing written`);
+      let rejected: unknown = null;
+      await grpoLoss(o).catch((e) => (rejected = e));
+      assert.instance(rejected, RangeError, `${name}=${bad} (async rejects)`);
+      // in padding: accepted
+      b.mask[at] = 0;
+      const r = grpoLossSync({ ...o, out: undefined });
+      assert.ok(Number.isFinite(r.loss), `${name}=${bad} in padding: finite loss`);
+      assert.is(r.gradLogp![at], 0, `${name}=${bad} in padding: gradient 0`);
+    }
+  }
+  const b = base();
+  b.mask[at] = 3;
+  const gradLogp = new Float32Array(N).fill(7);
+  assert.throws(() => grpoLossSync({ ...b, out: { gradLogp } }), (e: Error) => e instanceof RangeError && /^grpoLoss: mask\b.*3 at index/.test(e.message));
+  assert.ok(gradLogp.every((x) => x === 7), 'mask value 3: nothing written');
+});
+
+// The common configuration runs a specialisation of the per-sequence pass with the unused
+// options compiled out: it must give the bits of the general form. useBiasCorrectionKl with
+// beta = 0 and no refLogp computes the same function through the general form.
+test('grpoLoss: the plain-configuration pass gives the bits of the general pass', () => {
+  for (const policyLoss of POLICIES) {
+    for (const withOld of [false, true]) {
+      const c = makeCase(77, 6, 41, { emptySeqs: [2] });
+      const o: GrpoLossOptions = {
+        logp: c.inputs.logp, oldLogp: withOld ? c.inputs.oldLogp : undefined, advantages: c.inputs.advantages, mask: c.inputs.mask,
+        policyLoss, epsilonHigh: policyLoss === 'cispo' ? 5 : EPS_HIGH, lossType: 'dapo', perTokenLoss: true,
+      };
+      const plain = grpoLossSync(o);
+      const general = grpoLossSync({ ...o, useBiasCorrectionKl: true });
+      const what = `${policyLoss} old=${withOld}`;
+      assert.is(plain.loss, general.loss, `${what}: loss`);
+      assert.equal(plain.metrics, general.metrics, `${what}: metrics`);
+      assert.equal(Array.from(plain.gradLogp!), Array.from(general.gradLogp!), `${what}: gradLogp`);
+      assert.equal(Array.from(plain.perTokenLoss!), Array.from(general.perTokenLoss!), `${what}: perTokenLoss`);
+      closeScalar(plain.loss, refGrpoLoss(c.inputs.oldLogp && withOld ? c.inputs : { ...c.inputs, oldLogp: undefined }, { name: what, policyLoss, epsilonHigh: policyLoss === 'cispo' ? 5 : EPS_HIGH, lossType: 'dapo' } as Combo).loss, 1e-9, 1e-12, `${what}: loss vs reference`);
+    }
+  }
+});

@@ -8,12 +8,34 @@
 
 namespace grpo {
 
+// groupAdvantages, contiguous groups of G <= kGroupAdvLanesMaxG members, one reward function
+// (grpo / rloo, no whitening): the fixed-size path of ops/group_advantages.cc with W groups in
+// lockstep, one per vector lane. Each lane runs that path's statements for its group in member
+// order (the same sums, in the same order: the same bits as the scalar and CUDA code), so the
+// per-group dependent add chains of W groups overlap.
+constexpr int64_t kGroupAdvLanesMaxG = 64;
+struct GroupAdvLanesArgs {
+  const float* rewards;  // [S]
+  double w0;             // the reward function's weight
+  int64_t G;             // group size
+  bool rloo, unbiased;
+  int scale;             // AdvScale
+  double eps, batch_sd;
+  float *advantages, *reward, *group_mean, *group_std;  // outs
+};
+struct GroupAdvLanesCounts {
+  int64_t zero_std = 0, no_reward = 0;
+  bool inf = false;  // some reward ±Infinity (the caller finds the first)
+};
+
 struct ElementwiseKernels {
   const char* isa;
   // klPenalty over [0, n): kl[i] = D, grad[i] = dD/dlogp (grad may be null). est: KlEstimator.
   // Returns whether every logp and ref_logp was finite (checked in the same pass: a separate
   // scan, in JS or native, would read both inputs once more).
   bool (*kl)(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* kl, float* grad);
+  // groups [j0, j1) of GroupAdvLanesArgs
+  GroupAdvLanesCounts (*group_adv)(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1);
 };
 
 const ElementwiseKernels& elementwise_kernels();

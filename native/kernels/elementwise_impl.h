@@ -1,14 +1,19 @@
 // The kernels of elementwise.h, written once with GCC vector extensions (8 double lanes) and
 // compiled per ISA (elementwise_avx512.cc: one zmm; _avx2.cc: two ymm; _generic.cc: four xmm).
 // Include with GRPO_ELEM_NS set to the variant's namespace. Every lane runs the operations of
-// the scalar formula in common/formulas.h (k3_parts), in the same order, without contraction:
+// the scalar formula in common/formulas.h (k3_parts_fma), in the same order, without contraction:
 // the vector, scalar and CUDA results are the same bits.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "../common/formulas.h"
+#include "../ops/group_advantages.h"
 #include "elementwise.h"
 
 namespace grpo {
@@ -26,7 +31,27 @@ GRPO_AI vd load8(const float* p) { return __builtin_convertvector(*reinterpret_c
 GRPO_AI void store8(float* p, vd v) { *reinterpret_cast<vf8_u*>(p) = __builtin_convertvector(v, vf8); }
 GRPO_AI vd splat(double x) { return vd{} + x; }
 
-// One estimator over [0, n): W tokens at a time, the tail through scalar kl_estimate (the same
+// a·b + c rounded once, per lane (k3_parts_fma): one vfmadd on avx512, two on avx2; the generic
+// build has no fma instruction and calls the correctly rounded std::fma per lane (same bits).
+struct VecFma {
+  GRPO_AI vd operator()(vd a, vd b, vd c) const {
+#if defined(__AVX512F__)
+    return (vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif defined(__FMA__)
+    union H { vd v; __m256d h[2]; };
+    H x{a}, y{b}, z{c}, o;
+    o.h[0] = _mm256_fmadd_pd(x.h[0], y.h[0], z.h[0]);
+    o.h[1] = _mm256_fmadd_pd(x.h[1], y.h[1], z.h[1]);
+    return o.v;
+#else
+    vd o;
+    for (int l = 0; l < W; ++l) o[l] = std::fma(a[l], b[l], c[l]);
+    return o;
+#endif
+  }
+};
+
+// One estimator over [0, n): W tokens at a time, the tail through scalar kl_penalty_value (the same
 // formula: the same bits).
 // EST: the estimator whose value is taken (K1..Abs); PLUS: verl's straight-through form (k2's
 // gradient, ℓ − ℓ_ref).
@@ -65,7 +90,10 @@ bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
         d = d < -kLogRatioClamp ? splat(-kLogRatioClamp) : d;
       }
       vd em1;
-      k3_parts<vd, vu>(d, D, em1, [](vd x) { return (vu)x; }, [](vu u) { return (vd)u; });
+      auto to_bits = [](vd x) { return (vu)x; };
+      auto from_bits = [](vu u) { return (vd)u; };
+      if (clamp) k3_parts_fma<vd, vu, decltype(to_bits), decltype(from_bits), VecFma, false>(d, D, em1, to_bits, from_bits, VecFma());
+      else k3_parts_fma<vd, vu>(d, D, em1, to_bits, from_bits, VecFma());
       if (est == KlEstimator::LowVarKl) {
         active |= (D > kLowVarKlClamp) | (D < -kLowVarKlClamp);
         D = D > kLowVarKlClamp ? splat(kLowVarKlClamp) : D;
@@ -81,7 +109,7 @@ bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
   for (int l = 0; l < W; ++l) finite &= probe[l] == 0.0;
   for (; i < n; ++i) {
     finite &= (static_cast<double>(ref_logp[i]) - static_cast<double>(logp[i])) * 0.0 == 0.0;
-    KlValue v = kl_estimate(logp[i], ref_logp[i], est_in, clamp_log_ratio);
+    KlValue v = kl_penalty_value(logp[i], ref_logp[i], est_in, clamp_log_ratio);
     kl[i] = static_cast<float>(v.d);
     if (grad) grad[i] = static_cast<float>(v.grad);
   }
@@ -103,7 +131,71 @@ bool kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp
   return true;
 }
 
-const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl};
+// W groups per step, lane l = group j + l (the last step repeats the last group in its spare
+// lanes and stores only the real ones). Per lane, the statements of group_advantages_fixed_t
+// (ops/group_advantages.cc) with K = 1: a NaN member is skipped by adding 0 (exact: no sum is
+// −0) and not counting it; lo/hi start at ±Inf instead of the first member (the same min/max
+// over the members: a ±Inf reward makes the call throw).
+GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1) {
+  const int64_t G = a.G;
+  const double nan = __builtin_nan("");
+  const double inf = __builtin_inf();
+  const vd w0 = splat(a.w0);
+  GroupAdvLanesCounts c;
+  vd x[kGroupAdvLanesMaxG];
+  for (int64_t j = j0; j < j1; j += W) {
+    const int64_t nl = j1 - j < W ? j1 - j : W;
+    vd sum{}, cnt{}, lo = splat(inf), hi = splat(-inf), badv{};
+    for (int64_t u = 0; u < G; ++u) {
+      vd raw;
+      for (int l = 0; l < W; ++l) raw[l] = a.rewards[(j + (l < nl ? l : nl - 1)) * G + u];
+      badv += (raw - raw) * 0.0;  // NaN for ±Inf, and for NaN: told apart below
+      const auto valid = raw == raw;
+      const vd xv = valid ? 0.0 + w0 * raw : splat(nan);
+      x[u] = xv;
+      lo = valid && xv < lo ? xv : lo;
+      hi = valid && xv > hi ? xv : hi;
+      sum += valid ? xv : vd{};
+      cnt += valid ? splat(1.0) : vd{};
+    }
+    const auto none = cnt == 0.0;
+    const auto same = lo == hi;
+    const vd mean = none ? splat(nan) : (same ? lo : sum / cnt);
+    vd sq{};
+    for (int64_t u = 0; u < G; ++u) {
+      const vd d = x[u] - mean;
+      sq += x[u] == x[u] ? d * d : vd{};
+    }
+    vd sdv = cnt <= 1.0 ? vd{} : sq / (a.unbiased ? cnt - 1.0 : cnt);
+    for (int l = 0; l < W; ++l) sdv[l] = __builtin_sqrt(sdv[l]);
+    const vd sd = none ? splat(nan) : (same ? vd{} : sdv);
+    const vd rloo = cnt < 2.0 ? vd{} : cnt / (cnt - 1.0);
+    const vd div = a.scale == static_cast<int>(AdvScale::Group) ? sd + a.eps : splat(a.batch_sd + a.eps);
+    for (int64_t u = 0; u < G; ++u) {
+      vd adv = x[u] - mean;
+      if (a.rloo) adv = cnt < 2.0 ? vd{} : rloo * adv;
+      if (a.scale != static_cast<int>(AdvScale::None)) adv /= div;
+      adv = x[u] == x[u] ? adv : vd{};
+      for (int l = 0; l < nl; ++l) {
+        a.advantages[(j + l) * G + u] = static_cast<float>(adv[l]);
+        a.reward[(j + l) * G + u] = static_cast<float>(x[u][l]);
+      }
+    }
+    for (int l = 0; l < nl; ++l) {
+      a.group_mean[j + l] = static_cast<float>(mean[l]);
+      a.group_std[j + l] = static_cast<float>(sd[l]);
+      c.zero_std += sd[l] == 0.0;
+      c.no_reward += static_cast<int64_t>(G - static_cast<int64_t>(cnt[l]));
+      // badv NaN: some member ±Inf or NaN; a lane whose members are all finite or NaN with
+      // count + NaN count = G and no Inf: tell apart by rescanning only then (rare)
+      if (badv[l] != badv[l] && !c.inf)
+        for (int64_t u = 0; u < G; ++u) c.inf |= __builtin_isinf(a.rewards[(j + l) * G + u]);
+    }
+  }
+  return c;
+}
+
+const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl, group_adv};
 
 }  // namespace GRPO_ELEM_NS
 }  // namespace grpo

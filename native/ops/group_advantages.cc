@@ -1,6 +1,6 @@
 // groupAdvantages CPU kernel: spec §2. S sequences, K reward functions, rewards[i*K + k].
-// O(S·K) and serial: S is the number of sequences of one batch (thousands at most), far below
-// the cost of a thread hand-off. Everything is computed in double.
+// O(S·K); the fixed-size path runs groups in parallel (and, for K = 1 and small groups, several
+// groups in lockstep in vector lanes). Everything is computed in double.
 //
 // Decisions where the spec is terse:
 // - "no reward": a sequence whose K rewards are all NaN gets r = NaN and advantage 0, is counted
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../common/threadpool.h"
+#include "../kernels/elementwise.h"
 
 namespace grpo {
 
@@ -96,6 +97,27 @@ void group_advantages_fixed_t(GroupAdvantagesArgs& a) {
       }
       batch_sd = std_from(sq, bc, unbiased);
     }
+  }
+  if (K1 && Gs <= kGroupAdvLanesMaxG) {
+    // groups in lockstep, one per vector lane (kernels/elementwise_impl.h group_adv): the same
+    // statements per group, so the same bits as the loop below
+    const ElementwiseKernels& k = elementwise_kernels();
+    const GroupAdvLanesArgs la{rw, w0, Gs, rloo_est, unbiased, static_cast<int>(scale), eps, batch_sd, adv_out, r_out, mean_out, std_out};
+    std::atomic<int64_t> zs{0}, nr{0};
+    std::atomic<bool> inf{false};
+    parallel_for(NG, [&](int64_t j0, int64_t j1, int) {
+      const GroupAdvLanesCounts c = k.group_adv(la, j0, j1);
+      zs.fetch_add(c.zero_std, std::memory_order_relaxed);
+      nr.fetch_add(c.no_reward, std::memory_order_relaxed);
+      if (c.inf) inf.store(true, std::memory_order_relaxed);
+    }, std::max<int64_t>(8, (int64_t(1) << 16) / Gs));
+    a.num_no_reward = nr.load();
+    a.first_inf = -1;
+    if (inf.load())  // an error: find the first ±Inf for the message
+      for (int64_t e = 0; e < S && a.first_inf < 0; ++e)
+        if (std::isinf(rw[e])) a.first_inf = e;
+    a.zero_std_fraction = NG > 0 ? static_cast<double>(zs.load()) / static_cast<double>(NG) : 0.0;
+    return;
   }
   std::atomic<int64_t> zero_std{0}, no_reward{0}, first_inf{-1};
   parallel_for(NG, [&](int64_t j0, int64_t j1, int) {

@@ -22,6 +22,7 @@
 #include "grpo_loss.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -41,16 +42,33 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
   // Rows are cheap (tens of ns): give each thread at least ~16k tokens.
   const int64_t min_seqs = std::max<int64_t>(1, (int64_t(1) << 14) / T);
 
-  // Pass 1: masked-token count per sequence.
+  // Pass 1: masked-token count per sequence; with check_inputs, also the mask's values (0 or 1)
+  // and the finiteness of every per-token input where the mask is set, in the same read of the
+  // mask (a JS scan per array cost more than the loss itself at 1M tokens). A bad input stops
+  // the call here, before any output is written; the caller then names it.
   std::vector<double> n_seq(static_cast<size_t>(S));
+  std::atomic<bool> inputs_ok{true};
+  const float* const checked[] = {a.logp, a.old_logp, a.ref_logp, a.entropy, a.rollout_logp};
   parallel_for(S, [&](int64_t b, int64_t e, int) {
+    uint32_t bad = 0;
     for (int64_t i = b; i < e; ++i) {
       const uint8_t* m = a.mask + i * T;
       int64_t c = 0;
       for (int64_t t = 0; t < T; ++t) c += m[t] != 0;
       n_seq[i] = static_cast<double>(c);
+      if (!a.check_inputs) continue;
+      for (int64_t t = 0; t < T; ++t) bad |= m[t] > 1;
+      for (const float* x : checked) {
+        if (x == nullptr) continue;
+        const uint32_t* u = reinterpret_cast<const uint32_t*>(x + i * T);
+        // exponent all ones: ±Inf or NaN; counted only where the mask is set (padding may hold anything)
+        for (int64_t t = 0; t < T; ++t) bad |= static_cast<uint32_t>(m[t] != 0) & static_cast<uint32_t>((u[t] & 0x7f800000u) == 0x7f800000u);
+      }
     }
+    if (bad) inputs_ok.store(false, std::memory_order_relaxed);
   }, min_seqs);
+  a.inputs_ok = inputs_ok.load();
+  if (!a.inputs_ok) return;
   double n_batch = 0, n_active = 0;
   for (int64_t i = 0; i < S; ++i) {
     n_batch += n_seq[i];
@@ -75,6 +93,7 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
   }
 
   // Pass 3: per sequence (grpo_loss_core.h, shared with the CUDA kernel).
+  const bool plain = grpo_plain_config(o, select, a.rollout_logp != nullptr && o.rollout_is != RolloutIs::Off);
   std::vector<SeqSums> sums(static_cast<size_t>(S));
   parallel_for(S, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
@@ -97,7 +116,7 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
       q.threshold = threshold;
       q.cov_sel = cov_sel.empty() ? nullptr : cov_sel.data() + base;
       q.grad_entropy = a.grad_entropy ? a.grad_entropy + base : nullptr;
-      sums[i] = grpo_sequence_pass(q, o);
+      sums[i] = plain ? grpo_sequence_pass_t<true>(q, o) : grpo_sequence_pass_t<false>(q, o);
     }
   }, min_seqs);
   grpo_sum_metrics(sums.data(), S, n_batch, &a.metrics);

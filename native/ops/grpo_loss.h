@@ -34,6 +34,10 @@ struct GrpoLossArgs {
   float* per_token_loss = nullptr;  // [N] out, optional: L[n] (before aggregation weights)
   float* grad_entropy = nullptr;    // [N] out, optional: dL/dH (entropy_coef != 0)
   GrpoMetrics metrics;              // out
+  // grpoLoss's own call: check the mask's values and the inputs' finiteness where the mask is set
+  // (grpo_loss_cpu's first pass) and stop before writing any output if one is bad.
+  bool check_inputs = false;
+  bool inputs_ok = true;  // out
 };
 
 void grpo_loss_cpu(GrpoLossArgs& a);

@@ -68,7 +68,18 @@ GRPO_HD double rollout_is_weight(RolloutIs mode, double r, double R, double C) {
 // - the kl metric is computed whenever ref_logp is given, also when beta = 0;
 // - GSPO's sequence ratio is not clamped (TRL does not clamp it either) unless
 //   clamp_seq_log_ratio (verl: log s_i clamped above at 10, no gradient through s_i there).
-GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
+//
+// kPlain: the common configuration (grpo_plain_config: token level, a policy term of
+// policy_term(), no rollout IS, no top-entropy selection, no bias-corrected KL, no entropy bonus).
+// The same statements with the options that are off there compiled out, so the loop is free of
+// their branches: the same bits as the general form for such a configuration.
+GRPO_HD bool grpo_plain_config(const GrpoOptions& o, bool select, bool ris) {
+  return o.level == Level::Token && !ris && !select && !o.bias_correction_kl && o.entropy_coef == 0 &&
+         (o.policy_loss == PolicyLoss::Clip || o.policy_loss == PolicyLoss::DualClip || o.policy_loss == PolicyLoss::Cispo ||
+          o.policy_loss == PolicyLoss::Sapo);
+}
+template <bool kPlain>
+GRPO_HD SeqSums grpo_sequence_pass_t(const SeqInputs& q, const GrpoOptions& o) {
   const uint8_t* m = q.mask;
   const float* lp = q.logp;
   const float* old = q.old_logp;
@@ -89,7 +100,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   // truncate min(r_t, C), mask r_t·[r_t ≤ C]. Sequence modes: R_i = exp(masked mean of lr_t),
   // truncate min(R_i, C) on every token, mask r_t·[R_i ≤ C] (ms-swift's four modes).
   const float* rl = q.rollout_logp;
-  const bool ris = rl && o.rollout_is != RolloutIs::Off;
+  const bool ris = !kPlain && rl && o.rollout_is != RolloutIs::Off;
   const double C = o.rollout_is_threshold;
   double ris_seq = 1.0;
   if (ris && (o.rollout_is == RolloutIs::SequenceTruncate || o.rollout_is == RolloutIs::SequenceMask)) {
@@ -103,7 +114,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   // GSPO: s_i = exp(mean masked log-ratio); without old_logp the log-ratio is 0.
   double seq_ratio = 1.0;
   bool seq_clamped = false;
-  if (o.level == Level::Sequence && old) {
+  if (!kPlain && o.level == Level::Sequence && old) {
     double lr = 0;
     for (int64_t t = 0; t < T; ++t)
       if (m[t]) lr += static_cast<double>(lp[t]) - static_cast<double>(old[t]);
@@ -119,7 +130,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   // clamp(Σ_t m·clamp(ℓ − ℓ_old, −20, 20), ln 1e-8, 20), (k, λ) by A ≥ 0, λ ≥ 1e-4, non-finite φ -> 0;
   // per token P = −φ·A·ℓ (gradient −φ·A).
   double vespo_phi = 0.0;
-  if (o.policy_loss == PolicyLoss::Vespo) {
+  if (!kPlain && o.policy_loss == PolicyLoss::Vespo) {
     double lr_sum = 0;
     for (int64_t t = 0; t < T; ++t) {
       if (!m[t]) continue;
@@ -144,7 +155,7 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
   // −A·n_i/(n_i + 1e-8)·r_i, averaged over the S sequences (verl's torch.mean; lossType weights
   // only the KL term). dm_t/dlr_t = 1 where the unclamped operand is selected (ties included),
   // else 0 (the clamp is active there). Each masked token's per-token loss carries pg_i / n_i.
-  const bool geo = o.policy_loss == PolicyLoss::GeoMean;
+  const bool geo = !kPlain && o.policy_loss == PolicyLoss::GeoMean;
   double geo_ratio = 1.0, geo_pg = 0.0, geo_g = 0.0, geo_is = 1.0;
   if (geo) {
     const double sg = A > 0 ? 1.0 : (A < 0 ? -1.0 : 0.0);
@@ -186,8 +197,8 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     }
     const double l = lp[t];
     double rho = seq_ratio;
-    if (o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
-    const double emask = (q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
+    if (kPlain || o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
+    const double emask = (!kPlain && q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
     // pmask: what the policy term is multiplied by, the selection times the rollout IS weight.
     // The weight reaches the policy term only: not the KL term (TRL adds it after the IS weight)
     // nor the entropy bonus (verl's entropy loss is aggregated apart from the weighted pg_losses).
@@ -205,7 +216,9 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     if (geo) rho = geo_ratio;
     PolicyValue pv = policy_term(rho, A, l, o);
     const bool cov_picked = q.cov_sel && q.cov_sel[t];
-    if (o.policy_loss == PolicyLoss::Vespo) {
+    if (kPlain) {
+      // policy_term()'s value as it is: the per-sequence objectives below are not plain
+    } else if (o.policy_loss == PolicyLoss::Vespo) {
       pv.P = -vespo_phi * A * l;
       pv.dP_dlogp = -vespo_phi * A;
     } else if (o.policy_loss == PolicyLoss::ClipCov && cov_picked) {
@@ -223,14 +236,14 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     KlValue kv{0.0, 0.0};
     if (ref) kv = kl_estimate(l, ref[t], o.kl_estimator, o.clamp_log_ratio);
     // TRL use_bias_correction_kl: the KL term (and its metric) is D·ρ, ρ not detached.
-    const double kl_w = o.bias_correction_kl ? rho : 1.0;
+    const double kl_w = !kPlain && o.bias_correction_kl ? rho : 1.0;
     // Entropy bonus −coef·H on the tokens the policy term keeps (TRL: the top-entropy mask too),
     // weighted like the KL term (verl: agg_loss of the entropy with the loss_agg_mode).
-    const double ent_term = o.entropy_coef != 0 && ent ? -o.entropy_coef * emask * static_cast<double>(ent[t]) : 0.0;
+    const double ent_term = !kPlain && o.entropy_coef != 0 && ent ? -o.entropy_coef * emask * static_cast<double>(ent[t]) : 0.0;
     const double L = pmask * pv.P + o.beta * kv.d * kl_w + ent_term;
     if (ptl) ptl[t] = static_cast<float>(geo ? L + geo_pg * static_cast<double>(q.S) * inv_n : L);
     s.loss += split_kl ? w * (pmask * pv.P) + w_kl * (o.beta * kv.d * kl_w + ent_term) : w * L;
-    if (gH) gH[t] = static_cast<float>(w_kl * -o.entropy_coef * emask);
+    if (!kPlain && gH) gH[t] = static_cast<float>(w_kl * -o.entropy_coef * emask);
     s.kl += kv.d * kl_w;
     if (ent) s.entropy += ent[t];
     s.ratio += rho;
@@ -251,10 +264,10 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
       double direct = split_kl ? w * (pmask * pv.dP_dlogp) + w_kl * (o.beta * kv.grad * kl_w)
                                : w * (pmask * pv.dP_dlogp + o.beta * kv.grad * kl_w);
       // dL/drho: the policy term's, plus beta·D with the bias-corrected KL term
-      const double kl_drho = o.bias_correction_kl ? o.beta * kv.d : 0.0;
+      const double kl_drho = !kPlain && o.bias_correction_kl ? o.beta * kv.d : 0.0;
       const double dL_drho = pmask * pv.dP_drho + kl_drho;
       const double wdL_drho = split_kl ? w * (pmask * pv.dP_drho) + w_kl * kl_drho : w * dL_drho;
-      if (o.level == Level::Token) {
+      if (kPlain || o.level == Level::Token) {
         direct += wdL_drho * rho;  // d rho / d l = rho
       } else {
         seq_coupling += wdL_drho;
@@ -264,13 +277,15 @@ GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) {
     }
   }
   // d s_i / d l[i,t] = s_i * m / max(n_i, 1): the same extra gradient for every masked token.
-  if (g && o.level == Level::Sequence && seq_coupling != 0.0 && !seq_clamped) {
+  if (!kPlain && g && o.level == Level::Sequence && seq_coupling != 0.0 && !seq_clamped) {
     const double extra = seq_coupling * seq_ratio * inv_n;
     for (int64_t t = 0; t < T; ++t)
       if (m[t]) g[t] = static_cast<float>(static_cast<double>(g[t]) + extra);
   }
   return s;
 }
+
+GRPO_HD SeqSums grpo_sequence_pass(const SeqInputs& q, const GrpoOptions& o) { return grpo_sequence_pass_t<false>(q, o); }
 
 // The metrics from the per-sequence sums, added serially in sequence order.
 GRPO_HD void grpo_sum_metrics(const SeqSums* sums, int64_t S, double n_batch, GrpoMetrics* out) {
