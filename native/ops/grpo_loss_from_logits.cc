@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "../common/formulas.h"
@@ -131,9 +132,18 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // separate: one pass 84-90, two passes 74-80; float32 in place: one pass 58-67; bfloat16
   // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
   // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
+  // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
+  // bench/fused_schedule.js) overrides the choice where one pass is possible: `row` finishes each
+  // row right after its read (one float e row per thread, 608 KB at V = 151936: it stays in a
+  // 1 MB L2), `pipe` overlaps row n's read with row n−1's write (two e rows). Both compute the
+  // same bits; two passes exponentiate twice (so differ from them by float rounding only).
   static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
-  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o) &&
-                        (force_one_pass || inplace || dtype != DType::F32);
+  const char* sched_env = std::getenv("GRPO_FUSED_SCHEDULE");
+  const std::string sched = sched_env ? sched_env : "";
+  const bool one_pass_ok = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
+  const bool one_pass = one_pass_ok && (sched == "pipe" || sched == "row" ||
+                                        (sched != "two" && (force_one_pass || inplace || dtype != DType::F32)));
+  const bool pipelined = sched != "row";
 
   std::vector<float> grad_logp_local;
   float* grad_logp = a.grad_logp;
@@ -204,6 +214,11 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
         float* fac = pb.fac[cur];
         for (int64_t j = 0; j < nblk; ++j)
           fac[j] = static_cast<float>(c * std::exp((static_cast<double>(pb.bmax[cur][j]) - st.zmax) * inv_d));
+        if (!pipelined) {  // write this row's gradient now, from e still in cache
+          k.pipe_step(dt, nullptr, V, inv, 0, nullptr, nullptr, ev, fac, y, static_cast<float>(ty), orow, !inplace,
+                      !a.mask[n]);
+          continue;
+        }
         e_prev = ev;
         fac_prev = fac;
         out_prev = orow;
