@@ -309,9 +309,10 @@ test('grpoLossFromLogits: random malformed calls throw and never crash', () => {
 
 if (!process.env.GRPO_CPU_ISA) {
   test('grpoLossFromLogits: the AVX2 and generic kernels, and the one-pass pipeline forced for every mode, pass this file too (child processes)', () => {
-    // GRPO_FUSED_ONE_PASS=1: the one-pass pipeline with scratch rows (separate and 16-bit
-    // gradients), which by default only float32 in place takes
-    for (const env of [{ GRPO_CPU_ISA: 'avx2' }, { GRPO_CPU_ISA: 'generic' }, { GRPO_CPU_ISA: 'avx2', GRPO_FUSED_ONE_PASS: '1' }, { GRPO_CPU_ISA: ISA, GRPO_FUSED_ONE_PASS: '1' }]) {
+    // GRPO_FUSED_ONE_PASS=1: the one pass with a scratch row for every mode it can serve (float32
+    // with a separate gradient takes two passes by default); GRPO_FUSED_SCHEDULE=pipe: the one
+    // pass pipelined over two rows instead of one row at a time (the default one pass).
+    for (const env of [{ GRPO_CPU_ISA: 'avx2' }, { GRPO_CPU_ISA: 'generic' }, { GRPO_CPU_ISA: 'avx2', GRPO_FUSED_ONE_PASS: '1' }, { GRPO_CPU_ISA: ISA, GRPO_FUSED_ONE_PASS: '1' }, { GRPO_CPU_ISA: ISA, GRPO_FUSED_SCHEDULE: 'pipe' }]) {
       const child = spawnSync(process.execPath, ['--import', 'tsx', __filename], {
         env: { ...process.env, ...env, FORCE_COLOR: '0' },
         encoding: 'utf8',

@@ -1,7 +1,7 @@
 // Per-pass timings of the fused loss's row kernels (native/kernels/row_kernels_impl.h, the
 // avx512 build) outside Node, to see what bounds grpoLossFromLogits on a machine: memory
 // (a plain read / NT copy of the same bytes) or the exp work (the same kernels over one row
-// that stays in L1/L2). Threads split the rows statically; every number is the median of reps.
+// that stays in L1/L2). Threads split the rows statically; wall: the median of reps, CPU: the least.
 // Build and run (from the repo root; ~1 min on an idle 2-core box):
 //   g++ -O3 -std=c++17 -fno-math-errno -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma \
 //     -mf16c -mprefer-vector-width=512 -pthread bench/probe/row_passes.cc -o /tmp/row_passes
@@ -88,8 +88,9 @@ int main(int argc, char** argv) {
     }
     std::sort(t.begin(), t.end());
     std::sort(c.begin(), c.end());
-    double ms = t[t.size() / 2], cms = c[c.size() / 2];
-    // CPU ms: summed over the threads (a shared machine stretches wall time, not CPU time).
+    double ms = t[t.size() / 2], cms = c[0];
+    // CPU ms: summed over the threads, the least of the reps (a shared machine stretches wall
+    // time, not CPU time, and other processes evicting our cache lines only add to it).
     printf("%-46s wall %8.2f ms %6.1f GB/s | cpu %8.2f ms  %.3f ns/elem  %6.1f GB/s per busy thread\n", name, ms,
            bytes_per_row * N / ms / 1e6, cms, cms * 1e6 / (N * V), bytes_per_row * N / cms / 1e6);
     fflush(stdout);

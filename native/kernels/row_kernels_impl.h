@@ -314,9 +314,16 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
       else store_part<0>(dst, at, V - at, ev);
     }
     if (COUNT) {
+#if defined(__AVX512F__)
+      // Masked adds (3 ops; the blends below compile to 6): the same sums, as x + 0 = x.
+      __mmask16 top = _mm512_cmp_ps_mask((__m512)d, _mm512_setzero_ps(), _CMP_EQ_OQ);
+      sa = (vf)_mm512_mask_add_ps((__m512)sa, static_cast<__mmask16>(~top), (__m512)sa, (__m512)ev);
+      ka = (vf)_mm512_mask_add_ps((__m512)ka, top, (__m512)ka, _mm512_set1_ps(1.0f));
+#else
       auto top = d == 0.0f;
       sa += top ? vf{} : ev;
       ka += top ? splat(1.0f) : vf{};
+#endif
     } else {
       sa += ev;  // d < 0 here (or an underflowed d = 0 of z within a subnormal of M: exact anyway)
     }

@@ -8,9 +8,11 @@
 //   depends only on row n and O(N) batch constants (mask counts), so each row is read from
 //   memory once: block by block, max (memory), exp (L1) stored as e relative to the block's
 //   running max (over the logits themselves when in place and float32, else per-thread float
-//   rows reused across rows and calls); then ℓ, H, g_n and one factor per block; and, in the
-//   same block loop as the next row's read, the gradient e·factor is written out (streaming
-//   stores for a separate buffer). A worker's reads, writes and exp work overlap.
+//   row reused across rows and calls); then ℓ, H, g_n and one factor per block; then the
+//   gradient e·factor is written out from e still in L2 (streaming stores for a separate
+//   buffer). GRPO_FUSED_SCHEDULE=pipe instead writes row n−1's gradient in the same block loop
+//   as row n's read (two e rows per thread, which overflow a 1 MB L2 at V = 151936).
+//   On a 2-core box the exp work, not memory, bounds every schedule: bench/results/fused-floor.md.
 // - two passes (sequence level, top-entropy selection: g needs every row's ℓ/H first; and
 //   float32 with a separate gradient, where it measured faster, see one_pass below). Pass A
 //   reads each row once (blocked online max) for ℓ, H, zmax and Σexp; grpo_loss_cpu gives g;
@@ -133,7 +135,8 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
   // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
   // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
-  // bench/fused_schedule.js) overrides the choice where one pass is possible: `row` finishes each
+  // bench/fused_schedule.js) overrides the choice where one pass is possible: `row` (the default
+  // one pass) finishes each
   // row right after its read (one float e row per thread, 608 KB at V = 151936: it stays in a
   // 1 MB L2), `pipe` overlaps row n's read with row n−1's write (two e rows). Both compute the
   // same bits; two passes exponentiate twice (so differ from them by float rounding only).
@@ -143,7 +146,9 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   const bool one_pass_ok = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
   const bool one_pass = one_pass_ok && (sched == "pipe" || sched == "row" ||
                                         (sched != "two" && (force_one_pass || inplace || dtype != DType::F32)));
-  const bool pipelined = sched != "row";
+  // `row` by default: in CPU time it was at or below `pipe` in 7 of 8 dtype × gradient × thread
+  // cases (bench/results/fused-floor.md); the two e rows of `pipe` (1.2 MB) overflow a 1 MB L2.
+  const bool pipelined = sched == "pipe";
 
   std::vector<float> grad_logp_local;
   float* grad_logp = a.grad_logp;
