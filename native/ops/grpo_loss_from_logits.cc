@@ -4,7 +4,7 @@
 //
 // Memory traffic is the cost (N·V is ~1 GB at N=2048, V=151936), so rows are visited as few
 // times as possible:
-// - one pass (token-level ratio, no top-entropy selection, gradient in place or 16-bit): g_n
+// - one pass (token-level ratio, no top-entropy selection, no loss needing the core pass): g_n
 //   depends only on row n and O(N) batch constants (mask counts), so each row is read from
 //   memory once: block by block, max (memory), exp (L1) stored as e relative to the block's
 //   running max (over the logits themselves when in place and float32, else per-thread float
@@ -13,8 +13,8 @@
 //   buffer). GRPO_FUSED_SCHEDULE=pipe instead writes row n−1's gradient in the same block loop
 //   as row n's read (two e rows per thread, which overflow a 1 MB L2 at V = 151936).
 //   On a 2-core box the exp work, not memory, bounds every schedule: bench/results/fused-floor.md.
-// - two passes (sequence level, top-entropy selection: g needs every row's ℓ/H first; and
-//   float32 with a separate gradient, where it measured faster, see one_pass below). Pass A
+// - two passes (sequence level, top-entropy selection: g needs every row's ℓ/H first; or
+//   GRPO_FUSED_SCHEDULE=two). Pass A
 //   reads each row once (blocked online max) for ℓ, H, zmax and Σexp; grpo_loss_cpu gives g;
 //   pass B reads the row again, exponentiates and streams the gradient out.
 // - no gradient: pass A only.
@@ -128,26 +128,20 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   const bool inplace = a.grad_mode == GradMode::InPlace;
   const float inv = 1.0f / a.temperature;
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
-  // The pipelined one pass needs two float e rows per thread unless e can go over float32 logits
-  // in place, and their cache traffic costs more than reading float32 logits twice. Measured at
-  // N=2048, V=151936 on the 2-core Zen 4 box (ms, quiet windows, 3-pass floor ~87): float32
-  // separate: one pass 84-90, two passes 74-80; float32 in place: one pass 58-67; bfloat16
-  // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
-  // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
+  // Which schedule: the pipelined one pass (two float e rows per thread) measured slower than two
+  // passes for float32 with a separate gradient on a quiet 2-core box (N=2048, V=151936, ms:
+  // one pass 84-90, two passes 74-80; in place 58-67; bfloat16 one pass 68-72, two passes 74-78),
+  // so that case used to take two passes. The one pass one row at a time (`row`: one e row per
+  // thread, 608 KB at V = 151936, stays in a 1 MB L2) cost less CPU than two passes in 16 of 16
+  // cases and than `pipe` in 14 of 16 (dtype × gradient × 1/2 threads, two runs side by side,
+  // bench/results/fused-floor.md), so it is the default wherever one pass can serve.
   // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
-  // bench/fused_schedule.js) overrides the choice where one pass is possible: `row` (the default
-  // one pass) finishes each
-  // row right after its read (one float e row per thread, 608 KB at V = 151936: it stays in a
-  // 1 MB L2), `pipe` overlaps row n's read with row n−1's write (two e rows). Both compute the
-  // same bits; two passes exponentiate twice (so differ from them by float rounding only).
-  static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
+  // bench/fused_schedule.js) overrides it. `row` and `pipe` compute the same bits; two passes
+  // exponentiate twice (the gradient may differ from them by float rounding only).
   const char* sched_env = std::getenv("GRPO_FUSED_SCHEDULE");
   const std::string sched = sched_env ? sched_env : "";
   const bool one_pass_ok = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
-  const bool one_pass = one_pass_ok && (sched == "pipe" || sched == "row" ||
-                                        (sched != "two" && (force_one_pass || inplace || dtype != DType::F32)));
-  // `row` by default: in CPU time it was at or below `pipe` in 7 of 8 dtype × gradient × thread
-  // cases (bench/results/fused-floor.md); the two e rows of `pipe` (1.2 MB) overflow a 1 MB L2.
+  const bool one_pass = one_pass_ok && sched != "two";
   const bool pipelined = sched == "pipe";
 
   std::vector<float> grad_logp_local;
