@@ -308,10 +308,10 @@ test('grpoLossFromLogits: random malformed calls throw and never crash', () => {
 });
 
 if (!process.env.GRPO_CPU_ISA) {
-  test('grpoLossFromLogits: the AVX2 and generic kernels, and the one-pass pipeline forced for every mode, pass this file too (child processes)', () => {
-    // GRPO_FUSED_ONE_PASS=1: the one-pass pipeline with scratch rows (separate and 16-bit
-    // gradients), which by default only float32 in place takes
-    for (const env of [{ GRPO_CPU_ISA: 'avx2' }, { GRPO_CPU_ISA: 'generic' }, { GRPO_CPU_ISA: 'avx2', GRPO_FUSED_ONE_PASS: '1' }, { GRPO_CPU_ISA: ISA, GRPO_FUSED_ONE_PASS: '1' }]) {
+  test('grpoLossFromLogits: the AVX2 and generic kernels, and the two-pass and pipelined schedules, pass this file too (child processes)', () => {
+    // GRPO_FUSED_SCHEDULE: the token-level cases by two passes instead of the default one pass
+    // (one row at a time), and by the one pass pipelined over two rows.
+    for (const env of [{ GRPO_CPU_ISA: 'avx2' }, { GRPO_CPU_ISA: 'generic' }, { GRPO_CPU_ISA: 'avx2', GRPO_FUSED_SCHEDULE: 'pipe' }, { GRPO_CPU_ISA: ISA, GRPO_FUSED_SCHEDULE: 'two' }, { GRPO_CPU_ISA: ISA, GRPO_FUSED_SCHEDULE: 'pipe' }]) {
       const child = spawnSync(process.execPath, ['--import', 'tsx', __filename], {
         env: { ...process.env, ...env, FORCE_COLOR: '0' },
         encoding: 'utf8',

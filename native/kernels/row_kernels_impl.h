@@ -106,9 +106,17 @@ template <> GRPO_AI uint16_t neg_inf_bits<2>() { return 0xfc00; }
 template <int DT> GRPO_AI vf load(const void* p, int64_t i);
 template <> GRPO_AI vf load<0>(const void* p, int64_t i) { return *reinterpret_cast<const vf_u*>(static_cast<const float*>(p) + i); }
 template <> GRPO_AI vf load<1>(const void* p, int64_t i) {
+#if defined(__AVX512F__)
+  // One vpmovzxwd ymm->zmm (from memory) and a shift: GCC turns the generic form below into two
+  // 256-bit widenings, an extract and an insert, which made bfloat16 rows cost ~0.15 ns/element
+  // more than float32 ones in the exp passes (bench/results/fused-floor.md).
+  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
+  return (vf)_mm512_slli_epi32(w, 16);
+#else
   vh h = *reinterpret_cast<const vh_u*>(static_cast<const uint16_t*>(p) + i);
   vu w = __builtin_convertvector(h, vu) << 16;
   return (vf)w;
+#endif
 }
 template <> GRPO_AI vf load<2>(const void* p, int64_t i) {
   const uint16_t* q = static_cast<const uint16_t*>(p) + i;
@@ -208,6 +216,33 @@ template <int DT, bool NT> GRPO_AI void store(void* p, int64_t i, vf v) {
   }
 }
 
+// Two vectors, 2·W elements at i (a streamed bfloat16 pair needs q 64-byte aligned). bfloat16
+// under AVX-512: both vectors rounded as to_bf16 rounds (round to nearest even, NaN quieted) in
+// their 32-bit lanes, then one vpermt2w gathers the 32 high halves: about half the ops of two
+// to_bf16 + narrowing stores, the same bits.
+template <int DT, bool NT> GRPO_AI void store2(void* p, int64_t i, vf a, vf b) {
+#if defined(__AVX512BW__)
+  if (DT == 1) {
+    auto hi_rounded = [](vf v) __attribute__((always_inline)) {
+      __m512i u = (__m512i)v;
+      __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+      __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+      __mmask16 nan = _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q);
+      return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
+    };
+    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                         23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512i h = _mm512_permutex2var_epi16(hi_rounded(a), odd, hi_rounded(b));
+    uint16_t* q = static_cast<uint16_t*>(p) + i;
+    if (NT) _mm512_stream_si512(reinterpret_cast<__m512i*>(q), h);
+    else _mm512_storeu_si512(q, h);
+    return;
+  }
+#endif
+  store<DT, NT>(p, i, a);
+  store<DT, NT>(p, i + W, b);
+}
+
 // Partial vectors (row heads and tails): n < W elements through a small buffer; missing lanes
 // read as −inf (exp gives 0, max ignores them).
 template <int DT> GRPO_AI vf load_part(const void* p, int64_t i, int64_t n) {
@@ -279,9 +314,16 @@ GRPO_AI void exp_block(const void* row, int64_t b, int64_t e, int64_t V, float z
       else store_part<0>(dst, at, V - at, ev);
     }
     if (COUNT) {
+#if defined(__AVX512F__)
+      // Masked adds (3 ops; the blends below compile to 6): the same sums, as x + 0 = x.
+      __mmask16 top = _mm512_cmp_ps_mask((__m512)d, _mm512_setzero_ps(), _CMP_EQ_OQ);
+      sa = (vf)_mm512_mask_add_ps((__m512)sa, static_cast<__mmask16>(~top), (__m512)sa, (__m512)ev);
+      ka = (vf)_mm512_mask_add_ps((__m512)ka, top, (__m512)ka, _mm512_set1_ps(1.0f));
+#else
       auto top = d == 0.0f;
       sa += top ? vf{} : ev;
       ka += top ? splat(1.0f) : vf{};
+#endif
     } else {
       sa += ev;  // d < 0 here (or an underflowed d = 0 of z within a subnormal of M: exact anyway)
     }
@@ -313,6 +355,7 @@ template <int DT, bool STORE, bool NT>
 RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, float* bmax, const float* e_prev,
                 const float* fac, int64_t y_prev, float ty_prev, void* out_prev, bool zero_prev) {
   RowStats st;
+  const bool pair_ok = !NT || DT != 1 || reinterpret_cast<uintptr_t>(out_prev) % 64 == 0;
   float M = -__builtin_inff();
   double S = 0, Wd = 0, K = 0;  // row_finish.h's s_r, w, k relative to the running max M
   for (int64_t b = 0, blk = 0; b < V; b += kBlock, ++blk) {
@@ -321,6 +364,19 @@ RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, 
       // Block max: the block comes from memory once; the exp pass below reads it from L1.
       vf m0 = splat(-__builtin_inff()), m1 = m0;
       int64_t i = b;
+#if defined(__AVX512F__)
+      if (DT == 1) {
+        // bfloat16: 32 values per 64-byte load, widened in place (no shuffles): the even ones
+        // shifted into the high half of their 32-bit lane, the odd ones already there (low half
+        // masked off). The max does not care which lane holds which value.
+        const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+        for (; i + 2 * W <= e; i += 2 * W) {
+          __m512i x = _mm512_loadu_si512(static_cast<const uint16_t*>(cur) + i);
+          m0 = vmax(m0, (vf)_mm512_slli_epi32(x, 16));
+          m1 = vmax(m1, (vf)_mm512_and_si512(x, hi_mask));
+        }
+      }
+#endif
       for (; i + 2 * W <= e; i += 2 * W) {
         m0 = vmax(m0, load<DT>(cur, i));
         m1 = vmax(m1, load<DT>(cur, i + W));
@@ -357,6 +413,9 @@ RowStats pipe_t(const void* cur, int64_t V, float inv, int64_t y, float* e_cur, 
         return zero_prev ? vf{} : fix_target(ev * vc, at, y_prev, ty);
       };
       int64_t i = b;
+      // Pairs keep a streamed bfloat16 row's 64-byte alignment when the row has it (pipe_step).
+      if (pair_ok)
+        for (; i + 2 * W <= e; i += 2 * W) store2<DT, NT>(out_prev, i, val(load<0>(e_prev, i), i), val(load<0>(e_prev, i + W), i + W));
       for (; i + W <= e; i += W) store<DT, NT>(out_prev, i, val(load<0>(e_prev, i), i));
       if (i < e) store_part<DT>(out_prev, i, e - i, val(load_part<0>(e_prev, i, e - i), i));
     }

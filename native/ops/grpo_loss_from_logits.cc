@@ -4,15 +4,17 @@
 //
 // Memory traffic is the cost (N·V is ~1 GB at N=2048, V=151936), so rows are visited as few
 // times as possible:
-// - one pass (token-level ratio, no top-entropy selection, gradient in place or 16-bit): g_n
+// - one pass (token-level ratio, no top-entropy selection, no loss needing the core pass): g_n
 //   depends only on row n and O(N) batch constants (mask counts), so each row is read from
 //   memory once: block by block, max (memory), exp (L1) stored as e relative to the block's
 //   running max (over the logits themselves when in place and float32, else per-thread float
-//   rows reused across rows and calls); then ℓ, H, g_n and one factor per block; and, in the
-//   same block loop as the next row's read, the gradient e·factor is written out (streaming
-//   stores for a separate buffer). A worker's reads, writes and exp work overlap.
-// - two passes (sequence level, top-entropy selection: g needs every row's ℓ/H first; and
-//   float32 with a separate gradient, where it measured faster, see one_pass below). Pass A
+//   row reused across rows and calls); then ℓ, H, g_n and one factor per block; then the
+//   gradient e·factor is written out from e still in L2 (streaming stores for a separate
+//   buffer). GRPO_FUSED_SCHEDULE=pipe instead writes row n−1's gradient in the same block loop
+//   as row n's read (two e rows per thread, which overflow a 1 MB L2 at V = 151936).
+//   On a 2-core box the exp work, not memory, bounds every schedule: bench/results/fused-floor.md.
+// - two passes (sequence level, top-entropy selection: g needs every row's ℓ/H first; or
+//   GRPO_FUSED_SCHEDULE=two). Pass A
 //   reads each row once (blocked online max) for ℓ, H, zmax and Σexp; grpo_loss_cpu gives g;
 //   pass B reads the row again, exponentiates and streams the gradient out.
 // - no gradient: pass A only.
@@ -25,6 +27,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "../common/formulas.h"
@@ -125,15 +128,21 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   const bool inplace = a.grad_mode == GradMode::InPlace;
   const float inv = 1.0f / a.temperature;
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
-  // The pipelined one pass needs two float e rows per thread unless e can go over float32 logits
-  // in place, and their cache traffic costs more than reading float32 logits twice. Measured at
-  // N=2048, V=151936 on the 2-core Zen 4 box (ms, quiet windows, 3-pass floor ~87): float32
-  // separate: one pass 84-90, two passes 74-80; float32 in place: one pass 58-67; bfloat16
-  // separate / in place: one pass 69-72 / 68, two passes 77-78 / 74-75. So float32 with a
-  // separate gradient takes two passes. GRPO_FUSED_ONE_PASS=1 forces the one pass (tests).
-  static const bool force_one_pass = std::getenv("GRPO_FUSED_ONE_PASS") != nullptr;
-  const bool one_pass = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o) &&
-                        (force_one_pass || inplace || dtype != DType::F32);
+  // Which schedule: the pipelined one pass (two float e rows per thread) measured slower than two
+  // passes for float32 with a separate gradient on a quiet 2-core box (N=2048, V=151936, ms:
+  // one pass 84-90, two passes 74-80; in place 58-67; bfloat16 one pass 68-72, two passes 74-78),
+  // so that case used to take two passes. The one pass one row at a time (`row`: one e row per
+  // thread, 608 KB at V = 151936, stays in a 1 MB L2) cost less CPU than two passes in 16 of 16
+  // cases and than `pipe` in 14 of 16 (dtype × gradient × 1/2 threads, two runs side by side,
+  // bench/results/fused-floor.md), so it is the default wherever one pass can serve.
+  // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
+  // bench/fused_schedule.js) overrides it. `row` and `pipe` compute the same bits; two passes
+  // exponentiate twice (the gradient may differ from them by float rounding only).
+  const char* sched_env = std::getenv("GRPO_FUSED_SCHEDULE");
+  const std::string sched = sched_env ? sched_env : "";
+  const bool one_pass_ok = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
+  const bool one_pass = one_pass_ok && sched != "two";
+  const bool pipelined = sched == "pipe";
 
   std::vector<float> grad_logp_local;
   float* grad_logp = a.grad_logp;
@@ -204,6 +213,11 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
         float* fac = pb.fac[cur];
         for (int64_t j = 0; j < nblk; ++j)
           fac[j] = static_cast<float>(c * std::exp((static_cast<double>(pb.bmax[cur][j]) - st.zmax) * inv_d));
+        if (!pipelined) {  // write this row's gradient now, from e still in cache
+          k.pipe_step(dt, nullptr, V, inv, 0, nullptr, nullptr, ev, fac, y, static_cast<float>(ty), orow, !inplace,
+                      !a.mask[n]);
+          continue;
+        }
         e_prev = ev;
         fac_prev = fac;
         out_prev = orow;
