@@ -211,7 +211,7 @@ procTest('grpo train --nproc-per-node 2, rank 1 killed mid-run: the launcher exi
     assert.ok(pids.has(0) && pids.has(1), `ranks of the launcher: ${JSON.stringify([...pids])}`);
     process.kill(pids.get(1)!, 'SIGKILL');
     const t0 = Date.now();
-    const code = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('hung'), 60000))]);
+    const code = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('hung'), 60000).unref())]);
     assert.ok(code !== 0 && code !== 'hung', `launcher exit: ${code}`);
     assert.ok(Date.now() - t0 < 30000, `took ${Date.now() - t0} ms`);
     assert.match(stderr, /rank 1 exited \(its connection to the store closed\)/, stderr.slice(-1500));
