@@ -164,6 +164,8 @@ export class ProcessGroup {
       try {
         this.native![op](a, false);
       } catch (e) {
+        // a refused argument (thrown before any rank was waited for, as the async form throws it) is no fault of a peer
+        if (e instanceof TypeError || e instanceof RangeError) throw e;
         const { text, ranks } = this.diagnoseSync(seq, op);
         throw new DistError(`rank ${this.rank}: collective #${seq} (${op}) failed: ${text} [${(e as Error).message}]`, ranks);
       }
