@@ -80,9 +80,41 @@ async function fault(kind: 'exit' | 'hang', victim: number, timeoutMs: number) {
   process.exit(0);
 }
 
+// *Sync collectives with a peer that is killed (SIGKILL) or stopped (SIGSTOP) by the parent while
+// it waits inside allReduceSync #2. Every rank prints READY after #1; the victim then enters #2
+// at once, the others wait for the parent's go file (written after the signal) and then run #2
+// themselves, reporting the error and how long it took.
+async function syncFault(victim: number, timeoutMs: number, goFile: string) {
+  const pg = await ProcessGroup.init({ ...e, timeoutMs });
+  const a = new Float32Array(16).fill(e.rank + 1);
+  pg.allReduceSync(a, 'sum');
+  const first = a[0];
+  process.stdout.write('READY\n');
+  if (e.rank === victim) {
+    try {
+      pg.allReduceSync(new Float32Array(1 << 16), 'sum');
+    } catch {
+      // the parent kills or stops this rank first; if not, it exits without a RESULT
+    }
+    process.exit(0);
+  }
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const waitUntil = Date.now() + 60000;
+  while (!fs.existsSync(goFile) && Date.now() < waitUntil) Atomics.wait(nap, 0, 0, 20);
+  const t0 = Date.now();
+  try {
+    pg.allReduceSync(new Float32Array(1 << 16), 'sum');
+    out({ rank: e.rank, first, error: null });
+  } catch (err) {
+    out({ rank: e.rank, first, error: (err as Error).message, ranks: err instanceof DistError ? err.ranks : null, ms: Date.now() - t0 });
+  }
+  process.exit(0);
+}
+
 async function main() {
   if (mode === 'collectives') await collectives();
   else if (mode === 'exit' || mode === 'hang') await fault(mode, Number(process.argv[3]), Number(process.argv[4]));
+  else if (mode === 'sync-fault') await syncFault(Number(process.argv[3]), Number(process.argv[4]), process.argv[5]);
   else if (mode === 'no-gloo') {
     try {
       await ProcessGroup.init({ ...e, timeoutMs: 1000 });

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import { NO_GLOO, ROOT, startRanks } from './dist_helpers';
 import { checkTrainerState, latestCheckpoint, loadCheckpoint } from '../lib/trainer/checkpoint';
 import { RUN_MARKER } from '../lib/trainer/rundir';
@@ -174,6 +174,60 @@ glooTest('grpo train --nproc-per-node 2: starts both ranks, rank 0 alone writes 
   assert.ok(rows.every((x) => x.phase !== 'grpo' || x['time/allreduce'] >= 0));
   assert.is(loadCheckpoint(latestCheckpoint(dir)!).meta.step, 3);
   assert.is(JSON.parse(fs.readFileSync(path.join(dir, RUN_MARKER), 'utf8')).status, 'completed');
+});
+
+// The children of a process and their environment, from /proc (Linux): the launcher's ranks.
+function rankPids(parent: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== parent) continue;
+      const m = /(?:^|\0)RANK=(\d+)\0/.exec(fs.readFileSync(`/proc/${d}/environ`, 'latin1'));
+      if (m) out.set(Number(m[1]), Number(d));
+    } catch {
+      // the process ended while being read
+    }
+  }
+  return out;
+}
+
+const procTest = NO_GLOO || !fs.existsSync('/proc/self/environ') ? test.skip : test;
+procTest('grpo train --nproc-per-node 2, rank 1 killed mid-run: the launcher exits non-zero and rank 0 names rank 1', async () => {
+  const dir = path.join(tmp, 'run-nproc-kill');
+  const launcher = spawn(process.execPath, ['--import', 'tsx', ...CLI, '--output-dir', dir, '--nproc-per-node', '2', '--dist-timeout', '4'],
+    { cwd: ROOT, env: { ...process.env, RANK: undefined, WORLD_SIZE: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  launcher.stderr!.on('data', (d) => (stderr += d));
+  launcher.stdout!.resume();
+  const done = new Promise<number | null>((r) => launcher.on('exit', (c) => r(c)));
+  let pids = new Map<number, number>();
+  try {
+    await untilCheckpoint(dir, 2, 120000);
+    pids = rankPids(launcher.pid!);
+    assert.ok(pids.has(0) && pids.has(1), `ranks of the launcher: ${JSON.stringify([...pids])}`);
+    process.kill(pids.get(1)!, 'SIGKILL');
+    const t0 = Date.now();
+    const code = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('hung'), 60000).unref())]);
+    assert.ok(code !== 0 && code !== 'hung', `launcher exit: ${code}`);
+    assert.ok(Date.now() - t0 < 30000, `took ${Date.now() - t0} ms`);
+    assert.match(stderr, /rank 1 exited \(its connection to the store closed\)/, stderr.slice(-1500));
+    assert.match(stderr, /grpo: rank 1 exited with signal SIGKILL/);
+    assert.is(JSON.parse(fs.readFileSync(path.join(dir, RUN_MARKER), 'utf8')).status, 'failed');
+  } finally {
+    for (const pid of [...pids.values()]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    if (launcher.exitCode === null && launcher.signalCode === null) launcher.kill('SIGKILL');
+    await done;
+  }
 });
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -6,12 +6,16 @@
  * Every collective is async (its own driver thread in grpo_dist.node; the buffer is pinned) with
  * a *Sync twin, and bounded by `timeoutMs`: a rank that died fails the others' collective at once
  * (its sockets close), one that hangs fails it after the timeout, and the error names the rank
- * (the store knows whose connection closed and how far each rank got). A world of one rank needs
- * no Gloo: its collectives are the identity.
+ * (the store knows whose connection closed, whose heartbeat stopped and how far each rank got).
+ * The store server and each rank's heartbeat live in a worker thread (store_agent.ts), so a *Sync
+ * collective blocking the main thread neither silences this rank nor stops rank 0's store: both
+ * forms name the failing rank alike. A world of one rank needs no Gloo: its collectives are the
+ * identity.
  */
 import * as os from 'os';
 import { distNative, type DistAddon } from './native';
-import { HEARTBEAT_MS, StoreClient, StoreServer } from './store';
+import { HEARTBEAT_MS, StoreClient } from './store';
+import { StoreAgent, type StoreStatus } from './store_agent';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
 type Reducible = Float32Array | Float64Array | Int32Array;
@@ -44,6 +48,9 @@ function intIn(name: string, v: unknown, lo: number, hi: number): number {
   return v;
 }
 
+const STORE_LOST = { text: 'rank 0 exited or hung (its rendezvous store does not answer)', ranks: [0] };
+const nobody = (op: string) => ({ text: `no rank is known to have failed (${op} timed out or a connection broke)`, ranks: [] as number[] });
+
 export class ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
@@ -51,7 +58,7 @@ export class ProcessGroup {
   private comm: unknown = null;
   private native: DistAddon | null = null;
   private store: StoreClient | null = null;
-  private server: StoreServer | null = null;
+  private agent: StoreAgent | null = null;
   private seq = 0;
   private closed = false;
 
@@ -73,9 +80,9 @@ export class ProcessGroup {
     if (typeof o.masterAddr !== 'string' || !o.masterAddr) throw new RangeError(`ProcessGroup: expected a host name for masterAddr (MASTER_ADDR) but received ${JSON.stringify(o.masterAddr)}`);
     const port = intIn('masterPort', o.masterPort, 1, 65535);
     try {
-      if (rank === 0) pg.server = await StoreServer.listen(LOOPBACK.test(o.masterAddr) ? o.masterAddr : '0.0.0.0', port);
+      // rank 0's server and this rank's hello + heartbeat, on the agent's thread
+      pg.agent = await StoreAgent.start({ rank, host: o.masterAddr, port, timeoutMs, listen: rank === 0 ? (LOOPBACK.test(o.masterAddr) ? o.masterAddr : '0.0.0.0') : undefined });
       pg.store = await StoreClient.connect(o.masterAddr, port, timeoutMs);
-      await pg.store.hello(rank);
       const hostname = o.hostname ?? (LOOPBACK.test(o.masterAddr) ? '127.0.0.1' : os.hostname());
       pg.comm = await native.init({ rank, size: world, host: o.masterAddr, port, prefix: 'gloo/', timeoutMs, hostname }, true);
       pg.native = native;
@@ -149,15 +156,18 @@ export class ProcessGroup {
     else intIn('timeoutMs', args.timeoutMs, 1, 2 ** 31 - 1);
     if (this.worldSize === 1) return async ? Promise.resolve() : undefined;
     const seq = ++this.seq;
-    // where this rank is, for the diagnosis of a failure on another rank (not awaited: ordered
-    // before the next request on the same connection anyway)
-    this.store!.set(`progress/${this.rank}`, `${seq} ${op}`).catch(() => {});
+    // where this rank is, for the diagnosis of a failure on another rank (sent by the agent's
+    // thread, in call order, even while a *Sync collective blocks this one)
+    this.agent!.progress(`${seq} ${op}`);
     const a = { ...args, comm: this.comm };
     if (!async) {
       try {
         this.native![op](a, false);
       } catch (e) {
-        throw new DistError(`${(e as Error).message} (collective #${seq} ${op}; run it async to have the failing rank named)`, []);
+        // a refused argument (thrown before any rank was waited for, as the async form throws it) is no fault of a peer
+        if (e instanceof TypeError || e instanceof RangeError) throw e;
+        const { text, ranks } = this.diagnoseSync(seq, op);
+        throw new DistError(`rank ${this.rank}: collective #${seq} (${op}) failed: ${text} [${(e as Error).message}]`, ranks);
       }
       return;
     }
@@ -167,39 +177,62 @@ export class ProcessGroup {
     });
   }
 
-  /** Which rank made collective #seq fail: one whose store connection closed, or one behind. */
+  // A peer's death reaches Gloo (a closed socket) and the store (a closed connection) at about
+  // the same moment: both forms ask the store a few times, 100 ms apart.
+  private static readonly TRIES = 10;
+
+  /** Which rank made collective #seq fail: one whose store connection closed, one silent, or one behind. */
   private async diagnose(seq: number, op: string): Promise<{ text: string; ranks: number[] }> {
-    // a peer's death reaches Gloo (a closed socket) and the store (a closed connection) at about
-    // the same moment: ask a few times
-    for (let i = 0; i < 10; i++) {
-      let st: { gone: number[]; progress: Record<string, string>; silentMs: Record<string, number> };
+    for (let i = 0; i < ProcessGroup.TRIES; i++) {
+      let st: StoreStatus;
       try {
-        st = await Promise.race([
-          this.store!.status(),
-          new Promise<never>((_, rej) => setTimeout(() => rej(new Error('store did not answer')), 2000)),
-        ]);
+        st = await this.agent!.status();
       } catch {
-        return { text: 'rank 0 exited or hung (its rendezvous store does not answer)', ranks: [0] };
+        return STORE_LOST;
       }
-      const gone = st.gone.filter((r) => r !== this.rank);
-      if (gone.length) return { text: `rank ${gone.join(', rank ')} exited (its connection to the store closed)`, ranks: gone };
-      const behind: number[] = [];
-      for (let r = 0; r < this.worldSize; r++) {
-        const p = Number((st.progress[String(r)] ?? '0').split(' ')[0]);
-        if (r !== this.rank && p < seq) behind.push(r);
-      }
-      // stopped or stuck: its heartbeat went silent (several beats missed) while its sockets stay open
-      const silent = Object.entries(st.silentMs ?? {}).filter(([r, ms]) => Number(r) !== this.rank && ms > 6 * HEARTBEAT_MS).map(([r]) => Number(r));
-      if (silent.length && i >= 2)
-        return { text: `rank ${silent.join(', rank ')} stopped responding (no heartbeat for ${silent.map((r) => `${(st.silentMs[String(r)] / 1000).toFixed(1)} s`).join(', ')}: hung or stopped)`, ranks: silent };
-      if (behind.length && i >= 2)
-        return {
-          text: `rank ${behind.join(', rank ')} did not reach it within ${this.timeoutMs} ms (hung, or slower than --dist-timeout; last at ${behind.map((r) => `#${st.progress[String(r)] ?? 'none'}`).join(', ')})`,
-          ranks: behind,
-        };
+      const v = this.judge(st, seq, i);
+      if (v) return v;
       await new Promise((r) => setTimeout(r, 100));
     }
-    return { text: `no rank is known to have failed (${op} timed out or a connection broke)`, ranks: [] };
+    return nobody(op);
+  }
+
+  /** diagnose() for the *Sync forms: the same questions, this thread blocked while the agent asks. */
+  private diagnoseSync(seq: number, op: string): { text: string; ranks: number[] } {
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < ProcessGroup.TRIES; i++) {
+      let st: StoreStatus;
+      try {
+        st = this.agent!.statusSync();
+      } catch {
+        return STORE_LOST;
+      }
+      const v = this.judge(st, seq, i);
+      if (v) return v;
+      Atomics.wait(nap, 0, 0, 100);
+    }
+    return nobody(op);
+  }
+
+  /** The verdict of one status reply at try i, or null to ask again. */
+  private judge(st: StoreStatus, seq: number, i: number): { text: string; ranks: number[] } | null {
+    const gone = st.gone.filter((r) => r !== this.rank);
+    if (gone.length) return { text: `rank ${gone.join(', rank ')} exited (its connection to the store closed)`, ranks: gone };
+    const behind: number[] = [];
+    for (let r = 0; r < this.worldSize; r++) {
+      const p = Number((st.progress[String(r)] ?? '0').split(' ')[0]);
+      if (r !== this.rank && p < seq) behind.push(r);
+    }
+    // stopped or stuck: its heartbeat went silent (several beats missed) while its sockets stay open
+    const silent = Object.entries(st.silentMs ?? {}).filter(([r, ms]) => Number(r) !== this.rank && ms > 6 * HEARTBEAT_MS).map(([r]) => Number(r));
+    if (silent.length && i >= 2)
+      return { text: `rank ${silent.join(', rank ')} stopped responding (no heartbeat for ${silent.map((r) => `${(st.silentMs[String(r)] / 1000).toFixed(1)} s`).join(', ')}: hung or stopped)`, ranks: silent };
+    if (behind.length && i >= 2)
+      return {
+        text: `rank ${behind.join(', rank ')} did not reach it within ${this.timeoutMs} ms (hung, or slower than --dist-timeout; last at ${behind.map((r) => `#${st.progress[String(r)] ?? 'none'}`).join(', ')})`,
+        ranks: behind,
+      };
+    return null;
   }
 
   /** Closes the connections (and rank 0's store). Safe to call twice. */
@@ -209,7 +242,7 @@ export class ProcessGroup {
     if (this.comm && this.native) this.native.close({ comm: this.comm });
     this.comm = null;
     this.store?.close();
-    // rank 0 serves the store: callers end with a barrier first, so no rank still needs it
-    await this.server?.close();
+    // rank 0's agent serves the store: callers end with a barrier first, so no rank still needs it
+    await this.agent?.close();
   }
 }

@@ -12,8 +12,9 @@
  *   'H' hello: key = this client's rank    -> u8 0
  *   'B' heartbeat: key = this client's rank -> u8 0 (the server notes the time)
  *   'L' status                             -> u8 0, u32 len, JSON {gone: number[], progress: {rank: value}, silentMs: {rank: ms}}
- * A rank's client beats every HEARTBEAT_MS from its event loop: a rank that is stopped or stuck
- * (SIGSTOP, a deadlock, swapping) goes silent while its sockets stay open.
+ * A rank's client beats every HEARTBEAT_MS: a rank that is stopped or stuck (SIGSTOP, a deadlock,
+ * swapping) goes silent while its sockets stay open. ProcessGroup runs the server and the beating
+ * client on a worker thread (store_agent.ts), so a *Sync collective on the main thread stops neither.
  */
 import * as net from 'net';
 
