@@ -134,14 +134,17 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // so that case used to take two passes. The one pass one row at a time (`row`: one e row per
   // thread, 608 KB at V = 151936, stays in a 1 MB L2) cost less CPU than two passes in 16 of 16
   // cases and than `pipe` in 14 of 16 (dtype × gradient × 1/2 threads, two runs side by side,
-  // bench/results/fused-floor.md), so it is the default wherever one pass can serve.
+  // bench/results/fused-floor.md), so it is the default wherever one pass can serve, except
+  // float32 with a separate gradient: on the quiet-box rerun (bench/results/fused-floor-quiet.md,
+  // load ~1.5) two passes took 77.7 ms at 2 threads against 82.2 for `row` (1.01x vs 1.07x the
+  // 3-pass floor) and tied at 1 thread, so that case keeps main's two passes.
   // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
   // bench/fused_schedule.js) overrides it. `row` and `pipe` compute the same bits; two passes
   // exponentiate twice (the gradient may differ from them by float rounding only).
   const char* sched_env = std::getenv("GRPO_FUSED_SCHEDULE");
   const std::string sched = sched_env ? sched_env : "";
   const bool one_pass_ok = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
-  const bool one_pass = one_pass_ok && sched != "two";
+  const bool one_pass = one_pass_ok && (sched == "row" || sched == "pipe" || (sched != "two" && (inplace || dtype != DType::F32)));
   const bool pipelined = sched == "pipe";
 
   std::vector<float> grad_logp_local;
