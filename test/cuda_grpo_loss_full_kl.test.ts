@@ -13,31 +13,11 @@ import { grpoLossFromLogitsSync } from '../lib';
 import { cuda, deviceMemory, DeviceTensor } from '../lib/device';
 import { native } from '../lib/native';
 import type { GrpoLossConfig } from '../lib/ops/grpo_loss';
-import { close, randn, rng } from './helpers';
+import { close } from './helpers';
 import { refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
-import { refKl } from './reference/kl_full';
+import { aggWeight, fullKlCase, refKl } from './reference/kl_full';
 import { refToHalf, refWiden } from './reference/logprobs';
 
-function fullCase(seed: number) {
-  const r = rng(seed);
-  const S = 2, T = 3, N = S * T, V = 37, tau = 0.8;
-  const z = randn(r, N * V, 1.5), zr = randn(r, N * V, 1.5);
-  const targets = Int32Array.from({ length: N }, () => Math.floor(r() * V));
-  const advantages = new Float32Array([0.7, -1.1]);
-  const mask = new Uint8Array([1, 1, 0, 1, 1, 1]);
-  const oldLogp = randn(r, N, 0.3, -2.2);
-  return { S, T, N, V, tau, z, zr, targets, advantages, mask, oldLogp };
-}
-/** Spec §6 weight a_n of each row for the loss types tested here. */
-function aggWeight(lossType: string, S: number, T: number, mask: Uint8Array, n: number): number {
-  const i = Math.floor(n / T);
-  let ni = 0, total = 0;
-  for (let t = 0; t < T; t++) ni += mask[i * T + t];
-  for (const m of mask) total += m;
-  if (lossType === 'grpo') return 1 / (S * Math.max(ni, 1));
-  if (lossType === 'dr_grpo') return 1 / (S * T);
-  return 1 / Math.max(total, 1);
-}
 
 const CONFIGS: { name: string; cfg: GrpoLossConfig & { lossType: 'grpo' | 'bnpo' | 'dr_grpo' } }[] = [
   { name: 'grpo', cfg: { lossType: 'grpo', epsilon: 0.2 } },
@@ -46,7 +26,7 @@ const CONFIGS: { name: string; cfg: GrpoLossConfig & { lossType: 'grpo' | 'bnpo'
 ];
 const BETA = 0.3;
 
-function upload(c: ReturnType<typeof fullCase>, dtype: 'float32' | 'bfloat16') {
+function upload(c: ReturnType<typeof fullKlCase>, dtype: 'float32' | 'bfloat16') {
   const z = dtype === 'float32' ? c.z : refToHalf(c.z, dtype), zr = dtype === 'float32' ? c.zr : refToHalf(c.zr, dtype);
   return {
     hz: z, hzr: zr,
@@ -62,7 +42,7 @@ const wide = (x: Float32Array | Uint16Array, dtype: 'float32' | 'bfloat16') => (
 for (const dtype of ['float32', 'bfloat16'] as const) {
   for (const { name, cfg } of CONFIGS) {
     test(`cuda grpoLossFromLogits 'full' ${dtype} ${name}: separate, in place and none equal the host form and float64`, async () => {
-      const c = fullCase(name.length);
+      const c = fullKlCase(name.length, 37);
       const before = deviceMemory().liveBuffers;
       const { hz, hzr, d } = upload(c, dtype);
       const hostOpts = {
@@ -124,7 +104,7 @@ for (const dtype of ['float32', 'bfloat16'] as const) {
 }
 
 test("cuda grpoLossFromLogits 'full': bad input named, nothing written, no tensor left", async () => {
-  const c = fullCase(4);
+  const c = fullKlCase(4, 37);
   const { d } = upload(c, 'float32');
   const before = deviceMemory().liveBuffers;
   const o = { ...d, temperature: c.tau, vocabSize: c.V, beta: 0.1, klEstimator: 'full' as const };
@@ -157,7 +137,7 @@ test("cuda grpoLossFromLogits 'full': bad input named, nothing written, no tenso
 });
 
 test("grpoLossFromLogits 'full' with rollout IS: the IS weight on the policy term only (TRL: the KL is added after it); host separate = in place = device", async () => {
-  const c = fullCase(8);
+  const c = fullKlCase(8, 37);
   const beta = 0.25;
   const rolloutLogp = Float32Array.from(c.oldLogp, (x, i) => x + 0.3 * Math.sin(i + 1));
   const cfg = { lossType: 'grpo' as const, rolloutImportanceSamplingMode: 'token_truncate' as const, rolloutImportanceSamplingThreshold: 1.2 };
@@ -194,7 +174,7 @@ test("grpoLossFromLogits 'full' with rollout IS: the IS weight on the policy ter
 
 test("cuda grpoLossFromLogits 'full': a CUDA failure in the last step (klFull) frees every tensor the call made, keeps the caller's", async () => {
   if (ON_GPU) return;  // the emulator's fault injection
-  const c = fullCase(6);
+  const c = fullKlCase(6, 37);
   const { d } = upload(c, 'float32');
   const addon = native() as unknown as Record<string, unknown> & EmuAddon;
   const real = addon.klFullCuda as (a: unknown, async: boolean) => unknown;

@@ -12,7 +12,7 @@ import {
   numThreads, setNumThreads,
 } from '../lib';
 import { close, closeScalar, normal, randn, rng } from './helpers';
-import { refGrpoLossFromHidden, refHiddenLoss, refLinear } from './reference/grpo_loss_from_hidden';
+import { refGrpoLossFromHidden, refHiddenLoss, refLinear, refLinearGrads } from './reference/grpo_loss_from_hidden';
 import { refLogprobs, refToHalf, refWiden } from './reference/logprobs';
 
 const CONFIGS: [string, GrpoLossConfig][] = [
@@ -101,13 +101,7 @@ for (const [name, cfg] of CONFIGS) {
     assert.equal(got.metrics, lg.metrics, 'metrics');
     // The two products of grpoLossFromLogits's ∂L/∂z, in float64.
     const dz = refWiden(lg.gradLogits as Float32Array), W = refWiden(b.weight), h = refWiden(b.hidden);
-    const N = b.S * b.T, dh = new Float64Array(N * b.D), dw = new Float64Array(b.V * b.D);
-    for (let n = 0; n < N; n++)
-      for (let v = 0; v < b.V; v++)
-        for (let k = 0; k < b.D; k++) {
-          dh[n * b.D + k] += dz[n * b.V + v] * W[v * b.D + k];
-          dw[v * b.D + k] += dz[n * b.V + v] * h[n * b.D + k];
-        }
+    const { dh, dw } = refLinearGrads(dz, W, h, b.S * b.T, b.V, b.D);
     close(got.gradHidden!, dh, 1e-5, 1e-7, 'gradHidden = ∂L/∂z · W');
     close(got.gradWeight!, dw, 1e-5, 1e-7, 'gradWeight = (∂L/∂z)ᵀ · h');
   });

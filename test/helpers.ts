@@ -1,5 +1,7 @@
 // Shared test helpers: a seeded PRNG (tests must be reproducible), random inputs, and
 // tolerance checks that print the worst index on failure.
+import * as fs from 'fs';
+import * as path from 'path';
 import * as assert from 'uvu/assert';
 
 /** mulberry32: small, fast, seeded. */
@@ -52,4 +54,18 @@ export function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol: num
 
 export function closeScalar(got: number, want: number, rtol: number, atol = 0, what = 'value'): void {
   close([got], [want], rtol, atol, what);
+}
+
+/** Every file under dir (relative path -> bytes, base64), to show that a run left nothing changed. */
+export function dirSnapshot(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.set(path.relative(dir, p), fs.readFileSync(p).toString('base64'));
+    }
+  };
+  walk(dir);
+  return out;
 }

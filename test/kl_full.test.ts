@@ -14,7 +14,7 @@ import { cuda, DeviceTensor } from '../lib/device';
 import { close, randn, rng } from './helpers';
 import { refFusedLoss, refGrpoLossFromLogits } from './reference/grpo_loss_from_logits';
 import { refToHalf, refWiden } from './reference/logprobs';
-import { refKl, refKlRow } from './reference/kl_full';
+import { aggWeight, fullKlCase, refKl, refKlRow } from './reference/kl_full';
 
 for (const [N, V] of [[1, 1], [5, 37], [3, 1000]] as const) {
   for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
@@ -92,30 +92,10 @@ test('klFull rejects bad input with the argument named', () => {
 
 // ---- grpoLossFromLogits with klEstimator 'full' ----
 
-function fullCase(seed: number) {
-  const r = rng(seed);
-  const S = 2, T = 3, N = S * T, V = 9, tau = 0.8;
-  const z = randn(r, N * V, 1.5), zr = randn(r, N * V, 1.5);
-  const targets = Int32Array.from({ length: N }, () => Math.floor(r() * V));
-  const advantages = new Float32Array([0.7, -1.1]);
-  const mask = new Uint8Array([1, 1, 0, 1, 1, 1]);
-  const oldLogp = randn(r, N, 0.3, -2.2);
-  return { S, T, N, V, tau, z, zr, targets, advantages, mask, oldLogp };
-}
-/** Spec §6 weight a_n of each row for the loss types tested here. */
-function aggWeight(lossType: string, S: number, T: number, mask: Uint8Array, n: number): number {
-  const i = Math.floor(n / T);
-  let ni = 0, total = 0;
-  for (let t = 0; t < T; t++) ni += mask[i * T + t];
-  for (const m of mask) total += m;
-  if (lossType === 'grpo') return 1 / (S * Math.max(ni, 1));
-  if (lossType === 'dr_grpo') return 1 / (S * T);
-  return 1 / Math.max(total, 1);  // bnpo, dapo without numItemsInBatch
-}
 
 for (const lossType of ['grpo', 'bnpo', 'dr_grpo'] as const) {
   test(`grpoLossFromLogits klEstimator 'full' ${lossType}: loss, kl metric and gradient against float64 and finite differences`, () => {
-    const c = fullCase(lossType.length);
+    const c = fullKlCase(lossType.length);
     const beta = 0.3;
     const cfg = { lossType, beta: 0, epsilon: 0.2 };
     const got = grpoLossFromLogitsSync({
@@ -170,7 +150,7 @@ for (const lossType of ['grpo', 'bnpo', 'dr_grpo'] as const) {
 }
 
 test("grpoLossFromLogits klEstimator 'full' in place with the entropy bonus and bfloat16 logits: the separate gradient's values", async () => {
-  const c = fullCase(9);
+  const c = fullKlCase(9);
   const o = {
     refLogits: c.zr, vocabSize: c.V, targets: c.targets, advantages: c.advantages, mask: c.mask, oldLogp: c.oldLogp, temperature: c.tau,
     beta: 0.2, klEstimator: 'full' as const, entropyCoef: 0.07, lossType: 'grpo' as const, topEntropyQuantile: 0.5,
@@ -198,7 +178,7 @@ test("grpoLossFromLogits klEstimator 'full' in place with the entropy bonus and 
 });
 
 test("grpoLossFromLogits klEstimator 'full': async equals sync, gradient 'none', bad input named", async () => {
-  const c = fullCase(5);
+  const c = fullKlCase(5);
   const o = { logits: c.z, refLogits: c.zr, vocabSize: c.V, targets: c.targets, advantages: c.advantages, mask: c.mask, temperature: c.tau, beta: 0.1, klEstimator: 'full' as const };
   const s = grpoLossFromLogitsSync(o);
   const a = await grpoLossFromLogits(o);

@@ -15,6 +15,7 @@ import { pathToFileURL } from 'url';
 import sharp from 'sharp';
 import { encodeWav } from '../lib/media/write';
 import { ffmpegAvailable } from '../lib/media/decode';
+import { dirSnapshot } from './helpers';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-media-cli-'));
 const bin = path.resolve(__dirname, '..', 'lib', 'cli', 'main.ts');
@@ -25,19 +26,6 @@ const tiny = ['--d-model', '16', '--n-layers', '1', '--n-heads', '2', '--d-ff', 
   '--format-pattern', '^\\d$'];
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
-/** Every file under dir (relative path -> bytes, base64), to show that nothing changed. */
-function snapshot(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(path.relative(dir, p), fs.readFileSync(p).toString('base64'));
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /** A PNG whose header declares 20000×20000 (a decompression bomb; the IDAT is a stub). */
 function bombPng(): Buffer {
@@ -129,11 +117,11 @@ test('grpo train --overwrite-output-dir over an existing run: a WAV with a wrong
   const ok = grpo(['train', '--task', good, '--test-file', good, '--output-dir', out, ...tiny]);
   assert.is(ok.status, 0, ok.stderr);
   assert.ok(fs.existsSync(path.join(out, 'checkpoints', 'latest.json')), 'the good run has a checkpoint');
-  const before = snapshot(out);
+  const before = dirSnapshot(out);
   const f = jsonl('mixed.jsonl', [row('audio', 'ok.wav'), row('audio', 'badheader.wav'), row('video', 'zero.gif'), row('video', 'ok.gif'), row('audio', 'ok.wav')]);
   const r = grpo(['train', '--task', f, '--test-file', f, '--output-dir', out, '--overwrite-output-dir', ...tiny]);
   failsNaming(r, [[f, 2, 'audios', 0, /cannot parse the WAV header: Could not find the "fmt " chunk/], [f, 3, 'videos', 0, /cannot read the header of GIF \(20 B\): .*no frames in GIF/]]);
-  assert.equal(snapshot(out), before, 'the existing run is byte for byte what it was');
+  assert.equal(dirSnapshot(out), before, 'the existing run is byte for byte what it was');
 });
 
 test('grpo sft and grpo eval fail the same way on bad media; sft writes no checkpoint', () => {
@@ -145,10 +133,10 @@ test('grpo sft and grpo eval fail the same way on bad media; sft writes no check
   // eval of the good run against a held-out file with a missing clip
   const run = path.join(root, 'run-audio');
   const t = jsonl('heldout.jsonl', [row('audio', 'ok.wav'), row('audio', 'nowhere.wav')]);
-  const before = snapshot(run);
+  const before = dirSnapshot(run);
   const e = grpo(['eval', '--output-dir', run, '--task', t, '--test-file', t, '--eval-limit', '2', '--eval-k', '1', '--no-progress']);
   failsNaming(e, [[t, 2, 'audios', 0, /file not found: .*nowhere\.wav/]]);
-  assert.equal(snapshot(run), before, 'eval wrote nothing into the run');
+  assert.equal(dirSnapshot(run), before, 'eval wrote nothing into the run');
 });
 
 // the real ffmpeg makes the file; PATH is emptied for the run only

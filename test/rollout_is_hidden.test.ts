@@ -13,7 +13,7 @@ import { grpoLossFromHiddenSync, grpoLossFromLogitsSync, GrpoLossConfig, GrpoLos
 import { cuda, DeviceTensor } from '../lib/device';
 import type { RolloutImportanceSamplingMode } from '../lib/ops/grpo_loss';
 import { close, closeScalar, normal, randn, rng } from './helpers';
-import { refGrpoLossFromHidden, refHiddenLoss, refLinear } from './reference/grpo_loss_from_hidden';
+import { refGrpoLossFromHidden, refHiddenLoss, refLinear, refLinearGrads } from './reference/grpo_loss_from_hidden';
 import { refLogprobs, refWiden } from './reference/logprobs';
 
 const MODES: RolloutImportanceSamplingMode[] = ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'];
@@ -121,13 +121,7 @@ for (const [name, base] of BASES) {
       assert.equal(got.metrics, lg.metrics, 'metrics');
       // ∂L/∂h and ∂L/∂W are the two products of grpoLossFromLogits's ∂L/∂z, in float64
       const dz = refWiden(lg.gradLogits as Float32Array), W = refWiden(b.weight), h = refWiden(b.hidden);
-      const N = b.S * b.T, dh = new Float64Array(N * b.D), dw = new Float64Array(b.V * b.D);
-      for (let n = 0; n < N; n++)
-        for (let v = 0; v < b.V; v++)
-          for (let k = 0; k < b.D; k++) {
-            dh[n * b.D + k] += dz[n * b.V + v] * W[v * b.D + k];
-            dw[v * b.D + k] += dz[n * b.V + v] * h[n * b.D + k];
-          }
+      const { dh, dw } = refLinearGrads(dz, W, h, b.S * b.T, b.V, b.D);
       close(got.gradHidden!, dh, 1e-5, 1e-7, 'gradHidden = ∂L/∂z · W');
       close(got.gradWeight!, dw, 1e-5, 1e-7, 'gradWeight = (∂L/∂z)ᵀ · h');
     });

@@ -17,6 +17,7 @@ import { loadRewardModuleIsolated, RewardContext, RewardError, RewardFunction, s
 import { readSafetensors, writeSafetensors } from '../lib/models/safetensors';
 import { arithmeticTask } from '../lib/tasks';
 import { tok, task, tinyModel, tinyConfig, rewards } from './trainer_setup';
+import { dirSnapshot } from './helpers';
 
 const quiet = { log: () => {} };
 const tiny = {
@@ -29,19 +30,6 @@ const bin = path.resolve(__dirname, '..', 'lib', 'cli', 'main.ts');
 // tsx by absolute URL: some runs start in another directory
 const tsxLoader = pathToFileURL(path.resolve(__dirname, '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const grpo = (args: string[], cwd?: string) => spawnSync(process.execPath, ['--import', tsxLoader, bin, ...args], { encoding: 'utf8', cwd });
-/** Every file under dir (relative path -> bytes), to show that nothing changed. */
-function snapshot(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(path.relative(dir, p), fs.readFileSync(p).toString('base64'));
-    }
-  };
-  walk(dir);
-  return out;
-}
 async function rejects(p: Promise<unknown>, re: RegExp): Promise<Error> {
   try {
     await p;
@@ -62,7 +50,7 @@ test('demo/train refuse a non-empty directory that is not a run; the user file s
   await rejects(runDemo({ ...tiny, outputDir: dir }, quiet), /is not empty and is not a grpo run \(it holds 'notes.txt'\).*--overwrite-output-dir/);
   await rejects(runTrain({ ...tiny, outputDir: dir }, quiet), /is not empty and is not a grpo run/);
   await rejects(runSft({ ...tiny, outputDir: dir }, quiet), /is not empty and is not a grpo run/);
-  assert.equal([...snapshot(dir).keys()], ['notes.txt']);
+  assert.equal([...dirSnapshot(dir).keys()], ['notes.txt']);
   // eval replaces eval.json only in a run directory
   fs.writeFileSync(path.join(dir, 'eval.json'), 'my own');
   await rejects(runEval({ checkpoint: await baseRun(), outputDir: dir }, quiet), /eval\.json exists and .* is not a grpo run/);
@@ -105,13 +93,13 @@ test('demo with overwriteOutputDir keeps the user file; a second demo replaces o
 test('train into an existing run is refused and changes nothing; overwrite removes only run files', async () => {
   const dir = tmp('run');
   await runTrain({ ...tiny, outputDir: dir }, quiet);
-  const before = snapshot(dir);
+  const before = dirSnapshot(dir);
   await rejects(runTrain({ ...tiny, outputDir: dir, seed: 1 }, quiet), /already holds a run \(grpo, completed\); continue it with --resume/);
-  assert.equal(snapshot(dir), before, 'the old run is untouched');
+  assert.equal(dirSnapshot(dir), before, 'the old run is untouched');
   const r = grpo(['train', '--output-dir', dir, ...tinyArgs]);
   assert.is(r.status, 1);
   assert.match(r.stderr, /already holds a run/);
-  assert.equal(snapshot(dir), before);
+  assert.equal(dirSnapshot(dir), before);
   fs.writeFileSync(path.join(dir, 'mine.txt'), 'm');
   await runTrain({ ...tiny, outputDir: dir, maxSteps: 1, overwriteOutputDir: true }, quiet);
   assert.is(fs.readFileSync(path.join(dir, 'mine.txt'), 'utf8'), 'm');
@@ -126,13 +114,13 @@ test('--resume without a checkpoint fails and deletes nothing', async () => {
   assert.not.ok(fs.existsSync(missing), 'nothing was created');
   const dir = tmp('nores2');
   fs.writeFileSync(path.join(dir, 'metrics.jsonl'), '{"phase":"grpo","step":1}\n');
-  const before = snapshot(dir);
+  const before = dirSnapshot(dir);
   await rejects(runTrain({ ...tiny, outputDir: dir, resume: true }, quiet), /has no checkpoint to resume \(no checkpoints\/latest.json\)/);
-  assert.equal(snapshot(dir), before);
+  assert.equal(dirSnapshot(dir), before);
   const r = grpo(['train', '--output-dir', dir, '--resume', ...tinyArgs]);
   assert.is(r.status, 1);
   assert.match(r.stderr, /has no checkpoint to resume/);
-  assert.equal(snapshot(dir), before);
+  assert.equal(dirSnapshot(dir), before);
 });
 
 // ---- item 7: damaged checkpoints ----
@@ -189,10 +177,10 @@ test('each kind of checkpoint damage is an error naming the file; resume writes 
   for (const [what, damage, re, evalToo = true] of cases) {
     const run = await baseRun();
     damage(run);
-    const before = snapshot(run);
+    const before = dirSnapshot(run);
     const e = await rejects(runTrain({ ...tiny, outputDir: run, maxSteps: 3, resume: true }, quiet), re);
     assert.is(e.name, 'CheckpointError', what);
-    assert.equal(snapshot(run), before, `${what}: resume wrote nothing`);
+    assert.equal(dirSnapshot(run), before, `${what}: resume wrote nothing`);
     if (evalToo) await rejects(runEval({ checkpoint: run, outputDir: tmp('ev') }, quiet), re);
   }
   // the CLI: exit 1, one line naming the file

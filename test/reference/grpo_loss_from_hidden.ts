@@ -64,3 +64,15 @@ export function refGrpoLossFromHidden(inp: RefHiddenInputs, cfg: GrpoLossConfig 
 export function refHiddenLoss(inp: RefHiddenInputs, cfg: GrpoLossConfig = {}): number {
   return refFusedLoss({ ...inp, z: refLinear(inp.h, inp.W, inp.D, inp.V), V: inp.V }, cfg);
 }
+
+/** ∂L/∂h = ∂L/∂z · W and ∂L/∂W = (∂L/∂z)ᵀ · h in float64, from a logits gradient dz [N, V]. */
+export function refLinearGrads(dz: Float64Array, W: Float64Array, h: Float64Array, N: number, V: number, D: number) {
+  const dh = new Float64Array(N * D), dw = new Float64Array(V * D);
+  for (let n = 0; n < N; n++)
+    for (let v = 0; v < V; v++)
+      for (let k = 0; k < D; k++) {
+        dh[n * D + k] += dz[n * V + v] * W[v * D + k];
+        dw[v * D + k] += dz[n * V + v] * h[n * D + k];
+      }
+  return { dh, dw };
+}

@@ -1,5 +1,7 @@
 // float64 reference of klFull (README Math §3, `full`): KL(softmax(z/τ) ‖ softmax(zr/τ)) per row
 // from the definition Σ p·(log p − log q), and its gradient wrt the policy logits z.
+import { randn, rng } from '../helpers';
+
 /** float64 KL(softmax(z/τ) ‖ softmax(zr/τ)) of row n and its gradient wrt z, from the definition. */
 export function refKlRow(z: ArrayLike<number>, zr: ArrayLike<number>, V: number, n: number, tau: number): { kl: number; grad: Float64Array } {
   const u = Array.from({ length: V }, (_, v) => z[n * V + v] / tau), ur = Array.from({ length: V }, (_, v) => zr[n * V + v] / tau);
@@ -27,3 +29,25 @@ export function refKl(z: ArrayLike<number>, zr: ArrayLike<number>, N: number, V:
   return { kl, grad };
 }
 
+
+/** The inputs of the grpoLossFromLogits klEstimator 'full' tests (host and device): S=2, T=3, V rows. */
+export function fullKlCase(seed: number, V = 9) {
+  const r = rng(seed);
+  const S = 2, T = 3, N = S * T, tau = 0.8;
+  const z = randn(r, N * V, 1.5), zr = randn(r, N * V, 1.5);
+  const targets = Int32Array.from({ length: N }, () => Math.floor(r() * V));
+  const advantages = new Float32Array([0.7, -1.1]);
+  const mask = new Uint8Array([1, 1, 0, 1, 1, 1]);
+  const oldLogp = randn(r, N, 0.3, -2.2);
+  return { S, T, N, V, tau, z, zr, targets, advantages, mask, oldLogp };
+}
+/** Spec §6 weight a_n of each row for the loss types tested here. */
+export function aggWeight(lossType: string, S: number, T: number, mask: Uint8Array, n: number): number {
+  const i = Math.floor(n / T);
+  let ni = 0, total = 0;
+  for (let t = 0; t < T; t++) ni += mask[i * T + t];
+  for (const m of mask) total += m;
+  if (lossType === 'grpo') return 1 / (S * Math.max(ni, 1));
+  if (lossType === 'dr_grpo') return 1 / (S * T);
+  return 1 / Math.max(total, 1);  // bnpo, dapo without numItemsInBatch
+}
