@@ -244,8 +244,10 @@ GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1
       const auto valid = raw == raw;
       const vd xv = valid ? 0.0 + w0 * raw : splat(nan);
       x[u] = xv;
-      lo = valid && xv < lo ? xv : lo;
-      hi = valid && xv > hi ? xv : hi;
+      // xv is NaN where not valid, and a comparison with NaN is false: no mask needed (the form
+      // of vminpd / vmaxpd, one instruction on the lane's dependent chain)
+      lo = xv < lo ? xv : lo;
+      hi = xv > hi ? xv : hi;
       sum += valid ? xv : vd{};
       cnt += valid ? splat(1.0) : vd{};
     }
