@@ -78,7 +78,7 @@ test('klPenalty k3: relative-exact for tiny log-ratios; vector lanes and tail ag
   }
 });
 
-// The kernel's own finiteness check (Σ d·0 over d = refLogp − logp, the unclamped difference):
+// The kernel's own finiteness check (Σ d over d = refLogp − logp, the unclamped difference):
 // every kind of non-finite input, in a vector lane and in the scalar tail (n = 8k + 3), for a
 // clamping estimator (where the clamp would hide ±Inf in the outputs) and k1; the error names the
 // array and the index.
@@ -110,6 +110,47 @@ test('klPenalty: a non-finite input anywhere is found and named (vector lanes an
       assert.ok(Math.abs(r.kl[at] - want) <= 1e-6 * Math.abs(want) || r.kl[at] === want, `${est}: finite extreme accepted (${r.kl[at]} vs ${want})`);
     }
   }
+});
+
+// From 2^21 tokens the kernel streams the outputs of the estimators without exp (k1, k2, abs:
+// non-temporal stores from the first 16-byte aligned token, the tokens before through the scalar
+// formula; outputs misaligned against each other: plain stores; k3 keeps plain stores). Every alignment gives the bits of short calls (below the threshold: plain
+// stores), and a non-finite input in the streamed part is still found.
+test('klPenalty at 2^21 tokens (streamed outputs): the bits of short calls at every alignment', () => {
+  const n = (1 << 21) + 5, half = 1 << 20;
+  const r = rng(77);
+  const logp = randn(r, n + 8, 2, -3), refLogp = randn(r, n + 8, 2, -3);
+  logp[9] = -40;
+  refLogp[n - 3] = -45;
+  const klBuf = new Float32Array(n + 8), gradBuf = new Float32Array(n + 8);
+  for (const est of ['k1', 'k2', 'abs', 'k3'] as const) {
+    for (const [offIn, offKl, offGrad] of [[0, 0, 0], [1, 3, 3], [2, 5, 1], [7, 0, 4], [0, 2, 6]]) {
+      const lp = logp.subarray(offIn, offIn + n), rp = refLogp.subarray(offIn, offIn + n);
+      const kl = klBuf.subarray(offKl, offKl + n), grad = gradBuf.subarray(offGrad, offGrad + n);
+      kl.fill(NaN);
+      grad.fill(NaN);
+      klPenaltySync({ logp: lp, refLogp: rp, estimator: est, out: { kl, grad } });
+      const want = { kl: new Float32Array(n), grad: new Float32Array(n) };
+      for (let b = 0; b < n; b += half) {
+        const e = Math.min(n, b + half);
+        const p = klPenaltySync({ logp: lp.subarray(b, e), refLogp: rp.subarray(b, e), estimator: est });
+        want.kl.set(p.kl, b);
+        want.grad.set(p.grad!, b);
+      }
+      const what = `${est} offsets ${offIn}/${offKl}/${offGrad}`;
+      const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+      assert.ok(bits(kl).equals(bits(want.kl)), `${what}: kl bits`);
+      assert.ok(bits(grad).equals(bits(want.grad)), `${what}: grad bits`);
+      // and against the float64 reference at a few tokens (head, streamed body, tail)
+      for (const i of [0, 3, 9, 12345, half + 1, n - 3, n - 1]) {
+        const w = refKl(lp[i], rp[i], est, true);
+        assert.ok(Math.abs(kl[i] - w.d) <= 1e-6 * Math.abs(w.d) + 1e-30, `${what}: kl[${i}] ${kl[i]} vs ${w.d}`);
+      }
+    }
+  }
+  const lp = logp.subarray(1, 1 + n).slice(), rp = refLogp.subarray(1, 1 + n);
+  lp[n - 100] = NaN;
+  assert.throws(() => klPenaltySync({ logp: lp, refLogp: rp, estimator: 'k3' }), (e: Error) => e instanceof RangeError && new RegExp(`logp.*at index ${n - 100}`).test(e.message));
 });
 
 test('klPenalty async equals sync and writes into given buffers', async () => {

@@ -33,7 +33,9 @@ struct ElementwiseKernels {
   // klPenalty over [0, n): kl[i] = D, grad[i] = dD/dlogp (grad may be null). est: KlEstimator.
   // Returns whether every logp and ref_logp was finite (checked in the same pass: a separate
   // scan, in JS or native, would read both inputs once more).
-  bool (*kl)(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* kl, float* grad);
+  // stream: non-temporal stores of kl and grad (outputs larger than the cache).
+  bool (*kl)(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* kl, float* grad,
+             bool stream);
   // groups [j0, j1) of GroupAdvLanesArgs
   GroupAdvLanesCounts (*group_adv)(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1);
 };

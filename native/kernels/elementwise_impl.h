@@ -27,9 +27,39 @@ typedef float vf8_u __attribute__((vector_size(32), aligned(4), may_alias));
 
 #define GRPO_AI inline __attribute__((always_inline))
 
-GRPO_AI vd load8(const float* p) { return __builtin_convertvector(*reinterpret_cast<const vf8_u*>(p), vd); }
+// GCC turns __builtin_convertvector(vf8 -> vd) into two 4-lane converts plus extract/insert
+// shuffles (5 instructions where avx512 has one vcvtps2pd ymm -> zmm): the intrinsics say it.
+GRPO_AI vd cvt8(vf8 f) {
+#if defined(__AVX512F__)
+  // the maskz form with every lane set: the same instruction, without GCC 12's false
+  // -Wmaybe-uninitialized on _mm512_cvtps_pd's undefined source
+  return (vd)_mm512_maskz_cvtps_pd(static_cast<__mmask8>(0xff), (__m256)f);
+#elif defined(__AVX2__)
+  union H { __m256d h[2]; vd v; } o;
+  o.h[0] = _mm256_cvtps_pd(_mm256_castps256_ps128((__m256)f));
+  o.h[1] = _mm256_cvtps_pd(_mm256_extractf128_ps((__m256)f, 1));
+  return o.v;
+#else
+  return __builtin_convertvector(f, vd);
+#endif
+}
+GRPO_AI vd load8(const float* p) { return cvt8(*reinterpret_cast<const vf8_u*>(p)); }
 GRPO_AI void store8(float* p, vd v) { *reinterpret_cast<vf8_u*>(p) = __builtin_convertvector(v, vf8); }
 GRPO_AI vd splat(double x) { return vd{} + x; }
+// A non-temporal store of 8 floats (p 16-byte aligned, two 4-float stores: Node's large
+// ArrayBuffers are 16-byte aligned, not always 32): for outputs larger than the cache, which the
+// caller will not read back soon, it skips the read-for-ownership of each line (a plain store
+// reads the line first: 1.5x the traffic of a read + write copy). The generic build (any CPU,
+// maybe not x86) stores plainly.
+GRPO_AI void store8_nt(float* p, vd v) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  const __m256 f = (__m256)__builtin_convertvector(v, vf8);
+  _mm_stream_ps(p, _mm256_castps256_ps128(f));
+  _mm_stream_ps(p + 4, _mm256_extractf128_ps(f, 1));
+#else
+  store8(p, v);
+#endif
+}
 
 // a·b + c rounded once, per lane (k3_parts_fma): one vfmadd on avx512, two on avx2; the generic
 // build has no fma instruction and calls the correctly rounded std::fma per lane (same bits).
@@ -56,21 +86,41 @@ struct VecFma {
 // EST: the estimator whose value is taken (K1..Abs); PLUS: verl's straight-through form (k2's
 // gradient, ℓ − ℓ_ref).
 template <int EST, bool PLUS>
-bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ratio, float* kl, float* grad) {
+bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ratio, float* kl, float* grad, bool stream) {
   const KlEstimator est = static_cast<KlEstimator>(EST);
   const bool clamp = clamp_log_ratio || est == KlEstimator::LowVarKl;
   const KlEstimator est_in = PLUS ? (est == KlEstimator::K1 ? KlEstimator::K1Plus : est == KlEstimator::K3 ? KlEstimator::K3Plus
                                      : est == KlEstimator::LowVarKl ? KlEstimator::LowVarKlPlus : KlEstimator::AbsPlus)
                                   : est;
   int64_t i = 0;
-  // Σ d·0 over the unclamped d = rp − lp: NaN iff some input is NaN or ±Inf (two finite floats
-  // give a finite double difference; any non-finite one gives ±Inf or NaN). One multiply-add
-  // per vector instead of the three of Σ (lp·0 + rp·0).
+  bool finite = true;
+  // k3 / low_var_kl are bound by their ~40 vector operations per 8 tokens, not by memory: there
+  // the streaming stores cost 5-19% CPU time (1 thread, in-process A/B, bench/results/small-ops.md)
+  // for traffic the arithmetic hides anyway. The estimators without exp (memory-bound) stream.
+  if (EST == static_cast<int>(KlEstimator::K3) || EST == static_cast<int>(KlEstimator::LowVarKl)) stream = false;
+  // Streaming stores need kl (and grad) 16-byte aligned: the tokens before that go through the
+  // scalar formula (the same bits); grad misaligned against kl, or floats not 4-byte aligned: no
+  // streaming.
+  const auto mis = [](const float* p) { return reinterpret_cast<uintptr_t>(p) & 15; };
+  if (stream && (mis(kl) & 3) == 0 && (!grad || mis(grad) == mis(kl))) {
+    for (; mis(kl + i) != 0 && i < n; ++i) {
+      finite &= (static_cast<double>(ref_logp[i]) - static_cast<double>(logp[i])) * 0.0 == 0.0;
+      KlValue v = kl_penalty_value(logp[i], ref_logp[i], est_in, clamp_log_ratio);
+      kl[i] = static_cast<float>(v.d);
+      if (grad) grad[i] = static_cast<float>(v.grad);
+    }
+  } else {
+    stream = false;
+  }
+  // Σ d over the unclamped d = rp − lp: finite iff every input is (two finite floats give a
+  // finite double difference, |d| <= 2·FLT_MAX, and a sum of 2^60 of those stays far below
+  // DBL_MAX; any non-finite input gives ±Inf or NaN, and a sum with one stays non-finite). One
+  // add per vector.
   vd probe{};
   for (; i + W <= n; i += W) {
     const vd lp = load8(logp + i), rp = load8(ref_logp + i);
     vd d = rp - lp;
-    probe += d * 0.0;
+    probe += d;
     const vd minus_d = -d;
     vd D, g;
     if (est == KlEstimator::Abs) {
@@ -102,11 +152,18 @@ bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
       g = active ? vd{} : -em1;
     }
     if (PLUS) g = minus_d;
-    store8(kl + i, D);
-    if (grad) store8(grad + i, g);
+    if (stream) {
+      store8_nt(kl + i, D);
+      if (grad) store8_nt(grad + i, g);
+    } else {
+      store8(kl + i, D);
+      if (grad) store8(grad + i, g);
+    }
   }
-  bool finite = true;
-  for (int l = 0; l < W; ++l) finite &= probe[l] == 0.0;
+#if defined(__AVX512F__) || defined(__AVX2__)
+  if (stream) _mm_sfence();  // the streamed lines are visible before the pool reports this chunk done
+#endif
+  for (int l = 0; l < W; ++l) finite &= probe[l] - probe[l] == 0.0;
   for (; i < n; ++i) {
     finite &= (static_cast<double>(ref_logp[i]) - static_cast<double>(logp[i])) * 0.0 == 0.0;
     KlValue v = kl_penalty_value(logp[i], ref_logp[i], est_in, clamp_log_ratio);
@@ -116,19 +173,41 @@ bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
   return finite;
 }
 
-bool kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* klo, float* grad) {
+bool kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp_log_ratio, float* klo, float* grad, bool stream) {
   switch (static_cast<KlEstimator>(est)) {
-    case KlEstimator::K1: return kl_t<0, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::K2: return kl_t<1, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::K3: return kl_t<2, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::LowVarKl: return kl_t<3, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::Abs: return kl_t<4, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::K1Plus: return kl_t<0, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::K3Plus: return kl_t<2, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::LowVarKlPlus: return kl_t<3, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
-    case KlEstimator::AbsPlus: return kl_t<4, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad);
+    case KlEstimator::K1: return kl_t<0, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::K2: return kl_t<1, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::K3: return kl_t<2, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::LowVarKl: return kl_t<3, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::Abs: return kl_t<4, false>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::K1Plus: return kl_t<0, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::K3Plus: return kl_t<2, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::LowVarKlPlus: return kl_t<3, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
+    case KlEstimator::AbsPlus: return kl_t<4, true>(logp, ref_logp, n, clamp_log_ratio, klo, grad, stream);
   }
   return true;
+}
+
+// 8×8 float transpose in registers (24 shuffles): in r[l] = row l, out r[k] = column k. Its own
+// inverse. groupAdvantages uses it to turn 8 contiguous groups (rows) into member vectors (lane l
+// = group l) and back, instead of 8 scalar loads or extract + store per member.
+GRPO_AI void transpose8(vf8 r[8]) {
+  typedef int32_t vi8 __attribute__((vector_size(32)));
+  vf8 t[8], u[8];
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = __builtin_shuffle(r[k], r[k + 1], vi8{0, 8, 1, 9, 4, 12, 5, 13});
+    t[k + 1] = __builtin_shuffle(r[k], r[k + 1], vi8{2, 10, 3, 11, 6, 14, 7, 15});
+  }
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = __builtin_shuffle(t[k], t[k + 2], vi8{0, 1, 8, 9, 4, 5, 12, 13});
+    u[k + 1] = __builtin_shuffle(t[k], t[k + 2], vi8{2, 3, 10, 11, 6, 7, 14, 15});
+    u[k + 2] = __builtin_shuffle(t[k + 1], t[k + 3], vi8{0, 1, 8, 9, 4, 5, 12, 13});
+    u[k + 3] = __builtin_shuffle(t[k + 1], t[k + 3], vi8{2, 3, 10, 11, 6, 7, 14, 15});
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = __builtin_shuffle(u[k], u[k + 4], vi8{0, 1, 2, 3, 8, 9, 10, 11});
+    r[k + 4] = __builtin_shuffle(u[k], u[k + 4], vi8{4, 5, 6, 7, 12, 13, 14, 15});
+  }
 }
 
 // W groups per step, lane l = group j + l (the last step repeats the last group in its spare
@@ -143,18 +222,32 @@ GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1
   const vd w0 = splat(a.w0);
   GroupAdvLanesCounts c;
   vd x[kGroupAdvLanesMaxG];
+  vf8 rt[kGroupAdvLanesMaxG];  // full steps with G % 8 == 0: the members as float vectors (lane = group)
+  // A full step of 8 groups whose size is a multiple of 8 loads and stores its 8·G contiguous
+  // floats as rows and transposes them in registers; other steps go member by member.
+  const bool tr = G % 8 == 0;
   for (int64_t j = j0; j < j1; j += W) {
     const int64_t nl = j1 - j < W ? j1 - j : W;
+    const bool full = tr && nl == W;
+    if (full)
+      for (int64_t h = 0; h < G; h += 8) {
+        for (int l = 0; l < W; ++l) rt[h + l] = *reinterpret_cast<const vf8_u*>(a.rewards + (j + l) * G + h);
+        transpose8(rt + h);
+      }
     vd sum{}, cnt{}, lo = splat(inf), hi = splat(-inf), badv{};
     for (int64_t u = 0; u < G; ++u) {
       vd raw;
-      for (int l = 0; l < W; ++l) raw[l] = a.rewards[(j + (l < nl ? l : nl - 1)) * G + u];
+      if (full) raw = cvt8(rt[u]);
+      else
+        for (int l = 0; l < W; ++l) raw[l] = a.rewards[(j + (l < nl ? l : nl - 1)) * G + u];
       badv += (raw - raw) * 0.0;  // NaN for ±Inf, and for NaN: told apart below
       const auto valid = raw == raw;
       const vd xv = valid ? 0.0 + w0 * raw : splat(nan);
       x[u] = xv;
-      lo = valid && xv < lo ? xv : lo;
-      hi = valid && xv > hi ? xv : hi;
+      // xv is NaN where not valid, and a comparison with NaN is false: no mask needed (the form
+      // of vminpd / vmaxpd, one instruction on the lane's dependent chain)
+      lo = xv < lo ? xv : lo;
+      hi = xv > hi ? xv : hi;
       sum += valid ? xv : vd{};
       cnt += valid ? splat(1.0) : vd{};
     }
@@ -176,11 +269,24 @@ GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1
       if (a.rloo) adv = cnt < 2.0 ? vd{} : rloo * adv;
       if (a.scale != static_cast<int>(AdvScale::None)) adv /= div;
       adv = x[u] == x[u] ? adv : vd{};
+      if (full) {
+        rt[u] = __builtin_convertvector(adv, vf8);
+        continue;
+      }
       for (int l = 0; l < nl; ++l) {
         a.advantages[(j + l) * G + u] = static_cast<float>(adv[l]);
         a.reward[(j + l) * G + u] = static_cast<float>(x[u][l]);
       }
     }
+    if (full)
+      for (int64_t h = 0; h < G; h += 8) {
+        transpose8(rt + h);
+        for (int l = 0; l < W; ++l) *reinterpret_cast<vf8_u*>(a.advantages + (j + l) * G + h) = rt[h + l];
+        vf8 xr[8];
+        for (int l = 0; l < W; ++l) xr[l] = __builtin_convertvector(x[h + l], vf8);
+        transpose8(xr);
+        for (int l = 0; l < W; ++l) *reinterpret_cast<vf8_u*>(a.reward + (j + l) * G + h) = xr[l];
+      }
     for (int l = 0; l < nl; ++l) {
       a.group_mean[j + l] = static_cast<float>(mean[l]);
       a.group_std[j + l] = static_cast<float>(sd[l]);
