@@ -740,3 +740,40 @@ test('grpoLoss: the plain-configuration pass gives the bits of the general pass'
     }
   }
 });
+
+// Beyond 8 sequences the plain pass runs 8 at a time in vector lanes (clip, dual_clip, cispo;
+// native/kernels/elementwise_impl.h grpo_plain), the rest of a thread's range one at a time.
+// S = 19 (two lane groups and 3 scalar sequences, one group holding an empty sequence) and T = 45
+// (five 8-token blocks and a 5-token tail), padding NaN, with refLogp (k3, low_var_kl, and k2 /
+// abs+ which run per lane through the scalar formula), entropies and every output. The general
+// pass is reached with top-entropy selection over equal entropies: the threshold is that value and
+// every token is kept, so it computes the same function; it must give the same bits, and the loss
+// must match the float64 reference.
+test('grpoLoss: the plain pass in vector lanes gives the bits of the general pass', () => {
+  const c = makeCase(91, 19, 45, { emptySeqs: [9] });
+  const N = 19 * 45;
+  const flat = new Float32Array(N).fill(0.75);
+  for (let n = 0; n < N; n++) if (!c.inputs.mask[n]) flat[n] = NaN;
+  for (const policyLoss of POLICIES) {
+    for (const withOld of [false, true]) {
+      for (const klEstimator of ['k3', 'low_var_kl', 'k2', 'abs+'] as const) {
+        for (const lossType of ['dapo', 'grpo'] as const) {
+          const cfg = { policyLoss, epsilon: EPS, epsilonHigh: policyLoss === 'cispo' ? 5 : EPS_HIGH, lossType, beta: 0.04, klEstimator, clampLogRatio: klEstimator !== 'k2' };
+          const o: GrpoLossOptions = {
+            logp: c.inputs.logp, oldLogp: withOld ? c.inputs.oldLogp : undefined, refLogp: c.inputs.refLogp, advantages: c.inputs.advantages,
+            mask: c.inputs.mask, entropy: flat, perTokenLoss: true, ...cfg,
+          };
+          const plain = grpoLossSync(o);
+          const general = grpoLossSync({ ...o, topEntropyQuantile: 0.5 });
+          const what = `${policyLoss} old=${withOld} kl=${klEstimator} ${lossType}`;
+          assert.is(plain.loss, general.loss, `${what}: loss`);
+          assert.equal(plain.metrics, general.metrics, `${what}: metrics`);
+          assert.equal(Array.from(plain.gradLogp!), Array.from(general.gradLogp!), `${what}: gradLogp`);
+          assert.equal(Array.from(plain.perTokenLoss!), Array.from(general.perTokenLoss!), `${what}: perTokenLoss`);
+          const inputs = { ...c.inputs, entropy: flat, oldLogp: withOld ? c.inputs.oldLogp : undefined };
+          closeScalar(plain.loss, refGrpoLoss(inputs, { name: what, ...cfg } as Combo).loss, 1e-9, 1e-12, `${what}: loss vs reference`);
+        }
+      }
+    }
+  }
+});
