@@ -123,8 +123,12 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
     q.grad_entropy = a.grad_entropy ? a.grad_entropy + base : nullptr;
     return q;
   };
-  parallel_for(S, [&](int64_t b, int64_t e, int) {
-    int64_t i = b;
+  // With lanes, the threads split whole groups of kGrpoPlainLanes sequences (only the last group
+  // of the batch can be short), so no thread's range leaves sequences to the scalar pass mid-batch.
+  const int64_t unit = lanes ? kGrpoPlainLanes : 1;
+  parallel_for((S + unit - 1) / unit, [&](int64_t ub, int64_t ue, int) {
+    int64_t i = ub * unit;
+    const int64_t e = std::min(ue * unit, S);
     if (lanes) {
       SeqInputs q[kGrpoPlainLanes];
       for (; i + kGrpoPlainLanes <= e; i += kGrpoPlainLanes) {
@@ -136,7 +140,7 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
       const SeqInputs q = seq_inputs(i);
       sums[i] = plain ? grpo_sequence_pass_t<true>(q, o) : grpo_sequence_pass_t<false>(q, o);
     }
-  }, min_seqs);
+  }, std::max<int64_t>(1, min_seqs / unit));
   grpo_sum_metrics(sums.data(), S, n_batch, &a.metrics);
 }
 
