@@ -225,9 +225,12 @@ GRPO_AI void transpose8(vd* r) {
 // (the same libm exp and formulas: the same bits).
 typedef int64_t vm __attribute__((vector_size(64)));
 static_assert(W == kGrpoPlainLanes, "one sequence per double lane");
-void grpo_plain(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
+// OLD / REF: oldLogp / refLogp given, compiled in or out (the per-lane exp and scalar-estimator
+// calls, when present, make the compiler keep fewer vectors in registers).
+template <bool has_old, bool has_ref>
+void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
   const int64_t T = q[0].T;
-  const bool has_old = q[0].old_logp != nullptr, has_ref = q[0].ref_logp != nullptr, has_ent = q[0].entropy != nullptr;
+  const bool has_ent = q[0].entropy != nullptr;
   const bool has_g = q[0].grad_logp != nullptr, has_ptl = q[0].per_token_loss != nullptr, has_gH = q[0].grad_entropy != nullptr;
   const KlEstimator est = kl_value_estimator(o.kl_estimator);
   const bool kl_vec = est == KlEstimator::K3 || est == KlEstimator::LowVarKl;
@@ -400,6 +403,16 @@ void grpo_plain(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
     s.clip_region = s_region[l];
     s.is_weight = s_isw[l];
     out[l] = s;
+  }
+}
+
+void grpo_plain(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
+  if (q[0].old_logp) {
+    if (q[0].ref_logp) grpo_plain_t<true, true>(q, o, out);
+    else grpo_plain_t<true, false>(q, o, out);
+  } else {
+    if (q[0].ref_logp) grpo_plain_t<false, true>(q, o, out);
+    else grpo_plain_t<false, false>(q, o, out);
   }
 }
 
