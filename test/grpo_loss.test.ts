@@ -673,8 +673,6 @@ test('grpoLoss entropyCoef (verl entropy_coeff / TRL entropy_coef): loss, gradLo
   assert.is(grpoLossSync({ ...c.inputs }).gradEntropy, null, 'no entropy bonus: no gradEntropy');
 });
 
-test.run();
-
 // The kernel's first pass checks the mask's values and every per-token input's finiteness where
 // the mask is set (no JS scan before the call): each kind of bad value, in each input, in a
 // later sequence of a batch the pool splits, is named with its index, and nothing is written
@@ -699,7 +697,7 @@ test('grpoLoss: a bad mask value or a non-finite masked input is found by the ke
       let err: unknown = null;
       try { grpoLossSync(o); } catch (e) { err = e; }
       assert.instance(err, RangeError, `${name}=${bad}: throws`);
-      assert.match((err as Error).message, new RegExp(`^grpoLoss: ${name}\\b.*at index ${at}`), `${name}=${bad}: ${(err as Error).message}`);
+      assert.match((err as Error).message, new RegExp(`^grpoLoss: .*\\b${name}\\b.*at index ${at}\\b`), `${name}=${bad}: ${(err as Error).message}`);
       assert.ok(gradLogp.every((x) => x === 7), `${name}=${bad}: nothing written`);
       let rejected: unknown = null;
       await grpoLoss(o).catch((e) => (rejected = e));
@@ -714,7 +712,7 @@ test('grpoLoss: a bad mask value or a non-finite masked input is found by the ke
   const b = base();
   b.mask[at] = 3;
   const gradLogp = new Float32Array(N).fill(7);
-  assert.throws(() => grpoLossSync({ ...b, out: { gradLogp } }), (e: Error) => e instanceof RangeError && /^grpoLoss: mask\b.*3 at index/.test(e.message));
+  assert.throws(() => grpoLossSync({ ...b, beta: 0.04, rolloutImportanceSamplingMode: 'token_truncate', out: { gradLogp } }), (e: Error) => e instanceof RangeError && /^grpoLoss: .*\bmask\b.*3 at index/.test(e.message));
   assert.ok(gradLogp.every((x) => x === 7), 'mask value 3: nothing written');
 });
 
@@ -740,3 +738,42 @@ test('grpoLoss: the plain-configuration pass gives the bits of the general pass'
     }
   }
 });
+
+// Beyond 8 sequences the plain pass runs 8 at a time in vector lanes (clip, dual_clip, cispo;
+// native/kernels/elementwise_impl.h grpo_plain), the rest of a thread's range one at a time.
+// S = 19 (two lane groups and 3 scalar sequences, one group holding an empty sequence) and T = 45
+// (five 8-token blocks and a 5-token tail), padding NaN, with refLogp (k3, low_var_kl, and k2 /
+// abs+ which run per lane through the scalar formula), entropies and every output. The general
+// pass is reached with top-entropy selection over equal entropies: the threshold is that value and
+// every token is kept, so it computes the same function; it must give the same bits, and the loss
+// must match the float64 reference.
+test('grpoLoss: the plain pass in vector lanes gives the bits of the general pass', () => {
+  const c = makeCase(91, 19, 45, { emptySeqs: [9] });
+  const N = 19 * 45;
+  const flat = new Float32Array(N).fill(0.75);
+  for (let n = 0; n < N; n++) if (!c.inputs.mask[n]) flat[n] = NaN;
+  for (const policyLoss of POLICIES) {
+    for (const withOld of [false, true]) {
+      for (const klEstimator of ['k3', 'low_var_kl', 'k2', 'abs+'] as const) {
+        for (const lossType of ['dapo', 'grpo'] as const) {
+          const cfg = { policyLoss, epsilon: EPS, epsilonHigh: policyLoss === 'cispo' ? 5 : EPS_HIGH, lossType, beta: 0.04, klEstimator, clampLogRatio: klEstimator !== 'k2' };
+          const o: GrpoLossOptions = {
+            logp: c.inputs.logp, oldLogp: withOld ? c.inputs.oldLogp : undefined, refLogp: c.inputs.refLogp, advantages: c.inputs.advantages,
+            mask: c.inputs.mask, entropy: flat, perTokenLoss: true, ...cfg,
+          };
+          const plain = grpoLossSync(o);
+          const general = grpoLossSync({ ...o, topEntropyQuantile: 0.5 });
+          const what = `${policyLoss} old=${withOld} kl=${klEstimator} ${lossType}`;
+          assert.is(plain.loss, general.loss, `${what}: loss`);
+          assert.equal(plain.metrics, general.metrics, `${what}: metrics`);
+          assert.equal(Array.from(plain.gradLogp!), Array.from(general.gradLogp!), `${what}: gradLogp`);
+          assert.equal(Array.from(plain.perTokenLoss!), Array.from(general.perTokenLoss!), `${what}: perTokenLoss`);
+          const inputs = { ...c.inputs, entropy: flat, oldLogp: withOld ? c.inputs.oldLogp : undefined };
+          closeScalar(plain.loss, refGrpoLoss(inputs, { name: what, ...cfg } as Combo).loss, 1e-9, 1e-12, `${what}: loss vs reference`);
+        }
+      }
+    }
+  }
+});
+
+test.run();

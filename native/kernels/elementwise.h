@@ -28,6 +28,16 @@ struct GroupAdvLanesCounts {
   bool inf = false;  // some reward ±Infinity (the caller finds the first)
 };
 
+// grpoLoss's plain per-sequence pass (ops/grpo_loss_core.h grpo_sequence_pass_t<true>) for
+// kGrpoPlainLanes sequences in lockstep, one per vector lane, each lane running that pass's
+// statements for its sequence in token order: the same sums in the same order, so the same bits
+// as the scalar pass (and the CUDA kernel, one thread per sequence). Policy losses clip,
+// dual_clip and cispo (sapo stays scalar: its gate needs an exp per token the ratio already takes).
+constexpr int64_t kGrpoPlainLanes = 8;
+struct SeqInputs;
+struct SeqSums;
+struct GrpoOptions;
+
 struct ElementwiseKernels {
   const char* isa;
   // klPenalty over [0, n): kl[i] = D, grad[i] = dD/dlogp (grad may be null). est: KlEstimator.
@@ -38,6 +48,8 @@ struct ElementwiseKernels {
              bool stream);
   // groups [j0, j1) of GroupAdvLanesArgs
   GroupAdvLanesCounts (*group_adv)(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1);
+  // q[kGrpoPlainLanes]: sequences with the same T and the same inputs/outputs given; out[kGrpoPlainLanes]
+  void (*grpo_plain)(const SeqInputs* q, const GrpoOptions& o, SeqSums* out);
 };
 
 const ElementwiseKernels& elementwise_kernels();

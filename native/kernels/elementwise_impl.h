@@ -14,6 +14,7 @@
 
 #include "../common/formulas.h"
 #include "../ops/group_advantages.h"
+#include "../ops/grpo_loss_core.h"
 #include "elementwise.h"
 
 namespace grpo {
@@ -301,7 +302,227 @@ GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1
   return c;
 }
 
-const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl, group_adv};
+// In-place transpose of an 8×8 block of doubles (r[l][k] -> r[k][l]): three rounds of
+// two-source shuffles (exact moves, no arithmetic).
+typedef uint8_t vu8_u __attribute__((vector_size(8), aligned(1), may_alias));
+GRPO_AI void transpose8(vd* r) {
+  vd x[8], y[8];
+  for (int i = 0; i < 8; i += 2) {
+    x[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+    x[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+  }
+  for (int h = 0; h < 8; h += 4)
+    for (int j = 0; j < 2; ++j) {
+      y[h + j] = __builtin_shufflevector(x[h + j], x[h + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      y[h + j + 2] = __builtin_shufflevector(x[h + j], x[h + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = __builtin_shufflevector(y[j], y[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[j + 4] = __builtin_shufflevector(y[j], y[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// grpoLoss's plain pass, W sequences in lockstep (lane l = sequence q[l]). Per lane, the
+// statements of grpo_sequence_pass_t<true> (ops/grpo_loss_core.h) in token order, with the
+// options that are off there written as their constants (pmask = kl_w = 1, ent_term = 0,
+// kl_drho = 0) so every lane rounds as the scalar pass does. A masked-out token leaves the lane's
+// sums as they are and writes 0 (select, never multiply: padding may hold NaN/Inf). The ratio's
+// exp and the KL estimators other than k3 / low_var_kl run per lane through the scalar functions
+// (the same libm exp and formulas: the same bits).
+typedef int64_t vm __attribute__((vector_size(64)));
+static_assert(W == kGrpoPlainLanes, "one sequence per double lane");
+// OLD / REF: oldLogp / refLogp given, compiled in or out (the per-lane exp and scalar-estimator
+// calls, when present, make the compiler keep fewer vectors in registers).
+template <bool has_old, bool has_ref>
+void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
+  const int64_t T = q[0].T;
+  const bool has_ent = q[0].entropy != nullptr;
+  const bool has_g = q[0].grad_logp != nullptr, has_ptl = q[0].per_token_loss != nullptr, has_gH = q[0].grad_entropy != nullptr;
+  const KlEstimator est = kl_value_estimator(o.kl_estimator);
+  const bool kl_vec = est == KlEstimator::K3 || est == KlEstimator::LowVarKl;
+  const bool kl_plus = est != o.kl_estimator;
+  const bool kl_clamp = o.clamp_log_ratio || est == KlEstimator::LowVarKl;
+  const PolicyLoss pol = o.policy_loss;
+  vd A, w, w_kl;
+  for (int l = 0; l < W; ++l) {
+    A[l] = q[l].advantage;
+    w[l] = aggregation_weight(o, q[l].n_i, q[l].n_batch, q[l].S, T);
+    w_kl[l] = kl_aggregation_weight(o, q[l].n_i, q[l].n_batch, q[l].S, T);
+  }
+  const vm split_kl = w_kl != w;
+  const vd zero{}, one = splat(1.0);
+  const vd pmask = one, kl_w = one, ent_term = zero, kl_drho = zero;
+  const vm none{};
+  const double lo = 1.0 - o.eps_low, hi = 1.0 + o.eps_high;
+  vd s_loss{}, s_kl{}, s_ent{}, s_ratio{}, s_low{}, s_high{}, s_region{}, s_isw{};
+  // One token of every lane: mv the mask, lv ℓ, ov ℓ_old, rv ℓ_ref, ev H (as doubles); returns
+  // the per-token loss and dL/dℓ to store (0 on masked-out tokens).
+  auto token = [&](vd mv, vd lv, vd ov, vd rv, vd ev, vd& L_out, vd& g_out) __attribute__((always_inline)) {
+    const vm valid = mv != 0.0;
+    vd rho = one;
+    if (has_old) {
+      const vd lr = lv - ov;
+      for (int l = 0; l < W; ++l) rho[l] = exp(lr[l]);
+    }
+    // policy_term (common/formulas.h)
+    vd P, dP_drho, dP_dlogp = zero;
+    vm low_c = none, high_c = none;
+    if (pol == PolicyLoss::Cispo) {
+      vd capped;
+      if (o.cispo_range) {
+        capped = rho < lo ? splat(lo) : (rho > hi ? splat(hi) : rho);
+        low_c = rho < lo;
+        high_c = rho > hi;
+      } else {
+        capped = rho < o.eps_high ? rho : splat(o.eps_high);
+        high_c = (rho > o.eps_high) & (A > 0.0);
+      }
+      P = -capped * A * lv;
+      dP_drho = zero;
+      dP_dlogp = -capped * A;
+    } else {  // Clip, DualClip
+      const vm delta_active = o.use_delta ? vm(rho > o.delta) : none;
+      const vd rho_u = delta_active ? splat(o.delta) : rho;
+      const vm in_range = (rho >= lo) & (rho <= hi);
+      const vd c = rho < lo ? splat(lo) : (rho > hi ? splat(hi) : rho);
+      const vd t1 = rho_u * A, t2 = c * A;
+      const vm unclipped = t1 <= t2;
+      P = unclipped ? -t1 : -t2;
+      dP_drho = unclipped ? (delta_active ? zero : -A) : (in_range ? -A : zero);
+      if (pol == PolicyLoss::DualClip) {
+        const vd bound = -o.clip_ratio_c * A;
+        const vm dual = (A < 0.0) & (bound < P);
+        P = dual ? bound : P;
+        dP_drho = dual ? zero : dP_drho;
+      }
+      low_c = (rho < lo) & (A < 0.0);
+      high_c = (rho > hi) & (A > 0.0);
+    }
+    // kl_estimate (common/formulas.h)
+    vd kd = zero, kg = zero;
+    if (has_ref) {
+      if (kl_vec) {
+        vd d = rv - lv;
+        vm active = none;
+        if (kl_clamp) {
+          active = (d > kLogRatioClamp) | (d < -kLogRatioClamp);
+          d = d > kLogRatioClamp ? splat(kLogRatioClamp) : d;
+          d = d < -kLogRatioClamp ? splat(-kLogRatioClamp) : d;
+        }
+        vd em1;
+        auto to_bits = [](vd x) { return (vu)x; };
+        auto from_bits = [](vu u) { return (vd)u; };
+        k3_parts<vd, vu>(d, kd, em1, to_bits, from_bits);
+        if (est == KlEstimator::LowVarKl) {
+          active |= (kd > kLowVarKlClamp) | (kd < -kLowVarKlClamp);
+          kd = kd > kLowVarKlClamp ? splat(kLowVarKlClamp) : kd;
+          kd = kd < -kLowVarKlClamp ? splat(-kLowVarKlClamp) : kd;
+        }
+        kg = active ? zero : -em1;
+        if (kl_plus) kg = lv - rv;
+      } else {
+        for (int l = 0; l < W; ++l) {
+          const KlValue kv = kl_estimate(lv[l], rv[l], o.kl_estimator, o.clamp_log_ratio);
+          kd[l] = kv.d;
+          kg[l] = kv.grad;
+        }
+      }
+    }
+    const vd L = pmask * P + o.beta * kd * kl_w + ent_term;
+    const vd loss_t = split_kl ? w * (pmask * P) + w_kl * (o.beta * kd * kl_w + ent_term) : w * L;
+    s_loss = valid ? s_loss + loss_t : s_loss;
+    s_kl = valid ? s_kl + kd * kl_w : s_kl;
+    if (has_ent) s_ent = valid ? s_ent + ev : s_ent;
+    s_ratio = valid ? s_ratio + rho : s_ratio;
+    s_low = valid ? s_low + (low_c ? one : zero) : s_low;
+    s_high = valid ? s_high + (high_c ? one : zero) : s_high;
+    s_region = valid ? s_region + ((low_c | high_c) ? one : zero) : s_region;
+    s_isw = valid ? s_isw + 1.0 : s_isw;
+    L_out = valid ? L : zero;
+    if (has_g) {
+      vd direct = split_kl ? w * (pmask * dP_dlogp) + w_kl * (o.beta * kg * kl_w) : w * (pmask * dP_dlogp + o.beta * kg * kl_w);
+      const vd dL_drho = pmask * dP_drho + kl_drho;
+      const vd wdL_drho = split_kl ? w * (pmask * dP_drho) + w_kl * kl_drho : w * dL_drho;
+      direct += wdL_drho * rho;
+      g_out = valid ? direct : zero;
+    }
+  };
+  // Blocks of W tokens: W contiguous values of each lane's row, transposed into W vectors of one
+  // token each (and back for the outputs), instead of W scalar inserts per token and input.
+  const vd z{};
+  vd in[5][W], outL[W], outG[W];
+  int64_t t = 0;
+  for (; t + W <= T; t += W) {
+    for (int l = 0; l < W; ++l) {
+      in[0][l] = __builtin_convertvector(*reinterpret_cast<const vu8_u*>(q[l].mask + t), vd);
+      in[1][l] = load8(q[l].logp + t);
+      if (has_old) in[2][l] = load8(q[l].old_logp + t);
+      if (has_ref) in[3][l] = load8(q[l].ref_logp + t);
+      if (has_ent) in[4][l] = load8(q[l].entropy + t);
+    }
+    transpose8(in[0]);
+    transpose8(in[1]);
+    if (has_old) transpose8(in[2]);
+    if (has_ref) transpose8(in[3]);
+    if (has_ent) transpose8(in[4]);
+    for (int k = 0; k < W; ++k)
+      token(in[0][k], in[1][k], has_old ? in[2][k] : z, has_ref ? in[3][k] : z, has_ent ? in[4][k] : z, outL[k], outG[k]);
+    if (has_ptl) {
+      transpose8(outL);
+      for (int l = 0; l < W; ++l) store8(q[l].per_token_loss + t, outL[l]);
+    }
+    if (has_g) {
+      transpose8(outG);
+      for (int l = 0; l < W; ++l) store8(q[l].grad_logp + t, outG[l]);
+    }
+    if (has_gH)  // the plain pass writes dL/dH only on masked-out tokens (no entropy bonus)
+      for (int l = 0; l < W; ++l)
+        for (int k = 0; k < W; ++k)
+          if (!q[l].mask[t + k]) q[l].grad_entropy[t + k] = 0.0f;
+  }
+  for (; t < T; ++t) {
+    vd mv, lv, ov{}, rv{}, ev{}, Lv, gv{};
+    for (int l = 0; l < W; ++l) {
+      mv[l] = q[l].mask[t];
+      lv[l] = q[l].logp[t];
+      if (has_old) ov[l] = q[l].old_logp[t];
+      if (has_ref) rv[l] = q[l].ref_logp[t];
+      if (has_ent) ev[l] = q[l].entropy[t];
+    }
+    token(mv, lv, ov, rv, ev, Lv, gv);
+    if (has_ptl)
+      for (int l = 0; l < W; ++l) q[l].per_token_loss[t] = static_cast<float>(Lv[l]);
+    if (has_g)
+      for (int l = 0; l < W; ++l) q[l].grad_logp[t] = static_cast<float>(gv[l]);
+    if (has_gH)
+      for (int l = 0; l < W; ++l)
+        if (!q[l].mask[t]) q[l].grad_entropy[t] = 0.0f;
+  }
+  for (int l = 0; l < W; ++l) {
+    SeqSums s{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    s.loss = s_loss[l];
+    s.kl = s_kl[l];
+    s.entropy = s_ent[l];
+    s.ratio = s_ratio[l];
+    s.clip_low = s_low[l];
+    s.clip_high = s_high[l];
+    s.clip_region = s_region[l];
+    s.is_weight = s_isw[l];
+    out[l] = s;
+  }
+}
+
+void grpo_plain(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
+  if (q[0].old_logp) {
+    if (q[0].ref_logp) grpo_plain_t<true, true>(q, o, out);
+    else grpo_plain_t<true, false>(q, o, out);
+  } else {
+    if (q[0].ref_logp) grpo_plain_t<false, true>(q, o, out);
+    else grpo_plain_t<false, false>(q, o, out);
+  }
+}
+
+const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl, group_adv, grpo_plain};
 
 }  // namespace GRPO_ELEM_NS
 }  // namespace grpo

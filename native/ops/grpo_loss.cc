@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../common/threadpool.h"
+#include "../kernels/elementwise.h"
 #include "grpo_loss_core.h"
 
 namespace grpo {
@@ -92,33 +93,54 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
     threshold = quantile_linear(ent, 1.0 - o.top_entropy_quantile);
   }
 
-  // Pass 3: per sequence (grpo_loss_core.h, shared with the CUDA kernel).
+  // Pass 3: per sequence (grpo_loss_core.h, shared with the CUDA kernel). The plain
+  // configuration with clip / dual_clip / cispo runs kGrpoPlainLanes sequences at a time in vector
+  // lanes (elementwise.h grpo_plain: each lane the scalar pass's statements, the same bits); the
+  // rest of a thread's range, and every other configuration, one sequence at a time.
   const bool plain = grpo_plain_config(o, select, a.rollout_logp != nullptr && o.rollout_is != RolloutIs::Off);
+  const bool lanes = plain && o.policy_loss != PolicyLoss::Sapo;
+  const ElementwiseKernels& ek = elementwise_kernels();
   std::vector<SeqSums> sums(static_cast<size_t>(S));
-  parallel_for(S, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t base = i * T;
-      SeqInputs q;
-      q.mask = a.mask + base;
-      q.logp = a.logp + base;
-      q.old_logp = a.old_logp ? a.old_logp + base : nullptr;
-      q.ref_logp = a.ref_logp ? a.ref_logp + base : nullptr;
-      q.entropy = a.entropy ? a.entropy + base : nullptr;
-      q.rollout_logp = a.rollout_logp ? a.rollout_logp + base : nullptr;
-      q.grad_logp = a.grad_logp ? a.grad_logp + base : nullptr;
-      q.per_token_loss = a.per_token_loss ? a.per_token_loss + base : nullptr;
-      q.T = T;
-      q.advantage = a.advantages[i];
-      q.n_i = n_seq[i];
-      q.n_batch = n_batch;
-      q.S = S;
-      q.select = select;
-      q.threshold = threshold;
-      q.cov_sel = cov_sel.empty() ? nullptr : cov_sel.data() + base;
-      q.grad_entropy = a.grad_entropy ? a.grad_entropy + base : nullptr;
+  auto seq_inputs = [&](int64_t i) {
+    const int64_t base = i * T;
+    SeqInputs q;
+    q.mask = a.mask + base;
+    q.logp = a.logp + base;
+    q.old_logp = a.old_logp ? a.old_logp + base : nullptr;
+    q.ref_logp = a.ref_logp ? a.ref_logp + base : nullptr;
+    q.entropy = a.entropy ? a.entropy + base : nullptr;
+    q.rollout_logp = a.rollout_logp ? a.rollout_logp + base : nullptr;
+    q.grad_logp = a.grad_logp ? a.grad_logp + base : nullptr;
+    q.per_token_loss = a.per_token_loss ? a.per_token_loss + base : nullptr;
+    q.T = T;
+    q.advantage = a.advantages[i];
+    q.n_i = n_seq[i];
+    q.n_batch = n_batch;
+    q.S = S;
+    q.select = select;
+    q.threshold = threshold;
+    q.cov_sel = cov_sel.empty() ? nullptr : cov_sel.data() + base;
+    q.grad_entropy = a.grad_entropy ? a.grad_entropy + base : nullptr;
+    return q;
+  };
+  // With lanes, the threads split whole groups of kGrpoPlainLanes sequences (only the last group
+  // of the batch can be short), so no thread's range leaves sequences to the scalar pass mid-batch.
+  const int64_t unit = lanes ? kGrpoPlainLanes : 1;
+  parallel_for((S + unit - 1) / unit, [&](int64_t ub, int64_t ue, int) {
+    int64_t i = ub * unit;
+    const int64_t e = std::min(ue * unit, S);
+    if (lanes) {
+      SeqInputs q[kGrpoPlainLanes];
+      for (; i + kGrpoPlainLanes <= e; i += kGrpoPlainLanes) {
+        for (int64_t l = 0; l < kGrpoPlainLanes; ++l) q[l] = seq_inputs(i + l);
+        ek.grpo_plain(q, o, sums.data() + i);
+      }
+    }
+    for (; i < e; ++i) {
+      const SeqInputs q = seq_inputs(i);
       sums[i] = plain ? grpo_sequence_pass_t<true>(q, o) : grpo_sequence_pass_t<false>(q, o);
     }
-  }, min_seqs);
+  }, std::max<int64_t>(1, min_seqs / unit));
   grpo_sum_metrics(sums.data(), S, n_batch, &a.metrics);
 }
 
