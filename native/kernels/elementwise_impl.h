@@ -189,25 +189,26 @@ bool kl(const float* logp, const float* ref_logp, int64_t n, int est, bool clamp
   return true;
 }
 
-// 8×8 float transpose in registers (24 shuffles): in r[l] = row l, out r[k] = column k. Its own
-// inverse. groupAdvantages uses it to turn 8 contiguous groups (rows) into member vectors (lane l
-// = group l) and back, instead of 8 scalar loads or extract + store per member.
-GRPO_AI void transpose8(vf8 r[8]) {
-  typedef int32_t vi8 __attribute__((vector_size(32)));
-  vf8 t[8], u[8];
-  for (int k = 0; k < 8; k += 2) {
-    t[k] = __builtin_shuffle(r[k], r[k + 1], vi8{0, 8, 1, 9, 4, 12, 5, 13});
-    t[k + 1] = __builtin_shuffle(r[k], r[k + 1], vi8{2, 10, 3, 11, 6, 14, 7, 15});
+// 8×8 transpose in registers of vectors of 8 lanes (floats or doubles): in r[l] = row l, out
+// r[k] = column k; three rounds of two-source shuffles (exact moves, no arithmetic). Its own
+// inverse. groupAdvantages turns 8 contiguous groups (rows) into member vectors (lane l = group l)
+// and back with it, grpoLoss's plain pass 8 sequences into token vectors: instead of 8 scalar
+// loads, or extract + store, per element.
+template <class V>
+GRPO_AI void transpose8(V* r) {
+  V x[8], y[8];
+  for (int i = 0; i < 8; i += 2) {
+    x[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+    x[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
   }
-  for (int k = 0; k < 8; k += 4) {
-    u[k] = __builtin_shuffle(t[k], t[k + 2], vi8{0, 1, 8, 9, 4, 5, 12, 13});
-    u[k + 1] = __builtin_shuffle(t[k], t[k + 2], vi8{2, 3, 10, 11, 6, 7, 14, 15});
-    u[k + 2] = __builtin_shuffle(t[k + 1], t[k + 3], vi8{0, 1, 8, 9, 4, 5, 12, 13});
-    u[k + 3] = __builtin_shuffle(t[k + 1], t[k + 3], vi8{2, 3, 10, 11, 6, 7, 14, 15});
-  }
-  for (int k = 0; k < 4; ++k) {
-    r[k] = __builtin_shuffle(u[k], u[k + 4], vi8{0, 1, 2, 3, 8, 9, 10, 11});
-    r[k + 4] = __builtin_shuffle(u[k], u[k + 4], vi8{4, 5, 6, 7, 12, 13, 14, 15});
+  for (int h = 0; h < 8; h += 4)
+    for (int j = 0; j < 2; ++j) {
+      y[h + j] = __builtin_shufflevector(x[h + j], x[h + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      y[h + j + 2] = __builtin_shufflevector(x[h + j], x[h + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = __builtin_shufflevector(y[j], y[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[j + 4] = __builtin_shufflevector(y[j], y[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 
@@ -302,25 +303,7 @@ GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1
   return c;
 }
 
-// In-place transpose of an 8×8 block of doubles (r[l][k] -> r[k][l]): three rounds of
-// two-source shuffles (exact moves, no arithmetic).
 typedef uint8_t vu8_u __attribute__((vector_size(8), aligned(1), may_alias));
-GRPO_AI void transpose8(vd* r) {
-  vd x[8], y[8];
-  for (int i = 0; i < 8; i += 2) {
-    x[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 2, 10, 4, 12, 6, 14);
-    x[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
-  }
-  for (int h = 0; h < 8; h += 4)
-    for (int j = 0; j < 2; ++j) {
-      y[h + j] = __builtin_shufflevector(x[h + j], x[h + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-      y[h + j + 2] = __builtin_shufflevector(x[h + j], x[h + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    }
-  for (int j = 0; j < 4; ++j) {
-    r[j] = __builtin_shufflevector(y[j], y[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    r[j + 4] = __builtin_shufflevector(y[j], y[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-  }
-}
 
 // grpoLoss's plain pass, W sequences in lockstep (lane l = sequence q[l]). Per lane, the
 // statements of grpo_sequence_pass_t<true> (ops/grpo_loss_core.h) in token order, with the
