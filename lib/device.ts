@@ -18,9 +18,9 @@ import { native } from './native';
 import type { NativeMetrics } from './native';
 import { ADVANTAGE_ESTIMATORS, ADVANTAGE_SCALES, GROUP_ADVANTAGES_DEVICE_KEYS, groupAdvantagesConfig, hostSequenceValues, rewardShape } from './ops/group_advantages';
 import type { AdvantageEstimator, AdvantageScale } from './ops/group_advantages';
-import { checkRolloutIs, GRPO_CONFIG_KEYS, GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
+import { checkRolloutIs, GRPO_LOSS_KEYS, grpoConfigToNative, grpoLossConfig, lossShape } from './ops/grpo_loss';
 import { defaultHiddenChunk, GRPO_LOSS_FROM_HIDDEN_KEYS } from './ops/grpo_loss_from_hidden';
-import { POLICY_ONLY } from './ops/grpo_loss_full_kl';
+import { lossConfigOf, POLICY_ONLY, wantsFullKl } from './ops/grpo_loss_full_kl';
 import { GRADIENT_MODES, GRPO_LOSS_FROM_LOGITS_KEYS, grpoLossFromLogitsConfig, logitsLossShape } from './ops/grpo_loss_from_logits';
 import { KL_ESTIMATORS, KL_PENALTY_KEYS, klPenaltyConfig } from './ops/kl_penalty';
 import { LOGPROBS_KEYS, logprobsConfig, rowsOfNumel } from './ops/logprobs';
@@ -642,9 +642,6 @@ async function driveAsync<R>(g: Generator<Step<unknown>, R, unknown>): Promise<R
   }
   return r.value;
 }
-function wantsFullKl(o: unknown): boolean {
-  return typeof o === 'object' && o !== null && (o as { klEstimator?: unknown }).klEstimator === 'full';
-}
 
 function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>, CudaGrpoLossFromLogitsResult, unknown> {
   const op = 'cuda.grpoLossFromLogits';
@@ -663,11 +660,6 @@ function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>
   const policy: Record<string, unknown> = { ...opts, beta: 0, klEstimator: undefined, refLogits: undefined };
   delete policy.refLogits;
   if (inplace) policy.gradient = 'none';
-  const config = (skip?: ReadonlySet<string>): Record<string, unknown> => {
-    const w: Record<string, unknown> = {};
-    for (const k of GRPO_CONFIG_KEYS) if (!skip?.has(k) && opts[k] !== undefined) w[k] = opts[k];
-    return w;
-  };
   const temps: (DeviceTensor | null | undefined)[] = [];
   let r: CudaGrpoLossFromLogitsResult | undefined;
   let pr: CudaGrpoLossResult | undefined;
@@ -679,7 +671,7 @@ function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>
     if (inplace) {
       // the policy term's ∂L/∂ℓ and ∂L/∂H from the loss core on the fused pass's ℓ, H
       const po = {
-        ...config(), beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp, advantages: opts.advantages, mask: opts.mask,
+        ...lossConfigOf(opts), beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp, advantages: opts.advantages, mask: opts.mask,
         rolloutLogp: opts.rolloutLogp,
       } as CudaGrpoLossOptions;
       pr = (yield step(() => cuda.grpoLossSync(po), () => cuda.grpoLoss(po))) as CudaGrpoLossResult;
@@ -688,7 +680,7 @@ function* fullKlSteps(o: CudaGrpoLossFromLogitsOptions): Generator<Step<unknown>
     const zeros = DeviceTensor.fromHost(new Float32Array(S));
     temps.push(zeros);
     const wo = {
-      ...config(POLICY_ONLY), beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
+      ...lossConfigOf(opts, POLICY_ONLY), beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
       logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: zeros, mask: opts.mask,
     } as CudaGrpoLossOptions;
     const wr = (yield step(() => cuda.grpoLossSync(wo), () => cuda.grpoLoss(wo))) as CudaGrpoLossResult;

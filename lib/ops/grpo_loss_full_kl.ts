@@ -35,6 +35,12 @@ import { logitsTensor, rowsOf, temperatureOption } from './logprobs';
 const OP = 'grpoLossFromLogits';
 /** Loss options of the policy term only: not part of the KL term's weights a_n·m_n. */
 export const POLICY_ONLY: ReadonlySet<string> = new Set(['entropyCoef', 'rolloutImportanceSamplingMode', 'rolloutImportanceSamplingThreshold']);
+/** The loss options (GRPO_CONFIG_KEYS) a call set, less `skip`: what the composed steps pass on (host and device forms). */
+export function lossConfigOf(opts: Record<string, unknown>, skip?: ReadonlySet<string>): Record<string, unknown> {
+  const w: Record<string, unknown> = {};
+  for (const k of GRPO_CONFIG_KEYS) if (!skip?.has(k) && opts[k] !== undefined) w[k] = opts[k];
+  return w;
+}
 
 /** Whether a grpoLossFromLogits call asks for the full KL (checked before any validation). */
 export function wantsFullKl(o: unknown): boolean {
@@ -74,21 +80,17 @@ function plan(o: GrpoLossFromLogitsOptions) {
   }
   // in place: the policy term's ∂L/∂ℓ and ∂L/∂H from the loss core on the fused pass's ℓ, H
   const policyGrads = (r: GrpoLossFromLogitsResult): GrpoLossOptions => {
-    const w: Record<string, unknown> = {};
-    for (const k of GRPO_CONFIG_KEYS) if (opts[k] !== undefined) w[k] = opts[k];
     return {
-      ...w, beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp as never, advantages: opts.advantages as never,
+      ...lossConfigOf(opts), beta: 0, klEstimator: undefined, logp: r.logp, entropy: r.entropy, oldLogp: opts.oldLogp as never, advantages: opts.advantages as never,
       mask: opts.mask as never, rolloutLogp: opts.rolloutLogp as never, out: { gradLogp: r.gradLogp },
     } as GrpoLossOptions;
   };
   // the weights a_n·m_n: every aggregation option of the call, the policy and KL options fixed
   const weights = (r: GrpoLossFromLogitsResult, S: number): GrpoLossOptions => {
-    const w: Record<string, unknown> = {};
     // (an entropy bonus and the rollout IS weight are policy-side terms, the KL is added after
     // them unweighted as in TRL: left at their defaults)
-    for (const k of GRPO_CONFIG_KEYS) if (!POLICY_ONLY.has(k) && opts[k] !== undefined) w[k] = opts[k];
     return {
-      ...w, beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
+      ...lossConfigOf(opts, POLICY_ONLY), beta: 1, klEstimator: 'k1', useBiasCorrectionKl: false, clampLogRatio: true,
       logp: r.logp, oldLogp: r.logp, refLogp: r.logp, entropy: r.entropy, advantages: new Float32Array(S), mask: opts.mask as never,
     } as GrpoLossOptions;
   };

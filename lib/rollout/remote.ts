@@ -61,8 +61,8 @@ interface Chunk {
 
 const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
 
-/** A value for an error message: numbers as JavaScript prints them (NaN, Infinity), the rest as JSON. */
-const shown = (x: unknown) => (typeof x === 'number' ? String(x) : JSON.stringify(x));
+/** A value for an error message: numbers as JavaScript prints them (NaN, Infinity), the rest as JSON (its first 80 characters). */
+export const shown = (x: unknown) => (typeof x === 'number' ? String(x) : JSON.stringify(x)?.slice(0, 80));
 
 /**
  * Checks one sampled sequence, shared by the remote answers and the local workers' (lib/rollout/

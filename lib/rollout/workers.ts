@@ -37,7 +37,7 @@ import { Transformer } from '../models/transformer';
 import { HfCausalLM } from '../models/hf/model';
 import { rolloutWith, type PromptInput, type Rollout, type SamplingOptions } from '../trainer/rollout';
 import type { RolloutEngine } from './engine';
-import { validateSequence } from './remote';
+import { shown, validateSequence } from './remote';
 
 export interface WorkerEngineOptions {
   /** Number of worker processes (>= 1). */
@@ -184,8 +184,6 @@ class WorkerProc {
   }
 }
 
-/** Shown for a number in a message (NaN, Infinity), the rest as JSON. */
-const shown = (x: unknown) => (typeof x === 'number' ? String(x) : JSON.stringify(x)?.slice(0, 80));
 
 /**
  * Checks a worker's answer for `rows` rows of at most `maxTokens` tokens in a vocabulary of V,
