@@ -32,9 +32,9 @@ export interface VisionEncoderConfig {
   frames: number;
   /**
    * Frames per video token (Qwen2-VL's temporal_patch_size; absent = 1): each encoder input row
-   * holds this many consecutive frames of one patch, frame-major ((t, dy, dx, channel) order), so
-   * one row sees the change at its position; a clip whose frame count it does not divide repeats
-   * its last frame, and an image fills every slot with itself (as Qwen2-VL's processor does).
+   * holds this many consecutive frames of one patch, frame-major ((t, dy, dx, channel) order); a
+   * clip whose frame count it does not divide repeats its last frame, and an image fills every
+   * slot with itself (as Qwen2-VL's processor does).
    * Why: a row then sees the change at its position, so comparing frames no longer rests on the
    * decoder's attention alone; the built-in 2-layer model's warm start sits at the answer prior
    * for a shorter time on the direction task (video_direction_2f, patch 4: > 800 steps with one
