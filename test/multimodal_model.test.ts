@@ -165,27 +165,9 @@ test('encoder gradients match central differences of the float64 reference; plac
     for (let i = 0; i < lg.length; i++) s += w[i] * lg[i];
     return s;
   };
-  const h = 1e-5;
   const names = ['vision.patch.weight', 'vision.patch.bias', 'vision.pos', 'vision.temporal', 'vision.proj.weight', 'vision.proj.bias',
     'audio.patch.weight', 'audio.patch.bias', 'audio.pos', 'audio.proj.weight', 'audio.proj.bias', 'wpe', 'blocks.0.attn.q.weight'];
-  for (const name of names) {
-    const g = grads.get(name)!.data, q = p.get(name)!;
-    let gmax = 0;
-    for (const x of g) gmax = Math.max(gmax, Math.abs(x));
-    assert.ok(gmax > 0, `${name} has a gradient`);
-    for (let k = 0; k < 12; k++) {
-      const j = Math.floor(r() * q.length);
-      const orig = q[j];
-      q[j] = orig + h;
-      const lp = loss();
-      q[j] = orig - h;
-      const lm = loss();
-      q[j] = orig;
-      const fd = (lp - lm) / (2 * h);
-      const tol = 2e-3 * Math.abs(fd) + 1e-4 * gmax + 1e-6;
-      if (!(Math.abs(g[j] - fd) <= tol)) assert.unreachable(`${name}[${j}]: native ${g[j]}, finite difference ${fd} (tol ${tol})`);
-    }
-  }
+  checkByCentralDifferences(names, grads, p, loss, (name, k, len) => Math.floor(r() * len));
   // the placeholders' own embeddings are never read, so they get nothing
   const wte = grads.get('wte')!.data, d = CFG.dModel;
   for (const id of [media.imageTokenId, media.videoTokenId, media.audioTokenId])
@@ -395,15 +377,26 @@ test('temporalPatch 2: vision encoder gradients match central differences of the
     for (let i = 0; i < lg.length; i++) s += w[i] * lg[i];
     return s;
   };
+  // rows 48.. of patch.weight are the second frame's pixels: sample them as well as the first's
+  checkByCentralDifferences(['vision.patch.weight', 'vision.patch.bias', 'vision.pos', 'vision.temporal', 'vision.proj.weight'], grads, p, loss,
+    (name, k, len) => (name === 'vision.patch.weight' ? (k % 2 ? 48 * 6 : 0) + Math.floor(r() * 48 * 6) : Math.floor(r() * len)));
+  m.dispose();
+});
+
+/**
+ * Each named parameter has a non-zero native gradient, and at 12 sampled indices (pick) it matches
+ * the central difference (h = 1e-5) of the float64 loss over the reference parameters p.
+ */
+function checkByCentralDifferences(names: string[], grads: Map<string, { data: Float32Array }>, p: Map<string, Float64Array>, loss: () => number,
+  pick: (name: string, k: number, len: number) => number) {
   const h = 1e-5;
-  for (const name of ['vision.patch.weight', 'vision.patch.bias', 'vision.pos', 'vision.temporal', 'vision.proj.weight']) {
+  for (const name of names) {
     const g = grads.get(name)!.data, q = p.get(name)!;
     let gmax = 0;
     for (const x of g) gmax = Math.max(gmax, Math.abs(x));
     assert.ok(gmax > 0, `${name} has a gradient`);
-    // rows 48.. of patch.weight are the second frame's pixels: sample them as well as the first's
     for (let k = 0; k < 12; k++) {
-      const j = name === 'vision.patch.weight' ? (k % 2 ? 48 * 6 : 0) + Math.floor(r() * 48 * 6) : Math.floor(r() * q.length);
+      const j = pick(name, k, q.length);
       const orig = q[j];
       q[j] = orig + h;
       const lp = loss();
@@ -415,8 +408,7 @@ test('temporalPatch 2: vision encoder gradients match central differences of the
       if (!(Math.abs(g[j] - fd) <= tol)) assert.unreachable(`${name}[${j}]: native ${g[j]}, finite difference ${fd} (tol ${tol})`);
     }
   }
-  m.dispose();
-});
+}
 
 void Transformer;
 async function rejects(f: () => Promise<unknown>, re: RegExp) {
