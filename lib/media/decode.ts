@@ -75,6 +75,17 @@ export function sniffFormat(b: Uint8Array): SniffedFormat {
   return 'unknown';
 }
 
+/**
+ * The reason libvips gave, on one line. libvips keeps one process-wide error buffer that sharp
+ * reads whole, so while other files decode concurrently a message can carry their earlier errors
+ * first (a GIF's "no frames" after another file's "pngload_buffer: end of stream"); the newest
+ * line, last, is this file's.
+ */
+function vipsReason(e: unknown): string {
+  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  return lines.length ? lines[lines.length - 1] : String(e);
+}
+
 function describe(b: Uint8Array): string {
   const f = sniffFormat(b);
   return f === 'unknown' ? `unrecognised bytes (${b.length} B, starting ${Buffer.from(b.subarray(0, 8)).toString('hex')})` : `${f.toUpperCase()} (${b.length} B)`;
@@ -109,7 +120,7 @@ export async function decodeImage(bytes: Uint8Array, spec?: MediaSpec['image'], 
     // Header only: the pixel guard runs before libvips allocates the image.
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new MediaDecodeError(`cannot read the image header of ${describe(bytes)}: ${(e as Error).message}`);
+    throw new MediaDecodeError(`cannot read the image header of ${describe(bytes)}: ${vipsReason(e)}`);
   }
   const w = meta.width ?? 0;
   const h = meta.pageHeight ?? meta.height ?? 0;
@@ -121,7 +132,7 @@ export async function decodeImage(bytes: Uint8Array, spec?: MediaSpec['image'], 
     return toImageData(data, info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof MediaDecodeError) throw e;
-    throw new MediaDecodeError(`cannot decode the ${meta.format ?? 'image'} (${w}×${h}): ${(e as Error).message}`);
+    throw new MediaDecodeError(`cannot decode the ${meta.format ?? 'image'} (${w}×${h}): ${vipsReason(e)}`);
   }
 }
 
@@ -145,7 +156,7 @@ async function decodeAnimated(bytes: Uint8Array, spec: MediaSpec['video'] | unde
   try {
     meta = await sharp(bytes, { animated: true, limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new MediaDecodeError(`cannot read the header of ${describe(bytes)}: ${(e as Error).message}`);
+    throw new MediaDecodeError(`cannot read the header of ${describe(bytes)}: ${vipsReason(e)}`);
   }
   const pages = meta.pages ?? 1;
   const w = meta.width ?? 0;
@@ -166,7 +177,7 @@ async function decodeAnimated(bytes: Uint8Array, spec: MediaSpec['video'] | unde
       byPage.set(p, toImageData(data, info.width, info.height, info.channels));
     }
   } catch (e) {
-    throw new MediaDecodeError(`cannot decode the ${meta.format} frames (${w}×${h}×${pages}): ${(e as Error).message}`);
+    throw new MediaDecodeError(`cannot decode the ${meta.format} frames (${w}×${h}×${pages}): ${vipsReason(e)}`);
   }
   // GIF / WebP delays are per frame in ms; the clip's rate is frames over its total duration.
   const delays = meta.delay && meta.delay.length ? meta.delay : [100];
