@@ -310,7 +310,6 @@ test('groupAdvantages survives hundreds of random malformed calls', async () => 
   assert.ok(errors > 200 && ok > 0, `${errors} errors, ${ok} successes`);
 });
 
-test.run();
 
 // The lockstep path (K = 1, contiguous groups of <= 64: 8 groups per vector step) split over the
 // pool: chunk boundaries fall inside blocks of 8, so spare lanes occur in every chunk. The bits
@@ -337,3 +336,48 @@ test('groupAdvantages lockstep groups over the pool: the bits of the general pat
   rewards[16 * 13 + 5] = -Infinity;
   assert.throws(() => groupAdvantagesSync({ rewards, groupSize: 16 }), (e: Error) => e instanceof RangeError && /rewards.*-Infinity at index 213/.test(e.message));
 });
+
+// The vector steps of the fixed-size path (K = 1; 16 or 8 whole groups per step when G is a
+// multiple of 8, with or without a NaN in the step; the rest member by member) against the
+// general (groupIds) path, bit for bit: weight 1 (the sums take r itself), other weights with
+// G ≤ 32 (equal members found by sq == 0) and G > 32 (by min == max), −0 rewards, constant
+// non-binary groups, rewards spread over 2^±100, and ±Infinity (always an error, also with
+// weight 0, where 0·Inf is NaN).
+test('groupAdvantages vector steps: the bits of the general path for every weight, size and kind of reward', () => {
+  const r = rng(2027);
+  const kinds: [string, (i: number, G: number) => number][] = [
+    ['binary', () => (r() < 0.5 ? 1 : 0)],
+    ['normal', () => normal(r) * 3],
+    ['normal with NaN', () => (r() < 0.1 ? NaN : normal(r))],
+    ['signed zeros', () => (r() < 0.3 ? -0 : r() < 0.5 ? 0 : 0.25)],
+    ['constant groups', (i, G) => (Math.floor(i / G) % 5) * 0.1 + (r() < 0.02 ? NaN : 0)],
+    ['wide exponents', () => (r() < 0.3 ? normal(r) * 2 ** (Math.floor(r() * 200) - 100) : normal(r))],
+  ];
+  let cases = 0;
+  for (const G of [8, 16, 24, 40, 64, 12])
+    for (const w of [1, 0.5, -2, 0.1])
+      for (const [kind, gen] of kinds)
+        for (const [estimator, scale] of [['grpo', 'group'], ['rloo', 'batch'], ['grpo', 'none']] as const) {
+          const NG = 37 + Math.floor(r() * 40), S = NG * G;  // full steps of 16 and 8, then a partial one
+          const rewards = Float32Array.from({ length: S }, (_, i) => gen(i, G));
+          const o: GroupAdvantagesOptions = { rewards, weights: [w], estimator, scale, std: r() < 0.5 ? 'unbiased' : 'population' };
+          const got = groupAdvantagesSync({ ...o, groupSize: G });
+          const viaIds = groupAdvantagesSync({ ...o, groupIds: Int32Array.from({ length: S }, (_, i) => Math.floor(i / G)) });
+          const what = `G=${G} w=${w} ${kind} ${estimator}/${scale}`;
+          for (const key of ['advantages', 'rewards', 'groupMean', 'groupStd'] as const)
+            assert.ok(Buffer.from(got[key].buffer, got[key].byteOffset, got[key].byteLength).equals(Buffer.from(viaIds[key].buffer, viaIds[key].byteOffset, viaIds[key].byteLength)), `${what}: ${key} bits`);
+          assert.is(got.zeroStdFraction, viaIds.zeroStdFraction, `${what}: zeroStdFraction`);
+          assert.is(got.numNoReward, viaIds.numNoReward, `${what}: numNoReward`);
+          if (kind === 'constant groups') assert.ok(got.zeroStdFraction > 0.5, `${what}: constant groups have std 0`);
+          cases++;
+        }
+  assert.is(cases, 6 * 4 * 6 * 3);
+  for (const w of [1, 0, -3])
+    for (const G of [16, 40]) {
+      const rewards = Float32Array.from({ length: 32 * G }, () => Math.round(r()));
+      rewards[17 * G + 3] = Infinity;
+      assert.throws(() => groupAdvantagesSync({ rewards, groupSize: G, weights: [w] }), (e: Error) => e instanceof RangeError && new RegExp(`Infinity at index ${17 * G + 3}`).test(e.message), `w=${w} G=${G}`);
+    }
+});
+
+test.run();

@@ -212,94 +212,227 @@ GRPO_AI void transpose8(V* r) {
   }
 }
 
-// W groups per step, lane l = group j + l (the last step repeats the last group in its spare
-// lanes and stores only the real ones). Per lane, the statements of group_advantages_fixed_t
-// (ops/group_advantages.cc) with K = 1: a NaN member is skipped by adding 0 (exact: no sum is
-// −0) and not counting it; lo/hi start at ±Inf instead of the first member (the same min/max
-// over the members: a ±Inf reward makes the call throw).
-GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1) {
+// groupAdvantages for contiguous groups, K = 1 (elementwise.h group_adv): lane l of a vector =
+// group j + l. Per lane, the values of group_advantages_fixed_t (ops/group_advantages.cc), in
+// fewer operations with the same bits:
+// - x = 0 + w0·r (ONE, w0 = 1: r + 0, the same value: −0 becomes +0); a NaN reward stays NaN in
+//   x and is left out of the sums by the lane's mask (no sum is ever −0, so adding +0 instead of
+//   skipping would give the same bits; the mask is cheaper than a select of 0);
+// - "all rewarded members equal" is sq == 0 instead of min == max (LOHI keeps min/max): x has at
+//   most 24 (ONE) or 48 significant bits (a float times a float), so for G ≤ 32 (any G ≤ 64 with
+//   ONE) every partial sum of equal members is exact, mean = sum/count is that member exactly,
+//   and sq = 0; conversely sq = 0 means every d² is 0 (a squared difference of these values never
+//   underflows), so every member equals the mean. min == max and sq == 0 then agree, and the
+//   mean is min either way;
+// - a ±Inf reward makes its lane's sum ±Inf or NaN (finite members cannot overflow it): the
+//   lane is rescanned only then, instead of testing every member.
+//
+// A partial step: nl ≤ 8 groups (the last one repeated in the spare lanes, only the real ones
+// stored), member by member; for the end of a thread's range and for G not a multiple of 8.
+template <bool ONE, bool LOHI>
+GRPO_AI void group_adv_partial(const GroupAdvLanesArgs& a, int64_t j, int64_t nl, GroupAdvLanesCounts& c) {
   const int64_t G = a.G;
   const double nan = __builtin_nan("");
-  const double inf = __builtin_inf();
   const vd w0 = splat(a.w0);
-  GroupAdvLanesCounts c;
+  const bool scaled = a.scale != static_cast<int>(AdvScale::None);
   vd x[kGroupAdvLanesMaxG];
-  vf8 rt[kGroupAdvLanesMaxG];  // full steps with G % 8 == 0: the members as float vectors (lane = group)
-  // A full step of 8 groups whose size is a multiple of 8 loads and stores its 8·G contiguous
-  // floats as rows and transposes them in registers; other steps go member by member.
-  const bool tr = G % 8 == 0;
-  for (int64_t j = j0; j < j1; j += W) {
-    const int64_t nl = j1 - j < W ? j1 - j : W;
-    const bool full = tr && nl == W;
-    if (full)
-      for (int64_t h = 0; h < G; h += 8) {
-        for (int l = 0; l < W; ++l) rt[h + l] = *reinterpret_cast<const vf8_u*>(a.rewards + (j + l) * G + h);
-        transpose8(rt + h);
-      }
-    vd sum{}, cnt{}, lo = splat(inf), hi = splat(-inf), badv{};
-    for (int64_t u = 0; u < G; ++u) {
-      vd raw;
-      if (full) raw = cvt8(rt[u]);
-      else
-        for (int l = 0; l < W; ++l) raw[l] = a.rewards[(j + (l < nl ? l : nl - 1)) * G + u];
-      badv += (raw - raw) * 0.0;  // NaN for ±Inf, and for NaN: told apart below
-      const auto valid = raw == raw;
-      const vd xv = valid ? 0.0 + w0 * raw : splat(nan);
-      x[u] = xv;
-      // xv is NaN where not valid, and a comparison with NaN is false: no mask needed (the form
-      // of vminpd / vmaxpd, one instruction on the lane's dependent chain)
+  vd sum{}, cnt{}, lo = splat(__builtin_inf()), hi = -lo;
+  for (int64_t u = 0; u < G; ++u) {
+    vd raw;
+    for (int l = 0; l < W; ++l) raw[l] = a.rewards[(j + (l < nl ? l : nl - 1)) * G + u];
+    const vd xv = ONE ? raw + 0.0 : 0.0 + w0 * raw;
+    x[u] = xv;
+    const auto valid = xv == xv;
+    sum = valid ? sum + xv : sum;
+    cnt = valid ? cnt + 1.0 : cnt;
+    if (LOHI) {  // NaN compares false: no mask needed
       lo = xv < lo ? xv : lo;
       hi = xv > hi ? xv : hi;
-      sum += valid ? xv : vd{};
-      cnt += valid ? splat(1.0) : vd{};
-    }
-    const auto none = cnt == 0.0;
-    const auto same = lo == hi;
-    const vd mean = none ? splat(nan) : (same ? lo : sum / cnt);
-    vd sq{};
-    for (int64_t u = 0; u < G; ++u) {
-      const vd d = x[u] - mean;
-      sq += x[u] == x[u] ? d * d : vd{};
-    }
-    vd sdv = cnt <= 1.0 ? vd{} : sq / (a.unbiased ? cnt - 1.0 : cnt);
-    for (int l = 0; l < W; ++l) sdv[l] = __builtin_sqrt(sdv[l]);
-    const vd sd = none ? splat(nan) : (same ? vd{} : sdv);
-    const vd rloo = cnt < 2.0 ? vd{} : cnt / (cnt - 1.0);
-    const vd div = a.scale == static_cast<int>(AdvScale::Group) ? sd + a.eps : splat(a.batch_sd + a.eps);
-    for (int64_t u = 0; u < G; ++u) {
-      vd adv = x[u] - mean;
-      if (a.rloo) adv = cnt < 2.0 ? vd{} : rloo * adv;
-      if (a.scale != static_cast<int>(AdvScale::None)) adv /= div;
-      adv = x[u] == x[u] ? adv : vd{};
-      if (full) {
-        rt[u] = __builtin_convertvector(adv, vf8);
-        continue;
-      }
-      for (int l = 0; l < nl; ++l) {
-        a.advantages[(j + l) * G + u] = static_cast<float>(adv[l]);
-        a.reward[(j + l) * G + u] = static_cast<float>(x[u][l]);
-      }
-    }
-    if (full)
-      for (int64_t h = 0; h < G; h += 8) {
-        transpose8(rt + h);
-        for (int l = 0; l < W; ++l) *reinterpret_cast<vf8_u*>(a.advantages + (j + l) * G + h) = rt[h + l];
-        vf8 xr[8];
-        for (int l = 0; l < W; ++l) xr[l] = __builtin_convertvector(x[h + l], vf8);
-        transpose8(xr);
-        for (int l = 0; l < W; ++l) *reinterpret_cast<vf8_u*>(a.reward + (j + l) * G + h) = xr[l];
-      }
-    for (int l = 0; l < nl; ++l) {
-      a.group_mean[j + l] = static_cast<float>(mean[l]);
-      a.group_std[j + l] = static_cast<float>(sd[l]);
-      c.zero_std += sd[l] == 0.0;
-      c.no_reward += static_cast<int64_t>(G - static_cast<int64_t>(cnt[l]));
-      // badv NaN: some member ±Inf or NaN; a lane whose members are all finite or NaN with
-      // count + NaN count = G and no Inf: tell apart by rescanning only then (rare)
-      if (badv[l] != badv[l] && !c.inf)
-        for (int64_t u = 0; u < G; ++u) c.inf |= __builtin_isinf(a.rewards[(j + l) * G + u]);
     }
   }
+  vd mean = cnt == 0.0 ? splat(nan) : sum / cnt;
+  if (LOHI) mean = lo == hi ? lo : mean;
+  vd sq{};
+  for (int64_t u = 0; u < G; ++u) {
+    const vd d = x[u] - mean;
+    sq = x[u] == x[u] ? sq + d * d : sq;
+  }
+  const auto same = LOHI ? lo == hi : sq == 0.0;
+  vd sdv = cnt <= 1.0 ? vd{} : sq / (a.unbiased ? cnt - 1.0 : cnt);
+  for (int l = 0; l < W; ++l) sdv[l] = __builtin_sqrt(sdv[l]);
+  const vd sd = cnt == 0.0 ? splat(nan) : (same ? vd{} : sdv);
+  const vd rloo = cnt < 2.0 ? vd{} : cnt / (cnt - 1.0);
+  const vd div = a.scale == static_cast<int>(AdvScale::Group) ? sd + a.eps : splat(a.batch_sd + a.eps);
+  for (int64_t u = 0; u < G; ++u) {
+    vd adv = x[u] - mean;
+    if (a.rloo) adv = cnt < 2.0 ? vd{} : rloo * adv;
+    if (scaled) adv /= div;
+    adv = x[u] == x[u] ? adv : vd{};
+    for (int l = 0; l < nl; ++l) {
+      a.advantages[(j + l) * G + u] = static_cast<float>(adv[l]);
+      a.reward[(j + l) * G + u] = static_cast<float>(x[u][l] == x[u][l] ? x[u][l] : nan);
+    }
+  }
+  for (int l = 0; l < nl; ++l) {
+    a.group_mean[j + l] = static_cast<float>(mean[l]);
+    a.group_std[j + l] = static_cast<float>(sd[l]);
+    c.zero_std += sd[l] == 0.0;
+    c.no_reward += static_cast<int64_t>(G - static_cast<int64_t>(cnt[l]));
+    if (sum[l] - sum[l] != 0.0 && !c.inf)  // ±Inf among the members (rare): find it
+      for (int64_t u = 0; u < G; ++u) c.inf |= __builtin_isinf(a.rewards[(j + l) * G + u]);
+  }
+}
+
+// A full step: NS·8 whole groups of G (a multiple of 8) members. The sums run on member
+// vectors (lane = group: each lane adds its members in order), from rows transposed in registers;
+// the outputs are written row by row with each group's mean and divisor broadcast, which needs
+// no transpose back. NANS: some reward in the step is NaN (checked on the rows): only then do the
+// sums and the advantages need the per-member masks.
+template <int NS, bool ONE, bool LOHI, bool NANS, int GC>
+GRPO_AI void group_adv_full(const GroupAdvLanesArgs& a, int64_t j, GroupAdvLanesCounts& c) {
+  const int64_t G = GC ? GC : a.G;
+  const double nan = __builtin_nan("");
+  const vd w0 = splat(a.w0);
+  const vf8 nanf = vf8{} + __builtin_nanf("");
+  const bool scaled = a.scale != static_cast<int>(AdvScale::None);
+  vd x[kGroupAdvLanesMaxG][NS];
+  vf8 rt[NS][kGroupAdvLanesMaxG];
+  for (int k = 0; k < NS; ++k)
+    for (int64_t h = 0; h < G; h += 8) {
+      for (int l = 0; l < 8; ++l) rt[k][h + l] = *reinterpret_cast<const vf8_u*>(a.rewards + (j + 8 * k + l) * G + h);
+      transpose8(rt[k] + h);
+    }
+  vd sum[NS], cnt[NS], lo[NS], hi[NS];
+  for (int k = 0; k < NS; ++k) {
+    sum[k] = cnt[k] = vd{};
+    lo[k] = splat(__builtin_inf());
+    hi[k] = -lo[k];
+  }
+  for (int64_t u = 0; u < G; ++u)
+    for (int k = 0; k < NS; ++k) {
+      const vd raw = cvt8(rt[k][u]);
+      // ONE: r itself; its −0 (instead of r + 0 = +0) changes no sum and no d² (min/max are not
+      // kept with ONE); the outputs below add the 0
+      const vd xv = ONE ? raw : 0.0 + w0 * raw;
+      x[u][k] = xv;
+      if (NANS) {
+        const auto valid = xv == xv;
+        sum[k] = valid ? sum[k] + xv : sum[k];
+        cnt[k] = valid ? cnt[k] + 1.0 : cnt[k];
+      } else {
+        sum[k] += xv;
+      }
+      if (LOHI) {
+        lo[k] = xv < lo[k] ? xv : lo[k];
+        hi[k] = xv > hi[k] ? xv : hi[k];
+      }
+    }
+  if (!NANS)
+    for (int k = 0; k < NS; ++k) cnt[k] = splat(static_cast<double>(G));
+  vd mean[NS], sq[NS];
+  for (int k = 0; k < NS; ++k) {
+    mean[k] = cnt[k] == 0.0 ? splat(nan) : sum[k] / cnt[k];
+    if (LOHI) mean[k] = lo[k] == hi[k] ? lo[k] : mean[k];
+    sq[k] = vd{};
+  }
+  for (int64_t u = 0; u < G; ++u)
+    for (int k = 0; k < NS; ++k) {
+      const vd d = x[u][k] - mean[k];
+      if (NANS) sq[k] = x[u][k] == x[u][k] ? sq[k] + d * d : sq[k];
+      else sq[k] += d * d;
+    }
+  alignas(64) double mb[NS][8], fb[NS][8], db[NS][8];  // per group: mean, rloo factor, divisor (broadcast below)
+  for (int k = 0; k < NS; ++k) {
+    const auto same = LOHI ? lo[k] == hi[k] : sq[k] == 0.0;
+    vd sdv = cnt[k] <= 1.0 ? vd{} : sq[k] / (a.unbiased ? cnt[k] - 1.0 : cnt[k]);
+    for (int l = 0; l < W; ++l) sdv[l] = __builtin_sqrt(sdv[l]);
+    const vd sd = cnt[k] == 0.0 ? splat(nan) : (same ? vd{} : sdv);
+    *reinterpret_cast<vd*>(mb[k]) = mean[k];
+    *reinterpret_cast<vd*>(fb[k]) = cnt[k] < 2.0 ? vd{} : cnt[k] / (cnt[k] - 1.0);
+    *reinterpret_cast<vd*>(db[k]) = a.scale == static_cast<int>(AdvScale::Group) ? sd + a.eps : splat(a.batch_sd + a.eps);
+    *reinterpret_cast<vf8_u*>(a.group_mean + j + 8 * k) = __builtin_convertvector(mean[k], vf8);
+    *reinterpret_cast<vf8_u*>(a.group_std + j + 8 * k) = __builtin_convertvector(sd, vf8);
+    const vu zs = (vu)(sd == 0.0) & 1, bad = (vu)(sum[k] - sum[k] != 0.0);
+    const vd nr = splat(static_cast<double>(G)) - cnt[k];  // members without a reward
+    uint64_t z = 0, anybad = 0;
+    double n = 0;
+    for (int l = 0; l < 8; ++l) {
+      z += zs[l];
+      anybad |= bad[l];
+      n += nr[l];  // small integers: exact
+    }
+    c.zero_std += static_cast<int64_t>(z);
+    if (NANS) c.no_reward += static_cast<int64_t>(n);
+    if (anybad && !c.inf)  // ±Inf among the members (rare): find it
+      for (int64_t i = j * G; i < (j + 8 * NS) * G; ++i) c.inf |= __builtin_isinf(a.rewards[i]);
+  }
+  // Outputs row by row: per member the same statements as the lane form (x − mean, the rloo
+  // factor, the divisor), with the group's values broadcast to the row's lanes.
+  for (int k = 0; k < NS; ++k)
+    for (int l = 0; l < 8; ++l) {
+      const int64_t g = j + 8 * k + l;
+      const vd m = splat(mb[k][l]), f = splat(fb[k][l]), dv = splat(db[k][l]);
+      const bool few = !(fb[k][l] != 0.0);  // fewer than 2 rewarded members: rloo gives 0
+      for (int64_t h = 0; h < G; h += 8) {
+        const vf8 row = *reinterpret_cast<const vf8_u*>(a.rewards + g * G + h);
+        const vd raw = cvt8(row);
+        const vd xv = ONE ? raw + 0.0 : 0.0 + w0 * raw;
+        vd adv = xv - m;
+        if (a.rloo) adv = few ? vd{} : f * adv;
+        if (scaled) adv /= dv;
+        vf8 af = __builtin_convertvector(adv, vf8);
+        vf8 rr = ONE ? row + 0.0f : __builtin_convertvector(xv, vf8);
+        if (NANS) {
+          af = row == row ? af : vf8{};
+          rr = row == row ? rr : nanf;
+        }
+        *reinterpret_cast<vf8_u*>(a.advantages + g * G + h) = af;
+        *reinterpret_cast<vf8_u*>(a.reward + g * G + h) = rr;
+      }
+    }
+}
+
+template <bool ONE, bool LOHI, int GC>
+GRPO_AI void group_adv_fulls(const GroupAdvLanesArgs& a, int64_t& j, int64_t j1, GroupAdvLanesCounts& c) {
+  const int64_t G = GC ? GC : a.G;
+  auto has_nan = [&](int64_t j, int64_t ng) {
+    typedef int32_t vi8 __attribute__((vector_size(32)));
+    vi8 any{};
+    for (int64_t i = j * G; i < (j + ng) * G; i += 8) {
+      const vf8 row = *reinterpret_cast<const vf8_u*>(a.rewards + i);
+      any |= row != row;
+    }
+    typedef int64_t vl4 __attribute__((vector_size(32)));
+    const vl4 q = (vl4)any;
+    return (q[0] | q[1] | q[2] | q[3]) != 0;
+  };
+  for (; j + 16 <= j1; j += 16) {
+    if (has_nan(j, 16)) group_adv_full<2, ONE, LOHI, true, GC>(a, j, c);
+    else group_adv_full<2, ONE, LOHI, false, GC>(a, j, c);
+  }
+  for (; j + 8 <= j1; j += 8) {
+    if (has_nan(j, 8)) group_adv_full<1, ONE, LOHI, true, GC>(a, j, c);
+    else group_adv_full<1, ONE, LOHI, false, GC>(a, j, c);
+  }
+}
+
+template <bool ONE, bool LOHI>
+GroupAdvLanesCounts group_adv_t(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1) {
+  GroupAdvLanesCounts c;
+  int64_t j = j0;
+  if (a.G == 16) group_adv_fulls<ONE, LOHI, 16>(a, j, j1, c);
+  else if (a.G == 8) group_adv_fulls<ONE, LOHI, 8>(a, j, j1, c);
+  else if (a.G % 8 == 0) group_adv_fulls<ONE, LOHI, 0>(a, j, j1, c);
+  for (; j < j1; j += W) group_adv_partial<ONE, LOHI>(a, j, j1 - j < W ? j1 - j : W, c);
+  return c;
+}
+
+GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1) {
+  // sq == 0 stands for min == max only where every partial sum of equal members is exact
+  if (a.w0 == 1.0) return group_adv_t<true, false>(a, j0, j1);
+  GroupAdvLanesCounts c = a.G <= 32 ? group_adv_t<false, false>(a, j0, j1) : group_adv_t<false, true>(a, j0, j1);
+  if (a.w0 == 0.0)  // 0·±Inf is NaN, which the sums skip: look for the ±Inf itself
+    for (int64_t i = j0 * a.G; i < j1 * a.G && !c.inf; ++i) c.inf = __builtin_isinf(a.rewards[i]);
   return c;
 }
 
