@@ -776,4 +776,40 @@ test('grpoLoss: the plain pass in vector lanes gives the bits of the general pas
   }
 });
 
+// On-policy (no oldLogp) without refLogp, clip / dual_clip: the lanes write a lane's one per-token
+// loss and gradient from the mask and add its metric increments n_i times without the tokens
+// (n_i·inc where that product is exact: an all-ones mask with a power-of-two token count under
+// dapo; the adds otherwise). S = 21 (two lane groups and 5 scalar sequences, an empty one),
+// T = 37, and S = 16, T = 64 all masked in (n_batch = 1024): the bits of the general pass (reached
+// through useBiasCorrectionKl, the same function when there is no KL term) for every loss type,
+// with and without delta and entropies, and the float64 reference.
+test('grpoLoss: on-policy lanes without a KL term give the bits of the general pass', () => {
+  const cases = [makeCase(93, 21, 37, { emptySeqs: [12] }), makeCase(94, 16, 64)];
+  cases[1].inputs.mask.fill(1);
+  for (const a of Object.values(cases[1].inputs)) if (a instanceof Float32Array && a.length === 16 * 64) a.forEach((x, i) => { if (!Number.isFinite(x)) a[i] = -0.5 - (i % 7) / 8; });
+  let n = 0;
+  for (const c of cases) {
+    const N = c.inputs.logp.length;
+    const ent = Float32Array.from({ length: N }, (_, i) => (c.inputs.mask[i] ? 0.1 + ((i * 7919) % 97) / 50 : NaN));
+    for (const policyLoss of ['clip', 'dual_clip', 'cispo'] as const)
+      for (const lossType of LOSS_TYPES)
+        for (const delta of policyLoss === 'cispo' ? [undefined] : [undefined, DELTA])
+          for (const withEnt of [false, true]) {
+            const cfg = { policyLoss, epsilon: EPS, epsilonHigh: policyLoss === 'cispo' ? 5 : EPS_HIGH, lossType, delta };
+            const o: GrpoLossOptions = { logp: c.inputs.logp, advantages: c.inputs.advantages, mask: c.inputs.mask, entropy: withEnt ? ent : undefined, perTokenLoss: true, ...cfg };
+            const plain = grpoLossSync(o);
+            const general = grpoLossSync({ ...o, useBiasCorrectionKl: true });
+            const what = `S=${c.inputs.advantages.length} ${policyLoss} ${lossType} delta=${delta} ent=${withEnt}`;
+            assert.is(plain.loss, general.loss, `${what}: loss`);
+            assert.equal(plain.metrics, general.metrics, `${what}: metrics`);
+            assert.equal(Array.from(plain.gradLogp!), Array.from(general.gradLogp!), `${what}: gradLogp`);
+            assert.equal(Array.from(plain.perTokenLoss!), Array.from(general.perTokenLoss!), `${what}: perTokenLoss`);
+            const inputs = { ...c.inputs, entropy: withEnt ? ent : undefined, oldLogp: undefined };
+            closeScalar(plain.loss, refGrpoLoss(inputs, { name: what, ...cfg } as Combo).loss, 1e-9, 1e-12, `${what}: loss vs reference`);
+            n++;
+          }
+  }
+  assert.is(n, 2 * (2 * 5 * 2 * 2 + 5 * 2));
+});
+
 test.run();

@@ -50,6 +50,10 @@ struct ElementwiseKernels {
   GroupAdvLanesCounts (*group_adv)(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1);
   // q[kGrpoPlainLanes]: sequences with the same T and the same inputs/outputs given; out[kGrpoPlainLanes]
   void (*grpo_plain)(const SeqInputs* q, const GrpoOptions& o, SeqSums* out);
+  // grpoLoss's first pass over one sequence of T tokens: the number of masked-in tokens (m != 0);
+  // with check, *bad gets a non-zero bit when a mask byte is > 1 or one of the nx arrays xs[k]
+  // holds ±Inf or NaN on a masked-in token (padding may hold anything).
+  int64_t (*mask_count)(const uint8_t* m, const float* const* xs, int nx, int64_t T, bool check, uint32_t* bad);
 };
 
 const ElementwiseKernels& elementwise_kernels();

@@ -437,6 +437,46 @@ GroupAdvLanesCounts group_adv(const GroupAdvLanesArgs& a, int64_t j0, int64_t j1
 }
 
 typedef uint8_t vu8_u __attribute__((vector_size(8), aligned(1), may_alias));
+// Whether c added n times (from 0) rounds nowhere: c normal, its significand's b bits and n's
+// bits fit in 53, and n·c far from overflow. Then the sum is n·c exactly.
+GRPO_AI bool exact_multiple(double c, double n) {
+  uint64_t u;
+  std::memcpy(&u, &c, 8);
+  const uint64_t e = (u >> 52) & 0x7ff;
+  if (e == 0 || e >= 0x7ff - 64 || !(n >= 1.0 && n < 4294967296.0)) return c == 0.0;
+  const uint64_t sig = (u & ((uint64_t{1} << 52) - 1)) | (uint64_t{1} << 52);
+  const int free_bits = __builtin_ctzll(sig);  // low zero bits of the 53-bit significand
+  const uint64_t ni = static_cast<uint64_t>(n);
+  const int nbits = 64 - __builtin_clzll(ni);
+  return nbits <= free_bits;
+}
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef uint32_t vw16 __attribute__((vector_size(64)));
+// Mask bytes widened to 32-bit lanes: GCC 12 turns __builtin_convertvector(u8 -> i32) into a
+// scalar load and insert per byte; the intrinsics are one vpmovzxbd.
+GRPO_AI vi8 widen8(const uint8_t* p) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  return (vi8)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+#else
+  return __builtin_convertvector(*reinterpret_cast<const vu8_u*>(p), vi8);
+#endif
+}
+GRPO_AI vw16 widen16(const uint8_t* p) {
+#if defined(__AVX512F__)
+  return (vw16)_mm512_maskz_cvtepu8_epi32(static_cast<__mmask16>(0xffff), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));  // maskz, all lanes: see cvt8
+#else
+  const vi8 lo = widen8(p), hi = widen8(p + 8);
+  return (vw16)__builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#endif
+}
+// 8 mask bytes as doubles (0..255)
+GRPO_AI vd widen8_d(const uint8_t* p) {
+#if defined(__AVX512F__)
+  return (vd)_mm512_maskz_cvtepi32_pd(static_cast<__mmask8>(0xff), (__m256i)widen8(p));
+#else
+  return __builtin_convertvector(widen8(p), vd);
+#endif
+}
 
 // grpoLoss's plain pass, W sequences in lockstep (lane l = sequence q[l]). Per lane, the
 // statements of grpo_sequence_pass_t<true> (ops/grpo_loss_core.h) in token order, with the
@@ -563,6 +603,94 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
       g_out = valid ? direct : zero;
     }
   };
+  // On-policy (no oldLogp: ρ = 1) without refLogp, clip / dual_clip: a masked-in token's loss,
+  // dL/dℓ and metric increments are the same for every token of a lane (they depend on A, the
+  // weights and ρ = 1 only, not on ℓ). So: one token() per lane gives them, each metric sum is
+  // that increment added n_i times in order (+0 or 1: 0 or n_i exactly; otherwise the adds
+  // themselves, n_i of them, with no per-token work), and the outputs are written row by row from
+  // the mask. The same bits as the token loop below (which the CUDA kernel runs); only the
+  // entropy metric needs the tokens in order.
+  if constexpr (!has_old && !has_ref) {
+    if (pol != PolicyLoss::Cispo) {
+      vd Lc{}, gc{};
+      token(one, zero, zero, zero, zero, Lc, gc);  // from zero sums: the sums are now 0 + increment
+      vd n;
+      for (int l = 0; l < W; ++l) n[l] = q[l].n_i;
+      vd* const sums[] = {&s_loss, &s_kl, &s_ratio, &s_low, &s_high, &s_region, &s_isw};
+      for (vd* sp : sums) {
+        const vd inc = *sp;
+        bool simple = true;
+        for (int l = 0; l < W; ++l) simple &= inc[l] == 0.0 || inc[l] == 1.0;
+        if (simple) {
+          *sp = inc == 1.0 ? n : vd{};
+          continue;
+        }
+        // n·inc is exact (and so is every partial sum k·inc, k ≤ n: the adds round nowhere) when
+        // inc's significand has few enough bits: b significant bits and n < 2^(53 − b). E.g. a
+        // power-of-two token count (w = 2^-m) and float advantages (24 bits). Else the adds.
+        bool exact = true;
+        for (int l = 0; l < W; ++l) exact &= n[l] == 0.0 || exact_multiple(inc[l], n[l]);
+        if (exact) {
+          *sp = n == 0.0 ? vd{} : inc * n;
+          continue;
+        }
+        double nmax = 0;
+        for (int l = 0; l < W; ++l) nmax = n[l] > nmax ? n[l] : nmax;
+        vd acc{};
+        vd k{};
+        for (double c = 0; c < nmax; c += 1.0, k += 1.0) acc = k < n ? acc + inc : acc;
+        *sp = acc;
+      }
+      if (has_ent) {  // the entropy metric: the masked-in entropies, in token order
+        s_ent = vd{};
+        vd mv[W], ev[W];
+        int64_t t = 0;
+        for (; t + W <= T; t += W) {
+          for (int l = 0; l < W; ++l) {
+            mv[l] = widen8_d(q[l].mask + t);
+            ev[l] = load8(q[l].entropy + t);
+          }
+          transpose8(mv);
+          transpose8(ev);
+          for (int u = 0; u < W; ++u) s_ent = mv[u] != 0.0 ? s_ent + ev[u] : s_ent;
+        }
+        for (; t < T; ++t)
+          for (int l = 0; l < W; ++l)
+            if (q[l].mask[t]) s_ent[l] += static_cast<double>(q[l].entropy[t]);
+      }
+      for (int l = 0; l < W; ++l) {
+        const uint8_t* m = q[l].mask;
+        const vf8 gf = vf8{} + static_cast<float>(gc[l]), Lf = vf8{} + static_cast<float>(Lc[l]);
+        int64_t t = 0;
+        for (; t + 8 <= T; t += 8) {
+          const vi8 on = widen8(m + t) != 0;
+          if (has_g) *reinterpret_cast<vf8_u*>(q[l].grad_logp + t) = on ? gf : vf8{};
+          if (has_ptl) *reinterpret_cast<vf8_u*>(q[l].per_token_loss + t) = on ? Lf : vf8{};
+          if (has_gH)  // the plain pass writes dL/dH only on masked-out tokens (no entropy bonus)
+            for (int k = 0; k < 8; ++k)
+              if (!m[t + k]) q[l].grad_entropy[t + k] = 0.0f;
+        }
+        for (; t < T; ++t) {
+          if (has_g) q[l].grad_logp[t] = m[t] ? gf[0] : 0.0f;
+          if (has_ptl) q[l].per_token_loss[t] = m[t] ? Lf[0] : 0.0f;
+          if (has_gH && !m[t]) q[l].grad_entropy[t] = 0.0f;
+        }
+      }
+      for (int l = 0; l < W; ++l) {
+        SeqSums r{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        r.loss = s_loss[l];
+        r.kl = s_kl[l];
+        r.entropy = s_ent[l];
+        r.ratio = s_ratio[l];
+        r.clip_low = s_low[l];
+        r.clip_high = s_high[l];
+        r.clip_region = s_region[l];
+        r.is_weight = s_isw[l];
+        out[l] = r;
+      }
+      return;
+    }
+  }
   // Blocks of W tokens: W contiguous values of each lane's row, transposed into W vectors of one
   // token each (and back for the outputs), instead of W scalar inserts per token and input.
   const vd z{};
@@ -570,7 +698,7 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
   int64_t t = 0;
   for (; t + W <= T; t += W) {
     for (int l = 0; l < W; ++l) {
-      in[0][l] = __builtin_convertvector(*reinterpret_cast<const vu8_u*>(q[l].mask + t), vd);
+      in[0][l] = widen8_d(q[l].mask + t);
       in[1][l] = load8(q[l].logp + t);
       if (has_old) in[2][l] = load8(q[l].old_logp + t);
       if (has_ref) in[3][l] = load8(q[l].ref_logp + t);
@@ -638,7 +766,45 @@ void grpo_plain(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
   }
 }
 
-const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl, group_adv, grpo_plain};
+// 16 tokens per step: the mask bytes widened to 32-bit lanes, each array's exponent bits tested
+// where the lane is masked in; the count and the flags stay in vector lanes until the end.
+int64_t mask_count(const uint8_t* m, const float* const* xs, int nx, int64_t T, bool check, uint32_t* bad) {
+  typedef uint32_t vw16_u __attribute__((vector_size(64), aligned(4), may_alias));
+  vw16 cnt{}, flag{};
+  int64_t t = 0;
+  for (; t + 16 <= T; t += 16) {
+    const vw16 mw = widen16(m + t);
+    const vw16 on = (vw16)(mw != 0u);  // all ones where masked in
+    cnt -= on;
+    if (check) {
+      flag |= (vw16)(mw > 1u);
+      for (int k = 0; k < nx; ++k) {
+        const vw16 u = *reinterpret_cast<const vw16_u*>(reinterpret_cast<const uint32_t*>(xs[k]) + t);
+        flag |= on & (vw16)((u & 0x7f800000u) == 0x7f800000u);
+      }
+    }
+  }
+  int64_t c = 0;
+  uint32_t f = 0;
+  for (int l = 0; l < 16; ++l) {
+    c += cnt[l];
+    f |= flag[l];
+  }
+  for (; t < T; ++t) {
+    c += m[t] != 0;
+    if (!check) continue;
+    f |= m[t] > 1;
+    for (int k = 0; k < nx; ++k) {
+      uint32_t u;
+      std::memcpy(&u, xs[k] + t, 4);
+      f |= static_cast<uint32_t>(m[t] != 0) & static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+    }
+  }
+  *bad |= f;
+  return c;
+}
+
+const ElementwiseKernels kTable = {GRPO_ELEM_ISA, kl, group_adv, grpo_plain, mask_count};
 
 }  // namespace GRPO_ELEM_NS
 }  // namespace grpo

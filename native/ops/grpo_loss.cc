@@ -49,22 +49,17 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
   // the call here, before any output is written; the caller then names it.
   std::vector<double> n_seq(static_cast<size_t>(S));
   std::atomic<bool> inputs_ok{true};
-  const float* const checked[] = {a.logp, a.old_logp, a.ref_logp, a.entropy, a.rollout_logp};
+  const float* checked[5];
+  int nchecked = 0;
+  for (const float* x : {a.logp, a.old_logp, a.ref_logp, a.entropy, a.rollout_logp})
+    if (x != nullptr) checked[nchecked++] = x;
+  const ElementwiseKernels& ek = elementwise_kernels();
   parallel_for(S, [&](int64_t b, int64_t e, int) {
     uint32_t bad = 0;
+    const float* xs[5];
     for (int64_t i = b; i < e; ++i) {
-      const uint8_t* m = a.mask + i * T;
-      int64_t c = 0;
-      for (int64_t t = 0; t < T; ++t) c += m[t] != 0;
-      n_seq[i] = static_cast<double>(c);
-      if (!a.check_inputs) continue;
-      for (int64_t t = 0; t < T; ++t) bad |= m[t] > 1;
-      for (const float* x : checked) {
-        if (x == nullptr) continue;
-        const uint32_t* u = reinterpret_cast<const uint32_t*>(x + i * T);
-        // exponent all ones: ±Inf or NaN; counted only where the mask is set (padding may hold anything)
-        for (int64_t t = 0; t < T; ++t) bad |= static_cast<uint32_t>(m[t] != 0) & static_cast<uint32_t>((u[t] & 0x7f800000u) == 0x7f800000u);
-      }
+      for (int k = 0; k < nchecked; ++k) xs[k] = checked[k] + i * T;
+      n_seq[i] = static_cast<double>(ek.mask_count(a.mask + i * T, xs, nchecked, T, a.check_inputs, &bad));
     }
     if (bad) inputs_ok.store(false, std::memory_order_relaxed);
   }, min_seqs);
@@ -99,7 +94,6 @@ void grpo_loss_cpu(GrpoLossArgs& a) {
   // rest of a thread's range, and every other configuration, one sequence at a time.
   const bool plain = grpo_plain_config(o, select, a.rollout_logp != nullptr && o.rollout_is != RolloutIs::Off);
   const bool lanes = plain && o.policy_loss != PolicyLoss::Sapo;
-  const ElementwiseKernels& ek = elementwise_kernels();
   std::vector<SeqSums> sums(static_cast<size_t>(S));
   auto seq_inputs = [&](int64_t i) {
     const int64_t base = i * T;
