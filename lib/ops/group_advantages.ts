@@ -212,6 +212,17 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
  * buffer per call costs its page faults, at S = 1M more than the op itself. The kernel writes
  * every element (the caller fills groupIds), so reused memory needs no zeroing.
  */
+let iotaCache = new Int32Array(0);
+/** 0, 1, ..., n − 1 (a view of one cached array, grown as needed; never handed to the caller). */
+function iota(n: number): Int32Array {
+  if (n > 1 << 22) return Int32Array.from({ length: n }, (_, j) => j);  // too large to keep
+  if (iotaCache.length < n) {
+    iotaCache = new Int32Array(Math.min(Math.max(n, 2 * iotaCache.length), 1 << 22));
+    for (let j = 0; j < iotaCache.length; j++) iotaCache[j] = j;
+  }
+  return iotaCache.subarray(0, n);
+}
+
 function pooledOutput(S: number): Float32Array {
   if (S < 1 << 16) return new Float32Array(S);
   return new Float32Array(native().pooledArrayBuffer(S * 4), 0, S);
@@ -239,7 +250,9 @@ function prepare(o: GroupAdvantagesOptions) {
     const G = groupSize!;
     groupIds = out.groupIds === undefined ? new Int32Array(pooledOutput(S / G).buffer, 0, S / G)
       : v.typedArray(OP, 'out.groupIds', out.groupIds, 'Int32Array', S / G, `Int32Array of length ${S / G} (numGroups)`);
-    fillIds = () => { for (let j = 0; j < groupIds.length; j++) groupIds[j] = j; };
+    // copied from a cached 0, 1, 2, ... (a memcpy): a JS loop writing them cost 1.4-2.6 ns per
+    // group, 100-170 µs at 65536 groups, more than the kernel's share of the call
+    fillIds = () => groupIds.set(iota(S / G));
   } else {
     const dense = new Map<number, number>();
     group = new Int32Array(S);
