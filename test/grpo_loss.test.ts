@@ -812,4 +812,37 @@ test('grpoLoss: on-policy lanes without a KL term give the bits of the general p
   assert.is(n, 2 * (2 * 5 * 2 * 2 + 5 * 2));
 });
 
+// ρ = exp(ℓ − ℓ_old) comes from one shared function on every backend (common/formulas.h
+// ratio_exp: the CPU's vector lanes and scalar passes, the GPU), not libm's exp. Read back
+// through metrics.ratio of a one-token call (the masked mean of ρ over one token is ρ), in the
+// vector lanes (S = 16) and the scalar pass (S = 1): within 2 ulp of Math.exp (itself within 1 ulp
+// of e^d), exactly 1 at d = 0, +Infinity past ln(MAX_VALUE), 0 below the smallest subnormal.
+test('grpoLoss: the ratio exp(logp - oldLogp) within 2 ulp of exp, on the lanes and the scalar pass', () => {
+  const r = rng(4242);
+  const ds: number[] = [0, 1e-8, -1e-8, 0.3465, -0.3465, 0.3466, -0.3466, 0.35, -0.35, 1, -1, 5, -5, 20, -20, 87.3, -87.3, 700, 709.7, 709.8, 710, -700, -708.3, -709, -740, -745, -745.2, -746, -800, 1e4, -1e4];
+  for (let i = 0; i < 400; i++) ds.push((r() * 2 - 1) * (r() < 0.5 ? 1 : r() < 0.5 ? 30 : 700));
+  const ulp = (x: number) => (x === 0 ? 2 ** -1074 : Math.max(2 ** -1074, Number.EPSILON * 2 ** Math.floor(Math.log2(Math.abs(x)))));
+  let checked = 0;
+  for (const S of [1, 16]) {
+    for (const d0 of ds) {
+      // ℓ and ℓ_old are float32: pick ℓ_old, then ℓ = ℓ_old + d rounded to float32 (d as it lands)
+      const old = Math.fround(-1 - r() * 3);
+      const logp = Math.fround(old + d0);
+      const d = logp - old;
+      const N = S;
+      const res = grpoLossSync({
+        logp: new Float32Array(N).fill(logp), oldLogp: new Float32Array(N).fill(old), advantages: new Float32Array(S).fill(1),
+        // one token masked in (the sum of 16 ratios near DBL_MAX would overflow), in lane 5 of the first group
+        mask: Uint8Array.from({ length: N }, (_, i) => (i === Math.min(5, S - 1) ? 1 : 0)), lossType: 'dapo', epsilon: 0.2,
+      });
+      const got = res.metrics.ratio, want = Math.exp(d);
+      if (want === Infinity) assert.is(got, Infinity, `d=${d}`);
+      else assert.ok(Math.abs(got - want) <= 2 * ulp(want), `d=${d}: ratio ${got}, exp ${want}, ${(Math.abs(got - want) / ulp(want)).toFixed(2)} ulp`);
+      if (d === 0) assert.is(got, 1, 'd = 0: exactly 1');
+      checked++;
+    }
+  }
+  assert.is(checked, 2 * ds.length);
+});
+
 test.run();

@@ -482,9 +482,9 @@ GRPO_AI vd widen8_d(const uint8_t* p) {
 // statements of grpo_sequence_pass_t<true> (ops/grpo_loss_core.h) in token order, with the
 // options that are off there written as their constants (pmask = kl_w = 1, ent_term = 0,
 // kl_drho = 0) so every lane rounds as the scalar pass does. A masked-out token leaves the lane's
-// sums as they are and writes 0 (select, never multiply: padding may hold NaN/Inf). The ratio's
-// exp and the KL estimators other than k3 / low_var_kl run per lane through the scalar functions
-// (the same libm exp and formulas: the same bits).
+// sums as they are and writes 0 (select, never multiply: padding may hold NaN/Inf). The ratio is
+// ratio_exp on the vector (common/formulas.h: the scalar pass and the GPU run the same operations);
+// the KL estimators other than k3 / low_var_kl run per lane through the scalar formulas.
 typedef int64_t vm __attribute__((vector_size(64)));
 static_assert(W == kGrpoPlainLanes, "one sequence per double lane");
 // OLD / REF: oldLogp / refLogp given, compiled in or out (the per-lane exp and scalar-estimator
@@ -506,6 +506,9 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
     w_kl[l] = kl_aggregation_weight(o, q[l].n_i, q[l].n_batch, q[l].S, T);
   }
   const vm split_kl = w_kl != w;
+  // some lane weights its KL term apart (luspo): only then are both forms computed and selected
+  bool any_split = false;
+  for (int l = 0; l < W; ++l) any_split |= split_kl[l] != 0;
   const vd zero{}, one = splat(1.0);
   const vd pmask = one, kl_w = one, ent_term = zero, kl_drho = zero;
   const vm none{};
@@ -516,10 +519,7 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
   auto token = [&](vd mv, vd lv, vd ov, vd rv, vd ev, vd& L_out, vd& g_out) __attribute__((always_inline)) {
     const vm valid = mv != 0.0;
     vd rho = one;
-    if (has_old) {
-      const vd lr = lv - ov;
-      for (int l = 0; l < W; ++l) rho[l] = exp(lr[l]);
-    }
+    if (has_old) ratio_exp<vd, vu>(lv - ov, rho, [](vd x) { return (vu)x; }, [](vu u) { return (vd)u; });
     // policy_term (common/formulas.h)
     vd P, dP_drho, dP_dlogp = zero;
     vm low_c = none, high_c = none;
@@ -585,7 +585,7 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
       }
     }
     const vd L = pmask * P + o.beta * kd * kl_w + ent_term;
-    const vd loss_t = split_kl ? w * (pmask * P) + w_kl * (o.beta * kd * kl_w + ent_term) : w * L;
+    const vd loss_t = any_split ? (split_kl ? w * (pmask * P) + w_kl * (o.beta * kd * kl_w + ent_term) : w * L) : w * L;
     s_loss = valid ? s_loss + loss_t : s_loss;
     s_kl = valid ? s_kl + kd * kl_w : s_kl;
     if (has_ent) s_ent = valid ? s_ent + ev : s_ent;
@@ -596,9 +596,10 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
     s_isw = valid ? s_isw + 1.0 : s_isw;
     L_out = valid ? L : zero;
     if (has_g) {
-      vd direct = split_kl ? w * (pmask * dP_dlogp) + w_kl * (o.beta * kg * kl_w) : w * (pmask * dP_dlogp + o.beta * kg * kl_w);
+      vd direct = any_split ? (split_kl ? w * (pmask * dP_dlogp) + w_kl * (o.beta * kg * kl_w) : w * (pmask * dP_dlogp + o.beta * kg * kl_w))
+                            : w * (pmask * dP_dlogp + o.beta * kg * kl_w);
       const vd dL_drho = pmask * dP_drho + kl_drho;
-      const vd wdL_drho = split_kl ? w * (pmask * dP_drho) + w_kl * kl_drho : w * dL_drho;
+      const vd wdL_drho = any_split ? (split_kl ? w * (pmask * dP_drho) + w_kl * kl_drho : w * dL_drho) : w * dL_drho;
       direct += wdL_drho * rho;
       g_out = valid ? direct : zero;
     }

@@ -197,7 +197,7 @@ GRPO_HD SeqSums grpo_sequence_pass_t(const SeqInputs& q, const GrpoOptions& o) {
     }
     const double l = lp[t];
     double rho = seq_ratio;
-    if (kPlain || o.level == Level::Token) rho = old ? exp(l - static_cast<double>(old[t])) : 1.0;
+    if (kPlain || o.level == Level::Token) rho = old ? ratio_exp_scalar(l - static_cast<double>(old[t])) : 1.0;
     const double emask = (!kPlain && q.select && !(static_cast<double>(ent[t]) >= q.threshold)) ? 0.0 : 1.0;
     // pmask: what the policy term is multiplied by, the selection times the rollout IS weight.
     // The weight reaches the policy term only: not the KL term (TRL adds it after the IS weight)
@@ -345,7 +345,7 @@ inline int64_t cov_select(const float* logp, const float* old_logp, const float*
     const double A = adv[r / T];
     const double cov = (A - ma) * (static_cast<double>(logp[r]) - ml);
     if (clip) {
-      const double rho = exp(old_logp ? static_cast<double>(logp[r]) - static_cast<double>(old_logp[r]) : 0.0);
+      const double rho = old_logp ? ratio_exp_scalar(static_cast<double>(logp[r]) - static_cast<double>(old_logp[r])) : 1.0;
       const double c = rho < lo ? lo : (rho > hi ? hi : rho);
       if (-A * c > -A * rho) continue;  // clip_by_origin
       if (!(cov > o.clip_cov_lb && cov < o.clip_cov_ub)) continue;
