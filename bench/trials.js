@@ -38,8 +38,13 @@ const TRAFFIC = {
     const b = p.S * p.T * 9 + p.S * 4;
     return { bytes: b, floorBytes: b, bw: 'copy', floorName: 'r+w' };
   },
-  // rewards in, advantages out.
-  groupAdvantages: (p) => ({ bytes: p.S * 8, floorBytes: p.S * 8, bw: 'copy', floorName: 'r+w' }),
+  // rewards in; advantages and rewards out per sequence, groupMean, groupStd and groupIds out per
+  // group: every output the case asks for (the op writes them all; counting only rewards in and
+  // advantages out, 8 bytes per sequence, was the floor of a smaller op).
+  groupAdvantages: (p) => {
+    const b = p.S * 12 + (p.S / p.G) * 12;
+    return { bytes: b, floorBytes: b, bw: 'copy', floorName: 'r+w' };
+  },
   // logp, refLogp in; kl, grad out.
   klPenalty: (p) => ({ bytes: p.n * 16, floorBytes: p.n * 16, bw: 'copy', floorName: 'r+w' }),
 };
