@@ -134,28 +134,51 @@ struct KlBitsToDouble {
 #endif
   }
 };
+// 1/K! as one correctly rounded division of the exact K! (K <= 18): the same double as the
+// literal 1.0 / 3628800.0 and its kind, on the host and (a scalar constexpr) in device code.
+template <int K>
+struct Fact {
+  static constexpr double v = K * Fact<K - 1>::v;
+};
+template <>
+struct Fact<0> {
+  static constexpr double v = 1.0;
+};
+template <int K>
+struct InvFact {
+  static constexpr double v = 1.0 / Fact<K>::v;
+};
+// Horner steps p = p·r + 1/K! for K = Hi down to Lo, unfused (GRPO_DMUL / GRPO_DADD); p in place
+// (a vector returned by value draws -Wpsabi in the builds without AVX-512).
+template <int Hi, int Lo, class V>
+GRPO_HD void taylor_horner(V& p, V r) {
+  p = GRPO_DADD(GRPO_DMUL(p, r), InvFact<Hi>::v);
+  if constexpr (Hi > Lo) taylor_horner<Hi - 1, Lo>(p, r);
+}
+
+// Cody-Waite: de = k·ln2 + r, |r| <= ln2/2; kb holds k in its low mantissa bits (kb = k + 1.5·2^52,
+// so bits(kb) − 0x4338000000000000 is k). Shared by k3_parts and ratio_exp (same operations).
+template <class V>
+GRPO_HD void cw_reduce(V de, V& kb, V& r) {
+  const double kMagic = 6755399441055744.0;  // 1.5·2^52: adding it rounds to an integer (nearest even)
+  kb = GRPO_DADD(GRPO_DMUL(de, 1.4426950408889634), kMagic);
+  const V kd = GRPO_DADD(kb, -kMagic);
+  r = GRPO_DADD(de, GRPO_DMUL(kd, -6.93147180369123816490e-01));  // ln2_hi: k·ln2_hi exact
+  r = GRPO_DADD(r, GRPO_DMUL(kd, -1.90821492927058770002e-10));      // ln2_lo
+}
 // V: double or a GCC vector of doubles; U: uint64_t or the matching vector; the bit casts are
 // passed in (memcpy / vector casts). Returns D and expm1(d) through the out-parameters.
 template <class V, class U, class ToBits, class FromBits>
 GRPO_HD void k3_parts(V d, V& D, V& em1, ToBits to_bits, FromBits from_bits) {
-  const double kMagic = 6755399441055744.0;  // 1.5·2^52: adding it rounds to an integer (nearest even)
   V de = d < -60.0 ? V{} - 60.0 : d;
   de = de > 100.0 ? V{} + 100.0 : de;
-  V kb = GRPO_DADD(GRPO_DMUL(de, 1.4426950408889634), kMagic);  // low mantissa bits hold k
-  V kd = GRPO_DADD(kb, -kMagic);
-  V r = GRPO_DADD(de, GRPO_DMUL(kd, -6.93147180369123816490e-01));  // ln2_hi: k·ln2_hi exact
-  r = GRPO_DADD(r, GRPO_DMUL(kd, -1.90821492927058770002e-10));      // ln2_lo
+  V kb, r;
+  cw_reduce(de, kb, r);
   // t = 2^k from the bits of kb: (k + 1023) << 52
   U kbits = to_bits(kb) - static_cast<uint64_t>(0x4338000000000000ull);
   V t = from_bits((kbits + static_cast<uint64_t>(1023)) << 52);
-  V p = GRPO_DADD(GRPO_DMUL(r, 1.0 / 3628800.0), 1.0 / 362880.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 40320.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 5040.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 720.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 120.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 24.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 6.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 0.5);
+  V p = GRPO_DADD(GRPO_DMUL(r, InvFact<10>::v), InvFact<9>::v);
+  taylor_horner<8, 2>(p, r);  // 1/8!, ..., 1/2!
   V q = GRPO_DMUL(GRPO_DMUL(p, r), r);
   V tm1 = GRPO_DADD(t, -1.0);
   D = GRPO_DADD(GRPO_DADD(GRPO_DMUL(t, q), GRPO_DADD(GRPO_DMUL(t, r), -d)), tm1);
@@ -214,26 +237,12 @@ GRPO_HD void k3_parts_fma(V d, V& D, V& em1, ToBits to_bits, FromBits from_bits,
 // in the builds without AVX-512 (-Wpsabi), which no pragma silences for a template.
 template <class V, class U, class ToBits, class FromBits>
 GRPO_HD void ratio_exp(V d, V& out, ToBits to_bits, FromBits from_bits) {
-  const double kMagic = 6755399441055744.0;  // 1.5·2^52: adding it rounds to an integer (nearest even)
   V de = d < -800.0 ? V{} - 800.0 : d;
   de = de > 800.0 ? V{} + 800.0 : de;
-  V kb = GRPO_DADD(GRPO_DMUL(de, 1.4426950408889634), kMagic);  // low mantissa bits hold k
-  V kd = GRPO_DADD(kb, -kMagic);
-  V r = GRPO_DADD(de, GRPO_DMUL(kd, -6.93147180369123816490e-01));  // ln2_hi: k·ln2_hi exact
-  r = GRPO_DADD(r, GRPO_DMUL(kd, -1.90821492927058770002e-10));      // ln2_lo
-  V p = GRPO_DADD(GRPO_DMUL(r, 1.0 / 6227020800.0), 1.0 / 479001600.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 39916800.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 3628800.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 362880.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 40320.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 5040.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 720.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 120.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 24.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0 / 6.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 0.5);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0);
-  p = GRPO_DADD(GRPO_DMUL(p, r), 1.0);
+  V kb, r;
+  cw_reduce(de, kb, r);
+  V p = GRPO_DADD(GRPO_DMUL(r, InvFact<13>::v), InvFact<12>::v);
+  taylor_horner<11, 0>(p, r);  // 1/11!, ..., 1/1!, 1/0!: p = e^r
   // k + 2048 (k in [−1155, 1155]: positive), split k = k1 + k2 with k1 = floor(k/2); the biased
   // exponents (k1 + 1023, k2 + 1023) are then (kp/2 − 1) and (kp − kp/2 − 1), kp = k + 2048
   const U kp = to_bits(kb) - static_cast<uint64_t>(0x4338000000000000ull) + static_cast<uint64_t>(2048);

@@ -604,6 +604,21 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
       g_out = valid ? direct : zero;
     }
   };
+  // each lane's sums into its SeqSums (the rollout-IS fields stay 0: the plain pass has no IS)
+  auto store_sums = [&]() {
+    for (int l = 0; l < W; ++l) {
+      SeqSums r{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      r.loss = s_loss[l];
+      r.kl = s_kl[l];
+      r.entropy = s_ent[l];
+      r.ratio = s_ratio[l];
+      r.clip_low = s_low[l];
+      r.clip_high = s_high[l];
+      r.clip_region = s_region[l];
+      r.is_weight = s_isw[l];
+      out[l] = r;
+    }
+  };
   // On-policy (no oldLogp: ρ = 1) without refLogp, clip / dual_clip: a masked-in token's loss,
   // dL/dℓ and metric increments are the same for every token of a lane (they depend on A, the
   // weights and ρ = 1 only, not on ℓ). So: one token() per lane gives them, each metric sum is
@@ -677,18 +692,7 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
           if (has_gH && !m[t]) q[l].grad_entropy[t] = 0.0f;
         }
       }
-      for (int l = 0; l < W; ++l) {
-        SeqSums r{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-        r.loss = s_loss[l];
-        r.kl = s_kl[l];
-        r.entropy = s_ent[l];
-        r.ratio = s_ratio[l];
-        r.clip_low = s_low[l];
-        r.clip_high = s_high[l];
-        r.clip_region = s_region[l];
-        r.is_weight = s_isw[l];
-        out[l] = r;
-      }
+      store_sums();
       return;
     }
   }
@@ -743,18 +747,7 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
       for (int l = 0; l < W; ++l)
         if (!q[l].mask[t]) q[l].grad_entropy[t] = 0.0f;
   }
-  for (int l = 0; l < W; ++l) {
-    SeqSums s{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    s.loss = s_loss[l];
-    s.kl = s_kl[l];
-    s.entropy = s_ent[l];
-    s.ratio = s_ratio[l];
-    s.clip_low = s_low[l];
-    s.clip_high = s_high[l];
-    s.clip_region = s_region[l];
-    s.is_weight = s_isw[l];
-    out[l] = s;
-  }
+  store_sums();
 }
 
 void grpo_plain(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
