@@ -13,7 +13,7 @@ import sharp from 'sharp';
 import { WaveFile } from 'wavefile';
 import { datasetTask, DatasetError, parseJsonlDataset } from '../lib/tasks/dataset';
 import type { Example } from '../lib/tasks/types';
-import { decodeAudio, decodeImage, decodeVideo, ffmpegAvailable, resampleAudio, sampleFrameIndices, sniffFormat } from '../lib/media/decode';
+import { decodeAudio, decodeImage, decodeVideo, ffmpegAvailable, resampleAudio, sampleFrameIndices, sniffFormat, vipsReason } from '../lib/media/decode';
 import { loadExampleMedia, loadTaskMedia, MediaLoadError } from '../lib/media/dataset';
 import { encodeWav, exportTaskDataset, writeMediaDataset } from '../lib/media/write';
 import { arithmeticTask } from '../lib/tasks/arithmetic';
@@ -544,4 +544,17 @@ test('loader: maxBytes bounds the decoded media before decoding', async () => {
 });
 
 test.after(() => fs.rmSync(root, { recursive: true, force: true }));
+// libvips's error buffer is shared by every decode in flight: a message can hold another file's
+// lines, in either order. The reason kept is this file's loader's line (else the last line).
+test('vipsReason keeps the line of the file\'s own loader', () => {
+  const gif = new TextEncoder().encode('GIF89a\0\0\0\0'), png = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const both = 'pngload_buffer: end of stream\ngifload_buffer: no frames in GIF\n';
+  const swapped = 'gifload_buffer: no frames in GIF\npngload_buffer: end of stream\n';
+  assert.is(vipsReason(new Error(both), gif), 'gifload_buffer: no frames in GIF');
+  assert.is(vipsReason(new Error(swapped), gif), 'gifload_buffer: no frames in GIF');
+  assert.is(vipsReason(new Error(swapped), png), 'pngload_buffer: end of stream');
+  assert.is(vipsReason(new Error('VipsForeignLoad: buffer is not in a known format\n'), Uint8Array.from([1, 2, 3])), 'VipsForeignLoad: buffer is not in a known format');
+  assert.is(vipsReason(new Error(both), Uint8Array.from([1, 2, 3])), 'gifload_buffer: no frames in GIF', 'unknown bytes: the last line');
+});
+
 test.run();

@@ -76,14 +76,19 @@ export function sniffFormat(b: Uint8Array): SniffedFormat {
 }
 
 /**
- * The reason libvips gave, on one line. libvips keeps one process-wide error buffer that sharp
- * reads whole, so while other files decode concurrently a message can carry their earlier errors
- * first (a GIF's "no frames" after another file's "pngload_buffer: end of stream"); the newest
- * line, last, is this file's.
+ * The reason libvips gave for this file, on one line. libvips keeps one process-wide error buffer
+ * that sharp reads whole, so while other files decode concurrently a message can carry their
+ * errors too (CI saw a GIF's "gifload_buffer: no frames in GIF" after another file's
+ * "pngload_buffer: end of stream"). Each line names its loader: the last line that names this
+ * file's format is kept, else the last line.
  */
-function vipsReason(e: unknown): string {
+export function vipsReason(e: unknown, bytes: Uint8Array): string {
   const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
-  return lines.length ? lines[lines.length - 1] : String(e);
+  if (lines.length === 0) return String(e);
+  const fmt = sniffFormat(bytes);
+  const names = fmt === 'jpeg' ? ['jpeg', 'jpg'] : fmt === 'unknown' ? [] : [fmt];
+  const own = lines.filter((l) => names.some((n) => l.toLowerCase().includes(n)));
+  return own.length ? own[own.length - 1] : lines[lines.length - 1];
 }
 
 function describe(b: Uint8Array): string {
@@ -120,7 +125,7 @@ export async function decodeImage(bytes: Uint8Array, spec?: MediaSpec['image'], 
     // Header only: the pixel guard runs before libvips allocates the image.
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new MediaDecodeError(`cannot read the image header of ${describe(bytes)}: ${vipsReason(e)}`);
+    throw new MediaDecodeError(`cannot read the image header of ${describe(bytes)}: ${vipsReason(e, bytes)}`);
   }
   const w = meta.width ?? 0;
   const h = meta.pageHeight ?? meta.height ?? 0;
@@ -132,7 +137,7 @@ export async function decodeImage(bytes: Uint8Array, spec?: MediaSpec['image'], 
     return toImageData(data, info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof MediaDecodeError) throw e;
-    throw new MediaDecodeError(`cannot decode the ${meta.format ?? 'image'} (${w}×${h}): ${vipsReason(e)}`);
+    throw new MediaDecodeError(`cannot decode the ${meta.format ?? 'image'} (${w}×${h}): ${vipsReason(e, bytes)}`);
   }
 }
 
@@ -156,7 +161,7 @@ async function decodeAnimated(bytes: Uint8Array, spec: MediaSpec['video'] | unde
   try {
     meta = await sharp(bytes, { animated: true, limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new MediaDecodeError(`cannot read the header of ${describe(bytes)}: ${vipsReason(e)}`);
+    throw new MediaDecodeError(`cannot read the header of ${describe(bytes)}: ${vipsReason(e, bytes)}`);
   }
   const pages = meta.pages ?? 1;
   const w = meta.width ?? 0;
@@ -177,7 +182,7 @@ async function decodeAnimated(bytes: Uint8Array, spec: MediaSpec['video'] | unde
       byPage.set(p, toImageData(data, info.width, info.height, info.channels));
     }
   } catch (e) {
-    throw new MediaDecodeError(`cannot decode the ${meta.format} frames (${w}×${h}×${pages}): ${vipsReason(e)}`);
+    throw new MediaDecodeError(`cannot decode the ${meta.format} frames (${w}×${h}×${pages}): ${vipsReason(e, bytes)}`);
   }
   // GIF / WebP delays are per frame in ms; the clip's rate is frames over its total duration.
   const delays = meta.delay && meta.delay.length ? meta.delay : [100];

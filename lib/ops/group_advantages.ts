@@ -206,12 +206,6 @@ function groupIdArray(ids: unknown, S: number): Int32Array {
   return out;
 }
 
-/**
- * A default output of S floats (per sequence, or per group). From 2^16 elements on, reused memory from the native pool
- * (a buffer handed out again only once every earlier view of it was collected): a fresh 1 MB+
- * buffer per call costs its page faults, at S = 1M more than the op itself. The kernel writes
- * every element (the caller fills groupIds), so reused memory needs no zeroing.
- */
 let iotaCache = new Int32Array(0);
 /** 0, 1, ..., n − 1 (a view of one cached array, grown as needed; never handed to the caller). */
 function iota(n: number): Int32Array {
@@ -223,6 +217,12 @@ function iota(n: number): Int32Array {
   return iotaCache.subarray(0, n);
 }
 
+/**
+ * A default output of S floats (per sequence, or per group). From 2^16 elements on, reused memory from the native pool
+ * (a buffer handed out again only once every earlier view of it was collected): a fresh 1 MB+
+ * buffer per call costs its page faults, at S = 1M more than the op itself. The kernel writes
+ * every element (the caller fills groupIds), so reused memory needs no zeroing.
+ */
 function pooledOutput(S: number): Float32Array {
   if (S < 1 << 16) return new Float32Array(S);
   return new Float32Array(native().pooledArrayBuffer(S * 4), 0, S);
