@@ -56,6 +56,22 @@ export function closeScalar(got: number, want: number, rtol: number, atol = 0, w
   close([got], [want], rtol, atol, what);
 }
 
+/**
+ * Central differences (f(x + h·e_n) − f(x − h·e_n)) / 2h of a float64 function of x, for every n
+ * that `skip` does not exclude (0 there).
+ */
+export function centralDiff(x: ArrayLike<number>, f: (x: Float64Array) => number, h: number, skip: (n: number) => boolean = () => false): Float64Array {
+  const fd = new Float64Array(x.length);
+  for (let n = 0; n < fd.length; n++) {
+    if (skip(n)) continue;
+    const p = Float64Array.from(x), m = Float64Array.from(x);
+    p[n] += h;
+    m[n] -= h;
+    fd[n] = (f(p) - f(m)) / (2 * h);
+  }
+  return fd;
+}
+
 /** Every file under dir (relative path -> bytes, base64), to show that a run left nothing changed. */
 export function dirSnapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();

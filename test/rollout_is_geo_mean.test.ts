@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { grpoLossFromLogitsSync, grpoLossSync, logprobsSync } from '../lib';
 import { cuda, DeviceTensor } from '../lib/device';
 import type { GrpoLossConfig, RolloutImportanceSamplingMode } from '../lib/ops/grpo_loss';
-import { close, closeScalar, randn, rng } from './helpers';
+import { centralDiff, close, closeScalar, randn, rng } from './helpers';
 import { refGrpoLoss } from './reference/grpo_loss';
 
 const MODES: RolloutImportanceSamplingMode[] = ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'];
@@ -98,15 +98,7 @@ for (const mode of MODES) {
     const off = grpoLossSync({ ...opts, rolloutLogp: undefined, rolloutImportanceSamplingMode: undefined });
     closeScalar(off.loss, plain, 1e-6, 1e-9, 'loss without the correction vs verl');
     // ∂loss/∂ℓ: central differences of verl's function (w, ℓ_old held fixed: detached)
-    const h = 1e-6;
-    const fd = new Float64Array(inp.logp.length);
-    for (let n = 0; n < fd.length; n++) {
-      if (!inp.mask[n]) continue;
-      const p = Float64Array.from(inp.logp), m = Float64Array.from(inp.logp);
-      p[n] += h;
-      m[n] -= h;
-      fd[n] = (verlGeoMean(p, inp.old, inp.adv, inp.mask, 0.2, 0.28, w) - verlGeoMean(m, inp.old, inp.adv, inp.mask, 0.2, 0.28, w)) / (2 * h);
-    }
+    const fd = centralDiff(inp.logp, (lp) => verlGeoMean(lp, inp.old, inp.adv, inp.mask, 0.2, 0.28, w), 1e-6, (n) => !inp.mask[n]);
     close(got.gradLogp!, fd, 1e-4, 1e-7, 'gradLogp vs finite differences');
     // metrics: isWeightMean = masked mean of the sequence weight W_i applied; isClippedFrac as for the other losses
     const ref = refGrpoLoss({ logp: inp.logp, oldLogp: inp.old, advantages: inp.adv, mask: inp.mask, rolloutLogp: inp.roll }, cfg);
@@ -154,15 +146,7 @@ for (const mode of MODES) {
     closeScalar(got.loss, want.loss, 1e-6, 1e-9, 'loss');
     close(got.gradLogp!, want.gradLogp, 1e-5, 1e-8, 'gradLogp');
     closeScalar(got.metrics.isWeightMean, want.metrics.isWeightMean, 1e-6, 1e-12, 'isWeightMean');
-    const h = 1e-6;
-    const fd = new Float64Array(inp.logp.length);
-    for (let n = 0; n < fd.length; n++) {
-      if (!inp.mask[n]) continue;
-      const p = Float64Array.from(inp.logp), m = Float64Array.from(inp.logp);
-      p[n] += h;
-      m[n] -= h;
-      fd[n] = (refGrpoLoss({ logp: p, ...base }, cfg).loss - refGrpoLoss({ logp: m, ...base }, cfg).loss) / (2 * h);
-    }
+    const fd = centralDiff(inp.logp, (lp) => refGrpoLoss({ logp: lp, ...base }, cfg).loss, 1e-6, (n) => !inp.mask[n]);
     close(got.gradLogp!, fd, 1e-4, 1e-7, 'gradLogp vs finite differences');
   });
 }

@@ -82,6 +82,24 @@ struct VecFma {
   }
 };
 
+typedef int64_t vm __attribute__((vector_size(64)));  // a comparison of two vd
+
+// The bit casts k3_parts / k3_parts_fma / ratio_exp take, for the vector type.
+struct VecToBits {
+  GRPO_AI vu operator()(vd x) const { return (vu)x; }
+};
+struct VecFromBits {
+  GRPO_AI vd operator()(vu u) const { return (vd)u; }
+};
+// The ±kLogRatioClamp limit on d = ℓ_ref − ℓ before the exp (kl_estimate's clamp): d limited in
+// place; returns where it was active (the gradient is 0 there).
+GRPO_AI vm clamp_log_ratio_v(vd& d) {
+  const vm active = (d > kLogRatioClamp) | (d < -kLogRatioClamp);
+  d = d > kLogRatioClamp ? splat(kLogRatioClamp) : d;
+  d = d < -kLogRatioClamp ? splat(-kLogRatioClamp) : d;
+  return active;
+}
+
 // One estimator over [0, n): W tokens at a time, the tail through scalar kl_penalty_value (the same
 // formula: the same bits).
 // EST: the estimator whose value is taken (K1..Abs); PLUS: verl's straight-through form (k2's
@@ -134,17 +152,11 @@ bool kl_t(const float* logp, const float* ref_logp, int64_t n, bool clamp_log_ra
       D = splat(0.5) * d * d;
       g = -d;
     } else {
-      auto active = d != d;  // all false, of the comparison type
-      if (clamp) {
-        active = (d > kLogRatioClamp) | (d < -kLogRatioClamp);
-        d = d > kLogRatioClamp ? splat(kLogRatioClamp) : d;
-        d = d < -kLogRatioClamp ? splat(-kLogRatioClamp) : d;
-      }
+      vm active{};
+      if (clamp) active = clamp_log_ratio_v(d);
       vd em1;
-      auto to_bits = [](vd x) { return (vu)x; };
-      auto from_bits = [](vu u) { return (vd)u; };
-      if (clamp) k3_parts_fma<vd, vu, decltype(to_bits), decltype(from_bits), VecFma, false>(d, D, em1, to_bits, from_bits, VecFma());
-      else k3_parts_fma<vd, vu>(d, D, em1, to_bits, from_bits, VecFma());
+      if (clamp) k3_parts_fma<vd, vu, VecToBits, VecFromBits, VecFma, false>(d, D, em1, VecToBits(), VecFromBits(), VecFma());
+      else k3_parts_fma<vd, vu>(d, D, em1, VecToBits(), VecFromBits(), VecFma());
       if (est == KlEstimator::LowVarKl) {
         active |= (D > kLowVarKlClamp) | (D < -kLowVarKlClamp);
         D = D > kLowVarKlClamp ? splat(kLowVarKlClamp) : D;
@@ -485,7 +497,6 @@ GRPO_AI vd widen8_d(const uint8_t* p) {
 // sums as they are and writes 0 (select, never multiply: padding may hold NaN/Inf). The ratio is
 // ratio_exp on the vector (common/formulas.h: the scalar pass and the GPU run the same operations);
 // the KL estimators other than k3 / low_var_kl run per lane through the scalar formulas.
-typedef int64_t vm __attribute__((vector_size(64)));
 static_assert(W == kGrpoPlainLanes, "one sequence per double lane");
 // OLD / REF: oldLogp / refLogp given, compiled in or out (the per-lane exp and scalar-estimator
 // calls, when present, make the compiler keep fewer vectors in registers).
@@ -519,7 +530,7 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
   auto token = [&](vd mv, vd lv, vd ov, vd rv, vd ev, vd& L_out, vd& g_out) __attribute__((always_inline)) {
     const vm valid = mv != 0.0;
     vd rho = one;
-    if (has_old) ratio_exp<vd, vu>(lv - ov, rho, [](vd x) { return (vu)x; }, [](vu u) { return (vd)u; });
+    if (has_old) ratio_exp<vd, vu>(lv - ov, rho, VecToBits(), VecFromBits());
     // policy_term (common/formulas.h)
     vd P, dP_drho, dP_dlogp = zero;
     vm low_c = none, high_c = none;
@@ -560,15 +571,9 @@ void grpo_plain_t(const SeqInputs* q, const GrpoOptions& o, SeqSums* out) {
       if (kl_vec) {
         vd d = rv - lv;
         vm active = none;
-        if (kl_clamp) {
-          active = (d > kLogRatioClamp) | (d < -kLogRatioClamp);
-          d = d > kLogRatioClamp ? splat(kLogRatioClamp) : d;
-          d = d < -kLogRatioClamp ? splat(-kLogRatioClamp) : d;
-        }
+        if (kl_clamp) active = clamp_log_ratio_v(d);
         vd em1;
-        auto to_bits = [](vd x) { return (vu)x; };
-        auto from_bits = [](vu u) { return (vd)u; };
-        k3_parts<vd, vu>(d, kd, em1, to_bits, from_bits);
+        k3_parts<vd, vu>(d, kd, em1, VecToBits(), VecFromBits());
         if (est == KlEstimator::LowVarKl) {
           active |= (kd > kLowVarKlClamp) | (kd < -kLowVarKlClamp);
           kd = kd > kLowVarKlClamp ? splat(kLowVarKlClamp) : kd;
