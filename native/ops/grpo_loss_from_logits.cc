@@ -128,23 +128,22 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   const bool inplace = a.grad_mode == GradMode::InPlace;
   const float inv = 1.0f / a.temperature;
   const double inv_d = 1.0 / static_cast<double>(a.temperature);
-  // Which schedule: the pipelined one pass (two float e rows per thread) measured slower than two
-  // passes for float32 with a separate gradient on a quiet 2-core box (N=2048, V=151936, ms:
-  // one pass 84-90, two passes 74-80; in place 58-67; bfloat16 one pass 68-72, two passes 74-78),
-  // so that case used to take two passes. The one pass one row at a time (`row`: one e row per
-  // thread, 608 KB at V = 151936, stays in a 1 MB L2) cost less CPU than two passes in 16 of 16
-  // cases and than `pipe` in 14 of 16 (dtype × gradient × 1/2 threads, two runs side by side,
-  // bench/results/fused-floor.md), so it is the default wherever one pass can serve, except
-  // float32 with a separate gradient: on the quiet-box rerun (bench/results/fused-floor-quiet.md,
-  // load ~1.5) two passes took 77.7 ms at 2 threads against 82.2 for `row` (1.01x vs 1.07x the
-  // 3-pass floor) and tied at 1 thread, so that case keeps main's two passes.
+  // Which schedule: one pass wherever one pass can serve, one row at a time (`row`). Float32 keeps
+  // e in the output row itself (in place: the logits row; separate: the gradient row, RFO'd while
+  // the exp work keeps the core busy) and scales it there with ordinary stores, so the dirty lines
+  // are written back while the next row is read. Float32 with a separate gradient used to take
+  // two passes, then one pass with e in an L2 scratch row and streamed stores: on a quiet 2-core
+  // box (N=2048, V=151936, 2 threads, schedules interleaved call by call) e in the gradient row
+  // took 56.9 ms against 68.3 (scratch row) and 72.0 (two passes), 0.88x / 1.06x / 1.11x the
+  // 3-pass floor (bench/results/fused-floor.md). 16-bit gradients cannot hold a float e, so
+  // they keep the scratch row (608 KB at V = 151936, stays in a 1 MB L2) and stream when separate.
   // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
   // bench/fused_schedule.js) overrides it. `row` and `pipe` compute the same bits; two passes
   // exponentiate twice (the gradient may differ from them by float rounding only).
   const char* sched_env = std::getenv("GRPO_FUSED_SCHEDULE");
   const std::string sched = sched_env ? sched_env : "";
   const bool one_pass_ok = grad && o.level == Level::Token && !(o.top_entropy_quantile < 1) && !loss_needs_core_pass(o);
-  const bool one_pass = one_pass_ok && (sched == "row" || sched == "pipe" || (sched != "two" && (inplace || dtype != DType::F32)));
+  const bool one_pass = one_pass_ok && sched != "two";
   const bool pipelined = sched == "pipe";
 
   std::vector<float> grad_logp_local;
@@ -176,10 +175,11 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
     // Each worker takes a contiguous range of rows and pipelines them: one block loop reads and
     // exponentiates row n (online max, e stored per block) while it writes row n−1's gradient.
     const int64_t nblk = (V + kRowBlock - 1) / kRowBlock;
-    const bool e_in_place = dtype == DType::F32 && inplace;
+    const bool e_in_out = dtype == DType::F32;  // e kept in the output row (see the schedule above)
+    const bool nt = !inplace && !e_in_out;       // streamed stores only into a row not read back
     const int64_t min_rows = V >= 65536 ? 1 : 65536 / V;
     parallel_for(N, [&](int64_t b, int64_t e, int) {
-      PipeBuffers& pb = pipe_buffers(e_in_place ? 0 : V, nblk);
+      PipeBuffers& pb = pipe_buffers(e_in_out ? 0 : V, nblk);
       int cur = 0;
       const float* e_prev = nullptr;
       const float* fac_prev = nullptr;
@@ -193,9 +193,9 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
         void* orow = has ? out + n * row_bytes : nullptr;
         const int64_t y = has ? a.targets[n] : 0;
         const float z_y = has ? load_logit(row, dtype, y) : 0.0f;  // before e overwrites it
-        float* ev = !has ? nullptr : e_in_place ? static_cast<float*>(orow) : pb.e[cur];
+        float* ev = !has ? nullptr : e_in_out ? static_cast<float*>(orow) : pb.e[cur];
         RowStats st = k.pipe_step(dt, row, V, inv, y, ev, pb.bmax[cur], e_prev, fac_prev, y_prev, ty_prev, out_prev,
-                                  !inplace, zero_prev);
+                                  nt, zero_prev);
         if (!has) break;
         RowResult r = finish_row(z_y, st.zmax, inv_d, st.sums);
         const float lp = static_cast<float>(r.logp);
@@ -217,7 +217,7 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
         for (int64_t j = 0; j < nblk; ++j)
           fac[j] = static_cast<float>(c * std::exp((static_cast<double>(pb.bmax[cur][j]) - st.zmax) * inv_d));
         if (!pipelined) {  // write this row's gradient now, from e still in cache
-          k.pipe_step(dt, nullptr, V, inv, 0, nullptr, nullptr, ev, fac, y, static_cast<float>(ty), orow, !inplace,
+          k.pipe_step(dt, nullptr, V, inv, 0, nullptr, nullptr, ev, fac, y, static_cast<float>(ty), orow, nt,
                       !a.mask[n]);
           continue;
         }
