@@ -96,7 +96,8 @@ for (const dtype of DTYPES) {
     const res = variants.map(() => ({ wall: [], cpu: [], loss: new Set() }));
     for (let r = 0; r <= REPS; r++) {
       variants.forEach((v, j) => {
-        if (v.mode === 'inplace') logits.set(pristine);
+        // In place overwrites the logits with the gradient: every call starts from the same logits.
+        if (pristine) logits.set(pristine);
         if (v.sched === 'default') delete process.env.GRPO_FUSED_SCHEDULE;
         else process.env.GRPO_FUSED_SCHEDULE = v.sched;
         const c0 = process.cpuUsage(), t0 = process.hrtime.bigint();
