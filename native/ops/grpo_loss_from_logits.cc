@@ -135,8 +135,9 @@ void grpo_loss_from_logits_cpu(GrpoLossFromLogitsArgs& a) {
   // two passes, then one pass with e in an L2 scratch row and streamed stores: on a quiet 2-core
   // box (N=2048, V=151936, 2 threads, schedules interleaved call by call, three runs) e in the
   // gradient row took 0.93-1.22x the 3-pass floor against 1.08-1.13x for two passes and
-  // 1.14-1.23x for the previous build (bench/results/fused-floor.md, "Stop 17"). 16-bit gradients cannot hold a float e, so
-  // they keep the scratch row (608 KB at V = 151936, stays in a 1 MB L2) and stream when separate.
+  // 1.14-1.23x for the previous build (bench/results/fused-floor.md, "Stop 17"). 16-bit
+  // gradients cannot hold a float e, so they keep the scratch row (608 KB at V = 151936, stays
+  // in a 1 MB L2) and stream when separate.
   // GRPO_FUSED_SCHEDULE=two|pipe|row (read per call, for A/B runs in one process:
   // bench/fused_schedule.js) overrides it. `row` and `pipe` compute the same bits; two passes
   // exponentiate twice (the gradient may differ from them by float rounding only).
